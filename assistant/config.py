@@ -1,0 +1,244 @@
+"""Configuration: one typed dataclass per subsystem, and the environment.
+
+Environment variables are read here and nowhere else.  All of them start with
+``ASSISTANT_``:
+
+``ASSISTANT_HOME``       data folder (model cache, indexes, database); default
+                         ``$XDG_CACHE_HOME/offline-assistant`` or ``~/.cache/offline-assistant``
+``ASSISTANT_CONFIG``     path of a YAML/JSON config file (see ``AppConfig.load``)
+``ASSISTANT_MODEL``      model name, Hugging Face id, folder or ``.gguf`` file
+``ASSISTANT_ADAPTER``    LoRA adapter folder(s), comma-separated; ``none`` disables
+``ASSISTANT_DEVICE``     ``auto`` | ``cpu`` | ``cuda``
+``ASSISTANT_THREADS``    CPU threads for torch (0 = torch's default)
+``ASSISTANT_QUANTIZATION`` ``nf4`` | ``fp4`` | ``int8`` | ``none``
+``ASSISTANT_API_KEYS``   comma-separated keys for the HTTP API
+``ASSISTANT_ADMIN_KEY``  password/key of the admin area (unset: admin disabled)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+Quantization = Literal["nf4", "fp4", "int8", "none"]
+ComputeDtype = Literal["auto", "float32", "bfloat16", "float16"]
+Device = Literal["auto", "cpu", "cuda"]
+
+QUANTIZATIONS = ("nf4", "fp4", "int8", "none")
+COMPUTE_DTYPES = ("auto", "float32", "bfloat16", "float16")
+DEVICES = ("auto", "cpu", "cuda")
+
+ENV_PREFIX = "ASSISTANT_"
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    """Read ``ASSISTANT_<name>``; empty strings count as unset."""
+    value = os.environ.get(ENV_PREFIX + name)
+    return value if value not in (None, "") else default
+
+
+def assistant_home() -> Path:
+    """The data folder: model cache, indexes and the database live below it."""
+    configured = env("HOME")
+    if configured:
+        home = Path(configured).expanduser()
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        home = Path(base) / "offline-assistant"
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def default_adapter_setting() -> str | None:
+    """``ASSISTANT_ADAPTER`` as given (``None`` when unset)."""
+    return env("ADAPTER")
+
+
+@dataclass
+class ModelConfig:
+    """Which model to load and how."""
+
+    name: str = "smollm2-135m-instruct"
+    """A registry name (``assistant models``), a Hugging Face id, a local folder or a ``.gguf`` file."""
+    quantization: Quantization = "nf4"
+    """Weight quantization through bitsandbytes; ``none`` keeps full precision."""
+    compute_dtype: ComputeDtype = "auto"
+    """dtype of activations: ``auto`` is bfloat16 for 4-bit on CPU/CUDA, float32 for unquantized CPU."""
+    device: Device = "auto"
+    """``auto`` picks CUDA when present, else CPU."""
+    threads: int = 0
+    """CPU threads for torch; 0 leaves torch's default."""
+    adapters: tuple[str, ...] = ()
+    """LoRA adapter folders loaded with peft on top of the base, in order."""
+    attn_implementation: Literal["sdpa", "eager"] = "sdpa"
+    """Attention kernel for generation; explanations switch to eager on demand."""
+
+    def __post_init__(self) -> None:
+        if not self.name or not str(self.name).strip():
+            raise ConfigError("model.name is empty: give a model name such as 'smollm2-135m-instruct'")
+        if self.quantization not in QUANTIZATIONS:
+            raise ConfigError(f"model.quantization must be one of {QUANTIZATIONS}; got {self.quantization!r}")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ConfigError(f"model.compute_dtype must be one of {COMPUTE_DTYPES}; got {self.compute_dtype!r}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"model.device must be one of {DEVICES}; got {self.device!r}")
+        if not isinstance(self.threads, int) or self.threads < 0:
+            raise ConfigError(f"model.threads must be a whole number >= 0; got {self.threads!r}")
+        if isinstance(self.adapters, str):
+            self.adapters = tuple(a for a in self.adapters.split(",") if a.strip())
+        self.adapters = tuple(self.adapters)
+
+
+@dataclass
+class GenerationConfig:
+    """Sampling settings for one answer."""
+
+    max_new_tokens: int = 256
+    """Upper bound on the answer's length in tokens (1..4096)."""
+    temperature: float = 0.0
+    """0 means greedy decoding; otherwise 0 < t <= 2."""
+    top_p: float = 1.0
+    """Nucleus sampling mass, 0 < top_p <= 1."""
+    repetition_penalty: float = 1.1
+    """>= 1.0; 1.0 disables it."""
+    seed: int | None = None
+    """Seed for sampling; ``None`` draws a fresh one."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_new_tokens, int) or not 1 <= self.max_new_tokens <= 4096:
+            raise ConfigError(f"max_new_tokens must be an integer from 1 to 4096; got {self.max_new_tokens!r}")
+        if not isinstance(self.temperature, (int, float)) or not 0.0 <= self.temperature <= 2.0:
+            raise ConfigError(f"temperature must be between 0 and 2; got {self.temperature!r}")
+        if not isinstance(self.top_p, (int, float)) or not 0.0 < self.top_p <= 1.0:
+            raise ConfigError(f"top_p must be in (0, 1]; got {self.top_p!r}")
+        if not isinstance(self.repetition_penalty, (int, float)) or not 1.0 <= self.repetition_penalty <= 3.0:
+            raise ConfigError(f"repetition_penalty must be between 1.0 and 3.0; got {self.repetition_penalty!r}")
+
+
+@dataclass
+class ChatConfig:
+    """How the engine builds a turn."""
+
+    system_prompt: str = (
+        "You are {name}, a helpful support assistant. Answer briefly and politely. "
+        "When sources are given, answer only from them and say so when they do not contain the answer."
+    )
+    """System prompt; ``{name}`` is replaced by ``assistant_name``."""
+    assistant_name: str = "Assistant"
+    max_message_chars: int = 4000
+    """Longer messages are rejected with a clear error."""
+    context_tokens: int = 2048
+    """Token budget of the prompt plus the answer (capped by the model's context)."""
+    retrieval_k: int = 4
+    """How many sources a question retrieves."""
+
+    def __post_init__(self) -> None:
+        if self.max_message_chars < 1:
+            raise ConfigError(f"chat.max_message_chars must be >= 1; got {self.max_message_chars}")
+        if self.context_tokens < 256:
+            raise ConfigError(f"chat.context_tokens must be >= 256; got {self.context_tokens}")
+        if not 0 <= self.retrieval_k <= 20:
+            raise ConfigError(f"chat.retrieval_k must be from 0 to 20; got {self.retrieval_k}")
+
+
+@dataclass
+class AppConfig:
+    """Everything the server needs; loaded from a file, then the environment."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    chat: ChatConfig = field(default_factory=ChatConfig)
+    home: Path = field(default_factory=assistant_home)
+    host: str = "127.0.0.1"
+    port: int = 7860
+    api_keys: tuple[str, ...] = ()
+    admin_key: str | None = None
+    welcome_message: str = "Hi! Ask me anything about the documents I know."
+    allowed_origins: tuple[str, ...] = ()
+    rate_limit_per_minute: int = 60
+    max_queue: int = 32
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"port must be 1..65535; got {self.port}")
+        if self.rate_limit_per_minute < 1:
+            raise ConfigError(f"rate_limit_per_minute must be >= 1; got {self.rate_limit_per_minute}")
+        if self.max_queue < 1:
+            raise ConfigError(f"max_queue must be >= 1; got {self.max_queue}")
+        self.home = Path(self.home)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> "AppConfig":
+        """Read a YAML or JSON file (``ASSISTANT_CONFIG`` when ``path`` is None), then apply env vars."""
+        data: dict[str, Any] = {}
+        path = path or env("CONFIG")
+        if path:
+            data = _read_config_file(Path(path))
+        model = dict(data.pop("model", {}) or {})
+        generation = dict(data.pop("generation", {}) or {})
+        chat = dict(data.pop("chat", {}) or {})
+        if env("MODEL"):
+            model["name"] = env("MODEL")
+        if env("ADAPTER"):
+            adapter = env("ADAPTER")
+            model["adapters"] = () if adapter.lower() == "none" else tuple(adapter.split(","))
+        if env("DEVICE"):
+            model["device"] = env("DEVICE")
+        if env("QUANTIZATION"):
+            model["quantization"] = env("QUANTIZATION")
+        if env("THREADS"):
+            model["threads"] = _int_env("THREADS")
+        if env("API_KEYS"):
+            data["api_keys"] = tuple(k.strip() for k in env("API_KEYS").split(",") if k.strip())
+        if env("ADMIN_KEY"):
+            data["admin_key"] = env("ADMIN_KEY")
+        for key in ("api_keys", "allowed_origins"):
+            if key in data and isinstance(data[key], list):
+                data[key] = tuple(data[key])
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {sorted(unknown)}; known: {sorted(known)}")
+        try:
+            return cls(
+                model=ModelConfig(**model),
+                generation=GenerationConfig(**generation),
+                chat=ChatConfig(**chat),
+                **{**data, **overrides},
+            )
+        except TypeError as exc:  # unknown field inside a section
+            raise ConfigError(f"config file {path}: {exc}") from exc
+
+
+def _int_env(name: str) -> int:
+    raw = env(name)
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{ENV_PREFIX}{name} must be a whole number; got {raw!r}") from None
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # yaml/json parse errors carry line numbers in their text
+        raise ConfigError(f"config file {path} is not valid: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level; got {type(data).__name__}")
+    return data
