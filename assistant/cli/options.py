@@ -1,0 +1,46 @@
+"""Model and generation options shared by ``chat``, ``serve`` and ``evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from ..config import COMPUTE_DTYPES, DEVICES, QUANTIZATIONS, AppConfig
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("model")
+    g.add_argument("--config", help="YAML/JSON config file (default: $ASSISTANT_CONFIG)")
+    g.add_argument("--model", help="registry name, Hugging Face id, model folder or .gguf file")
+    g.add_argument("--adapter", action="append", help="LoRA adapter folder (repeatable)")
+    g.add_argument("--no-adapter", action="store_true", help="do not load any adapter")
+    g.add_argument("--quantization", choices=QUANTIZATIONS)
+    g.add_argument("--compute-dtype", choices=COMPUTE_DTYPES)
+    g.add_argument("--device", choices=DEVICES)
+    g.add_argument("--threads", type=int, help="CPU threads for torch")
+    g.add_argument("--home", help="data folder (default: $ASSISTANT_HOME)")
+    s = parser.add_argument_group("generation")
+    s.add_argument("--max-new-tokens", type=int)
+    s.add_argument("--temperature", type=float)
+    s.add_argument("--top-p", type=float)
+    s.add_argument("--repetition-penalty", type=float)
+    s.add_argument("--no-retrieval", action="store_true", help="answer without the knowledge index")
+    s.add_argument("--no-intents", action="store_true", help="skip intent routing")
+
+
+def config_from_args(args: argparse.Namespace) -> AppConfig:
+    overrides = {"home": args.home} if getattr(args, "home", None) else {}
+    config = AppConfig.load(getattr(args, "config", None), **overrides)
+    model = config.model
+    changes = {k: getattr(args, a) for k, a in (("name", "model"), ("quantization", "quantization"),
+                                                  ("compute_dtype", "compute_dtype"), ("device", "device"),
+                                                  ("threads", "threads")) if getattr(args, a, None) is not None}
+    if getattr(args, "adapter", None):
+        changes["adapters"] = tuple(args.adapter)
+    if getattr(args, "no_adapter", False):
+        changes["adapters"] = ()
+    config.model = dataclasses.replace(model, **changes)
+    gen = {k: getattr(args, k) for k in ("max_new_tokens", "temperature", "top_p", "repetition_penalty")
+           if getattr(args, k, None) is not None}
+    config.generation = dataclasses.replace(config.generation, **gen)
+    return config

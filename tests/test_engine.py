@@ -1,0 +1,63 @@
+import threading
+
+import pytest
+
+from assistant.config import ChatConfig, GenerationConfig
+from assistant.engine import Engine, TokenEvent, TurnFinished, TurnStarted
+from assistant.errors import InputError
+
+
+def test_a_turn_streams_and_is_stored_with_what_explain_needs(engine, store):
+    conv = store.create("alice")
+    events = list(engine.respond(conv, "How do refunds work?"))
+    assert isinstance(events[0], TurnStarted) and isinstance(events[-1], TurnFinished)
+    streamed = "".join(e.text for e in events if isinstance(e, TokenEvent))
+    turn = events[-1].turn
+    assert streamed.strip() == turn.answer
+    assert len(turn.answer_ids) == len(turn.answer_logprobs)
+    assert turn.segments[-1].end == len(turn.prompt_ids)
+    assert store.get(conv.id, "alice").turns[0].id == turn.id
+
+
+def test_two_interleaved_sessions_stay_separate(engine, store):
+    a, b = store.create("alice"), store.create("bob")
+    for i in range(3):
+        engine.run_turn(a, f"alice question {i}")
+        engine.run_turn(b, f"bob question {i}")
+    got_a, got_b = store.get(a.id, "alice"), store.get(b.id, "bob")
+    assert [t.user for t in got_a.turns] == [f"alice question {i}" for i in range(3)]
+    assert [t.user for t in got_b.turns] == [f"bob question {i}" for i in range(3)]
+    # Bob's words never reach Alice's prompt.
+    last_a = got_a.turns[-1]
+    prompt_text = engine.lm.tokenizer.decode(last_a.prompt_ids)
+    assert "bob" not in prompt_text and "alice question 1" in prompt_text
+
+
+def test_fifty_turn_conversation_stays_within_budget_and_reports_dropped(tiny_lm, store):
+    eng = Engine(tiny_lm, store, chat=ChatConfig(context_tokens=300),
+                 generation=GenerationConfig(max_new_tokens=6))
+    conv = store.create("alice")
+    for i in range(50):
+        turn = eng.run_turn(conv, f"question number {i} about refunds and payments?")
+        assert len(turn.prompt_ids) <= eng.budget()
+    last = conv.turns[-1]
+    assert last.dropped_turns, "old turns must have been dropped"
+    kept = [t for t in conv.turns[:-1] if t.id not in last.dropped_turns]
+    assert kept == conv.turns[len(conv.turns) - 1 - len(kept):-1]
+
+
+@pytest.mark.parametrize("message,match", [("", "empty"), ("   \n ", "empty"), ("x" * 5000, "too long")])
+def test_bad_messages_get_clear_errors_and_store_nothing(engine, store, message, match):
+    conv = store.create("alice")
+    with pytest.raises(InputError, match=match):
+        list(engine.respond(conv, message))
+    assert store.get(conv.id, "alice").turns == []
+
+
+def test_cancelled_turn_is_kept(engine, store):
+    conv = store.create("alice")
+    cancel = threading.Event()
+    cancel.set()
+    turn = engine.run_turn(conv, "hello there, how are refunds paid?", cancel=cancel)
+    assert turn.finish_reason == "cancelled"
+    assert store.get(conv.id, "alice").turns[0].user == "hello there, how are refunds paid?"

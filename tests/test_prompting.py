@@ -1,0 +1,63 @@
+import pytest
+
+from assistant.errors import InputError
+from assistant.prompting import PromptParts, build_prompt
+from assistant.types import Source, Turn
+
+
+def _sources():
+    return [
+        Source(chunk_id="a", doc_id="d1", text="Refunds are paid within five days.", source="faq.md", title="FAQ",
+               heading="Refunds"),
+        Source(chunk_id="b", doc_id="d2", text="退款会在五个工作日内退回。", source="faq_zh.md", title="常见问题"),
+    ]
+
+
+def test_segments_tile_the_prompt_exactly(tiny_lm):
+    history = [Turn(user=f"question {i}?", answer=f"answer {i}.") for i in range(3)]
+    prompt = build_prompt(tiny_lm.tokenizer, PromptParts(system="You help.", message="How do refunds work?",
+                                                         history=history, sources=_sources()), budget=900)
+    segs = prompt.segments
+    assert segs[0].start == 0 and segs[-1].end == len(prompt.input_ids)
+    for a, b in zip(segs, segs[1:]):
+        assert a.end == b.start
+    labels = [s.label for s in segs]
+    assert labels == ["system", "history:1", "history:2", "history:3", "source:1", "source:2", "message"]
+    # each segment's tokens decode to text that contains its own content
+    tok = tiny_lm.tokenizer
+    for seg in segs:
+        decoded = tok.decode(prompt.input_ids[seg.start:seg.end])
+        probe = seg.text[:12]
+        assert probe in decoded, (seg.label, probe, decoded)
+
+
+def test_prompt_ids_equal_the_chat_template_tokenization(tiny_lm):
+    tok = tiny_lm.tokenizer
+    prompt = build_prompt(tok, PromptParts(system="S.", message="hi", sources=_sources()), budget=900)
+    expected = tok.apply_chat_template(prompt.messages, add_generation_prompt=True, tokenize=True)["input_ids"]
+    assert prompt.input_ids == list(expected)
+
+
+def test_fifty_turns_never_exceed_the_budget_and_keep_the_newest(tiny_lm):
+    history = [Turn(user=f"This is my question number {i} about refunds?",
+                    answer=f"Answer {i}: refunds are paid back within five days.") for i in range(50)]
+    budget = 300
+    prompt = build_prompt(tiny_lm.tokenizer, PromptParts(system="You help.", message="And now?", history=history),
+                          budget=budget)
+    assert len(prompt.input_ids) <= budget
+    kept = [s for s in prompt.segments if s.kind == "history"]
+    assert 0 < len(kept) < 50
+    # the kept turns are exactly the newest ones, in order
+    kept_ids = [t.id for t in history if t.id not in prompt.dropped_turns]
+    assert kept_ids == [t.id for t in history[-len(kept):]]
+    assert prompt.dropped_turns == [t.id for t in history[: 50 - len(kept)]]
+
+
+def test_sources_give_way_before_the_message_and_a_huge_message_is_refused(tiny_lm):
+    tok = tiny_lm.tokenizer
+    long_sources = [Source(chunk_id=str(i), doc_id=str(i), text="refunds " * 80, source=f"{i}.md") for i in range(4)]
+    prompt = build_prompt(tok, PromptParts(system="S.", message="hi", sources=long_sources), budget=250)
+    assert len(prompt.input_ids) <= 250
+    assert sum(s.kind == "source" for s in prompt.segments) < 4
+    with pytest.raises(InputError, match="too long"):
+        build_prompt(tok, PromptParts(system="S.", message="word " * 500), budget=100)

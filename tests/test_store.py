@@ -1,0 +1,87 @@
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from assistant.errors import StoreError
+from assistant.store import Store
+from assistant.types import Source, Turn
+
+
+def test_turns_round_trip_and_owners_are_isolated(tmp_path):
+    store = Store(tmp_path / "db.sqlite")
+    alice = store.create("alice")
+    turn = Turn(user="hello", answer="hi", sources=[Source(chunk_id="c", doc_id="d", text="t", source="s.md")],
+                intents=[("greeting", 0.9)])
+    alice.turns.append(turn)
+    store.append_turn(alice, turn)
+    store.close()
+    reopened = Store(tmp_path / "db.sqlite")
+    got = reopened.get(alice.id, "alice")
+    assert got.turns[0] == turn
+    assert reopened.get(alice.id, "mallory") is None
+    assert reopened.list("mallory") == []
+    assert [c[0] for c in reopened.list("alice")] == [alice.id]
+
+
+def test_concurrent_writes_from_threads_all_land(tmp_path):
+    store = Store(tmp_path / "db.sqlite")
+    convs = [store.create(f"user{i}") for i in range(8)]
+
+    def write(conv):
+        for j in range(10):
+            t = Turn(user=f"{conv.owner} {j}", answer="a")
+            conv.turns.append(t)
+            store.append_turn(conv, t)
+
+    threads = [threading.Thread(target=write, args=(c,)) for c in convs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for conv in convs:
+        got = store.get(conv.id, conv.owner)
+        assert [t.user for t in got.turns] == [f"{conv.owner} {j}" for j in range(10)]
+
+
+def test_feedback_is_owner_checked_and_validated(tmp_path):
+    store = Store(tmp_path / "db.sqlite")
+    conv = store.create("alice")
+    t = Turn(user="q", answer="a")
+    store.append_turn(conv, t)
+    store.set_feedback(t.id, 1, "clear", owner="alice")
+    assert store.feedback()[0].rating == 1
+    with pytest.raises(StoreError, match="no turn"):
+        store.set_feedback(t.id, -1, owner="mallory")
+    with pytest.raises(StoreError, match="rating"):
+        store.set_feedback(t.id, 5, owner="alice")
+
+
+def test_a_corrupt_database_gives_a_clear_error(tmp_path):
+    path = tmp_path / "db.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="unreadable"):
+        Store(path)
+
+
+def test_a_killed_writer_loses_no_committed_turn(tmp_path):
+    path = tmp_path / "db.sqlite"
+    code = f"""
+import os, signal
+from assistant.store import Store
+from assistant.types import Turn
+s = Store({str(path)!r})
+c = s.create("alice")
+for i in range(5):
+    t = Turn(user=f"q{{i}}", answer=f"a{{i}}")
+    c.turns.append(t)
+    s.append_turn(c, t)
+print(c.id, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == -9
+    conv_id = proc.stdout.strip()
+    got = Store(path).get(conv_id, "alice")
+    assert [t.answer for t in got.turns] == [f"a{i}" for i in range(5)]
