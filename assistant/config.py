@@ -11,6 +11,8 @@ Environment variables are read here and nowhere else.  All of them start with
 ``ASSISTANT_DEVICE``     ``auto`` | ``cpu`` | ``cuda``
 ``ASSISTANT_THREADS``    CPU threads for torch (0 = torch's default)
 ``ASSISTANT_QUANTIZATION`` ``nf4`` | ``fp4`` | ``int8`` | ``none``
+``ASSISTANT_REMOTE_URL`` OpenAI-compatible server to generate on (``ASSISTANT_REMOTE_MODEL``,
+                         ``ASSISTANT_REMOTE_API_KEY``)
 ``ASSISTANT_API_KEYS``   comma-separated keys for the HTTP API
 ``ASSISTANT_ADMIN_KEY``  password/key of the admin area (unset: admin disabled)
 """
@@ -78,6 +80,12 @@ class ModelConfig:
     """LoRA adapter folders loaded with peft on top of the base, in order."""
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
     """Attention kernel for generation; explanations switch to eager on demand."""
+    remote_url: str | None = None
+    """Base URL (``http://host:port/v1``) of an OpenAI-compatible server to generate on;
+    the local model then only tokenizes, budgets and explains."""
+    remote_model: str = "default"
+    """Model name to ask the remote server for."""
+    remote_api_key: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not str(self.name).strip():
@@ -90,6 +98,8 @@ class ModelConfig:
             raise ConfigError(f"model.device must be one of {DEVICES}; got {self.device!r}")
         if not isinstance(self.threads, int) or self.threads < 0:
             raise ConfigError(f"model.threads must be a whole number >= 0; got {self.threads!r}")
+        if self.remote_url and not str(self.remote_url).startswith(("http://", "https://")):
+            raise ConfigError(f"model.remote_url must start with http:// or https://; got {self.remote_url!r}")
         if isinstance(self.adapters, str):
             self.adapters = tuple(a for a in self.adapters.split(",") if a.strip())
         self.adapters = tuple(self.adapters)
@@ -137,12 +147,16 @@ class ChatConfig:
     """Token budget of the prompt plus the answer (capped by the model's context)."""
     retrieval_k: int = 4
     """How many sources a question retrieves."""
+    summary_tokens: int = 160
+    """Budget of the running summary of turns that left the context; 0 drops them instead."""
 
     def __post_init__(self) -> None:
         if self.max_message_chars < 1:
             raise ConfigError(f"chat.max_message_chars must be >= 1; got {self.max_message_chars}")
         if self.context_tokens < 256:
             raise ConfigError(f"chat.context_tokens must be >= 256; got {self.context_tokens}")
+        if not 0 <= self.summary_tokens <= self.context_tokens // 2:
+            raise ConfigError(f"chat.summary_tokens must be from 0 to half of context_tokens; got {self.summary_tokens}")
         if not 0 <= self.retrieval_k <= 20:
             raise ConfigError(f"chat.retrieval_k must be from 0 to 20; got {self.retrieval_k}")
 
@@ -188,6 +202,12 @@ class AppConfig:
         if env("ADAPTER"):
             adapter = env("ADAPTER")
             model["adapters"] = () if adapter.lower() == "none" else tuple(adapter.split(","))
+        if env("REMOTE_URL"):
+            model["remote_url"] = env("REMOTE_URL")
+        if env("REMOTE_MODEL"):
+            model["remote_model"] = env("REMOTE_MODEL")
+        if env("REMOTE_API_KEY"):
+            model["remote_api_key"] = env("REMOTE_API_KEY")
         if env("DEVICE"):
             model["device"] = env("DEVICE")
         if env("QUANTIZATION"):

@@ -257,15 +257,33 @@ class Engine:
         return context - settings.max_new_tokens
 
     def build_prompt(self, conversation: Conversation, message: str, turn: Turn) -> Prompt:
+        """The turn's prompt.  Turns that no longer fit are folded into the
+        conversation's running summary (``chat.summary_tokens`` > 0) instead of
+        silently vanishing; ``Prompt.dropped_turns`` lists every turn outside
+        the context window, summarised or not."""
+        from .context import fold_summary
+        from .prompting import count_tokens
+
         base = self.chat.system_prompt.replace("{name}", self.chat.assistant_name)
-        parts = PromptParts(
-            system=system_text(base, turn.language, conversation.slots),
-            message=message,
-            history=[t for t in conversation.turns if t.route == "answer" and t.answer],
-            sources=turn.sources,
-            summary=conversation.summary,
-        )
-        return build_prompt(self.lm.tokenizer, parts, self.budget())
+        tokenizer = self.lm.tokenizer
+        for _ in range(4):
+            folded = set(conversation.summarized_turns)
+            parts = PromptParts(
+                system=system_text(base, turn.language, conversation.slots),
+                message=message,
+                history=[t for t in conversation.turns if t.route == "answer" and t.answer and t.id not in folded],
+                sources=turn.sources,
+                summary=conversation.summary,
+            )
+            prompt = build_prompt(tokenizer, parts, self.budget())
+            if not prompt.dropped_turns or self.chat.summary_tokens == 0:
+                break
+            if not fold_summary(conversation, prompt.dropped_turns, lambda t: count_tokens(tokenizer, t),
+                                self.chat.summary_tokens):
+                break
+        folded = list(conversation.summarized_turns)
+        prompt.dropped_turns = folded + [t for t in prompt.dropped_turns if t not in folded]
+        return prompt
 
     def _update_slots(self, conversation: Conversation, found: list[dict[str, Any]]) -> None:
         for entity in found:

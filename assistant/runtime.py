@@ -58,7 +58,13 @@ def build_runtime(
 
         spec = load_spec()
         intents = default_model(home, embedder=embedder)
+    backend = None
+    if config.model.remote_url:
+        from .remote import RemoteBackend
+
+        backend = RemoteBackend(config.model.remote_url, config.model.remote_model, config.model.remote_api_key)
+        log.info("generating on %s (model %s)", config.model.remote_url, config.model.remote_model)
     engine = Engine(lm, store, chat=config.chat, generation=config.generation, index=index, intents=intents,
-                    intent_spec=spec)
+                    intent_spec=spec, backend=backend)
     return Runtime(config=config, lm=lm, store=store, engine=engine, index=index, intents=intents,
                    intent_spec=spec, embedder=embedder)

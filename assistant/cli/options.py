@@ -19,6 +19,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--device", choices=DEVICES)
     g.add_argument("--threads", type=int, help="CPU threads for torch")
     g.add_argument("--home", help="data folder (default: $ASSISTANT_HOME)")
+    g.add_argument("--remote-url", help="generate on an OpenAI-compatible server (http://host:port/v1)")
+    g.add_argument("--remote-model", help="model name to ask the remote server for")
     s = parser.add_argument_group("generation")
     s.add_argument("--max-new-tokens", type=int)
     s.add_argument("--temperature", type=float)
@@ -34,7 +36,8 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
     model = config.model
     changes = {k: getattr(args, a) for k, a in (("name", "model"), ("quantization", "quantization"),
                                                   ("compute_dtype", "compute_dtype"), ("device", "device"),
-                                                  ("threads", "threads")) if getattr(args, a, None) is not None}
+                                                  ("threads", "threads"), ("remote_url", "remote_url"),
+                                                  ("remote_model", "remote_model")) if getattr(args, a, None) is not None}
     if getattr(args, "adapter", None):
         changes["adapters"] = tuple(args.adapter)
     if getattr(args, "no_adapter", False):

@@ -1,0 +1,70 @@
+"""Run every benchmark and rewrite bench/RESULTS.md.
+
+    python -m bench                 # all of them (about an hour on 2 cores)
+    python -m bench generation speed  # only some
+    python -m bench --collect       # only rebuild RESULTS.md from bench/results/
+
+Each benchmark module has ``main(argv) -> str`` that prints its tables and
+saves them to ``bench/results/<name>.md``; RESULTS.md is those files, in order.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+
+from bench.common import RESULTS_DIR, machine
+
+ORDER = ["generation", "speed", "retrieval", "understanding", "multiturn", "explain", "finetune", "reliability"]
+
+
+def collect() -> str:
+    parts = [
+        "# Benchmark results\n",
+        "Rewritten by `python -m bench` from `bench/results/*.md`; each section names its own date, machine "
+        "and command. Figures, not pass/fail.\n",
+        f"Last collected on: {machine()}\n",
+    ]
+    for name in ORDER:
+        path = RESULTS_DIR / f"{name}.md"
+        if path.exists():
+            parts.append(path.read_text(encoding="utf-8").rstrip() + "\n")
+    text = "\n".join(parts)
+    (RESULTS_DIR.parent / "RESULTS.md").write_text(text, encoding="utf-8")
+    return text
+
+
+def main(argv: list[str]) -> int:
+    if "--collect" in argv:
+        collect()
+        return 0
+    names = [a for a in argv if not a.startswith("-")] or ORDER
+    failed = []
+    for name in names:
+        if name not in ORDER:
+            print(f"unknown benchmark {name!r}; known: {', '.join(ORDER)}", file=sys.stderr)
+            return 2
+        try:
+            module = importlib.import_module(f"bench.{name}")
+        except ModuleNotFoundError as exc:
+            print(f"[{name}] not available: {exc}", file=sys.stderr)
+            continue
+        print(f"\n=== {name} ===", flush=True)
+        t0 = time.perf_counter()
+        try:
+            module.main([])
+        except SystemExit as exc:  # a benchmark's argparse exit must not stop the others
+            if exc.code not in (0, None):
+                failed.append(name)
+        except Exception as exc:  # report and go on: one broken benchmark must not hide the rest
+            print(f"[{name}] failed: {exc!r}", file=sys.stderr)
+            failed.append(name)
+        print(f"[{name}] {time.perf_counter() - t0:.0f} s", flush=True)
+    collect()
+    print("\nbench/RESULTS.md rewritten" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
