@@ -181,9 +181,8 @@ class Engine:
             yield self._finish(conversation, turn, None)
             return
 
-        turn.query = self.build_query(conversation, text)
         t0 = time.perf_counter()
-        hits = self._retrieve(turn.query, u.language)
+        turn.query, hits = self._retrieve(conversation, text, u.language)
         turn.sources = [Source.from_hit(h) for h in hits]
         turn.timings["retrieve"] = time.perf_counter() - t0
         if self.index is not None and not hits:
@@ -241,15 +240,15 @@ class Engine:
         return finished.turn
 
     # -- pieces --------------------------------------------------------
-    def build_query(self, conversation: Conversation, message: str) -> str:
-        from .context import followup_query
+    def _retrieve(self, conversation: Conversation, message: str, language: str) -> tuple[str, list[Any]]:
+        """(query used, hits): follow-up aware, see ``context.retrieve_for_turn``."""
+        from .context import retrieve_for_turn
 
-        return followup_query(conversation, message)
-
-    def _retrieve(self, query: str, language: str) -> list[Any]:
         if self.index is None or self.chat.retrieval_k == 0:
-            return []
-        return self.index.search(query, k=self.chat.retrieval_k, language=None if language == "unknown" else language)
+            return message, []
+        lang = None if language == "unknown" else language
+        return retrieve_for_turn(lambda q, k: self.index.search(q, k=k, language=lang), conversation, message,
+                                 self.chat.retrieval_k)
 
     def budget(self, settings: GenerationConfig | None = None) -> int:
         settings = settings or self.generation
@@ -271,7 +270,7 @@ class Engine:
             parts = PromptParts(
                 system=system_text(base, turn.language, conversation.slots),
                 message=message,
-                history=[t for t in conversation.turns if t.route == "answer" and t.answer and t.id not in folded],
+                history=[t for t in conversation.turns if t.finish_reason != "error" and t.id not in folded],
                 sources=turn.sources,
                 summary=conversation.summary,
             )

@@ -208,8 +208,13 @@ class PrefixCache:
         if self.cache is None or n == 0:
             self.clear()
             return None, prompt_ids
-        if n < self.cache.get_seq_length():
-            self.cache.crop(n)
+        held = self.cache.get_seq_length()
+        if n < held:
+            # Sliding-window layers (Gemma 3) cannot be rolled back; start cold.
+            if not all(type(layer).__name__ == "DynamicLayer" for layer in getattr(self.cache, "layers", [])):
+                self.clear()
+                return None, prompt_ids
+            self.cache.crop(n - held)  # a negative count: tokens to remove from the end
         cache, self.cache, self.token_ids = self.cache, None, []
         return cache, prompt_ids[n:]
 

@@ -80,3 +80,28 @@ def test_slots_persist_across_turns_and_a_restart(tiny_lm, tmp_path):
     eng2 = Engine(tiny_lm, restarted, chat=ChatConfig(context_tokens=512), generation=GenerationConfig(max_new_tokens=4))
     turn = eng2.run_turn(again, "Can you check the status?")
     assert "jane.doe@example.com" in tiny_lm.tokenizer.decode(turn.prompt_ids)
+
+
+class _Hit:
+    def __init__(self, chunk_id):
+        self.chunk_id = chunk_id
+
+
+def test_augmented_query_is_used_only_when_it_agrees_with_the_message_alone():
+    from assistant.context import retrieve_for_turn
+
+    conv = _conv("How do refunds work for the Premium plan?")
+    # a search where the augmented query finds 'refunds', the message alone ranks it 3rd
+    def search(q, k):
+        ranking = ["refunds", "delivery", "accounts"] if "refunds" in q else ["delivery", "accounts", "refunds"]
+        return [_Hit(c) for c in ranking][:k]
+
+    query, hits = retrieve_for_turn(search, conv, "How long does it take?", k=2)
+    assert "refunds" in query and hits[0].chunk_id == "refunds"
+
+    # a standalone-looking follow-up whose augmented top hit is not among the message's own results
+    def search2(q, k):
+        return [_Hit("premium-plan")] if "Premium" in q else [_Hit(c) for c in ("tesla", "nikola")][:k]
+
+    query, hits = retrieve_for_turn(search2, conv, "What was named after it?", k=2, agree_k=2)
+    assert query == "What was named after it?" and hits[0].chunk_id == "tesla"
