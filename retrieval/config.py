@@ -1,0 +1,74 @@
+"""RetrievalConfig: every tunable of chunking, indexing and search in one place.
+
+Knows nothing about files or models; the values were chosen by measurement on
+xquad-dev (see bench/retrieval.py and bench/results/retrieval.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from assistant.errors import ConfigError
+
+ApproximateKind = Literal["hnsw", "ivf"]
+Device = Literal["auto", "cpu", "cuda"]
+APPROXIMATE_KINDS = ("hnsw", "ivf")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class RetrievalConfig:
+    """How documents are chunked, indexed and searched."""
+
+    chunk_tokens: int = 200
+    """Upper bound of a chunk's length in tokens (words; one CJK/Thai character counts as one)."""
+    overlap_tokens: int = 40
+    """Tokens repeated from the end of a split chunk at the start of the next one."""
+    approximate_above: int = 50_000
+    """Collections with more vectors than this use an approximate FAISS index; smaller ones search exactly
+    (exact search of 100k 384-d vectors took ~50 ms on 2 busy cores; see bench/results/retrieval.md)."""
+    approximate_kind: ApproximateKind = "hnsw"
+    """Approximate index type: ``hnsw`` (no training, best recall) or ``ivf`` (faster to build at millions)."""
+    hnsw_m: int = 32
+    """HNSW graph degree."""
+    hnsw_ef_search: int = 128
+    """HNSW search breadth; higher is slower and more exact."""
+    ivf_nprobe: int = 32
+    """IVF lists visited per query."""
+    device: Device = "auto"
+    """``auto`` moves the FAISS index to a GPU when faiss has one."""
+    dense_weight: float = 0.5
+    """Weight of the dense side for a query language the embedder fully covers (0..1); BM25 gets the rest."""
+    uncertain_coverage: float = 0.5
+    """Coverage assumed when the query's language cannot be told (short Latin-script messages)."""
+    candidates: int = 50
+    """Candidates taken from each side before fusion."""
+    min_relevance: float = 0.25
+    """Relevance floor where the dense side counts fully: hits below it are dropped, so an unrelated
+    question gets [].  Relevance = w x cosine + (1 - w) x share of the query's IDF mass found in the
+    chunk, w the language-aware dense weight.  (xquad-dev English: keeps 99.5% of questions' best hit,
+    rejects 93% of off-topic xSID requests.)"""
+    min_relevance_words: float = 0.12
+    """Relevance floor where only words count (languages the embedder does not serve); the floor
+    moves linearly between the two with the dense weight.  Word overlap separates less well, so it is lower."""
+
+    def __post_init__(self) -> None:
+        if self.chunk_tokens < 16:
+            raise ConfigError(f"retrieval.chunk_tokens must be >= 16; got {self.chunk_tokens}")
+        if not 0 <= self.overlap_tokens < self.chunk_tokens // 2:
+            raise ConfigError(
+                f"retrieval.overlap_tokens must be >= 0 and below half of chunk_tokens ({self.chunk_tokens}); "
+                f"got {self.overlap_tokens}")
+        if self.approximate_above < 1:
+            raise ConfigError(f"retrieval.approximate_above must be >= 1; got {self.approximate_above}")
+        if self.approximate_kind not in APPROXIMATE_KINDS:
+            raise ConfigError(f"retrieval.approximate_kind must be one of {APPROXIMATE_KINDS}; got {self.approximate_kind!r}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"retrieval.device must be one of {DEVICES}; got {self.device!r}")
+        for name in ("dense_weight", "uncertain_coverage", "min_relevance", "min_relevance_words"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"retrieval.{name} must be between 0 and 1; got {value!r}")
+        if self.candidates < 1:
+            raise ConfigError(f"retrieval.candidates must be >= 1; got {self.candidates}")

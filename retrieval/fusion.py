@@ -1,0 +1,46 @@
+"""Language-aware fusion of dense and BM25 scores, and the relevance floor.
+
+The dense side counts only as much as the embedding model covers the query's
+language: with the English-only default model, a Chinese query is ranked by
+BM25 alone, an English one by both.  (Measured on xquad-dev: naive
+reciprocal-rank fusion drags Chinese Recall@1 from 0.93 to 0.38.)  Each side
+is divided by its best score among the query's candidates, so the weights mean
+the same for every query.  Knows nothing about FAISS, bm25s or files.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def language_coverage(language: str, served: tuple[str, ...], uncertain: float) -> float:
+    """How well an embedder serving ``served`` languages covers ``language`` (0..1)."""
+    if "*" in served:
+        return 1.0
+    if language in served:
+        return 1.0
+    if language in ("und", "", None):
+        return uncertain
+    return 0.0
+
+
+def fuse(dense: np.ndarray, bm25: np.ndarray, dense_weight: float) -> np.ndarray:
+    """Fused score in [0, 1] of candidates with cosine ``dense`` and raw BM25 ``bm25`` (both (n,))."""
+    dense = np.clip(dense, 0.0, None)
+    d_max = float(dense.max()) if dense.size else 0.0
+    b_max = float(bm25.max()) if bm25.size else 0.0
+    dense_n = dense / d_max if d_max > 0 else np.zeros_like(dense)
+    bm25_n = bm25 / b_max if b_max > 0 else np.zeros_like(bm25)
+    if b_max <= 0:  # no query term matched anything: let the dense side decide alone
+        return dense_n * (1.0 if dense_weight > 0 else 0.0)
+    return dense_weight * dense_n + (1.0 - dense_weight) * bm25_n
+
+
+def relevance(dense: np.ndarray, coverage: np.ndarray, dense_weight: float) -> np.ndarray:
+    """Absolute relevance in [0, 1], comparable across queries: the relevance floor applies to it.
+
+    ``dense`` is the cosine, ``coverage`` the share of the query's IDF mass the
+    chunk contains; they are mixed with the same language-aware weight as the
+    ranking, so a language the embedder does not serve is judged on words alone.
+    """
+    return dense_weight * np.clip(dense, 0.0, 1.0) + (1.0 - dense_weight) * coverage

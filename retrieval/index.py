@@ -1,0 +1,372 @@
+"""KnowledgeIndex: ingest documents, keep a hybrid FAISS + BM25 index on disk, search it.
+
+Ties the pieces together: readers → chunking → embedder → vectors/lexical →
+store.  Embeddings are cached by chunk content hash, so adding, updating or
+removing documents never re-embeds unchanged chunks.  Changes live in memory
+until ``save()`` (atomic).  Knows nothing about the LLM or the chat engine;
+not safe for concurrent writers (one process owns an index folder).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+
+from assistant.errors import DataFormatError, IndexCorruptError, InputError
+
+from . import store
+from .chunking import chunk_document, embedding_text, make_doc_id
+from .config import RetrievalConfig
+from .embedding import Embedder, load_embedder
+from .fusion import fuse, language_coverage, relevance
+from .lexical import LexicalIndex
+from .readers import extract, supported_suffixes
+from .text import TOKENIZER_NAME, detect_language, tokenize
+from .types import Chunk, DocumentInfo, ExtractedDocument, FileError, Hit, IngestReport
+from .vectors import VectorIndex
+
+log = logging.getLogger(__name__)
+
+SearchMode = Literal["hybrid", "dense", "bm25"]
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+PROGRESS_ABOVE = 256
+"""Show a progress bar when embedding more chunks than this."""
+
+
+@dataclass
+class _Doc:
+    """Per-document record kept in the manifest."""
+
+    doc_id: str
+    source: str
+    title: str
+    kind: str
+    content_hash: str
+    tags: tuple[str, ...] = ()
+    added_at: str = ""
+
+
+@dataclass
+class KnowledgeIndex:
+    """Chunks, their embeddings, and the FAISS and BM25 indexes over them."""
+
+    folder: Path
+    embedder: Embedder
+    config: RetrievalConfig = field(default_factory=RetrievalConfig)
+    chunks: list[Chunk] = field(default_factory=list)
+    embeddings: np.ndarray | None = None  # (n_chunks, dim) float32, rows L2-normalised
+    _docs: dict[str, _Doc] = field(default_factory=dict)
+    _vectors: VectorIndex | None = None
+    _lexical: LexicalIndex | None = None
+    _generation: str | None = None
+    _dirty: bool = False
+
+    # ---- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, folder: str | Path, embedder: Embedder, config: RetrievalConfig | None = None) -> "KnowledgeIndex":
+        """A new, empty index that will be saved in ``folder`` (an existing index there is replaced on save)."""
+        index = cls(folder=Path(folder), embedder=embedder, config=config or RetrievalConfig())
+        index.embeddings = np.zeros((0, embedder.dimension), dtype=np.float32)
+        index._rebuild()
+        return index
+
+    @classmethod
+    def load(cls, folder: str | Path, embedder: Embedder | None = None,
+             config: RetrievalConfig | None = None) -> "KnowledgeIndex":
+        """Open a saved index; loads the embedding model named in its manifest when ``embedder`` is None.
+
+        Raises IndexNotBuiltError when there is none, IndexCorruptError when a
+        file is broken or ``embedder`` is not the model the index was built with.
+        """
+        folder = Path(folder)
+        config = config or RetrievalConfig()
+        manifest = store.read_manifest(folder)
+        if embedder is None:
+            embedder = load_embedder(manifest["embedding_model"],
+                                     languages=tuple(manifest.get("embedder_languages") or ()) or None)
+        if embedder.name != manifest["embedding_model"] or embedder.dimension != manifest["dimension"]:
+            raise IndexCorruptError(
+                f"index {folder} was built with embedding model {manifest['embedding_model']!r} "
+                f"(dimension {manifest['dimension']}), but {embedder.name!r} (dimension {embedder.dimension}) "
+                f"was given; load it with that model, or {store.rebuild_hint(folder)}")
+        if manifest["tokenizer"] != TOKENIZER_NAME:
+            raise IndexCorruptError(
+                f"index {folder} uses tokenizer {manifest['tokenizer']!r}, this version uses {TOKENIZER_NAME!r}; "
+                f"{store.rebuild_hint(folder)}")
+        gen = store.generation_folder(folder, manifest)
+        chunks = store.read_chunks(folder, gen)
+        embeddings = store.read_embeddings(folder, gen)
+        count = int(manifest["count"])
+        if len(chunks) != count or embeddings.shape != (count, embedder.dimension):
+            raise IndexCorruptError(
+                f"index {folder}: manifest says {count} chunks, found {len(chunks)} chunks and embeddings "
+                f"of shape {embeddings.shape}; {store.rebuild_hint(folder)}")
+        try:
+            vectors = VectorIndex.load(gen / store.VECTORS, config)
+            lexical = LexicalIndex.load(gen / store.BM25_DIR, count)
+        except Exception as exc:  # faiss / bm25s raise assorted errors on damaged files
+            raise IndexCorruptError(f"index {folder}: cannot read {gen.name} ({exc}); {store.rebuild_hint(folder)}") from exc
+        if vectors.count != count or lexical.count != count:
+            raise IndexCorruptError(f"index {folder}: vector/BM25 sizes disagree with {count} chunks; "
+                                    f"{store.rebuild_hint(folder)}")
+        docs = {}
+        for doc_id, row in manifest["documents"].items():
+            row["tags"] = tuple(row.get("tags", ()))
+            docs[doc_id] = _Doc(**row)
+        return cls(folder=folder, embedder=embedder, config=config, chunks=chunks, embeddings=embeddings,
+                   _docs=docs, _vectors=vectors, _lexical=lexical, _generation=manifest["generation"])
+
+    # ---- ingestion -------------------------------------------------------------------------
+
+    def add_paths(self, paths: Sequence[str | Path], tags: Sequence[str] = ()) -> IngestReport:
+        """Ingest files and folders (recursively); unreadable files are reported, the others still ingest."""
+        started = time.perf_counter()
+        report = IngestReport()
+        extracted: list[ExtractedDocument] = []
+        for file in _expand(paths, report, exclude=self.folder):
+            try:
+                extracted.append(extract(str(file.resolve()), file.read_bytes()))
+            except (DataFormatError, OSError) as exc:
+                report.errors.append(FileError(str(file), _reason(exc, str(file.resolve()))))
+                log.warning("skipped %s: %s", file, _reason(exc, str(file.resolve())))
+        self.add_documents(extracted, tags=tags, report=report)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def add_upload(self, filename: str, data: bytes, tags: Sequence[str] = ()) -> IngestReport:
+        """Ingest uploaded bytes; the source is ``upload:FILENAME``.  Bad files raise InputError."""
+        name = Path(str(filename)).name
+        if not name or Path(name).suffix.lower() not in supported_suffixes():
+            raise InputError(f"upload {filename!r}: unsupported file type; supported: {', '.join(supported_suffixes())}")
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise InputError(f"upload {name}: {len(data)} bytes is over the {MAX_UPLOAD_BYTES // 2**20} MB limit; split it")
+        started = time.perf_counter()
+        try:
+            doc = extract(f"upload:{name}", data)
+        except DataFormatError as exc:
+            raise InputError(str(exc)) from exc
+        report = self.add_documents([doc], tags=tags)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def add_documents(self, docs: Sequence[ExtractedDocument], tags: Sequence[str] = (),
+                      report: IngestReport | None = None) -> IngestReport:
+        """Add or update extracted documents; re-embeds only chunks whose content is new."""
+        report = report or IngestReport()
+        tags = tuple(tags)
+        new_chunks: list[Chunk] = []
+        replaced: set[str] = set()
+        for doc in docs:
+            doc_id = make_doc_id(doc.source)
+            old = self._docs.get(doc_id)
+            if old and old.content_hash == doc.content_hash and old.tags == tags:
+                report.unchanged.append(doc_id)
+                continue
+            chunks = chunk_document(doc, doc_id, chunk_tokens=self.config.chunk_tokens,
+                                    overlap_tokens=self.config.overlap_tokens, tags=tags)
+            (report.updated if old else report.added).append(doc_id)
+            replaced.add(doc_id)
+            self._docs[doc_id] = _Doc(doc_id=doc_id, source=doc.source, title=doc.title, kind=doc.kind,
+                                      content_hash=doc.content_hash, tags=tags, added_at=store.now())
+            new_chunks.extend(chunks)
+        if not replaced:
+            return report
+        cache = {c.content_hash: row for row, c in enumerate(self.chunks)}
+        missing = [c for c in dict.fromkeys(c.content_hash for c in new_chunks) if c not in cache]
+        by_hash = {c.content_hash: c for c in new_chunks}
+        fresh = self.embedder.embed([embedding_text(by_hash[h]) for h in missing],
+                                    progress=len(missing) > PROGRESS_ABOVE) if missing else None
+        new_rows = np.zeros((len(new_chunks), self.embedder.dimension), dtype=np.float32)
+        fresh_row = {h: i for i, h in enumerate(missing)}
+        for i, chunk in enumerate(new_chunks):
+            h = chunk.content_hash
+            new_rows[i] = fresh[fresh_row[h]] if h in fresh_row else self.embeddings[cache[h]]
+        keep = [i for i, c in enumerate(self.chunks) if c.doc_id not in replaced]
+        self.chunks = [self.chunks[i] for i in keep] + new_chunks
+        self.embeddings = np.concatenate([self.embeddings[keep], new_rows]) if keep else new_rows
+        report.chunks_added += len(new_chunks)
+        report.chunks_embedded += len(missing)
+        self._rebuild()
+        return report
+
+    def remove(self, doc_id_or_source: str) -> DocumentInfo:
+        """Remove one document by id or source (path, resolved path or ``upload:NAME``)."""
+        doc = self._find(doc_id_or_source)
+        info = self._info(doc)
+        keep = [i for i, c in enumerate(self.chunks) if c.doc_id != doc.doc_id]
+        self.chunks = [self.chunks[i] for i in keep]
+        self.embeddings = self.embeddings[keep]
+        del self._docs[doc.doc_id]
+        self._rebuild()
+        return info
+
+    def documents(self) -> list[DocumentInfo]:
+        """Every document, in the order it was added."""
+        counts: dict[str, int] = {}
+        languages: dict[str, set[str]] = {}
+        for c in self.chunks:
+            counts[c.doc_id] = counts.get(c.doc_id, 0) + 1
+            languages.setdefault(c.doc_id, set()).add(c.language)
+        return [self._info(doc, counts.get(doc.doc_id, 0), languages.get(doc.doc_id, set()))
+                for doc in self._docs.values()]
+
+    def save(self) -> None:
+        """Write the index atomically (a crash mid-write leaves the previous one usable)."""
+        documents = {doc_id: asdict(doc) for doc_id, doc in self._docs.items()}
+        manifest = {
+            "format": store.FORMAT_VERSION, "generation": self._generation,
+            "embedding_model": self.embedder.name, "dimension": self.embedder.dimension,
+            "embedder_languages": list(self.embedder.languages), "tokenizer": TOKENIZER_NAME,
+            "vector_index": self._vectors.kind, "count": len(self.chunks), "documents": documents,
+        }
+        self._generation = store.write_generation(self.folder, manifest, self.chunks, self.embeddings,
+                                                  self._vectors.save, self._lexical.save)
+        self._dirty = False
+
+    @property
+    def dirty(self) -> bool:
+        """True when there are changes not yet saved."""
+        return self._dirty
+
+    @property
+    def vector_kind(self) -> str:
+        return self._vectors.kind
+
+    # ---- search ----------------------------------------------------------------------------
+
+    def search(self, query: str, k: int = 4, language: str | None = None, doc_ids: Sequence[str] | None = None,
+               tags: Sequence[str] | None = None, mode: SearchMode = "hybrid",
+               floor: bool = True) -> list[Hit]:
+        """Best ``k`` chunks for ``query``; [] when nothing passes the relevance floor.
+
+        ``language`` is the query's ISO code (detected when None); it decides how
+        much the dense side counts.  ``doc_ids`` / ``tags`` restrict the search.
+        ``mode`` and ``floor`` exist for benchmarks and diagnostics.
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise InputError("search query is empty; give a question or keywords")
+        if k < 1:
+            raise InputError(f"search k must be >= 1; got {k}")
+        if not self.chunks:
+            return []
+        allowed = self._allowed_rows(doc_ids, tags)
+        if allowed is not None and len(allowed) == 0:
+            return []
+        language = (language or detect_language(query)).lower().replace("_", "-").split("-")[0]  # zh-CN -> zh
+        coverage = language_coverage(language, tuple(self.embedder.languages), self.config.uncertain_coverage)
+        weight = {"hybrid": self.config.dense_weight * coverage, "dense": 1.0, "bm25": 0.0}[mode]
+        n_cand = max(self.config.candidates, k)
+
+        bm25_all = self._lexical.scores(query)  # (n_chunks,)
+        if allowed is not None:
+            masked = np.zeros_like(bm25_all)
+            masked[allowed] = bm25_all[allowed]
+            bm25_all = masked
+        candidates = [] if weight >= 1.0 else _top_positive(bm25_all, n_cand)
+        query_vec = None
+        if weight > 0:
+            query_vec = self.embedder.embed([query])[0]  # (dim,)
+            _, rows = self._vectors.search(query_vec[None, :], n_cand, allowed, self.embeddings)
+            candidates = np.unique(np.concatenate([np.asarray(candidates, np.int64), rows[0][rows[0] >= 0]]))
+        candidates = np.asarray(candidates, dtype=np.int64)
+        if candidates.size == 0:
+            return []
+        dense = self.embeddings[candidates] @ query_vec if query_vec is not None else np.zeros(len(candidates), np.float32)
+        bm25 = bm25_all[candidates]
+        fused = fuse(dense, bm25, weight)
+        if floor:
+            ok = relevance(dense, self._lexical.coverage(query, candidates), weight) >= self._floor(weight)
+            candidates, dense, bm25, fused = candidates[ok], dense[ok], bm25[ok], fused[ok]
+        order = np.argsort(-fused, kind="stable")[:k]
+        return [self._hit(int(candidates[i]), float(dense[i]), float(bm25[i]), float(fused[i])) for i in order]
+
+    # ---- internals -------------------------------------------------------------------------
+
+    def _floor(self, weight: float) -> float:
+        """Relevance floor for a query whose dense side has ``weight``."""
+        words, full = self.config.min_relevance_words, self.config.min_relevance
+        share = min(1.0, weight / self.config.dense_weight) if self.config.dense_weight > 0 else 0.0
+        return words + share * (full - words)
+
+    def _rebuild(self) -> None:
+        self._vectors = VectorIndex.build(self.embeddings, self.config)
+        self._lexical = LexicalIndex.build([tokenize(embedding_text(c)) for c in self.chunks])
+        self._dirty = True
+
+    def _allowed_rows(self, doc_ids: Sequence[str] | None, tags: Sequence[str] | None) -> np.ndarray | None:
+        if not doc_ids and not tags:
+            return None
+        wanted_docs = {self._find(d).doc_id for d in doc_ids} if doc_ids else None
+        wanted_tags = set(tags or ())
+        rows = [i for i, c in enumerate(self.chunks)
+                if (wanted_docs is None or c.doc_id in wanted_docs) and (not wanted_tags or wanted_tags & set(c.tags))]
+        return np.asarray(rows, dtype=np.int64)
+
+    def _find(self, key: str) -> _Doc:
+        if key in self._docs:
+            return self._docs[key]
+        candidates = {key, f"upload:{key}"}
+        try:
+            candidates.add(str(Path(key).expanduser().resolve()))
+        except OSError:
+            pass
+        for doc in self._docs.values():
+            if doc.source in candidates:
+                return doc
+        raise InputError(f"no document {key!r} in index {self.folder}; list them with: "
+                         f"assistant index list --index {self.folder}")
+
+    def _info(self, doc: _Doc, chunks: int | None = None, languages: set[str] | None = None) -> DocumentInfo:
+        if chunks is None:
+            own = [c for c in self.chunks if c.doc_id == doc.doc_id]
+            chunks, languages = len(own), {c.language for c in own}
+        return DocumentInfo(doc_id=doc.doc_id, source=doc.source, title=doc.title, kind=doc.kind,
+                            content_hash=doc.content_hash, chunks=chunks, languages=tuple(sorted(languages or ())),
+                            tags=doc.tags, added_at=doc.added_at)
+
+    def _hit(self, row: int, dense: float, bm25: float, fused: float) -> Hit:
+        c = self.chunks[row]
+        return Hit(chunk_id=c.chunk_id, doc_id=c.doc_id, text=c.text, source=c.source, title=c.title,
+                   heading=c.heading_path, page=c.page, language=c.language, dense_score=dense,
+                   bm25_score=bm25, score=fused, position=c.position, tags=c.tags)
+
+
+def _top_positive(scores: np.ndarray, n: int) -> np.ndarray:
+    positive = np.flatnonzero(scores > 0)
+    if len(positive) > n:
+        positive = positive[np.argpartition(-scores[positive], n - 1)[:n]]
+    return positive
+
+
+def _expand(paths: Sequence[str | Path], report: IngestReport, exclude: Path) -> list[Path]:
+    """Files named or found under folders (hidden files and the index folder itself skipped)."""
+    files: list[Path] = []
+    exclude = exclude.expanduser().resolve()
+    suffixes = set(supported_suffixes())
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*")
+                           if p.is_file() and p.suffix.lower() in suffixes
+                           and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                           and exclude not in p.resolve().parents)
+            if not found:
+                report.errors.append(FileError(str(path), f"folder has no files of a supported type ({', '.join(sorted(suffixes))})"))
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            report.errors.append(FileError(str(path), "does not exist; check the path"))
+    return files
+
+
+def _reason(exc: Exception, source: str) -> str:
+    text = str(exc)
+    prefix = source + ": "
+    return text[len(prefix):] if text.startswith(prefix) else text

@@ -1,0 +1,214 @@
+"""FAISS correctness, approximate recall, persistence, incremental updates, corruption errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assistant.errors import IndexCorruptError, IndexNotBuiltError, InputError
+from retrieval import store
+from retrieval.config import RetrievalConfig
+from retrieval.embedding import HashingEmbedder
+from retrieval.index import KnowledgeIndex
+from retrieval import vectors as vectors_module
+from retrieval.vectors import VectorIndex
+
+
+def unit(rng, n, d):
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def brute_force(x, q, k):
+    sims = q @ x.T
+    return np.argsort(-sims, axis=1, kind="stable")[:, :k], np.sort(sims, axis=1)[:, ::-1][:, :k]
+
+
+def test_exact_index_equals_numpy_brute_force():
+    rng = np.random.default_rng(0)
+    x, q = unit(rng, 3000, 48), unit(rng, 25, 48)
+    index = VectorIndex.build(x, RetrievalConfig())
+    assert index.kind == "flat"
+    scores, rows = index.search(q, 10)
+    want_rows, want_scores = brute_force(x, q, 10)
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-5)
+    assert (rows == want_rows).mean() > 0.99  # ties aside, the same rows in the same order
+
+
+@pytest.mark.parametrize("subset_limit", [0, 10**6])  # faiss selector path, numpy path
+def test_filtered_search_equals_brute_force_on_subset(monkeypatch, subset_limit):
+    monkeypatch.setattr(vectors_module, "SUBSET_BRUTE_FORCE", subset_limit)
+    rng = np.random.default_rng(1)
+    x, q = unit(rng, 2000, 32), unit(rng, 10, 32)
+    allowed = np.sort(rng.choice(2000, 300, replace=False)).astype(np.int64)
+    index = VectorIndex.build(x, RetrievalConfig())
+    scores, rows = index.search(q, 5, allowed, x)
+    sub_rows, sub_scores = brute_force(x[allowed], q, 5)
+    np.testing.assert_allclose(scores, sub_scores, rtol=1e-5, atol=1e-5)
+    assert set(rows.ravel()) <= set(allowed.tolist())
+    assert (rows == allowed[sub_rows]).mean() > 0.99
+
+
+def test_hnsw_recall_at_10_on_20k_random_vectors():
+    rng = np.random.default_rng(2)
+    x, q = unit(rng, 20_000, 64), unit(rng, 100, 64)
+    config = RetrievalConfig(approximate_above=10_000)
+    index = VectorIndex.build(x, config)
+    assert index.kind == "hnsw"
+    _, rows = index.search(q, 10)
+    want, _ = brute_force(x, q, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, want)])
+    assert recall >= 0.95, recall
+
+
+def test_ivf_with_all_lists_probed_is_exact():
+    rng = np.random.default_rng(3)
+    x, q = unit(rng, 5000, 32), unit(rng, 20, 32)
+    index = VectorIndex.build(x, RetrievalConfig(ivf_nprobe=10_000), kind="ivf")
+    index.index.nprobe = index.index.nlist
+    _, rows = index.search(q, 10)
+    want, _ = brute_force(x, q, 10)
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, want)]) > 0.99
+
+
+def write_docs(folder: Path, n: int = 3) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    topics = ["billing invoices and refunds", "password reset and login", "shipping times and tracking",
+              "warranty claims and repairs"]
+    paths = []
+    for i in range(n):
+        p = folder / f"doc{i}.md"
+        p.write_text(f"# Topic {i}\n\nThis page is about {topics[i]}.\n\n## Details\n\nMore about {topics[i]} here.\n",
+                     encoding="utf-8")
+        paths.append(p)
+    return paths
+
+
+def test_incremental_update_reembeds_only_changed_documents(tmp_path):
+    docs = write_docs(tmp_path / "docs")
+    embedder = HashingEmbedder()
+    index = KnowledgeIndex.create(tmp_path / "index", embedder)
+    report = index.add_paths([tmp_path / "docs"])
+    assert len(report.added) == 3 and not report.errors
+    assert embedder.calls == report.chunks_embedded == len(index.chunks)
+    index.save()
+
+    index = KnowledgeIndex.load(tmp_path / "index", embedder)
+    before = embedder.calls
+    again = index.add_paths([tmp_path / "docs"])
+    assert len(again.unchanged) == 3 and embedder.calls == before  # nothing changed, nothing embedded
+
+    docs[1].write_text("# Topic 1\n\nThis page is about password reset and login.\n\n## Details\n\n"
+                       "Two-factor codes expire after ten minutes.\n", encoding="utf-8")
+    changed = index.add_paths([tmp_path / "docs"])
+    assert len(changed.updated) == 1 and len(changed.unchanged) == 2
+    changed_doc = changed.updated[0]
+    # only the one new passage is embedded; the unchanged heading chunk reuses its vector
+    assert embedder.calls - before == changed.chunks_embedded == 1
+    index.save()
+    reloaded = KnowledgeIndex.load(tmp_path / "index", embedder)
+    hits = reloaded.search("two-factor codes expire", k=1)
+    assert hits and hits[0].doc_id == changed_doc and "ten minutes" in hits[0].text
+
+    calls = embedder.calls
+    reloaded.remove(str(docs[0]))
+    assert embedder.calls == calls
+    assert str(docs[0].resolve()) not in {d.source for d in reloaded.documents()}
+    assert all(h.source != str(docs[0].resolve()) for h in reloaded.search("billing invoices refunds", k=10))
+
+
+def test_stored_vectors_match_fresh_embeddings_after_updates(tmp_path):
+    write_docs(tmp_path / "docs", 4)
+    embedder = HashingEmbedder()
+    index = KnowledgeIndex.create(tmp_path / "index", embedder)
+    index.add_paths([tmp_path / "docs"])
+    index.remove(str(tmp_path / "docs" / "doc2.md"))
+    from retrieval.chunking import embedding_text
+
+    fresh = HashingEmbedder().embed([embedding_text(c) for c in index.chunks])
+    np.testing.assert_allclose(index.embeddings, fresh, atol=1e-6)
+
+
+def saved_index(tmp_path) -> Path:
+    write_docs(tmp_path / "docs")
+    index = KnowledgeIndex.create(tmp_path / "index", HashingEmbedder())
+    index.add_paths([tmp_path / "docs"])
+    index.save()
+    return tmp_path / "index"
+
+
+def test_missing_index_says_how_to_build(tmp_path):
+    with pytest.raises(IndexNotBuiltError, match=r"assistant index build PATH --index"):
+        KnowledgeIndex.load(tmp_path / "nothing", HashingEmbedder())
+
+
+def test_corrupted_manifest_gives_clear_error(tmp_path):
+    folder = saved_index(tmp_path)
+    (folder / "manifest.json").write_text('{"format": 1, "generation": ', encoding="utf-8")
+    with pytest.raises(IndexCorruptError, match=r"manifest\.json.*assistant index build PATH --index"):
+        KnowledgeIndex.load(folder, HashingEmbedder())
+
+
+def test_truncated_embeddings_file_gives_clear_error(tmp_path):
+    folder = saved_index(tmp_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    path = folder / manifest["generation"] / "embeddings.npy"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(IndexCorruptError, match=r"embeddings\.npy.*assistant index build"):
+        KnowledgeIndex.load(folder, HashingEmbedder())
+
+
+def test_index_built_with_another_model_is_refused(tmp_path):
+    folder = saved_index(tmp_path)
+    other = HashingEmbedder(dimension=32, name="hashing-trigram-32")
+    with pytest.raises(IndexCorruptError, match=r"hashing-trigram-64.*assistant index build"):
+        KnowledgeIndex.load(folder, other)
+
+
+def test_crash_during_save_leaves_previous_index_usable(tmp_path, monkeypatch):
+    folder = saved_index(tmp_path)
+    index = KnowledgeIndex.load(folder, HashingEmbedder())
+    before = {d.doc_id for d in index.documents()}
+    index.remove(index.documents()[0].doc_id)
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(index._lexical, "save", crash)
+    with pytest.raises(OSError, match="simulated"):
+        index.save()
+    reopened = KnowledgeIndex.load(folder, HashingEmbedder())
+    assert {d.doc_id for d in reopened.documents()} == before
+    assert not list(folder.glob(".tmp-*"))
+    assert len(list(folder.glob("gen-*"))) == 1
+
+
+def test_automatic_choice_of_approximate_index(tmp_path):
+    write_docs(tmp_path / "docs", 4)
+    small = KnowledgeIndex.create(tmp_path / "a", HashingEmbedder())
+    small.add_paths([tmp_path / "docs"])
+    assert small.vector_kind == "flat"
+    big = KnowledgeIndex.create(tmp_path / "b", HashingEmbedder(), RetrievalConfig(approximate_above=2))
+    big.add_paths([tmp_path / "docs"])
+    assert big.vector_kind == "hnsw"
+    big.save()
+    assert KnowledgeIndex.load(tmp_path / "b", HashingEmbedder()).vector_kind == "hnsw"
+    assert big.search("warranty claims repairs", k=1)[0].source.endswith("doc3.md")
+
+
+def test_remove_unknown_document_names_the_list_command(tmp_path):
+    index = KnowledgeIndex.create(tmp_path / "i", HashingEmbedder())
+    with pytest.raises(InputError, match="assistant index list"):
+        index.remove("nope")
+
+
+def test_config_rejects_impossible_values():
+    from assistant.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="overlap_tokens"):
+        RetrievalConfig(chunk_tokens=50, overlap_tokens=40)
+    with pytest.raises(ConfigError, match="approximate_kind"):
+        RetrievalConfig(approximate_kind="lsh")
