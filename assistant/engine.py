@@ -172,6 +172,11 @@ class Engine:
         )
         self._update_slots(conversation, u.entities)
         turn.timings["understand"] = time.perf_counter() - started
+        if u.route == "fallback" and self.index is not None:
+            # An "out of scope" message that the documents do cover is answered from them.
+            query, hits = self._retrieve(conversation, text, u.language)
+            if hits:
+                u.route = turn.route = "answer"
         if u.route != "answer" and u.reply:
             turn.answer = u.reply
             if u.route == "handoff":

@@ -1,0 +1,374 @@
+"""Language of a chat message, robust to what chat looks like.
+
+Chat messages are short ("ok", "danke!", "密码忘了"), mix scripts, carry emoji,
+code, numbers and URLs.  Detection runs in three steps:
+
+1. **Clean**: URLs, e-mail addresses, code (fenced, inline or code-looking
+   lines), numbers and emoji are removed; a message with no letters left has
+   no language of its own.
+2. **Script rules**: Hangul, Kana, Han, Thai, Greek, Hebrew, Indic scripts
+   and others name the language (or a short list of candidates) directly.
+3. **Naive Bayes over langdetect's n-gram profiles** for the remaining
+   candidates: the same profiles and n-gram extraction as ``langdetect``, but
+   scored exactly over all n-grams (so it is deterministic and needs no random
+   sampling), multiplied by three priors — a base rate of languages in chat,
+   a small hand-written vocabulary of chat words, and the languages of the
+   conversation's earlier turns (``prior``) — so that "ok" after three German
+   turns is German.
+
+Below a confidence floor the result is ``"unknown"`` with that (low)
+confidence rather than a confident guess.
+
+This module knows nothing about intents, retrieval or the LLM; it returns ISO
+639-1 codes.  The loaded profiles are cached per process (read-only after
+loading); there is no other state.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import re
+import unicodedata
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Literal, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+UNKNOWN = "unknown"
+CONFIDENCE_FLOOR = 0.35
+"""Below this the answer is ``unknown`` (with the low confidence kept)."""
+
+Source = Literal["script", "model", "prior", "none"]
+
+
+@dataclass(frozen=True)
+class LanguageResult:
+    """The detected language of one message."""
+
+    language: str
+    """ISO 639-1 code (``en``, ``zh``, ``de`` ...) or ``unknown``."""
+    confidence: float
+    """0..1; a calibrated-ish posterior of the chosen language."""
+    source: Source = "model"
+    """What decided: a script rule, the n-gram model, the conversation prior, or nothing."""
+
+
+# --------------------------------------------------------------------------
+# Cleaning
+
+_URL_RE = re.compile(r"(?:https?://|ftp://|www\.)\S+", re.IGNORECASE)
+_EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_FENCE_RE = re.compile(r"```.*?(?:```|$)", re.DOTALL)
+_INLINE_CODE_RE = re.compile(r"`[^`\n]*`")
+_MENTION_RE = re.compile(r"[@#]\w+")
+_CODE_CHARS = set("{}()[];=<>$\\|&*/_^%~")
+_CODE_WORDS = re.compile(
+    r"\b(?:def|return|import|from|class|function|var|let|const|public|static|void|int|"
+    r"printf?|console\.log|SELECT|FROM|WHERE|self|null|None|True|False|elif|lambda)\b"
+)
+
+
+def _looks_like_code(line: str) -> bool:
+    stripped = line.strip()
+    if not stripped:
+        return False
+    symbols = sum(ch in _CODE_CHARS for ch in stripped)
+    if symbols / len(stripped) >= 0.12 and symbols >= 2:
+        return True
+    return bool(_CODE_WORDS.search(stripped)) and symbols >= 1 and any(c in stripped for c in "(=:{")
+
+
+def clean_text(text: str) -> str:
+    """The text with URLs, e-mails, mentions, code, digits and symbols replaced by spaces."""
+    text = _FENCE_RE.sub(" ", text)
+    text = _INLINE_CODE_RE.sub(" ", text)
+    text = _URL_RE.sub(" ", text)
+    text = _EMAIL_RE.sub(" ", text)
+    text = _MENTION_RE.sub(" ", text)
+    lines = [line for line in text.splitlines() if not _looks_like_code(line)]
+    kept = []
+    for ch in " ".join(lines):
+        cat = unicodedata.category(ch)
+        # Letters and combining marks (needed by Indic scripts and Thai) stay.
+        kept.append(ch if cat[0] in "LM" or ch == "'" else " ")
+    return re.sub(r"\s+", " ", "".join(kept)).strip()
+
+
+# --------------------------------------------------------------------------
+# Scripts
+
+# (first code point, last code point, script name)
+_SCRIPT_RANGES: tuple[tuple[int, int, str], ...] = (
+    (0x0041, 0x024F, "latin"), (0x1E00, 0x1EFF, "latin"),
+    (0x0370, 0x03FF, "greek"), (0x1F00, 0x1FFF, "greek"),
+    (0x0400, 0x052F, "cyrillic"),
+    (0x0530, 0x058F, "armenian"),
+    (0x0590, 0x05FF, "hebrew"),
+    (0x0600, 0x06FF, "arabic"), (0x0750, 0x077F, "arabic"), (0xFB50, 0xFDFF, "arabic"), (0xFE70, 0xFEFF, "arabic"),
+    (0x0900, 0x097F, "devanagari"), (0x0980, 0x09FF, "bengali"), (0x0A00, 0x0A7F, "gurmukhi"),
+    (0x0A80, 0x0AFF, "gujarati"), (0x0B00, 0x0B7F, "oriya"), (0x0B80, 0x0BFF, "tamil"),
+    (0x0C00, 0x0C7F, "telugu"), (0x0C80, 0x0CFF, "kannada"), (0x0D00, 0x0D7F, "malayalam"),
+    (0x0D80, 0x0DFF, "sinhala"), (0x0E00, 0x0E7F, "thai"), (0x0E80, 0x0EFF, "lao"),
+    (0x0F00, 0x0FFF, "tibetan"), (0x1000, 0x109F, "myanmar"), (0x10A0, 0x10FF, "georgian"),
+    (0x1200, 0x139F, "ethiopic"), (0x1780, 0x17FF, "khmer"),
+    (0x1100, 0x11FF, "hangul"), (0x3130, 0x318F, "hangul"), (0xAC00, 0xD7AF, "hangul"),
+    (0x3040, 0x309F, "kana"), (0x30A0, 0x30FF, "kana"), (0x31F0, 0x31FF, "kana"), (0xFF66, 0xFF9F, "kana"),
+    (0x3400, 0x4DBF, "han"), (0x4E00, 0x9FFF, "han"), (0xF900, 0xFAFF, "han"), (0x20000, 0x2FA1F, "han"),
+)
+
+# A script that names one language outright.
+_SCRIPT_LANGUAGE: MappingProxyType[str, str] = MappingProxyType({
+    "hangul": "ko", "kana": "ja", "han": "zh", "thai": "th", "greek": "el", "hebrew": "he",
+    "armenian": "hy", "georgian": "ka", "lao": "lo", "khmer": "km", "myanmar": "my",
+    "ethiopic": "am", "sinhala": "si", "tibetan": "bo", "bengali": "bn", "gurmukhi": "pa",
+    "gujarati": "gu", "oriya": "or", "tamil": "ta", "telugu": "te", "kannada": "kn", "malayalam": "ml",
+})
+# A script shared by several languages: the n-gram model chooses among these.
+_SCRIPT_CANDIDATES = {
+    "arabic": ("ar", "fa", "ur"),
+    "cyrillic": ("ru", "uk", "bg", "mk"),
+    "devanagari": ("hi", "mr", "ne"),
+}
+# CJK characters carry more information each than a Latin letter.
+# Latin words inside other scripts are mostly names and product terms.
+_SCRIPT_WEIGHT = {"latin": 1.0, "other": 1.0, "han": 5.0, "kana": 5.0, "hangul": 4.0}
+_DEFAULT_SCRIPT_WEIGHT = 3.0
+
+_CYRILLIC_MARKERS = (("kk", set("әғқңөұүһӘҒҚҢӨҰҮҺ")), ("sr", set("ђћџЂЋЏ")), ("uk", set("їєґЇЄҐ")),
+                     ("mk", set("ѓќѕЃЌЅ")))
+
+
+def script_of(ch: str) -> str | None:
+    """The script of one character, or None for digits, punctuation, emoji."""
+    cp = ord(ch)
+    for lo, hi, name in _SCRIPT_RANGES:
+        if lo <= cp <= hi:
+            return name if ch.isalpha() or unicodedata.category(ch)[0] == "M" else None
+    return "other" if ch.isalpha() else None
+
+
+def script_counts(text: str) -> dict[str, float]:
+    """Weighted letter counts per script."""
+    counts: dict[str, float] = {}
+    for ch in text:
+        script = script_of(ch)
+        if script:
+            counts[script] = counts.get(script, 0.0) + _SCRIPT_WEIGHT.get(script, _DEFAULT_SCRIPT_WEIGHT)
+    return counts
+
+
+# --------------------------------------------------------------------------
+# Priors written by hand (not fitted to any benchmark's test split).
+
+# Rough share of chat traffic per language; only matters for short messages.
+BASE_RATE: MappingProxyType[str, float] = MappingProxyType({
+    "en": 0.20, "es": 0.06, "de": 0.05, "fr": 0.05, "pt": 0.05, "it": 0.04, "ru": 0.05, "zh": 0.06,
+    "ja": 0.03, "ar": 0.04, "nl": 0.025, "tr": 0.025, "pl": 0.02, "id": 0.025, "ko": 0.02, "vi": 0.015,
+    "uk": 0.01, "sv": 0.01, "da": 0.008, "no": 0.008, "fi": 0.006, "cs": 0.006, "ro": 0.008, "hu": 0.005,
+    "el": 0.005, "fa": 0.008, "hi": 0.01, "th": 0.008, "he": 0.004, "bg": 0.003, "hr": 0.003, "sk": 0.003,
+    "lt": 0.002, "ca": 0.003, "tl": 0.003, "ur": 0.004,
+})
+_OTHER_RATE = 0.001
+
+# Chat words of each language (lower case).  A word listed under several
+# languages supports each of them.
+VOCABULARY: MappingProxyType[str, str] = MappingProxyType({
+    "en": "hi hello hey thanks thank you ok okay yes no please help bye goodbye sorry what why how where when "
+          "who is are the a my your password account order refund problem issue cancel login email phone great "
+          "good bad fine sure cool nice lol pls thx agent human need want can't cannot doesn't don't it not work",
+    "de": "hallo hi danke bitte ja nein tschüss servus moin guten tag morgen abend gut schlecht passwort konto "
+          "bestellung problem hilfe ich du sie wir nicht und oder ist das der die mein meine warum wie wo wann "
+          "genau super toll klar alles geht kein keine mensch mitarbeiter vielen dank",
+    "fr": "bonjour salut merci oui non s'il vous plaît svp au revoir aide mot de passe compte commande problème "
+          "je tu vous nous pas et ou est le la les mon ma mes pourquoi comment où quand d'accord très bien",
+    "es": "hola gracias sí si no por favor adiós ayuda contraseña cuenta pedido problema yo tú usted nosotros "
+          "y o es el la los las mi mis por qué cómo dónde cuándo vale bueno muy bien buenas días",
+    "it": "ciao grazie sì si no per favore arrivederci aiuto password conto ordine problema io tu lei noi non "
+          "e o è il la lo gli le mio mia perché come dove quando va bene buongiorno buonasera",
+    "pt": "olá oi obrigado obrigada sim não por favor tchau ajuda senha conta pedido problema eu você nós e ou "
+          "é o a os as meu minha por que como onde quando tudo bem bom dia",
+    "nl": "hallo hoi dank dankjewel bedankt ja nee alsjeblieft doei hulp wachtwoord account bestelling probleem "
+          "ik jij u wij niet en of is de het een mijn waarom hoe waar wanneer goed prima",
+    "da": "hej tak ja nej farvel hjælp adgangskode konto bestilling problem jeg du vi ikke og eller er det en "
+          "min mit hvorfor hvordan hvor hvornår godt fint",
+    "no": "hei takk ja nei ha det hjelp passord konto bestilling problem jeg du vi ikke og eller er det en min "
+          "mitt hvorfor hvordan hvor når bra fint",
+    "sv": "hej tack ja nej hejdå hjälp lösenord konto beställning problem jag du vi inte och eller är det en "
+          "min mitt varför hur var när bra",
+    "tr": "merhaba selam teşekkürler teşekkür ederim sağol evet hayır lütfen hoşçakal yardım şifre hesap "
+          "sipariş sorun ben sen biz değil ve veya bu bir benim neden nasıl nerede ne zaman tamam iyi",
+    "id": "halo hai terima kasih ya tidak tolong selamat tinggal bantuan kata sandi akun pesanan masalah saya "
+          "kamu anda kami bukan dan atau ini itu apa kenapa bagaimana dimana kapan baik oke",
+    "pl": "cześć dzień dobry dziękuję tak nie proszę do widzenia pomoc hasło konto zamówienie problem ja ty my "
+          "i lub jest to mój moja dlaczego jak gdzie kiedy dobrze",
+    "ru": "привет здравствуйте спасибо да нет пожалуйста пока помощь пароль аккаунт заказ проблема я ты вы мы "
+          "не и или это мой моя почему как где когда хорошо",
+    "uk": "привіт дякую так ні будь ласка допомога пароль замовлення проблема я ти ви ми не і або це мій "
+          "чому як де коли добре",
+    "vi": "xin chào cảm ơn vâng không làm ơn tạm biệt giúp mật khẩu tài khoản đơn hàng vấn đề tôi bạn",
+    "ro": "salut bună mulțumesc da nu vă rog la revedere ajutor parolă cont comandă problemă eu tu noi și sau",
+    "fi": "hei moi kiitos kyllä ei ole apua salasana tili tilaus ongelma minä sinä me ja tai miksi miten",
+})
+
+
+@functools.lru_cache(maxsize=1)
+def _vocabulary_index() -> dict[str, frozenset[str]]:
+    index: dict[str, set[str]] = {}
+    for lang, words in VOCABULARY.items():
+        for word in words.split():
+            index.setdefault(word, set()).add(lang)
+    return {w: frozenset(langs) for w, langs in index.items()}
+
+
+# --------------------------------------------------------------------------
+# langdetect profiles
+
+
+@dataclass(frozen=True)
+class _Profiles:
+    factory: object  # langdetect DetectorFactory, loaded
+    languages: tuple[str, ...]  # ISO codes, zh-cn/zh-tw folded to zh (duplicates kept in place)
+    log_base: np.ndarray  # (n_langs,) log base rate
+
+
+@functools.lru_cache(maxsize=1)
+def _profiles() -> _Profiles:
+    from langdetect.detector_factory import PROFILES_DIRECTORY, DetectorFactory
+
+    factory = DetectorFactory()
+    factory.load_profile(PROFILES_DIRECTORY)
+    factory.seed = 0
+    languages = tuple("zh" if code.startswith("zh") else code for code in factory.langlist)
+    base = np.array([BASE_RATE.get(code, _OTHER_RATE) for code in languages], dtype=np.float64)
+    base[[i for i, c in enumerate(factory.langlist) if c == "zh-tw"]] *= 0.3
+    return _Profiles(factory=factory, languages=languages, log_base=np.log(base))
+
+
+def _ngrams(text: str) -> list[str]:
+    """langdetect's n-grams of ``text`` (its own normalisation and cleaning)."""
+    from langdetect.detector import Detector
+
+    profiles = _profiles()
+    detector = Detector(profiles.factory)
+    detector.append(text)
+    detector.cleaning_text()
+    return detector._extract_ngrams()  # langdetect's extraction, reused on purpose
+
+
+_LIKELIHOOD_TEMPERATURE = 3.0
+"""Log-likelihoods of n-grams are not independent; dividing by this keeps confidences honest."""
+_MAX_NGRAMS = 600
+_MIN_NGRAM = 2
+_VOCABULARY_BONUS = math.log(30.0)
+"""Log-odds added for a one-word message listed in VOCABULARY (log 4 per listed word of 2-3 word messages)."""
+"""Single characters say little about a Latin-script language and swamp short texts."""
+
+
+def _score(text: str, candidates: Sequence[str] | None, prior: Sequence[str]) -> dict[str, float]:
+    """Posterior over candidate languages (all langdetect languages when None)."""
+    profiles = _profiles()
+    factory = profiles.factory
+    ngrams = _ngrams(text)[:_MAX_NGRAMS]
+    rows = [factory.word_lang_prob_map[g] for g in ngrams if len(g) >= _MIN_NGRAM]
+    if not rows:
+        return {}
+    weight = 0.5 / 10000.0  # langdetect's ALPHA_DEFAULT / BASE_FREQ smoothing
+    loglik = np.log(np.asarray(rows, dtype=np.float64) + weight).sum(axis=0) / _LIKELIHOOD_TEMPERATURE
+    words = re.findall(r"[^\W\d_][\w']*", text.lower())
+    score = loglik + profiles.log_base
+    if len(words) <= 3:
+        vocab = _vocabulary_index()
+        bonus = _VOCABULARY_BONUS if len(words) == 1 else math.log(4.0)
+        for word in words:
+            for lang in vocab.get(word, ()):
+                score[[i for i, c in enumerate(profiles.languages) if c == lang]] += bonus
+    score += _conversation_log_prior(profiles.languages, prior, n_words=len(words))
+    if candidates is not None:
+        mask = np.array([c in candidates for c in profiles.languages])
+        if mask.any():
+            score = np.where(mask, score, -np.inf)
+    score -= score.max()
+    probs = np.exp(score)
+    probs /= probs.sum()
+    out: dict[str, float] = {}
+    for code, p in zip(profiles.languages, probs):
+        out[code] = out.get(code, 0.0) + float(p)
+    return out
+
+
+def _conversation_log_prior(languages: Sequence[str], prior: Sequence[str], n_words: int) -> np.ndarray:
+    """Log prior from earlier turns: recent turns weigh more; fades as the message gets longer."""
+    known = [p for p in prior if p and p != UNKNOWN]
+    if not known:
+        return np.zeros(len(languages))
+    share: dict[str, float] = {}
+    total = 0.0
+    for age, lang in enumerate(reversed(known)):
+        w = 0.7 ** age
+        share[lang] = share.get(lang, 0.0) + w
+        total += w
+    strength = 3.0 / max(1.0, n_words / 2.0)  # strong for "ok", weak for a paragraph
+    return np.array([strength * math.log(0.05 + share.get(c, 0.0) / total) for c in languages])
+
+
+# --------------------------------------------------------------------------
+# Public
+
+
+def detect(text: str, prior: Sequence[str] = ()) -> LanguageResult:
+    """Language of ``text``; ``prior`` lists the languages of earlier user turns, oldest first."""
+    if not isinstance(text, str):
+        from .errors import InputError
+
+        raise InputError(f"language.detect: text must be a string; got {type(text).__name__}")
+    cleaned = clean_text(text)
+    counts = script_counts(cleaned)
+    if not counts:
+        return _from_prior(prior)
+    script = max(counts, key=counts.get)
+    total = sum(counts.values())
+    share = counts[script] / total
+    if script == "han" and counts.get("kana", 0) > 0:
+        script = "kana"  # Japanese mixes Kanji with Kana
+    if script in _SCRIPT_LANGUAGE:
+        return LanguageResult(_SCRIPT_LANGUAGE[script], round(0.5 + 0.49 * share, 4), "script")
+    if script == "cyrillic":
+        for lang, markers in _CYRILLIC_MARKERS:
+            if any(ch in markers for ch in cleaned):
+                return LanguageResult(lang, round(0.5 + 0.45 * share, 4), "script")
+    candidates = _SCRIPT_CANDIDATES.get(script)
+    if script == "latin":
+        only = "".join(ch for ch in cleaned if script_of(ch) in ("latin", None))
+        posterior = _score(only, None, prior)
+        posterior = {k: v for k, v in posterior.items() if k not in _NON_LATIN_LANGS}
+        norm = sum(posterior.values()) or 1.0
+        posterior = {k: v / norm for k, v in posterior.items()}
+    else:
+        posterior = _score(cleaned, candidates, prior)
+    if not posterior:
+        return _from_prior(prior)
+    lang = max(posterior, key=posterior.get)
+    confidence = posterior[lang] * (0.6 + 0.4 * share)
+    if confidence < CONFIDENCE_FLOOR:
+        return LanguageResult(UNKNOWN, round(confidence, 4), "model")
+    return LanguageResult(lang, round(confidence, 4), "model")
+
+
+_NON_LATIN_LANGS = frozenset(
+    "ar bg bn el fa gu he hi ja kn ko mk ml mr ne pa ru ta te th uk ur zh".split()
+)
+
+
+def _from_prior(prior: Sequence[str]) -> LanguageResult:
+    """No letters: the conversation's most recent known language, else unknown."""
+    known = [p for p in prior if p and p != UNKNOWN]
+    if not known:
+        return LanguageResult(UNKNOWN, 0.0, "none")
+    last = known[-1]
+    agreeing = sum(1 for p in known[-3:] if p == last) / min(3, len(known))
+    return LanguageResult(last, round(0.3 + 0.4 * agreeing, 4), "prior")
