@@ -31,13 +31,12 @@ log = logging.getLogger(__name__)
 
 # Gemma's GGUF carries no chat template; this is Gemma's documented format.
 GEMMA_CHAT_TEMPLATE = (
-    "{{ bos_token }}{% set sys = '' %}"
-    "{% for m in messages %}{% if m['role'] == 'system' %}{% set sys = m['content'] + '\n\n' %}{% endif %}{% endfor %}"
-    "{% set first = namespace(v=true) %}"
+    "{{ bos_token }}{% set ns = namespace(sys='', first=true) %}"
+    "{% for m in messages %}{% if m['role'] == 'system' %}{% set ns.sys = m['content'] + '\n\n' %}{% endif %}{% endfor %}"
     "{% for m in messages %}{% if m['role'] != 'system' %}"
     "{% set role = 'model' if m['role'] == 'assistant' else 'user' %}"
-    "<start_of_turn>{{ role }}\n{% if first.v and role == 'user' %}{{ sys }}{% endif %}"
-    "{{ m['content'] | trim }}<end_of_turn>\n{% set first.v = false %}"
+    "<start_of_turn>{{ role }}\n{% if ns.first and role == 'user' %}{{ ns.sys }}{% endif %}"
+    "{{ m['content'] | trim }}<end_of_turn>\n{% set ns.first = false %}"
     "{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
 )

@@ -95,3 +95,16 @@ def test_bitsandbytes_failure_falls_back_with_a_log_line(tmp_path, caplog, monke
         lm = load_model(ModelConfig(name=str(tmp_path / "m"), quantization="nf4"), home=tmp_path)
     assert lm.quantization == "none"
     assert any("full precision" in r.message for r in caplog.records)
+
+
+def test_gemma_template_keeps_the_system_prompt():
+    from jinja2 import Template
+
+    from assistant.models import GEMMA_CHAT_TEMPLATE
+
+    text = Template(GEMMA_CHAT_TEMPLATE).render(
+        bos_token="<bos>", add_generation_prompt=True,
+        messages=[{"role": "system", "content": "Answer in German."}, {"role": "user", "content": "hi"},
+                  {"role": "assistant", "content": "hallo"}, {"role": "user", "content": "q"}])
+    assert text == ("<bos><start_of_turn>user\nAnswer in German.\n\nhi<end_of_turn>\n<start_of_turn>model\nhallo"
+                    "<end_of_turn>\n<start_of_turn>user\nq<end_of_turn>\n<start_of_turn>model\n")

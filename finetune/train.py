@@ -1,0 +1,549 @@
+"""LoRA / QLoRA finetuning on chat data, built on transformers' ``Trainer``.
+
+``train(TrainConfig(...))`` reads and validates the data, loads the base model
+(4-bit NF4 through bitsandbytes on CUDA = QLoRA; full precision on CPU, where
+4-bit training measured slower than fp32), wraps it with a peft LoRA adapter
+whose target modules are chosen per architecture, trains with loss on the
+assistant's tokens only, and writes the adapter, ``metrics.json`` and a model
+card (``README.md``) into ``out``.
+
+Because the loop is transformers' own ``Trainer``, the same code runs under
+``accelerate launch`` (several GPUs, DeepSpeed, FSDP) unchanged; see
+finetune/README.md.
+
+Knows nothing about the UI, prompts or retrieval: it takes chat dialogues.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+from assistant.errors import ConfigError, DataFormatError, ModelLoadError
+
+from .data import Dialogue, Encoded, encode, load_dialogues, pack, split_dialogues
+
+log = logging.getLogger(__name__)
+
+TrainQuantization = Literal["auto", "nf4", "none"]
+TRAIN_QUANTIZATIONS = ("auto", "nf4", "none")
+
+# LoRA target modules per architecture (``config.model_type``): every linear
+# layer of attention and MLP, the setting QLoRA found to match full finetuning.
+TARGET_MODULES: dict[str, tuple[str, ...]] = {
+    **{t: ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+       for t in ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "gemma3_text",
+                 "phi3", "olmo", "olmo2", "granite", "smollm3")},
+    "gpt2": ("c_attn", "c_proj", "c_fc"),
+    "gpt_neox": ("query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"),
+    "phi": ("q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"),
+    "falcon": ("query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"),
+    "bloom": ("query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"),
+}
+
+
+@dataclass
+class TrainConfig:
+    """Everything one finetuning run needs.  Defaults suit the default model on a laptop CPU."""
+
+    data: str
+    """JSONL training data (OpenAI / ShareGPT / Alpaca / app export; see finetune/data.py)."""
+    out: str
+    """Folder the adapter, metrics.json, README.md and checkpoints/ are written to."""
+    base: str = "smollm2-135m-instruct"
+    """Base model: registry name, Hugging Face id, model folder or .gguf file."""
+    eval_data: str | None = None
+    """Held-out JSONL for eval loss; ``None`` splits ``eval_fraction`` off ``data``."""
+    eval_fraction: float = 0.05
+    """Share of ``data`` held out for eval loss when ``eval_data`` is not given (0 disables eval)."""
+    skip_invalid: bool = False
+    """Drop invalid lines (and log how many) instead of refusing the file."""
+    quantization: TrainQuantization = "auto"
+    """``nf4``: 4-bit NF4 base (QLoRA); ``none``: full-precision base; ``auto``: nf4 on CUDA, none on CPU."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """``auto`` picks CUDA when present (under ``accelerate launch``, accelerate places the model)."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: float = 32.0
+    """LoRA scaling numerator (the update is scaled by alpha / r)."""
+    lora_dropout: float = 0.05
+    """Dropout on the LoRA input, in [0, 1)."""
+    target_modules: str = "auto"
+    """``auto`` (per architecture, see TARGET_MODULES), ``all-linear``, or comma-separated module names."""
+    max_length: int = 512
+    """Tokens per example (longer dialogues are cut) or per packed block."""
+    packing: bool = False
+    """Concatenate examples into full ``max_length`` blocks (faster; examples attend across boundaries)."""
+    epochs: float = 1.0
+    """Passes over the data (ignored when ``max_steps`` > 0)."""
+    max_steps: int = 0
+    """Optimizer steps to run; 0 means use ``epochs``."""
+    batch_size: int = 4
+    """Examples per device per forward pass."""
+    grad_accum: int = 1
+    """Forward passes per optimizer step (effective batch = batch_size x grad_accum x devices)."""
+    learning_rate: float = 2e-4
+    warmup: float = 0.05
+    """Warmup: a fraction of all steps if < 1, else a number of steps; then a cosine decay."""
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    """Gradient clipping (0 disables)."""
+    eval_steps: int = 50
+    """Evaluate every this many steps (when there is eval data)."""
+    save_steps: int = 50
+    """Write a checkpoint every this many steps into ``out/checkpoints``."""
+    save_total_limit: int = 2
+    """Keep at most this many checkpoints."""
+    early_stopping_patience: int = 0
+    """Stop after this many evaluations without a better eval loss (0: off); keeps the best adapter."""
+    logging_steps: int = 10
+    seed: int = 42
+    resume: bool | str = False
+    """``True``: continue from the last checkpoint in ``out/checkpoints``; a path: that checkpoint."""
+    gradient_checkpointing: bool = False
+    """Trade compute for memory (useful on GPU with long sequences)."""
+    threads: int = 0
+    """CPU threads for torch (0: torch's default)."""
+    progress: bool = True
+    """Show a progress bar (loss, tokens/s, time left)."""
+    home: str | None = None
+    """Assistant data folder for the model cache (default: ASSISTANT_HOME)."""
+    command: str = ""
+    """The command line that started the run, recorded in the model card."""
+
+    def __post_init__(self) -> None:
+        def bad(name: str, rule: str) -> None:
+            raise ConfigError(f"finetune.{name} {rule}; got {getattr(self, name)!r}")
+
+        if not self.data:
+            bad("data", "must name a JSONL file")
+        if not self.out:
+            bad("out", "must name an output folder")
+        if self.quantization not in TRAIN_QUANTIZATIONS:
+            bad("quantization", f"must be one of {TRAIN_QUANTIZATIONS}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            bad("device", "must be auto, cpu or cuda")
+        if not isinstance(self.lora_r, int) or self.lora_r < 1:
+            bad("lora_r", "must be a whole number >= 1")
+        if self.lora_alpha <= 0:
+            bad("lora_alpha", "must be > 0")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            bad("lora_dropout", "must be in [0, 1)")
+        if self.max_length < 16:
+            bad("max_length", "must be >= 16")
+        if self.batch_size < 1:
+            bad("batch_size", "must be >= 1")
+        if self.grad_accum < 1:
+            bad("grad_accum", "must be >= 1")
+        if self.learning_rate <= 0:
+            bad("learning_rate", "must be > 0")
+        if self.warmup < 0:
+            bad("warmup", "must be >= 0 (a fraction < 1 or a number of steps)")
+        if self.max_grad_norm < 0:
+            bad("max_grad_norm", "must be >= 0")
+        if self.max_steps < 0:
+            bad("max_steps", "must be >= 0 (0: use epochs)")
+        if self.max_steps == 0 and self.epochs <= 0:
+            bad("epochs", "must be > 0 when max_steps is 0")
+        if not 0.0 <= self.eval_fraction < 1.0:
+            bad("eval_fraction", "must be in [0, 1)")
+        for name in ("eval_steps", "save_steps", "logging_steps", "save_total_limit"):
+            if getattr(self, name) < 1:
+                bad(name, "must be >= 1")
+        if self.early_stopping_patience < 0:
+            bad("early_stopping_patience", "must be >= 0")
+        if self.early_stopping_patience and not (self.eval_data or self.eval_fraction > 0):
+            bad("early_stopping_patience", "needs eval data: set eval_data or eval_fraction > 0")
+        if self.early_stopping_patience and self.save_steps % self.eval_steps:
+            bad("save_steps", f"must be a multiple of eval_steps ({self.eval_steps}) when early stopping is on")
+        if self.threads < 0:
+            bad("threads", "must be >= 0")
+
+
+@dataclass
+class TrainResult:
+    """What a run produced; also written to ``out/metrics.json``."""
+
+    out: str
+    base: str
+    quantization: str
+    device: str
+    global_step: int
+    start_step: int
+    """Step the run started from (> 0 after ``resume``)."""
+    train_examples: int
+    eval_examples: int
+    trained_tokens_per_epoch: int
+    """Assistant tokens (the ones that carry loss) in one pass over the training set."""
+    first_loss: float
+    last_loss: float
+    eval_loss: float | None
+    train_seconds: float
+    tokens_per_second: float
+    """Input tokens (prompt + reply, padding excluded) processed per second of training."""
+    peak_memory_mb: float
+    trainable_parameters: int
+    total_parameters: int
+    stopped_early: bool = False
+    skipped_lines: int = 0
+    """Invalid data lines dropped under ``skip_invalid``."""
+    model: Any = field(default=None, repr=False, compare=False)
+    """The trained peft model, still in memory (not written to metrics.json)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        import dataclasses
+
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "model"}
+    loss_history: list[tuple[int, float]] = field(default_factory=list)
+    eval_history: list[tuple[int, float]] = field(default_factory=list)
+
+
+def target_modules_for(model: Any, setting: str = "auto") -> list[str] | str:
+    """LoRA target modules: per architecture for ``auto``; unknown architectures get ``all-linear``."""
+    if setting == "all-linear":
+        return "all-linear"
+    if setting != "auto":
+        return [m.strip() for m in setting.split(",") if m.strip()]
+    model_type = getattr(model.config, "model_type", "")
+    if model_type in TARGET_MODULES:
+        return list(TARGET_MODULES[model_type])
+    log.info("no LoRA target list for model type %r; using all linear layers", model_type)
+    return "all-linear"
+
+
+def resolve_training_setup(config: TrainConfig) -> tuple[str, str]:
+    """(device, quantization) actually used: QLoRA on CUDA, full precision on CPU unless overridden."""
+    import torch
+
+    device = config.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("finetune.device is 'cuda' but torch sees no CUDA GPU; use auto or cpu")
+    quantization = config.quantization
+    if quantization == "auto":
+        quantization = "nf4" if device == "cuda" else "none"
+    return device, quantization
+
+
+def load_base(config: TrainConfig, device: str, quantization: str) -> tuple[Any, Any, str]:
+    """(model, tokenizer, source folder) of the base model, ready for peft."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from assistant.config import assistant_home
+    from assistant.models import CHATML_TEMPLATE, resolve_source
+
+    home = Path(config.home) if config.home else assistant_home()
+    source, kind, spec = resolve_source(config.base, home)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except Exception as exc:  # missing files, offline hub id
+        raise ModelLoadError(f"base {config.base!r}: tokenizer failed to load: {exc}") from exc
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = (spec.chat_template if spec else None) or CHATML_TEMPLATE
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dtype = torch.float32
+    if device == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if quantization == "nf4":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype,
+            bnb_4bit_use_double_quant=True)
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0)) if device == "cuda" else "cpu"}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except Exception as exc:
+        raise ModelLoadError(f"base {config.base!r} failed to load from {source}: {exc}") from exc
+    if quantization == "nf4":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+    elif config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()
+    model.config.use_cache = False
+    return model, tokenizer, source
+
+
+def build_datasets(config: TrainConfig, tokenizer: Any) -> tuple[list[Encoded], list[Encoded], int]:
+    """(train, eval, skipped lines): validated, tokenised, optionally packed."""
+    loaded = load_dialogues(config.data, skip_invalid=config.skip_invalid)
+    skipped = len(loaded.skipped)
+    if config.eval_data:
+        ev = load_dialogues(config.eval_data, skip_invalid=config.skip_invalid)
+        skipped += len(ev.skipped)
+        train_d, eval_d = loaded.dialogues, ev.dialogues
+    else:
+        train_d, eval_d = split_dialogues(loaded.dialogues, config.eval_fraction, config.seed)
+
+    def tokenise(ds: Sequence[Dialogue]) -> list[Encoded]:
+        out = [encode(tokenizer, d, config.max_length) for d in ds]
+        return [e for e in out if e.trained_tokens > 0]
+
+    train_e, eval_e = tokenise(train_d), tokenise(eval_d)
+    if not train_e:
+        raise DataFormatError(f"{config.data}: no example keeps an assistant token within max_length="
+                              f"{config.max_length}; raise max_length")
+    if config.packing:
+        train_e = pack(train_e, config.max_length)
+        eval_e = pack(eval_e, config.max_length)
+    return train_e, eval_e, skipped
+
+
+class _ListDataset:
+    """Encoded examples as the dicts ``Trainer`` feeds to the collator."""
+
+    def __init__(self, items: Sequence[Encoded]) -> None:
+        self.items = list(items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, list[int]]:
+        e = self.items[i]
+        return {"input_ids": e.input_ids, "labels": e.labels}
+
+
+def make_collator(pad_id: int) -> Any:
+    import torch
+
+    def collate(batch: list[dict[str, list[int]]]) -> dict[str, Any]:
+        n = max(len(b["input_ids"]) for b in batch)
+        ids = torch.full((len(batch), n), pad_id, dtype=torch.long)  # (batch, seq)
+        labels = torch.full((len(batch), n), -100, dtype=torch.long)
+        mask = torch.zeros((len(batch), n), dtype=torch.long)
+        for i, b in enumerate(batch):
+            k = len(b["input_ids"])
+            ids[i, :k] = torch.tensor(b["input_ids"])
+            labels[i, :k] = torch.tensor(b["labels"])
+            mask[i, :k] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+    return collate
+
+
+def _callbacks(config: TrainConfig) -> list[Any]:
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        """tqdm bar (it shows time left) with loss and tokens/s; records the start step."""
+
+        def __init__(self) -> None:
+            self.bar: Any = None
+            self.start_step = 0
+            self.t0 = 0.0
+            self.tokens0 = 0
+            self.loss: float | None = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.start_step = state.global_step
+            self.t0 = time.perf_counter()
+            self.tokens0 = state.num_input_tokens_seen
+            if config.progress and state.is_world_process_zero:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="finetune",
+                                dynamic_ncols=True, file=sys.stderr)
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.bar is not None:
+                elapsed = time.perf_counter() - self.t0
+                tps = (state.num_input_tokens_seen - self.tokens0) / elapsed if elapsed > 0 else 0.0
+                post = {"tok/s": f"{tps:.0f}"}
+                if self.loss is not None:
+                    post["loss"] = f"{self.loss:.3f}"
+                self.bar.set_postfix(post, refresh=False)
+                self.bar.update(state.global_step - self.bar.n)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
+            if logs and "loss" in logs:
+                self.loss = float(logs["loss"])
+            if logs and "eval_loss" in logs:
+                log.info("step %d: eval loss %.4f", state.global_step, logs["eval_loss"])
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
+    cbs: list[Any] = [Progress()]
+    if config.early_stopping_patience:
+        from transformers import EarlyStoppingCallback
+
+        cbs.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    return cbs
+
+
+def _peak_memory_mb(device: str) -> float:
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
+    # ru_maxrss is KiB on Linux, bytes on macOS
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if platform.system() == "Darwin" else rss / 1024
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Run one finetuning job; returns its ``TrainResult`` (also in ``out/metrics.json``)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import PrinterCallback, ProgressCallback, Trainer, TrainingArguments, set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out = Path(config.out)
+    ckpt_dir = out / "checkpoints"
+    resume_from: str | None = None
+    if config.resume:
+        if isinstance(config.resume, str):
+            resume_from = config.resume
+            if not Path(resume_from).is_dir():
+                raise ConfigError(f"finetune.resume: checkpoint folder {resume_from} does not exist")
+        else:
+            resume_from = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+            if resume_from is None:
+                raise ConfigError(f"finetune.resume: no checkpoint in {ckpt_dir}; run without --resume first")
+    set_seed(config.seed)
+    device, quantization = resolve_training_setup(config)
+    model, tokenizer, source = load_base(config, device, quantization)
+    train_e, eval_e, skipped = build_datasets(config, tokenizer)
+    if skipped:
+        log.warning("skipped %d invalid line(s)", skipped)
+
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=target_modules_for(model, config.target_modules), bias="none",
+                      task_type="CAUSAL_LM")
+    model = get_peft_model(model, lora)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    log.info("LoRA r=%d on %s: %d trainable of %d parameters (%s, %s)", config.lora_r,
+             lora.target_modules, trainable, total, device, quantization)
+
+    has_eval = bool(eval_e)
+    args = TrainingArguments(
+        output_dir=str(ckpt_dir),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=config.warmup if config.warmup < 1 else int(config.warmup),
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        logging_steps=config.logging_steps,
+        logging_first_step=True,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=config.eval_steps,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        load_best_model_at_end=bool(config.early_stopping_patience and has_eval),
+        metric_for_best_model="eval_loss" if config.early_stopping_patience and has_eval else None,
+        greater_is_better=False if config.early_stopping_patience and has_eval else None,
+        seed=config.seed,
+        data_seed=config.seed,
+        use_cpu=device == "cpu",
+        bf16=device == "cuda" and torch.cuda.is_bf16_supported(),
+        fp16=device == "cuda" and not torch.cuda.is_bf16_supported(),
+        report_to="none",
+        remove_unused_columns=False,
+        include_num_input_tokens_seen="non_padding",
+        disable_tqdm=True,
+        dataloader_pin_memory=device == "cuda",
+    )
+    callbacks = _callbacks(config)
+    trainer = Trainer(model=model, args=args, train_dataset=_ListDataset(train_e),
+                      eval_dataset=_ListDataset(eval_e) if has_eval else None,
+                      data_collator=make_collator(tokenizer.pad_token_id), callbacks=callbacks)
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)  # our bar replaces its printed dicts
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume_from)
+    seconds = time.perf_counter() - t0
+    state = trainer.state
+    start_step = callbacks[0].start_step
+    tokens = state.num_input_tokens_seen - callbacks[0].tokens0
+
+    losses = [(int(h["step"]), float(h["loss"])) for h in state.log_history if "loss" in h]
+    evals = [(int(h["step"]), float(h["eval_loss"])) for h in state.log_history if "eval_loss" in h]
+    eval_loss = None
+    if has_eval:  # of the adapter being saved (the best one when early stopping)
+        eval_loss = float(trainer.evaluate()["eval_loss"])
+    result = TrainResult(
+        out=str(out), base=config.base, quantization=quantization, device=device,
+        global_step=state.global_step, start_step=start_step,
+        train_examples=len(train_e), eval_examples=len(eval_e),
+        trained_tokens_per_epoch=sum(e.trained_tokens for e in train_e),
+        first_loss=losses[0][1] if losses else math.nan, last_loss=losses[-1][1] if losses else math.nan,
+        eval_loss=eval_loss, train_seconds=seconds,
+        tokens_per_second=tokens / seconds if seconds > 0 else 0.0,
+        peak_memory_mb=_peak_memory_mb(device), trainable_parameters=trainable, total_parameters=total,
+        stopped_early=bool(config.early_stopping_patience) and state.global_step < state.max_steps,
+        loss_history=losses, eval_history=evals, skipped_lines=skipped, model=trainer.model,
+    )
+    if trainer.is_world_process_zero():
+        out.mkdir(parents=True, exist_ok=True)
+        trainer.model.save_pretrained(str(out))
+        tokenizer.save_pretrained(str(out))
+        write_metrics(out, config, result, source, skipped)
+        write_model_card(out, config, result)
+    return result
+
+
+def write_metrics(out: Path, config: TrainConfig, result: TrainResult, source: str, skipped: int) -> Path:
+    path = out / "metrics.json"
+    data = {"result": result.to_dict(), "config": asdict(config), "base_source": source,
+            "skipped_invalid_lines": skipped}
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+def write_model_card(out: Path, config: TrainConfig, result: TrainResult, extra: str = "") -> Path:
+    """A short model card beside the adapter: base, data, settings, results, how to load and rebuild."""
+    eval_line = f"{result.eval_loss:.4f}" if result.eval_loss is not None else "n/a (no eval data)"
+    card = f"""# LoRA adapter for `{config.base}`
+
+Written by `assistant finetune` (peft LoRA{' on a 4-bit NF4 base (QLoRA)' if result.quantization == 'nf4' else ''}).
+
+| | |
+|---|---|
+| base model | `{config.base}` ({result.quantization}, trained on {result.device}) |
+| data | `{config.data}`{f" (eval: `{config.eval_data}`)" if config.eval_data else ''} |
+| examples | {result.train_examples} train, {result.eval_examples} eval; {result.trained_tokens_per_epoch} assistant tokens per epoch |
+| LoRA | r={config.lora_r}, alpha={config.lora_alpha:g}, dropout={config.lora_dropout:g}, targets `{config.target_modules}` |
+| schedule | {result.global_step} steps, batch {config.batch_size} x {config.grad_accum}, lr {config.learning_rate:g} cosine, warmup {config.warmup:g}, max length {config.max_length}{', packed' if config.packing else ''} |
+| loss | train {result.first_loss:.4f} → {result.last_loss:.4f}; eval {eval_line} |
+| time | {result.train_seconds / 60:.1f} min, {result.tokens_per_second:.0f} tokens/s, peak memory {result.peak_memory_mb:.0f} MB |
+
+Loss is taken on the assistant's replies only.  Use it:
+
+    assistant chat --model {config.base} --adapter {out}
+
+Rebuild it:
+
+    {config.command or '(command not recorded)'}
+{extra}"""
+    path = out / "README.md"
+    path.write_text(card, encoding="utf-8")
+    return path
