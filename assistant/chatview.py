@@ -8,9 +8,13 @@ nothing about Gradio's components; the engine knows nothing about this.
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
 
 from .types import Conversation, Turn
+
+
+_CODE = re.compile(r"(```.*?(?:```|$)|`[^`\n]+`)", re.S)
 
 
 def escape(text: str) -> str:
@@ -18,10 +22,18 @@ def escape(text: str) -> str:
     return html.escape(text, quote=False)
 
 
+def escape_markdown(text: str) -> str:
+    """Escape HTML outside code spans and fences (inside them Markdown shows text verbatim already),
+    so answers keep their Markdown and code rendering but never inject HTML."""
+    parts = _CODE.split(text)
+    return "".join(p if i % 2 else escape(p) for i, p in enumerate(parts))
+
+
 def sources_markdown(turn: Turn) -> str:
     lines = []
     for i, s in enumerate(turn.sources, start=1):
-        where = " › ".join(escape(p) for p in (s.title, s.heading) if p) or escape(s.source)
+        parts = (s.heading,) if s.title and s.heading.startswith(s.title) else (s.title, s.heading)
+        where = " › ".join(escape(p) for p in parts if p) or escape(s.source)
         page = f", page {s.page}" if s.page else ""
         snippet = escape(" ".join(s.text.split())[:240])
         lines.append(f"**[{i}] {where}**{page} — `{escape(s.source)}` (score {s.score:.2f})\n\n> {snippet}")
@@ -46,7 +58,7 @@ def turn_messages(turn: Turn, streaming_text: str | None = None) -> list[dict[st
         answer += " …(stopped)"
     messages: list[dict[str, Any]] = [
         {"role": "user", "content": escape(turn.user)},
-        {"role": "assistant", "content": escape(answer) or "…"},
+        {"role": "assistant", "content": escape_markdown(answer) or "…"},
     ]
     if turn.sources and streaming_text is None:
         messages.append({
@@ -55,6 +67,22 @@ def turn_messages(turn: Turn, streaming_text: str | None = None) -> list[dict[st
             "metadata": {"title": f"Sources ({len(turn.sources)})", "status": "done", "id": f"src-{turn.id}"},
         })
     return messages
+
+
+def message_turn_ids(conv: Conversation | None) -> list[str]:
+    """The turn id behind each bubble of ``conversation_messages(conv)`` (same order and length)."""
+    ids: list[str] = []
+    for turn in conv.turns if conv else []:
+        ids.extend(turn.id for _ in turn_messages(turn))
+    return ids
+
+
+def message_roles(conv: Conversation | None) -> list[str]:
+    """``user`` / ``answer`` / ``sources`` for each bubble of ``conversation_messages(conv)``."""
+    roles: list[str] = []
+    for turn in conv.turns if conv else []:
+        roles.extend(["user", "answer", "sources"][: len(turn_messages(turn))])
+    return roles
 
 
 def conversation_messages(conv: Conversation | None) -> list[dict[str, Any]]:

@@ -294,9 +294,11 @@ def load_model(config: ModelConfig | None = None, home: Path | None = None) -> L
     except Exception as exc:
         hint = " (not in the local Hugging Face cache; set HF_HUB_OFFLINE=0 to allow a download)" if kind == "hub" else ""
         raise ModelLoadError(f"model {config.name!r}: tokenizer failed to load{hint}: {exc}") from exc
-    if not tokenizer.chat_template:
-        tokenizer.chat_template = (spec.chat_template if spec else None) or CHATML_TEMPLATE
-        notes.append("tokenizer has no chat template; using a built-in one")
+    if spec is not None and spec.chat_template:
+        tokenizer.chat_template = spec.chat_template  # the registry's template wins over a cached copy
+    elif not tokenizer.chat_template:
+        tokenizer.chat_template = CHATML_TEMPLATE
+        notes.append("tokenizer has no chat template; using ChatML")
 
     quantization = config.quantization
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": config.attn_implementation}

@@ -1,33 +1,243 @@
-"""The HTTP server: FastAPI with the Gradio app mounted at ``/`` and a health
-endpoint (the OpenAI-compatible API and the admin area mount here too).
+"""The HTTP server: one FastAPI app with
 
-Knows the runtime and the UI builder; holds no logic of its own.
+- ``/health``                      liveness and what is loaded;
+- ``/v1/...``                      the OpenAI-compatible API (``assistant.api``);
+- ``/admin-api/...``               admin downloads (export) behind the admin key;
+- ``/admin``                       the admin area (Gradio, password = admin key);
+- ``/``                            the chat (Gradio).
+
+Enforces the allowed embedding origins (CORS for the web component,
+``frame-ancestors`` for the iframe) and tracks the turns in flight so a
+shutdown stores them.  Knows the runtime and the UI builders; holds no chat
+logic of its own.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
-from typing import Any
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import urlsplit
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
+from . import admin
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
-def create_app(rt: Runtime) -> Any:
+class InFlight:
+    """The cancel events of the turns being generated right now (UI and API), by owner."""
+
+    def __init__(self) -> None:
+        self._events: dict[threading.Event, str] = {}
+        self._lock = threading.Lock()
+
+    def add(self, cancel: threading.Event, owner: str = "") -> None:
+        with self._lock:
+            self._events[cancel] = owner
+
+    def discard(self, cancel: threading.Event) -> None:
+        with self._lock:
+            self._events.pop(cancel, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._events)
+
+    def stop(self, owner: str) -> int:
+        """Stop the turns of one owner (the chat's Stop button); returns how many."""
+        with self._lock:
+            events = [e for e, o in self._events.items() if o == owner]
+        for event in events:
+            event.set()
+        return len(events)
+
+    def cancel_all(self, wait: float = 10.0) -> int:
+        """Stop every turn in flight; the engine stores each as cancelled.  Returns how many were stopped."""
+        with self._lock:
+            events = list(self._events)
+        for event in events:
+            event.set()
+        deadline = time.monotonic() + wait
+        while len(self) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if events:
+            log.info("shutdown: stopped %d turn(s) in flight (%d still running)", len(events), len(self))
+        return len(events)
+
+
+class _Raised:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+_DONE = object()
+
+
+def stream_in_thread(events: Iterator[Any], cancel: threading.Event, inflight: InFlight | None = None,
+                     owner: str = "") -> Iterator[Any]:
+    """Run an engine turn (a generator) to its end on one dedicated thread and relay its events.
+
+    Torch's inference mode is thread-local, so a generation must not hop
+    between the worker threads Gradio and Starlette resume generators on.  If
+    the consumer leaves early (Stop, closed tab, dropped connection) the turn
+    is cancelled and the engine still stores it; shutdown waits for that
+    through ``inflight``.
+    """
+    relay: queue.Queue[Any] = queue.Queue()
+
+    def work() -> None:
+        try:
+            for event in events:
+                relay.put(event)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            relay.put(_Raised(exc))
+        finally:
+            if inflight is not None:
+                inflight.discard(cancel)
+            relay.put(_DONE)
+
+    if inflight is not None:
+        inflight.add(cancel, owner)
+    threading.Thread(target=work, name="turn", daemon=True).start()
+    try:
+        while True:
+            item = relay.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Raised):
+                raise item.exc
+            yield item
+    finally:
+        cancel.set()
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower() if parts.scheme and parts.netloc else ""
+
+
+def _allowed_origin(request: Request, allowed: tuple[str, ...]) -> tuple[bool, str]:
+    """(allowed?, origin) for a request; requests without ``Origin`` or from the server itself are allowed."""
+    origin = request.headers.get("origin", "")
+    if not origin or origin == "null":
+        return True, ""
+    host = request.headers.get("host", "")
+    if origin_of(origin) in (f"http://{host}".lower(), f"https://{host}".lower()):
+        return True, origin
+    if "*" in allowed or origin.lower().rstrip("/") in allowed:
+        return True, origin
+    return False, origin
+
+
+def create_app(rt: Runtime, inflight: InFlight | None = None) -> Any:
     import gradio as gr
 
-    from app import build_ui
+    from .api import create_router
+    from .webui import build_admin, build_chat
+    from .webui.chat import CSS as CHAT_CSS
 
+    inflight = inflight if inflight is not None else InFlight()
+    admin.apply_settings(rt.engine, admin.load_settings(rt.store, rt.config))
     api = FastAPI(title="offline-assistant")
+    api.state.inflight = inflight
+
+    @api.middleware("http")
+    async def embedding_origins(request: Request, call_next: Any) -> Response:
+        allowed = admin.load_settings(rt.store, rt.config).allowed_origins
+        ok, origin = _allowed_origin(request, allowed)
+        if not ok:
+            log.info("refused a request from origin %s (not in allowed_origins)", origin)
+            return JSONResponse({"error": f"origin {origin} is not allowed to embed this assistant; "
+                                          "add it under Admin › Settings › allowed embedding origins"},
+                                status_code=403)
+        if request.method == "OPTIONS" and origin:
+            response: Response = Response(status_code=204)
+        else:
+            response = await call_next(request)
+        if origin:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Credentials"] = "true"
+            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, X-Api-Key"
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+            response.headers["Vary"] = "Origin"
+        ancestors = " ".join(("'self'",) + tuple(o for o in allowed if o != "*")) if "*" not in allowed else "*"
+        response.headers["Content-Security-Policy"] = f"frame-ancestors {ancestors}"
+        return response
 
     @api.get("/health")
     def health() -> dict[str, Any]:
         return {"status": "ok", "model": rt.lm.name, "quantization": rt.lm.quantization, "device": rt.lm.device,
-                "index": rt.index is not None, "intents": rt.intents is not None}
+                "index": rt.index is not None, "intents": rt.intents is not None, "in_flight": len(inflight),
+                "admin": bool(rt.config.admin_key), "api": bool(rt.config.api_keys)}
 
-    demo = build_ui(rt)
-    demo.queue(default_concurrency_limit=2, max_size=rt.config.max_queue)
-    return gr.mount_gradio_app(api, demo, path="/")
+    api.include_router(create_router(rt, inflight))
+
+    def admin_key_ok(request: Request) -> bool:
+        if not rt.config.admin_key:
+            return False
+        given = request.headers.get("x-admin-key", "")
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        return hmac.compare_digest(given.encode(), rt.config.admin_key.encode())
+
+    def refused() -> JSONResponse:
+        if not rt.config.admin_key:
+            return JSONResponse({"error": "the admin area is disabled: set ASSISTANT_ADMIN_KEY"}, status_code=404)
+        return JSONResponse({"error": "admin key required: send 'Authorization: Bearer <admin key>'"},
+                            status_code=401)
+
+    @api.get("/admin-api/export.jsonl")
+    def export(request: Request, rated: bool = False) -> Response:
+        if not admin_key_ok(request):
+            return refused()
+        settings = admin.load_settings(rt.store, rt.config)
+        lines = admin.export_jsonl(rt.store, rated_only=rated, system_prompt=settings.resolved_system_prompt())
+        name = "rated-answers.jsonl" if rated else "conversations.jsonl"
+        return StreamingResponse((line + "\n" for line in lines), media_type="application/jsonl",
+                                 headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    @api.get("/admin-api/analytics")
+    def analytics(request: Request) -> Response:
+        if not admin_key_ok(request):
+            return refused()
+        return JSONResponse(admin.analytics_summary(rt.store))
+
+    @api.get("/gradio.js")
+    def web_component() -> Response:
+        """Gradio's web component loader, served locally (the usual CDN copy is out of reach offline)."""
+        path = Path(gr.__file__).parent / "templates" / "frontend" / "gradio.js"
+        return Response(path.read_text(), media_type="text/javascript")
+
+    @api.get("/embed.txt")
+    def embed(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(admin.embed_snippet(str(request.base_url)))
+
+    queue = dict(default_concurrency_limit=2, max_size=rt.config.max_queue)
+    if rt.config.admin_key:
+        key = rt.config.admin_key
+
+        def check(username: str, password: str) -> bool:
+            return hmac.compare_digest(password.encode(), key.encode())
+
+        admin_demo = build_admin(rt)
+        admin_demo.queue(**queue)
+        api = gr.mount_gradio_app(api, admin_demo, path="/admin", auth=check,
+                                  auth_message="Admin area: any user name, the admin key as password.")
+    else:
+        @api.get("/admin")
+        def admin_disabled() -> PlainTextResponse:
+            return PlainTextResponse("The admin area is disabled: set ASSISTANT_ADMIN_KEY (or admin_key in the "
+                                     "config file) and restart.", status_code=404)
+
+    demo = build_chat(rt, inflight)
+    demo.queue(**queue)
+    return gr.mount_gradio_app(api, demo, path="/", css=CHAT_CSS, show_error=False)
