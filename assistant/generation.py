@@ -116,22 +116,23 @@ class Generation:
         emitted = ""
         all_ids = torch.tensor([self.prompt_ids], dtype=torch.long, device=device)
         cache_kw = cache_argument(model)
-        with torch.inference_mode():
-            cache, todo = (None, self.prompt_ids)
-            if self.prefix_cache is not None:
-                cache, todo = self.prefix_cache.take(self.prompt_ids)
-                result.cached_tokens = len(self.prompt_ids) - len(todo)
-            past_len = len(self.prompt_ids) - len(todo)
-            input_ids = torch.tensor([todo], dtype=torch.long, device=device)
-            try:
-                for step in range(self.max_new_tokens):
-                    if self.cancel.is_set():
-                        result.finish_reason = "cancelled"
-                        break
-                    n_in = input_ids.shape[1]
+        # inference_mode is thread-local: a generator may be resumed on another
+        # thread (Gradio, Starlette), so it wraps each model call, not the loop.
+        cache, todo = (None, self.prompt_ids)
+        if self.prefix_cache is not None:
+            cache, todo = self.prefix_cache.take(self.prompt_ids)
+            result.cached_tokens = len(self.prompt_ids) - len(todo)
+        past_len = len(self.prompt_ids) - len(todo)
+        input_ids = torch.tensor([todo], dtype=torch.long, device=device)
+        try:
+            for step in range(self.max_new_tokens):
+                if self.cancel.is_set():
+                    result.finish_reason = "cancelled"
+                    break
+                n_in = input_ids.shape[1]
+                with torch.inference_mode():
                     out = model(input_ids=input_ids, use_cache=True, logits_to_keep=1, **{cache_kw: cache})
                     cache = output_cache(out)
-                    past_len += n_in
                     logits = out.logits[:, -1, :].float()  # (1, vocab)
                     logprobs = torch.log_softmax(logits, dim=-1)
                     scores = processors(all_ids, logits) if len(processors) else logits
@@ -140,30 +141,31 @@ class Generation:
                         next_id = int(torch.multinomial(probs.cpu(), 1, generator=generator)[0, 0])
                     else:
                         next_id = int(torch.argmax(scores, dim=-1)[0])
-                    if step == 0:
-                        result.time_to_first_token = time.perf_counter() - start
-                    if next_id in stop_ids:
-                        result.finish_reason = "stop"
-                        break
-                    result.token_ids.append(next_id)
-                    result.logprobs.append(float(logprobs[0, next_id]))
-                    all_ids = torch.cat([all_ids, torch.tensor([[next_id]], device=device)], dim=1)
-                    input_ids = torch.tensor([[next_id]], dtype=torch.long, device=device)
-                    text = tokenizer.decode(result.token_ids, skip_special_tokens=True)
-                    # Hold back an incomplete multi-byte character until it is whole.
-                    delta = text[len(emitted):] if not text.endswith("\ufffd") else ""
-                    if delta:
-                        emitted = text
-                    yield TokenDelta(delta, next_id, result.logprobs[-1])
-                else:
-                    result.finish_reason = "length"
-            finally:
-                result.text = tokenizer.decode(result.token_ids, skip_special_tokens=True).strip()
-                result.total_time = time.perf_counter() - start
-                if self.prefix_cache is not None and cache is not None:
-                    # The cache now holds prompt + answer tokens except the last sampled one.
-                    held = self.prompt_ids + result.token_ids
-                    self.prefix_cache.store(held[:past_len], cache)
+                past_len += n_in
+                if step == 0:
+                    result.time_to_first_token = time.perf_counter() - start
+                if next_id in stop_ids:
+                    result.finish_reason = "stop"
+                    break
+                result.token_ids.append(next_id)
+                result.logprobs.append(float(logprobs[0, next_id]))
+                all_ids = torch.cat([all_ids, torch.tensor([[next_id]], device=device)], dim=1)
+                input_ids = torch.tensor([[next_id]], dtype=torch.long, device=device)
+                text = tokenizer.decode(result.token_ids, skip_special_tokens=True)
+                # Hold back an incomplete multi-byte character until it is whole.
+                delta = text[len(emitted):] if not text.endswith("\ufffd") else ""
+                if delta:
+                    emitted = text
+                yield TokenDelta(delta, next_id, result.logprobs[-1])
+            else:
+                result.finish_reason = "length"
+        finally:
+            result.text = tokenizer.decode(result.token_ids, skip_special_tokens=True).strip()
+            result.total_time = time.perf_counter() - start
+            if self.prefix_cache is not None and cache is not None:
+                # The cache now holds prompt + answer tokens except the last sampled one.
+                held = self.prompt_ids + result.token_ids
+                self.prefix_cache.store(held[:past_len], cache)
 
     def run(self) -> GenerationResult:
         """Generate to the end without streaming."""

@@ -79,3 +79,20 @@ def test_prefix_cache_reuse_gives_identical_tokens_and_skips_prefill(tiny_lm):
     assert warm.token_ids == cold.token_ids
     assert warm.cached_tokens >= len(first)
     assert warm.logprobs == pytest.approx(cold.logprobs, abs=1e-4)
+
+
+def test_a_stream_can_be_resumed_on_another_thread(tiny_lm):
+    """Gradio and Starlette resume a generator on different worker threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    gen = Generation(tiny_lm, _prompt(tiny_lm), GenerationConfig(max_new_tokens=6, repetition_penalty=1.2))
+    it = iter(gen)
+    steps = []
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        for _ in range(6):
+            try:
+                steps.append(pool.submit(next, it).result())
+            except StopIteration:
+                break
+    cold = Generation(tiny_lm, _prompt(tiny_lm), GenerationConfig(max_new_tokens=6, repetition_penalty=1.2)).run()
+    assert [d.token_id for d in steps] == cold.token_ids[: len(steps)]

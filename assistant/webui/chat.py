@@ -1,0 +1,289 @@
+"""The end-user chat: streaming answers, stop, retry, edit / undo, new
+conversation, a list of one's own conversations, example prompts, sources,
+thumbs with a reason, and the Explain panel.
+
+Every handler is a thin generator or function over ``Engine.respond`` and the
+``Store``.  The browser keeps only a session id (``gr.BrowserState``); which
+conversation is open rides along with it, so a reload (or a server restart)
+shows the same conversation.  A session only ever reads its own conversations
+(``Store.get(conv_id, owner=session)``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from typing import Any, Iterator
+
+import gradio as gr
+
+from .. import admin
+from ..chatview import conversation_messages, message_roles, message_turn_ids, meta_line, turn_messages
+from ..engine import TokenEvent, TurnFinished, TurnStarted
+from ..errors import AssistantError
+from ..types import Conversation
+
+log = logging.getLogger(__name__)
+
+EXAMPLES = [
+    "What can you help me with?",
+    "How do I upload my own documents?",
+    "What does the Explain button show?",
+    "如何把助手嵌入我的网站？",
+]
+
+CSS = """
+#turn-meta { font-size: 0.8em; opacity: 0.7; min-height: 1.2em; }
+#context-note { font-size: 0.85em; color: #b45309; }
+"""
+
+
+def session_state(state: dict | None) -> dict:
+    """The browser's state with a session id (created on first use)."""
+    state = dict(state or {})
+    if not state.get("session"):
+        state["session"] = uuid.uuid4().hex
+    return state
+
+
+def header_markdown(settings: admin.Settings) -> str:
+    from ..chatview import escape
+
+    return f"## {escape(settings.assistant_name)}\n{escape(settings.welcome_message)}"
+
+
+def context_note(conv: Conversation | None) -> str:
+    """A visible note when older messages no longer fit the model's context."""
+    if not conv or not conv.turns or not conv.turns[-1].dropped_turns:
+        return ""
+    n = len(conv.turns[-1].dropped_turns)
+    return (f"⚠️ {n} older exchange{'s' if n != 1 else ''} of this conversation no longer fit the model's "
+            "context; the assistant does not see them any more.")
+
+
+def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
+    """The chat page over ``rt`` (a ``Runtime``: ``.engine``, ``.store``, ``.lm``, ``.config``)."""
+    from ..server import InFlight, stream_in_thread
+
+    store, engine = rt.store, rt.engine
+    inflight = inflight if inflight is not None else InFlight()
+
+    def open_conversation(state: dict) -> Conversation | None:
+        cid = state.get("conversation")
+        conv = store.get(cid, state["session"]) if cid else None
+        if conv is None:
+            state.pop("conversation", None)
+        return conv
+
+    def conv_choices(state: dict) -> Any:
+        items = [(title or "New conversation", cid) for cid, title, _ in store.list(state["session"])]
+        return gr.update(choices=items, value=state.get("conversation"))
+
+    def meta_of(conv: Conversation | None) -> str:
+        return meta_line(conv.turns[-1]) if conv and conv.turns else ""
+
+    def view(state: dict, conv: Conversation | None, box: str = "") -> tuple[Any, ...]:
+        return box, conversation_messages(conv), state, meta_of(conv), context_note(conv), conv_choices(state)
+
+    # -- handlers ------------------------------------------------------
+    def load(state: dict | None):
+        state = session_state(state)
+        conv = open_conversation(state)
+        settings = admin.load_settings(store, rt.config)
+        # Leave the message box alone: the user may already be typing.
+        return (gr.update(), *view(state, conv)[1:], header_markdown(settings))
+
+    def run_turn(state: dict, conv: Conversation, message: str) -> Iterator[tuple[Any, ...]]:
+        prior = conversation_messages(conv)
+        cancel = threading.Event()
+        text, current = "", None
+        events = stream_in_thread(engine.respond(conv, message, cancel=cancel), cancel, inflight, state["session"])
+        try:
+            for event in events:
+                if isinstance(event, TurnStarted):
+                    current = event.turn
+                    yield "", prior + turn_messages(current, streaming_text=""), state, meta_line(current), \
+                        gr.update(), gr.update()
+                elif isinstance(event, TokenEvent):
+                    text += event.text
+                    yield "", prior + turn_messages(current, streaming_text=text), state, gr.update(), \
+                        gr.update(), gr.update()
+                elif isinstance(event, TurnFinished):
+                    if event.error:
+                        log.warning("turn %s failed: %s", event.turn.id, event.error)
+                        gr.Warning(f"The model failed: {event.error}. Your message was kept.")
+                    yield view(state, conv)
+        except AssistantError as exc:
+            raise gr.Error(str(exc)) from None
+        finally:
+            events.close()
+
+    def send(message: str, state: dict | None) -> Iterator[tuple[Any, ...]]:
+        state = session_state(state)
+        try:
+            engine.validate(message)
+        except AssistantError as exc:
+            raise gr.Error(str(exc)) from None
+        conv = open_conversation(state)
+        if conv is None:
+            conv = store.create(state["session"])
+            state["conversation"] = conv.id
+        yield from run_turn(state, conv, message)
+
+    def stop(state: dict | None) -> None:
+        state = session_state(state)
+        inflight.stop(state["session"])
+
+    def retry(state: dict | None) -> Iterator[tuple[Any, ...]]:
+        state = session_state(state)
+        conv = open_conversation(state)
+        if conv is None or not conv.turns:
+            yield view(state, conv)
+            return
+        last = store.remove_last_turn(conv)
+        engine.forget(conv.id)
+        yield from run_turn(state, conv, last.user)
+
+    def undo(state: dict | None):
+        state = session_state(state)
+        conv = open_conversation(state)
+        if conv is None or not conv.turns:
+            return view(state, conv)
+        last = store.remove_last_turn(conv)
+        engine.forget(conv.id)
+        return view(state, conv, box=last.user)
+
+    def edit(state: dict | None, data: gr.EditData) -> Iterator[tuple[Any, ...]]:
+        state = session_state(state)
+        conv = open_conversation(state)
+        index = data.index if isinstance(data.index, int) else data.index[0]
+        ids = message_turn_ids(conv)
+        if conv is None or not 0 <= index < len(ids) or message_roles(conv)[index] != "user":
+            yield view(state, conv)
+            return
+        target = ids[index]
+        while conv.turns:  # drop the edited turn and everything after it
+            if store.remove_last_turn(conv).id == target:
+                break
+        engine.forget(conv.id)
+        new_text = data.value if isinstance(data.value, str) else str(data.value)
+        yield from run_turn(state, conv, new_text)
+
+    def new_conversation(state: dict | None):
+        state = session_state(state)
+        state.pop("conversation", None)
+        return view(state, None)
+
+    def switch(conv_id: str | None, state: dict | None):
+        state = session_state(state)
+        state["conversation"] = conv_id
+        return view(state, open_conversation(state))
+
+    def like(state: dict | None, tab: dict | None, data: gr.LikeData):
+        state, tab = session_state(state), dict(tab or {})
+        conv = open_conversation(state)
+        index = data.index if isinstance(data.index, int) else data.index[0]
+        ids = message_turn_ids(conv)
+        if not 0 <= index < len(ids):
+            return tab, gr.update(visible=False)
+        rating = 1 if data.liked is True or data.liked == "Like" else -1
+        try:
+            store.set_feedback(ids[index], rating, "", owner=state["session"])
+        except AssistantError as exc:
+            raise gr.Error(str(exc)) from None
+        tab.update(rated_turn=ids[index], rating=rating)
+        gr.Info("Thanks for the feedback! You can add a reason below.")
+        return tab, gr.update(visible=True)
+
+    def save_reason(reason: str, state: dict | None, tab: dict | None):
+        state, tab = session_state(state), dict(tab or {})
+        if not tab.get("rated_turn"):
+            return "", gr.update(visible=False)
+        try:
+            store.set_feedback(tab["rated_turn"], tab["rating"], reason.strip(), owner=state["session"])
+        except AssistantError as exc:
+            raise gr.Error(str(exc)) from None
+        gr.Info("Reason saved.")
+        return "", gr.update(visible=False)
+
+    def select(state: dict | None, tab: dict | None, data: gr.SelectData):
+        state, tab = session_state(state), dict(tab or {})
+        ids = message_turn_ids(open_conversation(state))
+        index = data.index if isinstance(data.index, int) else data.index[0]
+        if 0 <= index < len(ids):
+            tab["selected_turn"] = ids[index]
+        return tab
+
+    def explain_turn(state: dict | None, tab: dict | None):
+        state, tab = session_state(state), dict(tab or {})
+        conv = open_conversation(state)
+        turns = [t for t in (conv.turns if conv else []) if t.answer_ids or t.answer]
+        if not turns:
+            raise gr.Error("Ask a question first: there is no answer to explain yet.")
+        turn = next((t for t in turns if t.id == tab.get("selected_turn")), turns[-1])
+        try:
+            from ..explain import explain
+            from ..explainview import highlight_html, importance_chart, summary_markdown
+        except ImportError:
+            log.info("explain modules are not installed yet")
+            return ("Explain is not available yet.", gr.update(value=None), "", gr.update(open=True))
+        try:
+            expl = explain(rt.lm, turn)
+        except AssistantError as exc:
+            raise gr.Error(str(exc)) from None
+        label = f"**Explaining:** {turn.user[:120]}\n\n"
+        return (label + summary_markdown(expl), importance_chart(expl), highlight_html(expl), gr.update(open=True))
+
+    # -- layout ----------------------------------------------------------
+    settings = admin.load_settings(store, rt.config)
+    with gr.Blocks(title=settings.assistant_name) as demo:
+        state = gr.BrowserState({}, storage_key="assistant_session")
+        tab = gr.State({})
+        header = gr.Markdown(header_markdown(settings), elem_id="header")
+        with gr.Row():
+            convs = gr.Dropdown(label="Your conversations", choices=[], value=None, scale=4,
+                                elem_id="conversations", allow_custom_value=False)
+            new_btn = gr.Button("New conversation", size="sm", scale=1, elem_id="new")
+        chatbot = gr.Chatbot(height=520, label="Chat", elem_id="chat", sanitize_html=True, editable="user",
+                             placeholder="Ask a question about the documents I know.",
+                             buttons=["copy"], latex_delimiters=[])
+        note = gr.Markdown("", elem_id="context-note")
+        meta = gr.Markdown("", elem_id="turn-meta")
+        with gr.Row(visible=False, elem_id="reason-row") as reason_row:
+            reason = gr.Textbox(placeholder="Optional: what was good or wrong about this answer?", show_label=False,
+                                scale=8, elem_id="reason")
+            reason_btn = gr.Button("Send reason", size="sm", scale=1, elem_id="send-reason")
+        with gr.Row():
+            box = gr.Textbox(placeholder="Type a message and press Enter", show_label=False, scale=8,
+                             elem_id="message", max_lines=8)
+            send_btn = gr.Button("Send", variant="primary", scale=1, elem_id="send")
+            stop_btn = gr.Button("Stop", scale=1, elem_id="stop")
+            explain_btn = gr.Button("Explain", scale=1, elem_id="explain")
+        gr.Examples(EXAMPLES, inputs=box, label="Examples")
+        with gr.Accordion("Explanation", open=False, elem_id="explain-panel") as panel:
+            explain_md = gr.Markdown("Click **Explain** to see what the last answer (or the message you clicked) "
+                                     "was based on.", elem_id="explain-summary")
+            explain_plot = gr.BarPlot(x="method", y="value", color="source", y_aggregate="sum",
+                                      label="Share of each source, by method", elem_id="explain-chart",
+                                      height=280)
+            explain_html = gr.HTML(elem_id="explain-highlight")
+
+        outputs = [box, chatbot, state, meta, note, convs]
+        box.submit(send, [box, state], outputs, concurrency_id="chat")
+        send_btn.click(send, [box, state], outputs, concurrency_id="chat")
+        stop_btn.click(stop, [state], None, concurrency_limit=None, queue=False)
+        chatbot.retry(retry, [state], outputs, concurrency_id="chat")
+        chatbot.undo(undo, [state], outputs)
+        chatbot.edit(edit, [state], outputs, concurrency_id="chat")
+        chatbot.like(like, [state, tab], [tab, reason_row])
+        chatbot.select(select, [state, tab], [tab])
+        reason_btn.click(save_reason, [reason, state, tab], [reason, reason_row])
+        reason.submit(save_reason, [reason, state, tab], [reason, reason_row])
+        explain_btn.click(explain_turn, [state, tab], [explain_md, explain_plot, explain_html, panel],
+                          concurrency_id="chat")
+        new_btn.click(new_conversation, [state], outputs)
+        chatbot.clear(new_conversation, [state], outputs)
+        convs.input(switch, [convs, state], outputs)
+        demo.load(load, [state], outputs + [header])
+    return demo
