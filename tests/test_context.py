@@ -105,3 +105,14 @@ def test_augmented_query_is_used_only_when_it_agrees_with_the_message_alone():
 
     query, hits = retrieve_for_turn(search2, conv, "What was named after it?", k=2, agree_k=2)
     assert query == "What was named after it?" and hits[0].chunk_id == "tesla"
+
+
+def test_the_older_messages_note_opens_the_summary_as_text():
+    from assistant.webui.chat import context_note
+
+    conv = _conv("first <b>question</b>?", "second?")
+    conv.turns[-1].dropped_turns = [conv.turns[0].id]
+    conv.summary = "User asked: first <b>question</b>?"
+    note = context_note(conv)
+    assert "1 older exchange" in note and "<details" in note
+    assert "&lt;b&gt;question&lt;/b&gt;" in note and "<b>question</b>" not in note

@@ -57,9 +57,15 @@ def context_note(conv: Conversation | None) -> str:
     """A visible note when older messages no longer fit the model's context."""
     if not conv or not conv.turns or not conv.turns[-1].dropped_turns:
         return ""
+    from ..chatview import escape
+
     n = len(conv.turns[-1].dropped_turns)
-    return (f"⚠️ {n} older exchange{'s' if n != 1 else ''} of this conversation no longer fit the model's "
-            "context; the assistant does not see them any more.")
+    note = f"⚠️ {n} older exchange{'s' if n != 1 else ''} of this conversation no longer fit the model's context"
+    if not conv.summary:
+        return note + "; the assistant does not see them any more."
+    lines = "<br>".join(escape(line) for line in conv.summary.splitlines())
+    return (note + "; the assistant keeps a short summary of them instead.\n\n"
+            f"<details id=\"context-summary\"><summary>Show the summary</summary>\n\n{lines}\n\n</details>")
 
 
 def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
