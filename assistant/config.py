@@ -71,7 +71,7 @@ class ModelConfig:
     quantization: Quantization = "nf4"
     """Weight quantization through bitsandbytes; ``none`` keeps full precision."""
     compute_dtype: ComputeDtype = "auto"
-    """dtype of activations: ``auto`` is bfloat16 for 4-bit on CPU/CUDA, float32 for unquantized CPU."""
+    """dtype of activations: ``auto`` is bfloat16 on CUDA and for 4-bit on CPU, float32 otherwise on CPU."""
     device: Device = "auto"
     """``auto`` picks CUDA when present, else CPU."""
     threads: int = 0

@@ -19,7 +19,8 @@ import sys
 from bench.common import header, median, save, table
 
 CONFIGS = {
-    "nf4": dict(quantization="nf4", compute_dtype="float32"),
+    "nf4": dict(quantization="nf4", compute_dtype="bfloat16"),
+    "nf4-fp32-compute": dict(quantization="nf4", compute_dtype="float32"),
     "int8": dict(quantization="int8", compute_dtype="float32"),
     "bf16": dict(quantization="none", compute_dtype="bfloat16"),
     "fp32": dict(quantization="none", compute_dtype="float32"),

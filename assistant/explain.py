@@ -1,0 +1,772 @@
+"""Explain one answer: which parts of the prompt it attended to, which sources
+actually drove it, which source supports each sentence, and how confident the
+model was.
+
+Computed on demand from what a ``Turn`` keeps (prompt token ids with segment
+spans, answer token ids and log-probabilities, the sources with their scores),
+never during normal generation.  Four views:
+
+* **attention** — one forward pass over prompt + answer with eager attention.
+  For every answer token we take the attention row of the position that
+  *predicts* it (so the first row is the last prompt token), keep the columns
+  of prompt tokens, aggregate heads (``mean`` or ``max``), drop the first
+  prompt token (an attention sink that takes most of the mass in every row,
+  ``ignore_sink``), renormalise each row over the prompt, and average over
+  the chosen layers (``last_half`` by default) and over answer tokens.  The
+  result is one weight per prompt token summing to 1; a segment's share is
+  the sum over its span.  Attention shows what the model *looked at*, not what
+  *changed* its answer.
+* **ablation** — the answer's teacher-forced log-likelihood with every source
+  (and, together, the history) left out of the prompt, re-rendered with
+  ``prompting.build_prompt`` exactly as the engine renders prompts.  A
+  source's importance is the drop in mean log-probability per answer token
+  (nats/token; positive = the source helped).  With many sources, random
+  subsets are kept instead (ContextCite-style) and a linear surrogate fitted
+  to the log-likelihoods gives each source's effect.  The forward passes
+  reuse the full prompt's KV cache up to the first token that differs.
+* **citations** — the same ablation passes, scored per sentence of the answer:
+  a sentence cites the source whose removal lowers that sentence's
+  log-likelihood most (if it lowers it by at least ``cite_min``).
+* **confidence** — answer token probabilities (mean, minimum, low-probability
+  spans), the top retrieval score, and whether any source grounds the answer.
+
+Knows nothing about the UI (see ``explainview``) or about retrieval: it takes
+a ``LoadedModel`` and a finished ``Turn``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import re
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Literal, NamedTuple, Sequence
+
+from .errors import ConfigError, InputError
+from .models import LoadedModel
+from .prompting import PromptParts, build_prompt, render
+from .types import Segment, Source, Turn
+
+log = logging.getLogger(__name__)
+
+AblationMode = Literal["leave_one_out", "sampled", "auto", "none"]
+HeadAggregation = Literal["mean", "max"]
+ABLATION_MODES = ("leave_one_out", "sampled", "auto", "none")
+HEAD_AGGREGATIONS = ("mean", "max")
+
+
+@dataclass
+class ExplainConfig:
+    """How an explanation is computed."""
+
+    layers: Literal["last_half", "all"] | list[int] = "last_half"
+    """Layers whose attention is averaged: ``last_half``, ``all`` or a list of layer indices (negative allowed)."""
+    heads: HeadAggregation = "mean"
+    """How attention heads are combined within a layer."""
+    ignore_sink: bool = True
+    """Leave the first prompt token (an attention sink in most LLMs) out before renormalising."""
+    ablation: AblationMode = "auto"
+    """``leave_one_out`` (one pass per source), ``sampled`` (random subsets + linear fit), ``auto`` or ``none``."""
+    max_leave_one_out: int = 8
+    """``auto`` uses leave-one-out up to this many sources and sampled ablations beyond."""
+    n_samples: int = 32
+    """Number of random source subsets for ``sampled`` ablations."""
+    seed: int = 0
+    """Seed of the random subsets (explanations are reproducible)."""
+    reuse_prefix_cache: bool = True
+    """Reuse the full prompt's KV cache for the unchanged prefix of each ablated prompt."""
+    cite_min: float = 0.05
+    """Smallest per-token log-likelihood drop (nats) for a sentence to cite a source."""
+    grounded_min: float = 0.05
+    """Smallest per-token importance (nats) of the best source for the answer to count as grounded."""
+    low_prob: float = 0.25
+    """Answer tokens below this probability form the low-confidence spans."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.layers, str):
+            if self.layers not in ("last_half", "all"):
+                raise ConfigError(f"explain.layers must be 'last_half', 'all' or a list of ints; got {self.layers!r}")
+        else:
+            self.layers = list(self.layers)
+            if not self.layers or not all(isinstance(i, int) for i in self.layers):
+                raise ConfigError(f"explain.layers must be a non-empty list of layer indices; got {self.layers!r}")
+        if self.heads not in HEAD_AGGREGATIONS:
+            raise ConfigError(f"explain.heads must be one of {HEAD_AGGREGATIONS}; got {self.heads!r}")
+        if self.ablation not in ABLATION_MODES:
+            raise ConfigError(f"explain.ablation must be one of {ABLATION_MODES}; got {self.ablation!r}")
+        if self.n_samples < 4:
+            raise ConfigError(f"explain.n_samples must be at least 4; got {self.n_samples}")
+        if self.max_leave_one_out < 0:
+            raise ConfigError(f"explain.max_leave_one_out must be >= 0; got {self.max_leave_one_out}")
+        if not 0.0 < self.low_prob < 1.0:
+            raise ConfigError(f"explain.low_prob must be between 0 and 1; got {self.low_prob}")
+
+
+@dataclass
+class SegmentShare:
+    """One prompt segment and how much the answer relied on it."""
+
+    label: str
+    kind: str
+    start: int
+    end: int
+    attention_share: float
+    """Fraction of the answer's attention to the prompt that went to this span (all shares sum to 1)."""
+    attention_per_token: float
+    """``attention_share`` divided by the span's length, relative to the prompt's average (1.0 = average)."""
+    ablation_importance: float | None = None
+    """Per-token log-likelihood drop when this source is left out (sources only)."""
+
+
+@dataclass
+class SourceScore:
+    """One source in the prompt: retrieval scores next to attention and ablation."""
+
+    index: int
+    """Its number in the prompt, ``[index]`` (1-based)."""
+    title: str
+    heading: str
+    source: str
+    retrieval_score: float
+    dense_score: float
+    bm25_score: float
+    attention_share: float
+    ablation_importance: float | None
+
+
+class SentenceCitation(NamedTuple):
+    """A sentence of the answer, the source that supports it most (1-based) and by how much."""
+
+    text: str
+    source: int | None
+    support: float
+    """Per-token log-likelihood drop of this sentence without the cited source (nats)."""
+
+
+@dataclass
+class Confidence:
+    mean_prob: float
+    min_prob: float
+    low_confidence_spans: list[str]
+    retrieval_top_score: float | None
+    grounded: bool
+    """Whether some source measurably supports the answer (ablation; attention when ablation is off)."""
+    label: Literal["high", "medium", "low"]
+
+
+@dataclass
+class Explanation:
+    """Everything the Explain panel and ``/explain`` show for one answer."""
+
+    turn_id: str
+    answer: str
+    segments: list[SegmentShare]
+    source_scores: list[SourceScore]
+    message_heat: list[tuple[str, float]]
+    """Message tokens (decoded text, share of the answer's attention)."""
+    source_heat: list[list[tuple[str, float]]]
+    """Per source, in the order of ``source_scores``: its text's tokens with their attention share."""
+    sentences: list[SentenceCitation]
+    confidence: Confidence
+    history_importance: float | None = None
+    """Per-token log-likelihood drop when the whole history (and summary) is left out."""
+    method: str = "none"
+    """Ablation method used: ``leave_one_out``, ``sampled`` or ``none``."""
+    layers: list[int] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+# -- sentence splitting --------------------------------------------------------
+
+_CJK_END = "。！？"
+_CLOSERS = "\"'”’」』）)]"
+_ABBREV = frozenset({"e.g", "i.e", "etc", "mr", "mrs", "ms", "dr", "prof", "vs", "no", "fig", "st", "approx", "inc", "ltd", "jr", "sr"})
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans ``[start, end)`` of the sentences of ``text`` (whitespace trimmed).
+
+    Ends a sentence at ``。！？`` (Chinese/Japanese), at ``.!?`` followed by a
+    space or the end (not after an abbreviation, an initial or inside a
+    number such as ``3.5``) and at line breaks; closing quotes stay with
+    their sentence.
+    """
+    cuts: list[int] = []
+    n = len(text)
+    i = 0
+    while i < n:
+        ch = text[i]
+        if ch == "\n":
+            cuts.append(i + 1)
+        elif ch in _CJK_END or ch in "!?" or ch == ".":
+            j = i + 1
+            while j < n and text[j] in (_CJK_END + "!?."):
+                j += 1  # "?!", "...", "！？"
+            while j < n and text[j] in _CLOSERS:
+                j += 1
+            if ch in _CJK_END or (j >= n or text[j].isspace() or _is_cjk(text[j])):
+                if ch == "." and _is_abbreviation(text, i):
+                    i = j
+                    continue
+                cuts.append(j)
+            i = j
+            continue
+        i += 1
+    spans = []
+    prev = 0
+    for cut in cuts + [n]:
+        a, b = prev, cut
+        while a < b and text[a].isspace():
+            a += 1
+        while b > a and text[b - 1].isspace():
+            b -= 1
+        if b > a:
+            spans.append((a, b))
+        prev = max(prev, cut)
+    return spans
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split English, Chinese (``。！？``) and similar text into sentences."""
+    return [text[a:b] for a, b in sentence_spans(text)]
+
+
+def _is_cjk(ch: str) -> bool:
+    return "\u3000" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef"
+
+
+def _is_abbreviation(text: str, dot: int) -> bool:
+    m = re.search(r"([A-Za-z][A-Za-z.]*)$", text[:dot])
+    if not m:
+        return False
+    word = m.group(1).lower()
+    return word in _ABBREV or (len(word) == 1 and word.isalpha() and text[:dot][-1].isupper())
+
+
+# -- tokens to text ------------------------------------------------------------
+
+def token_pieces(tokenizer: Any, ids: Sequence[int], skip_special: bool = False) -> list[tuple[str, int, int]]:
+    """Decoded text of ``ids`` as pieces ``(text, first, end)`` whose concatenation is the decoded text.
+
+    Tokens that hold part of a multi-byte character are merged with the next
+    ones until the character is whole (byte-level BPE splits CJK characters).
+    """
+    pieces: list[tuple[str, int, int]] = []
+    prev_text, start = "", 0
+    for k in range(1, len(ids) + 1):
+        text = tokenizer.decode(list(ids[:k]), skip_special_tokens=skip_special, clean_up_tokenization_spaces=False)
+        if text.endswith("\ufffd") and k < len(ids) and k - start < 4:
+            continue
+        piece = text[len(prev_text):] if text.startswith(prev_text) else text[len(_common_prefix(prev_text, text)):]
+        pieces.append((piece, start, k))
+        prev_text, start = text, k
+    return pieces
+
+
+def _common_prefix(a: str, b: str) -> str:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return a[:n]
+
+
+def _content_heat(tokenizer: Any, ids: Sequence[int], weights: Sequence[float], content: str) -> list[tuple[str, float]]:
+    """Heat over the tokens of ``content`` inside a segment span (template markup left out)."""
+    pieces = token_pieces(tokenizer, ids)
+    full = "".join(p for p, _, _ in pieces)
+    at = full.find(content.strip()[:40]) if content.strip() else -1
+    lo, hi = (at, at + len(content.strip())) if at >= 0 else (0, len(full))
+    out, pos = [], 0
+    for text, a, b in pieces:
+        end = pos + len(text)
+        if end > lo and pos < hi and text:
+            out.append((text, float(sum(weights[a:b]))))
+        pos = end
+    return out
+
+
+# -- the model side ------------------------------------------------------------
+
+def _base_model(model: Any) -> Any:
+    """The transformers model under a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+@contextmanager
+def eager_attention(model: Any) -> Iterator[None]:
+    """Switch the model to eager attention (which returns attention weights) and back."""
+    base = _base_model(model)
+    before = getattr(base.config, "_attn_implementation", None)
+    if before == "eager":
+        yield
+        return
+    base.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        base.set_attn_implementation(before)
+
+
+def attention_modules(model: Any) -> list[Any]:
+    """Self-attention modules of the decoder layers, in layer order."""
+    found = [m for m in _base_model(model).modules()
+             if hasattr(m, "layer_idx") and type(m).__name__.endswith("Attention")]
+    return sorted(found, key=lambda m: m.layer_idx)
+
+
+def chosen_layers(config: ExplainConfig, n_layers: int) -> list[int]:
+    if config.layers == "all":
+        return list(range(n_layers))
+    if config.layers == "last_half":
+        return list(range(n_layers // 2, n_layers))
+    out = []
+    for i in config.layers:
+        j = i + n_layers if i < 0 else i
+        if not 0 <= j < n_layers:
+            raise ConfigError(f"explain.layers: layer {i} does not exist; the model has {n_layers} layers")
+        out.append(j)
+    return sorted(set(out))
+
+
+def _cache_kw(model: Any) -> str:
+    from .generation import cache_argument
+
+    return cache_argument(model)
+
+
+def _answer_logprobs(logits: Any, answer_ids: Any) -> Any:
+    """``logits`` (A+1, vocab) for the positions predicting each answer token (+ the last) → (A,) log-probs."""
+    import torch
+
+    lp = torch.log_softmax(logits[:-1].float(), dim=-1)  # (A, vocab)
+    return lp.gather(1, answer_ids[:, None])[:, 0]
+
+
+def _attention_pass(lm: LoadedModel, prompt_ids: list[int], answer_ids: list[int], config: ExplainConfig) -> tuple[Any, Any, Any, list[int]]:
+    """One eager pass over prompt + answer.
+
+    Returns (per-prompt-token attention weights (P,), answer log-probs (A,), KV cache, layers used).
+    """
+    import torch
+
+    model = lm.model
+    P, A = len(prompt_ids), len(answer_ids)
+    modules = attention_modules(model)
+    if not modules:
+        raise InputError(f"model {lm.name!r}: no attention layers found to explain")
+    layers = chosen_layers(config, len(modules))
+    acc: dict[str, Any] = {"sum": torch.zeros(A, P, dtype=torch.float32, device=lm.device), "n": 0}
+
+    def hook(_module: Any, _args: Any, output: Any) -> None:
+        weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+        if weights is None:
+            raise InputError("the model returned no attention weights even with eager attention")
+        rows = weights[0, :, P - 1: P + A - 1, :P].float()  # (heads, A, P)
+        rows = rows.mean(0) if config.heads == "mean" else rows.amax(0)  # (A, P)
+        if config.ignore_sink and P > 1:
+            rows = rows.clone()
+            rows[:, 0] = 0.0
+        rows = rows / rows.sum(-1, keepdim=True).clamp_min(1e-12)
+        acc["sum"] += rows
+        acc["n"] += 1
+
+    handles = [modules[i].register_forward_hook(hook) for i in layers]
+    ids = torch.tensor([prompt_ids + answer_ids], dtype=torch.long, device=lm.device)
+    try:
+        with eager_attention(model), torch.inference_mode():
+            out = model(input_ids=ids, use_cache=True, logits_to_keep=A + 1)
+    finally:
+        for h in handles:
+            h.remove()
+    target = torch.tensor(answer_ids, dtype=torch.long, device=lm.device)
+    logprobs = _answer_logprobs(out.logits[0], target)
+    per_token = (acc["sum"] / max(acc["n"], 1)).mean(0)  # (P,)
+    per_token = per_token / per_token.sum().clamp_min(1e-12)
+    from .generation import output_cache
+
+    return per_token.cpu(), logprobs.cpu(), output_cache(out), layers
+
+
+def _prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _score_variant(lm: LoadedModel, variant: list[int], answer_ids: list[int], full: list[int], cache: Any,
+                   config: ExplainConfig) -> Any:
+    """Answer log-probs (A,) after ``variant`` (an ablated prompt), reusing ``cache`` of ``full`` + answer."""
+    import torch
+
+    A = len(answer_ids)
+    seq = variant + answer_ids
+    reuse = _prefix_len(seq, full + answer_ids) if (config.reuse_prefix_cache and cache is not None) else 0
+    reuse = min(reuse, len(variant) - 1)
+    kwargs: dict[str, Any] = {}
+    if reuse > 0:
+        try:
+            past = copy.deepcopy(cache)
+            past.crop(-(past.get_seq_length() - reuse))
+            kwargs[_cache_kw(lm.model)] = past
+        except Exception as exc:  # a cache type without crop (sliding windows): recompute in full
+            log.debug("prefix cache not reusable (%s); full pass", exc)
+            reuse = 0
+    ids = torch.tensor([seq[reuse:]], dtype=torch.long, device=lm.device)
+    with torch.inference_mode():
+        out = lm.model(input_ids=ids, use_cache=reuse > 0, logits_to_keep=A + 1, **kwargs)
+    target = torch.tensor(answer_ids, dtype=torch.long, device=lm.device)
+    return _answer_logprobs(out.logits[0], target).cpu()
+
+
+# -- rebuilding the prompt without a part ---------------------------------------
+
+@dataclass
+class _Rebuild:
+    """How to render the prompt with some sources or the history left out."""
+
+    parts: PromptParts | None
+    """Parts that re-render the turn's prompt exactly (None: fall back to cutting token spans)."""
+    source_segments: list[Segment]
+    history_segments: list[Segment]
+
+
+def _history_turns(tokenizer: Any, turn: Turn, history_segments: list[Segment]) -> list[Turn]:
+    """Recover the history (user, answer) pairs from their token spans."""
+    probe = render(tokenizer, [{"role": "system", "content": "S"}, {"role": "user", "content": "UUUU"},
+                               {"role": "assistant", "content": "AAAA"}, {"role": "user", "content": "Q"}])
+    between = probe[probe.find("UUUU") + 4: probe.find("AAAA")]
+    turns = []
+    for seg in history_segments:
+        text = tokenizer.decode(turn.prompt_ids[seg.start:seg.end], clean_up_tokenization_spaces=False)
+        at = text.find(seg.text)
+        rest = text[at + len(seg.text):] if at >= 0 else ""
+        answer = rest[len(between):] if rest.startswith(between) else rest
+        turns.append(Turn(user=seg.text, answer=answer.strip()))
+    return turns
+
+
+def _prepare_rebuild(lm: LoadedModel, turn: Turn) -> tuple[_Rebuild, list[str]]:
+    tok = lm.tokenizer
+    by_kind: dict[str, list[Segment]] = {}
+    for seg in turn.segments:
+        by_kind.setdefault(seg.kind, []).append(seg)
+    sources = by_kind.get("source", [])
+    history = by_kind.get("history", [])
+    notes: list[str] = []
+    try:
+        system = by_kind["system"][0].text
+        message = by_kind["message"][0].text
+        summary = by_kind["summary"][0].text if "summary" in by_kind else ""
+        src = [turn.sources[s.ref if s.ref is not None else i] for i, s in enumerate(sources)]
+        parts = PromptParts(system=system, message=message, history=_history_turns(tok, turn, history),
+                            sources=src, summary=summary)
+        again = build_prompt(tok, parts, budget=10 * len(turn.prompt_ids) + 4096).input_ids
+        if again != list(turn.prompt_ids):
+            notes.append("the prompt could not be re-rendered exactly; ablations cut token spans instead")
+            parts = None
+    except (KeyError, IndexError, InputError) as exc:
+        notes.append(f"the prompt could not be re-rendered ({exc}); ablations cut token spans instead")
+        parts = None
+    return _Rebuild(parts=parts, source_segments=sources, history_segments=history), notes
+
+
+def _content_token_range(tok: Any, ids: Sequence[int], seg: Segment) -> tuple[int, int]:
+    pieces = token_pieces(tok, ids[seg.start:seg.end])
+    full = "".join(p for p, _, _ in pieces)
+    content = seg.text.strip()
+    at = full.find(content[:40]) if content else -1
+    if at < 0:
+        return seg.start, seg.end
+    lo, hi, pos = None, seg.start, 0
+    for text, a, b in pieces:
+        end = pos + len(text)
+        if end > at and pos < at + len(content):
+            lo = seg.start + a if lo is None else lo
+            hi = seg.start + b
+        pos = end
+    return (lo if lo is not None else seg.start), hi
+
+
+def _variant(lm: LoadedModel, turn: Turn, rb: _Rebuild, keep_sources: Sequence[bool], keep_history: bool) -> list[int]:
+    """Prompt token ids with the unkept sources (and maybe the history) left out."""
+    if rb.parts is not None:
+        p = rb.parts
+        parts = PromptParts(system=p.system, message=p.message,
+                            history=list(p.history) if keep_history else [],
+                            sources=[s for s, k in zip(p.sources, keep_sources) if k],
+                            summary=p.summary if keep_history else "")
+        return build_prompt(lm.tokenizer, parts, budget=10 * len(turn.prompt_ids) + 4096).input_ids
+    cut: list[tuple[int, int]] = []
+    for seg, keep in zip(rb.source_segments, keep_sources):
+        if not keep:
+            cut.append(_content_token_range(lm.tokenizer, turn.prompt_ids, seg))
+    if not keep_history:
+        cut.extend((s.start, s.end) for s in rb.history_segments)
+    ids = list(turn.prompt_ids)
+    for a, b in sorted(cut, reverse=True):
+        del ids[a:b]
+    return ids
+
+
+# -- the explanation -----------------------------------------------------------
+
+def _check_turn(lm: LoadedModel, turn: Turn) -> list[int]:
+    if not turn.prompt_ids or not turn.segments:
+        raise InputError("this answer has no prompt to explain (it was a fixed reply, not generated from sources)")
+    segs = turn.segments
+    if segs[0].start != 0 or segs[-1].end != len(turn.prompt_ids) or any(a.end != b.start for a, b in zip(segs, segs[1:])):
+        raise InputError("the turn's segments do not tile its prompt; it cannot be explained")
+    answer_ids = list(turn.answer_ids)
+    if not answer_ids and turn.answer:
+        answer_ids = lm.tokenizer(turn.answer, add_special_tokens=False)["input_ids"]
+    if not answer_ids:
+        raise InputError("this turn has no answer tokens to explain")
+    limit = lm.context_length
+    if len(turn.prompt_ids) + len(answer_ids) > limit:
+        raise InputError(f"prompt + answer are {len(turn.prompt_ids) + len(answer_ids)} tokens, more than the "
+                         f"model's context of {limit}; cannot explain")
+    return answer_ids
+
+
+def _ablate(lm: LoadedModel, turn: Turn, answer_ids: list[int], base_lp: Any, cache: Any, config: ExplainConfig,
+            notes: list[str]) -> tuple[str, list[Any], Any | None, int]:
+    """Run the ablations.
+
+    Returns (method, per-source effect vectors (A,) each: log-prob with the source minus without,
+    history effect (A,) or None, number of forward passes).
+    """
+    import numpy as np
+    import torch
+
+    rb, rebuild_notes = _prepare_rebuild(lm, turn)
+    notes.extend(rebuild_notes)
+    k = len(rb.source_segments)
+    mode = config.ablation
+    if mode == "auto":
+        mode = "leave_one_out" if k <= config.max_leave_one_out else "sampled"
+    full = list(turn.prompt_ids)
+    passes = 0
+    history_effect = None
+    if rb.history_segments:
+        lp = _score_variant(lm, _variant(lm, turn, rb, [True] * k, False), answer_ids, full, cache, config)
+        history_effect = base_lp - lp
+        passes += 1
+    if k == 0:
+        return mode, [], history_effect, passes
+    if mode == "leave_one_out":
+        effects = []
+        for j in range(k):
+            keep = [i != j for i in range(k)]
+            lp = _score_variant(lm, _variant(lm, turn, rb, keep, True), answer_ids, full, cache, config)
+            effects.append(base_lp - lp)
+            passes += 1
+        return mode, effects, history_effect, passes
+    # Sampled: each source kept with probability 1/2; fit lp ≈ b + sum_j w_j keep_j per answer token.
+    rng = np.random.default_rng(config.seed)
+    masks = rng.random((config.n_samples, k)) < 0.5  # (n, k)
+    rows, ys = [np.ones(k, dtype=bool)], [base_lp.numpy()]
+    for mask in masks:
+        lp = _score_variant(lm, _variant(lm, turn, rb, list(mask), True), answer_ids, full, cache, config)
+        rows.append(mask)
+        ys.append(lp.numpy())
+        passes += 1
+    X = np.concatenate([np.ones((len(rows), 1)), np.array(rows, dtype=float)], axis=1)  # (n+1, k+1)
+    Y = np.stack(ys)  # (n+1, A)
+    ridge = 1e-3 * np.eye(k + 1)
+    ridge[0, 0] = 0.0
+    W = np.linalg.solve(X.T @ X + ridge, X.T @ Y)  # (k+1, A)
+    effects = [torch.from_numpy(W[j + 1]).float() for j in range(k)]
+    return "sampled", effects, history_effect, passes
+
+
+def _answer_text_and_tokens(tok: Any, answer_ids: list[int]) -> tuple[str, list[tuple[str, int, int]]]:
+    pieces = token_pieces(tok, answer_ids, skip_special=True)
+    return "".join(p for p, _, _ in pieces), pieces
+
+
+def _sentences(answer: str, pieces: list[tuple[str, int, int]], effects: list[Any], config: ExplainConfig,
+               n_tokens: int) -> list[SentenceCitation]:
+    spans = sentence_spans(answer)
+    owner = [-1] * n_tokens  # sentence of each answer token
+    pos = 0
+    for text, a, b in pieces:
+        lead = len(text) - len(text.lstrip())
+        first = pos + lead
+        s_idx = -1
+        for si, (sa, sb) in enumerate(spans):
+            if text.strip() and sa <= first < sb:
+                s_idx = si
+                break
+        for t in range(a, b):
+            owner[t] = s_idx
+        pos += len(text)
+    out = []
+    for si, (sa, sb) in enumerate(spans):
+        idx = [t for t in range(n_tokens) if owner[t] == si]
+        best, support = None, 0.0
+        if idx and effects:
+            means = [float(e[idx].mean()) for e in effects]
+            j = max(range(len(means)), key=lambda x: means[x])
+            if means[j] >= config.cite_min:
+                best, support = j + 1, means[j]
+            else:
+                support = means[j]
+        out.append(SentenceCitation(answer[sa:sb], best, support))
+    return out
+
+
+def _low_spans(pieces: list[tuple[str, int, int]], probs: list[float], threshold: float) -> list[str]:
+    spans, current = [], ""
+    for text, a, b in pieces:
+        low = any(probs[t] < threshold for t in range(a, min(b, len(probs))))
+        if low and text.strip():
+            current += text
+        else:
+            if current.strip():
+                spans.append(current.strip())
+            current = ""
+    if current.strip():
+        spans.append(current.strip())
+    return spans
+
+
+def _confidence(turn: Turn, logprobs: list[float], pieces: list[tuple[str, int, int]], sources: Sequence[Source],
+                importances: list[float | None], source_attention: float, config: ExplainConfig) -> Confidence:
+    probs = [math.exp(x) for x in logprobs]
+    mean_prob = sum(probs) / len(probs)
+    min_prob = min(probs)
+    top = max((s.score for s in sources), default=None)
+    known = [x for x in importances if x is not None]
+    if not sources:
+        grounded = False
+    elif known:
+        grounded = max(known) >= config.grounded_min
+    else:
+        grounded = source_attention >= 0.3
+    if grounded and mean_prob >= 0.6:
+        label: Literal["high", "medium", "low"] = "high"
+    elif mean_prob < 0.35 or (not grounded and mean_prob < 0.6):
+        label = "low"
+    else:
+        label = "medium"
+    return Confidence(mean_prob=mean_prob, min_prob=min_prob,
+                      low_confidence_spans=_low_spans(pieces, probs, config.low_prob),
+                      retrieval_top_score=top, grounded=grounded, label=label)
+
+
+def explain(lm: LoadedModel, turn: Turn, config: ExplainConfig | None = None) -> Explanation:
+    """Explain a finished answer (see the module docstring for the methods)."""
+    config = config or ExplainConfig()
+    started = time.perf_counter()
+    answer_ids = _check_turn(lm, turn)
+    prompt_ids = list(turn.prompt_ids)
+    tok = lm.tokenizer
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+
+    t0 = time.perf_counter()
+    attn, base_lp, cache, layers = _attention_pass(lm, prompt_ids, answer_ids, config)  # (P,), (A,)
+    timings["attention"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    method, effects, history_effect, passes = "none", [], None, 0
+    if config.ablation != "none":
+        method, effects, history_effect, passes = _ablate(lm, turn, answer_ids, base_lp, cache, config, notes)
+    timings["ablation"] = time.perf_counter() - t0
+    timings["ablation_passes"] = float(passes)
+    del cache
+
+    P = len(prompt_ids)
+    weights = attn.tolist()
+    importance = [float(e.mean()) for e in effects]
+    source_segments = [s for s in turn.segments if s.kind == "source"]
+    segments = []
+    for seg in turn.segments:
+        share = float(sum(weights[seg.start:seg.end]))
+        length = max(seg.end - seg.start, 1)
+        imp = None
+        if seg.kind == "source" and effects:
+            imp = importance[source_segments.index(seg)]
+        segments.append(SegmentShare(label=seg.label, kind=seg.kind, start=seg.start, end=seg.end,
+                                     attention_share=share, attention_per_token=share / length * P,
+                                     ablation_importance=imp))
+
+    t0 = time.perf_counter()
+    source_scores, source_heat = [], []
+    for j, seg in enumerate(source_segments):
+        src = turn.sources[seg.ref if seg.ref is not None else j]
+        source_scores.append(SourceScore(
+            index=j + 1, title=src.title, heading=src.heading, source=src.source, retrieval_score=src.score,
+            dense_score=src.dense_score, bm25_score=src.bm25_score,
+            attention_share=float(sum(weights[seg.start:seg.end])),
+            ablation_importance=importance[j] if effects else None))
+        source_heat.append(_content_heat(tok, prompt_ids[seg.start:seg.end], weights[seg.start:seg.end], src.text))
+    message_seg = next(s for s in turn.segments if s.kind == "message")
+    message_heat = _content_heat(tok, prompt_ids[message_seg.start:message_seg.end],
+                                 weights[message_seg.start:message_seg.end], message_seg.text)
+
+    answer, pieces = _answer_text_and_tokens(tok, answer_ids)
+    sentences = _sentences(answer, pieces, effects, config, len(answer_ids))
+    logprobs = list(turn.answer_logprobs) if len(turn.answer_logprobs) == len(answer_ids) else base_lp.tolist()
+    confidence = _confidence(turn, logprobs, pieces, [turn.sources[s.ref if s.ref is not None else i]
+                                                      for i, s in enumerate(source_segments)],
+                             [s.ablation_importance for s in source_scores],
+                             sum(s.attention_share for s in source_scores), config)
+    timings["render"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - started
+    return Explanation(
+        turn_id=turn.id, answer=answer.strip() or turn.answer, segments=segments, source_scores=source_scores,
+        message_heat=message_heat, source_heat=source_heat, sentences=sentences, confidence=confidence,
+        history_importance=float(history_effect.mean()) if history_effect is not None else None,
+        method=method, layers=layers, timings=timings, notes=notes,
+    )
+
+
+# -- terminal ------------------------------------------------------------------
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def format_table(expl: Explanation) -> str:
+    """Plain-text tables for ``/explain`` in the terminal chat."""
+    lines = ["Prompt segments — attention: share of the answer's attention; "
+             "ablation: how much less likely the answer becomes without it (nats/token)."]
+    lines.append(f"{'segment':<12} {'tokens':>6} {'attention':>9} {'per-token':>9} {'ablation':>9}")
+    for s in expl.segments:
+        lines.append(f"{s.label:<12} {s.end - s.start:>6} {s.attention_share:>9.3f} {s.attention_per_token:>9.2f} "
+                     f"{_fmt(s.ablation_importance):>9}")
+    if expl.history_importance is not None:
+        lines.append(f"{'(history)':<12} {'':>6} {'':>9} {'':>9} {expl.history_importance:>9.3f}")
+    if expl.source_scores:
+        lines.append("")
+        lines.append(f"Sources (ablation: {expl.method})")
+        lines.append(f"{'#':>3} {'retrieval':>9} {'attention':>9} {'ablation':>9}  document")
+        for s in expl.source_scores:
+            where = " > ".join(p for p in (s.title, s.heading) if p) or s.source
+            lines.append(f"[{s.index}] {s.retrieval_score:>9.3f} {s.attention_share:>9.3f} "
+                         f"{_fmt(s.ablation_importance):>9}  {where} ({s.source})")
+    if expl.sentences:
+        lines.append("")
+        lines.append("Answer sentences and the source that supports each most:")
+        for sent in expl.sentences:
+            mark = f"[{sent.source}]" if sent.source else "[-]"
+            lines.append(f"{mark:>4} {sent.text}  (support {sent.support:.3f})")
+    c = expl.confidence
+    lines.append("")
+    lines.append(f"Confidence: {c.label} — mean token probability {c.mean_prob:.2f}, lowest {c.min_prob:.2f}; "
+                 f"top retrieval score {_fmt(c.retrieval_top_score, 2)}; "
+                 + ("grounded in the sources" if c.grounded else "NOT grounded in any source"))
+    if c.low_confidence_spans:
+        lines.append("Unsure about: " + "; ".join(repr(s) for s in c.low_confidence_spans[:6]))
+    for note in expl.notes:
+        lines.append(f"note: {note}")
+    lines.append(f"({expl.timings.get('total', 0.0):.2f} s)")
+    return "\n".join(lines)

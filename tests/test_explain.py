@@ -1,0 +1,306 @@
+"""Explain: attention shares, leave-one-out / sampled ablation, sentence
+citations, confidence, and the UI renderers.
+
+Most tests use a *copy model* built by hand (no training, no randomness): one
+layer whose attention is uniform over the context (zero queries), whose
+embeddings are one-hot and whose values pass the token through, so the logit
+of every token grows with how often it occurs in the context.  Its answer's
+log-likelihood therefore depends on the context by construction: removing the
+only source that contains the answer's tokens must hurt most, and its
+attention rows are exactly uniform, which pins the aggregation arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from assistant.errors import ConfigError, InputError
+from assistant.explain import (
+    ExplainConfig,
+    Explanation,
+    chosen_layers,
+    explain,
+    format_table,
+    split_sentences,
+    token_pieces,
+)
+from assistant.explainview import highlight_html, importance_chart, summary_markdown
+from assistant.prompting import PromptParts, build_prompt
+from assistant.types import Source, Turn
+
+TEXTS = [
+    "Paris is the capital of France.",
+    "Refunds are paid back to the card within five days.",
+    "退款会在五个工作日内退回。",
+    "Hallo, wie kann ich helfen? Bonjour, comment puis-je aider?",
+]
+# Each answer's tokens occur in one source and hardly anywhere else (checked in the test).
+ANSWERS = ["Paris capital France", "Refunds are paid back", "五个工作日内", "comment puis-je aider"]
+
+
+def _sources(texts=TEXTS):
+    return [Source(chunk_id=str(i), doc_id=f"d{i}", text=t, source=f"doc{i}.md", title=f"Doc {i}",
+                   heading="Part", score=1.0 - i / 10, dense_score=0.5, bm25_score=2.0) for i, t in enumerate(texts)]
+
+
+def _turn(lm, answer, history=True, sources=None, message="How do refunds work?"):
+    sources = _sources() if sources is None else sources
+    hist = [Turn(user="hello there?", answer="Hi, how can I help?")] if history else []
+    prompt = build_prompt(lm.tokenizer, PromptParts(system="You help.", message=message, history=hist,
+                                                    sources=sources), budget=900)
+    ids = lm.tokenizer(answer, add_special_tokens=False)["input_ids"]
+    return Turn(user=message, answer=answer, sources=sources, prompt_ids=prompt.input_ids,
+                segments=prompt.segments, answer_ids=ids, answer_logprobs=[])
+
+
+@pytest.fixture(scope="module")
+def copy_lm():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from assistant.models import wrap_loaded
+    from tiny_model import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    v = len(tok)
+    config = LlamaConfig(vocab_size=v, hidden_size=v, intermediate_size=8, num_hidden_layers=1,
+                         num_attention_heads=1, num_key_value_heads=1, max_position_embeddings=2048,
+                         eos_token_id=tok.eos_token_id, bos_token_id=0, pad_token_id=0, tie_word_embeddings=True)
+    config._attn_implementation = "sdpa"  # explain must switch to eager itself
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        model.model.embed_tokens.weight.copy_(torch.eye(v))  # (vocab, hidden=vocab): one-hot
+        attn = model.model.layers[0].self_attn
+        attn.q_proj.weight.zero_()  # all scores 0 → uniform causal attention
+        attn.k_proj.weight.zero_()
+        attn.v_proj.weight.copy_(torch.eye(v))
+        attn.o_proj.weight.copy_(torch.eye(v))
+        model.model.layers[0].mlp.down_proj.weight.zero_()
+    return wrap_loaded(model, tok, name="copy-model")
+
+
+# -- sentence splitting --------------------------------------------------------
+
+def test_split_sentences_english():
+    text = "Refunds take 3.5 days, e.g. on cards. Contact Dr. Smith! Is it done? Yes.\nNext line"
+    assert split_sentences(text) == ["Refunds take 3.5 days, e.g. on cards.", "Contact Dr. Smith!", "Is it done?",
+                                     "Yes.", "Next line"]
+
+
+def test_split_sentences_chinese_and_mixed():
+    assert split_sentences("退款需要五天。请联系我们！可以吗？好的") == ["退款需要五天。", "请联系我们！", "可以吗？", "好的"]
+    assert split_sentences("他说：“好的。”然后离开了。") == ["他说：“好的。”", "然后离开了。"]
+    assert split_sentences("Refunds take five days.退款需要五天。") == ["Refunds take five days.", "退款需要五天。"]
+    assert split_sentences("") == [] and split_sentences("   ") == []
+
+
+def test_token_pieces_rebuild_the_text_and_keep_cjk_characters_whole(tiny_lm):
+    tok = tiny_lm.tokenizer
+    text = "退款会在五个工作日内退回。 Refunds!"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    pieces = token_pieces(tok, ids)
+    assert "".join(p for p, _, _ in pieces) == text
+    assert all("\ufffd" not in p for p, _, _ in pieces)
+    assert pieces[0][1] == 0 and pieces[-1][2] == len(ids)
+
+
+# -- attention -----------------------------------------------------------------
+
+def test_segments_tile_the_prompt_and_shares_sum_to_one(tiny_lm):
+    turn = _turn(tiny_lm, "Refunds are paid back within five days.")
+    expl = explain(tiny_lm, turn, ExplainConfig(ablation="none"))
+    segs = expl.segments
+    assert segs[0].start == 0 and segs[-1].end == len(turn.prompt_ids)
+    assert all(a.end == b.start for a, b in zip(segs, segs[1:]))
+    assert [s.label for s in segs] == ["system", "history:1", "source:1", "source:2", "source:3", "source:4", "message"]
+    assert math.isclose(sum(s.attention_share for s in segs), 1.0, abs_tol=1e-4)
+    assert all(s.attention_share >= 0 for s in segs)
+    assert all(s.ablation_importance is None for s in segs) and expl.method == "none"
+    # the heat covers the message's own words (not the template markup)
+    assert "".join(t for t, _ in expl.message_heat).strip() == "How do refunds work?"
+    assert "".join(t for t, _ in expl.source_heat[2]).strip() == TEXTS[2]
+
+
+@pytest.mark.parametrize("heads,layers", [("mean", "last_half"), ("max", "all"), ("mean", [-1])])
+def test_uniform_attention_gives_shares_proportional_to_length(copy_lm, heads, layers):
+    turn = _turn(copy_lm, ANSWERS[1])
+    expl = explain(copy_lm, turn, ExplainConfig(ablation="none", heads=heads, layers=layers))
+    P = len(turn.prompt_ids)
+    for seg in expl.segments:
+        expected = (seg.end - seg.start - (1 if seg.start == 0 else 0)) / (P - 1)  # the sink token is left out
+        assert seg.attention_share == pytest.approx(expected, abs=1e-4), seg.label
+    # the model's own setting is restored after the eager pass
+    assert copy_lm.model.config._attn_implementation == "sdpa"
+
+
+def test_chosen_layers():
+    assert chosen_layers(ExplainConfig(), 30) == list(range(15, 30))
+    assert chosen_layers(ExplainConfig(layers="all"), 3) == [0, 1, 2]
+    assert chosen_layers(ExplainConfig(layers=[-1, 0]), 4) == [0, 3]
+    with pytest.raises(ConfigError, match="layer 9 does not exist"):
+        chosen_layers(ExplainConfig(layers=[9]), 4)
+
+
+# -- ablation and citations ----------------------------------------------------
+
+@pytest.mark.parametrize("j", range(len(ANSWERS)))
+def test_leave_one_out_ranks_the_source_holding_the_answer_first(copy_lm, j):
+    turn = _turn(copy_lm, ANSWERS[j])
+    # precondition: source j's text holds most of the answer's tokens, each other source's text few of them
+    answer_ids = set(turn.answer_ids)
+    for i, text in enumerate(TEXTS):
+        present = answer_ids & set(copy_lm.tokenizer(text, add_special_tokens=False)["input_ids"])
+        if i == j:
+            assert len(present) >= 2 * len(answer_ids) // 3
+        else:
+            assert len(present) <= len(answer_ids) // 3, (i, present)
+    expl = explain(copy_lm, turn, ExplainConfig(ablation="leave_one_out"))
+    assert expl.method == "leave_one_out" and expl.notes == []  # re-rendered exactly with build_prompt
+    imp = [s.ablation_importance for s in expl.source_scores]
+    assert max(range(len(imp)), key=imp.__getitem__) == j, imp
+    assert imp[j] > 0
+    assert [s.source for s in expl.sentences] == [j + 1]
+    assert expl.confidence.grounded
+    assert expl.history_importance is not None
+    assert expl.timings["ablation_passes"] == len(ANSWERS) + 1  # 4 sources + the history
+
+
+def test_sampled_ablation_agrees_with_leave_one_out(copy_lm):
+    turn = _turn(copy_lm, ANSWERS[1], history=False)
+    expl = explain(copy_lm, turn, ExplainConfig(ablation="sampled", n_samples=12))
+    imp = [s.ablation_importance for s in expl.source_scores]
+    assert expl.method == "sampled" and expl.history_importance is None
+    assert max(range(len(imp)), key=imp.__getitem__) == 1, imp
+    assert expl.timings["ablation_passes"] == 12
+
+
+def test_auto_switches_to_sampled_with_many_sources(copy_lm):
+    turn = _turn(copy_lm, ANSWERS[0], history=False)
+    expl = explain(copy_lm, turn, ExplainConfig(ablation="auto", max_leave_one_out=2, n_samples=8))
+    assert expl.method == "sampled"
+
+
+def test_prefix_cache_reuse_does_not_change_the_result(copy_lm):
+    turn = _turn(copy_lm, ANSWERS[3])
+    a = explain(copy_lm, turn, ExplainConfig(ablation="leave_one_out", reuse_prefix_cache=True))
+    b = explain(copy_lm, turn, ExplainConfig(ablation="leave_one_out", reuse_prefix_cache=False))
+    for x, y in zip(a.source_scores, b.source_scores):
+        assert x.ablation_importance == pytest.approx(y.ablation_importance, abs=1e-4)
+
+
+def test_sentences_cite_their_own_source(copy_lm):
+    answer = "Paris capital France. 五个工作日内。"
+    turn = _turn(copy_lm, answer, history=False)
+    expl = explain(copy_lm, turn)
+    assert [s.text for s in expl.sentences] == ["Paris capital France.", "五个工作日内。"]
+    assert [s.source for s in expl.sentences] == [1, 3]
+
+
+def test_an_answer_without_sources_is_not_grounded(copy_lm):
+    turn = _turn(copy_lm, "Paris capital France", history=False, sources=[])
+    expl = explain(copy_lm, turn)
+    assert expl.source_scores == [] and not expl.confidence.grounded
+    assert expl.confidence.label == "low" and expl.confidence.retrieval_top_score is None
+    assert all(s.source is None for s in expl.sentences)
+
+
+def test_confidence_uses_the_answer_probabilities(tiny_lm):
+    turn = _turn(tiny_lm, "Refunds are paid. Five days.", history=False)
+    turn.answer_logprobs = [math.log(0.9)] * len(turn.answer_ids)
+    turn.answer_logprobs[2] = math.log(0.05)
+    expl = explain(tiny_lm, turn, ExplainConfig(ablation="none"))
+    c = expl.confidence
+    assert c.min_prob == pytest.approx(0.05) and c.mean_prob < 0.9
+    assert len(c.low_confidence_spans) == 1 and c.low_confidence_spans[0] in turn.answer
+    assert c.retrieval_top_score == pytest.approx(1.0)
+
+
+def test_a_peft_wrapped_model_works(tiny_lm):
+    from peft import LoraConfig, get_peft_model
+
+    from assistant.models import wrap_loaded
+    from tiny_model import tiny_model
+
+    base = tiny_model(len(tiny_lm.tokenizer), seed=1)
+    peft_model = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    lm = wrap_loaded(peft_model, tiny_lm.tokenizer, name="tiny+lora")
+    expl = explain(lm, _turn(lm, "Paris is the capital."), ExplainConfig(ablation="leave_one_out"))
+    assert math.isclose(sum(s.attention_share for s in expl.segments), 1.0, abs_tol=1e-4)
+    assert all(s.ablation_importance is not None for s in expl.source_scores)
+
+
+# -- errors --------------------------------------------------------------------
+
+def test_bad_config_and_unexplainable_turns_are_refused(tiny_lm):
+    with pytest.raises(ConfigError, match="explain.heads"):
+        ExplainConfig(heads="median")
+    with pytest.raises(ConfigError, match="explain.ablation"):
+        ExplainConfig(ablation="shapley")
+    with pytest.raises(ConfigError, match="explain.layers"):
+        ExplainConfig(layers="first")
+    with pytest.raises(InputError, match="no prompt to explain"):
+        explain(tiny_lm, Turn(user="hi", answer="Hello!"))
+    turn = _turn(tiny_lm, "x")
+    turn.answer_ids, turn.answer = [], ""
+    with pytest.raises(InputError, match="no answer tokens"):
+        explain(tiny_lm, turn)
+
+
+# -- rendering -----------------------------------------------------------------
+
+def test_views_escape_text_and_carry_the_figures(copy_lm):
+    evil = _sources(TEXTS[:3] + ["<script>alert(1)</script> comment puis-je aider"])
+    evil[3].title = "<b>x</b>"
+    turn = _turn(copy_lm, "comment puis-je aider", sources=evil, history=False, message="<img src=x onerror=1>?")
+    expl = explain(copy_lm, turn)
+    page = highlight_html(expl)
+    assert "<script" not in page and "<img" not in page and "<b>x" not in page
+    assert "&lt;" in page
+    md = summary_markdown(expl)
+    assert "<script" not in md and "<b>x" not in md and "\\[4\\]" in md
+    assert "Attention" in md and "removing it" in md
+    chart = importance_chart(expl)
+    assert list(chart.columns) == ["source", "method", "value"]
+    assert set(chart["method"]) == {"attention", "effect of removing it"}
+    assert len(chart) == 2 * len(expl.source_scores)
+    assert chart[chart.method == "attention"]["value"].sum() == pytest.approx(1.0)
+    table = format_table(expl)
+    assert "[4]" in table and "Confidence" in table
+    assert isinstance(expl, Explanation)
+
+
+# -- the real model --------------------------------------------------------------
+
+@pytest.mark.slow
+def test_real_4bit_model_explains_and_ranks_the_answering_source(real_lm):
+    sources = _sources([
+        "Our office in Lyon opens at nine in the morning and closes at six.",
+        "Refunds are paid back to the original card within five working days.",
+        "The premium plan costs twelve euros per month and includes phone support.",
+    ])
+    turn = _turn(real_lm, "Refunds are paid back to the original card within five working days.", history=False)
+    turn.sources = sources
+    prompt = build_prompt(real_lm.tokenizer, PromptParts(system="You help.", message="How do refunds work?",
+                                                         sources=sources), budget=900)
+    turn.prompt_ids, turn.segments = prompt.input_ids, prompt.segments
+    before = real_lm.model.config._attn_implementation
+    expl = explain(real_lm, turn)
+    assert real_lm.model.config._attn_implementation == before
+    assert math.isclose(sum(s.attention_share for s in expl.segments), 1.0, abs_tol=1e-3)
+    imp = [s.ablation_importance for s in expl.source_scores]
+    assert max(range(3), key=imp.__getitem__) == 1, imp
+    assert expl.sentences[0].source == 2 and expl.confidence.grounded
+
+
+def test_explains_a_turn_made_by_the_engine(engine, store):
+    conv = store.create("alice")
+    engine.run_turn(conv, "How do refunds work?")
+    turn = engine.run_turn(conv, "And how long does it take?")
+    assert turn.answer_ids, "the tiny engine produced no answer tokens"
+    expl = explain(engine.lm, turn)
+    assert [s.label for s in expl.segments][0] == "system" and expl.segments[-1].label == "message"
+    assert math.isclose(sum(s.attention_share for s in expl.segments), 1.0, abs_tol=1e-4)
+    assert expl.notes == []  # the engine's prompt (with its history) re-renders exactly
+    assert not expl.confidence.grounded  # no index: no sources
