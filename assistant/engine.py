@@ -194,11 +194,10 @@ class Engine:
             self.store.record_event("no_source", conversation.id, {"turn_id": turn.id, "query": turn.query})
         prompt = self.build_prompt(conversation, text, turn)
         turn.prompt_ids, turn.segments, turn.dropped_turns = prompt.input_ids, prompt.segments, prompt.dropped_turns
-        yield TurnStarted(turn)
-
         error = None
-        gen = None
+        gen = stream = None
         try:
+            yield TurnStarted(turn)
             gen = self.backend.generate(prompt, settings, cancel, self._cache_for(conversation.id))
             stream = iter(gen)
             for delta in stream:
@@ -208,10 +207,10 @@ class Engine:
             # The caller stopped listening (UI stop button, closed connection):
             # keep what was produced, store the turn, then let the generator close.
             cancel.set()
-            if gen is not None:
+            if gen is not None and stream is not None:
                 stream.close()
                 self._apply_result(turn, gen.result, started)
-                turn.finish_reason = "cancelled"
+            turn.finish_reason = "cancelled"
             self._finish(conversation, turn, None)
             raise
         except AssistantError as exc:

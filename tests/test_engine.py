@@ -60,3 +60,16 @@ def test_cancelled_turn_is_kept(engine, store):
     turn = engine.run_turn(conv, "hello there, how are refunds paid?", cancel=cancel)
     assert turn.finish_reason == "cancelled"
     assert store.get(conv.id, "alice").turns[0].user == "hello there, how are refunds paid?"
+
+
+@pytest.mark.parametrize("close_after", [1, 3])
+def test_a_caller_that_stops_listening_loses_no_turn(engine, store, close_after):
+    """Closing the event stream (stop button, dropped connection) stores the turn as cancelled."""
+    conv = store.create("alice")
+    events = engine.respond(conv, "How are refunds paid back to my card?")
+    for _ in range(close_after):
+        next(events)
+    events.close()
+    stored = store.get(conv.id, "alice").turns
+    assert [t.user for t in stored] == ["How are refunds paid back to my card?"]
+    assert stored[0].finish_reason == "cancelled"
