@@ -172,11 +172,15 @@ class Engine:
         )
         self._update_slots(conversation, u.entities)
         turn.timings["understand"] = time.perf_counter() - started
+        retrieved: tuple[str, list[Any]] | None = None
+        t0 = time.perf_counter()
         if u.route == "fallback" and self.index is not None:
             # An "out of scope" message that the documents do cover is answered from them.
-            query, hits = self._retrieve(conversation, text, u.language)
-            if hits:
+            retrieved = self._retrieve(conversation, text, u.language)
+            if retrieved[1]:
                 u.route = turn.route = "answer"
+            else:
+                self.store.record_event("no_source", conversation.id, {"turn_id": turn.id, "query": text})
         if u.route != "answer" and u.reply:
             turn.answer = u.reply
             if u.route == "handoff":
@@ -186,8 +190,7 @@ class Engine:
             yield self._finish(conversation, turn, None)
             return
 
-        t0 = time.perf_counter()
-        turn.query, hits = self._retrieve(conversation, text, u.language)
+        turn.query, hits = retrieved or self._retrieve(conversation, text, u.language)
         turn.sources = [Source.from_hit(h) for h in hits]
         turn.timings["retrieve"] = time.perf_counter() - t0
         if self.index is not None and not hits:

@@ -73,3 +73,32 @@ def test_a_caller_that_stops_listening_loses_no_turn(engine, store, close_after)
     stored = store.get(conv.id, "alice").turns
     assert [t.user for t in stored] == ["How are refunds paid back to my card?"]
     assert stored[0].finish_reason == "cancelled"
+
+
+class _FixedIntent:
+    """An intent model that always answers out_of_scope (the routing under test, not the classifier)."""
+
+    def classify(self, text, k=3):
+        from assistant.intents import IntentResult
+
+        return IntentResult(intent="out_of_scope", confidence=0.9, top=[("out_of_scope", 0.9)], out_of_scope=True)
+
+
+def test_out_of_scope_is_answered_from_documents_that_cover_it_else_falls_back(tiny_lm, store, tmp_path):
+    from assistant.intents import load_spec
+    from retrieval.embedding import HashingEmbedder
+    from retrieval.index import KnowledgeIndex
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "refunds.md").write_text("# Refunds\n\nRefunds are paid back to the original card within five days.\n")
+    index = KnowledgeIndex.create(tmp_path / "index", HashingEmbedder())
+    index.add_paths([docs])
+    eng = Engine(tiny_lm, store, chat=ChatConfig(context_tokens=512), generation=GenerationConfig(max_new_tokens=4),
+                 index=index, intents=_FixedIntent(), intent_spec=load_spec())
+    conv = store.create("alice")
+    covered = eng.run_turn(conv, "Refunds are paid back to the original card within how many days?")
+    assert covered.route == "answer" and covered.sources
+    uncovered = eng.run_turn(conv, "zzqx wvvk plorf?")
+    assert uncovered.route == "fallback" and not uncovered.sources and uncovered.answer
+    assert any(e.data.get("turn_id") == uncovered.id for e in store.events("no_source"))
