@@ -10,13 +10,31 @@ saves them to ``bench/results/<name>.md``; RESULTS.md is those files, in order.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import inspect
+import io
 import sys
 import time
 
-from bench.common import RESULTS_DIR, machine
+from bench.common import RESULTS_DIR, header, machine, save
 
-ORDER = ["generation", "speed", "retrieval", "understanding", "multiturn", "explain", "finetune", "reliability"]
+ORDER = ["generation", "speed", "retrieval", "understanding", "multiturn", "explain", "finetune"]
+
+
+class _Tee(io.StringIO):
+    """Keeps what a benchmark prints while still showing it."""
+
+    def __init__(self, out) -> None:
+        super().__init__()
+        self.out = out
+
+    def write(self, text: str) -> int:
+        self.out.write(text)
+        return super().write(text)
+
+    def flush(self) -> None:
+        self.out.flush()
 
 
 def collect() -> str:
@@ -52,14 +70,29 @@ def main(argv: list[str]) -> int:
             continue
         print(f"\n=== {name} ===", flush=True)
         t0 = time.perf_counter()
+        result_file = RESULTS_DIR / f"{name}.md"
+        before = result_file.stat().st_mtime if result_file.exists() else 0.0
+        captured = _Tee(sys.stdout)
+        saved_argv = sys.argv
+        sys.argv = [f"bench.{name}"]  # each benchmark parses its own (empty) command line
         try:
-            module.main([])
+            with contextlib.redirect_stdout(captured):
+                if inspect.signature(module.main).parameters:
+                    module.main([])
+                else:
+                    module.main()
         except SystemExit as exc:  # a benchmark's argparse exit must not stop the others
             if exc.code not in (0, None):
                 failed.append(name)
         except Exception as exc:  # report and go on: one broken benchmark must not hide the rest
             print(f"[{name}] failed: {exc!r}", file=sys.stderr)
             failed.append(name)
+        finally:
+            sys.argv = saved_argv
+        # Benchmarks that only print get their output saved as it was printed.
+        if name not in failed and (not result_file.exists() or result_file.stat().st_mtime <= before):
+            save(name, header(name.capitalize()) + f"\n`python -m bench.{name}`\n\n```\n"
+                 + captured.getvalue().strip() + "\n```\n")
         print(f"[{name}] {time.perf_counter() - t0:.0f} s", flush=True)
     collect()
     print("\nbench/RESULTS.md rewritten" + (f"; failed: {', '.join(failed)}" if failed else ""))
