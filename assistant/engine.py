@@ -115,23 +115,29 @@ class Engine:
 
     # -- understanding -------------------------------------------------
     def understand(self, message: str, conversation: Conversation) -> Understanding:
-        from . import entities, language
+        """Language, intents, entities and route through ``understanding.understand``
+        (the same call the CLI makes); without an intent model, language and
+        entities only, and every message is answered."""
+        from .entities import extract
+        from .language import detect
+        from .understanding import understand
 
-        u = Understanding()
-        lang = language.detect(message, prior=conversation.languages[-3:])
-        u.language, u.language_confidence = lang.language, lang.confidence
-        u.entities = [
-            {"kind": e.kind, "value": e.value, "start": e.start, "end": e.end} for e in entities.extract(message)
-        ]
-        if self.intents is not None:
-            from . import policy
-
-            result = self.intents.classify(message, k=3)
+        prior = conversation.languages[-3:]
+        if self.intents is not None and self.intent_spec is not None:
+            full = understand(message, self.intents, self.intent_spec, prior=prior)
+            lang, found = full.language, full.entities
+            result, route = full.intent, full.route
+        else:
+            lang, found = detect(message, prior=prior), extract(message)
+            result = self.intents.classify(message, k=3) if self.intents is not None else None
+            route = None
+        u = Understanding(language=lang.language, language_confidence=lang.confidence)
+        u.entities = [{"kind": e.kind, "value": e.value, "start": e.start, "end": e.end} for e in found]
+        if result is not None:
             u.intent, u.intent_confidence = result.intent, result.confidence
             u.intents = [(name, float(score)) for name, score in result.top]
-            if self.intent_spec is not None:
-                route = policy.route(result, self.intent_spec, u.language)
-                u.route, u.reply = route.action, route.reply
+        if route is not None:
+            u.route, u.reply = route.action, route.reply
         return u
 
     # -- one turn ------------------------------------------------------

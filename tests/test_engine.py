@@ -102,3 +102,24 @@ def test_out_of_scope_is_answered_from_documents_that_cover_it_else_falls_back(t
     uncovered = eng.run_turn(conv, "zzqx wvvk plorf?")
     assert uncovered.route == "fallback" and not uncovered.sources and uncovered.answer
     assert any(e.data.get("turn_id") == uncovered.id for e in store.events("no_source"))
+
+
+def test_entity_patterns_from_the_intents_file_reach_the_conversation_slots(tiny_lm, store):
+    import dataclasses
+
+    from assistant.intents import load_spec
+
+    spec = load_spec()
+    spec = dataclasses.replace(spec, entity_patterns={**spec.entity_patterns, "member_id": r"\bMEM-(\d{4})\b"})
+
+    class _Question:
+        def classify(self, text, k=3):
+            from assistant.intents import IntentResult
+
+            return IntentResult(intent="question", confidence=0.9, top=[("question", 0.9)], out_of_scope=False)
+
+    eng = Engine(tiny_lm, store, chat=ChatConfig(context_tokens=512), generation=GenerationConfig(max_new_tokens=2),
+                 intents=_Question(), intent_spec=spec)
+    conv = store.create("alice")
+    eng.run_turn(conv, "My membership is MEM-4821, how do refunds work?")
+    assert conv.slots.get("member_id") == "4821"
