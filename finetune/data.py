@@ -266,7 +266,9 @@ def encode(tokenizer: Any, dialogue: Dialogue, max_length: int, last_turn_only: 
     Each assistant reply's character span is found by rendering the prefix
     before it (with the generation prompt) and the prefix including it; a
     template that does not render prefixes consistently is refused.
-    Sequences longer than ``max_length`` are cut from the right.
+    A sequence longer than ``max_length`` is cut after the last assistant
+    reply that still fits whole, so no reply is trained on half; when not
+    even the first fits, the result has no trained tokens (callers drop it).
     """
     msgs = dialogue.as_dicts()
     text = _render(tokenizer, msgs, False)
@@ -284,10 +286,16 @@ def encode(tokenizer: Any, dialogue: Dialogue, max_length: int, last_turn_only: 
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids: list[int] = enc["input_ids"]
     labels = [-100] * len(ids)
+    span_end = [0] * len(spans)  # token index just past each reply
     for t, (a, b) in enumerate(enc["offset_mapping"]):
-        if b > a and any(s <= a < e for s, e in spans):
-            labels[t] = ids[t]
-    return Encoded(ids[:max_length], labels[:max_length])
+        for k, (s, e) in enumerate(spans):
+            if b > a and s <= a < e:
+                labels[t] = ids[t]
+                span_end[k] = t + 1
+    if len(ids) > max_length:
+        cut = max((end for end in span_end if end <= max_length), default=0)
+        return Encoded(ids[:cut], labels[:cut])
+    return Encoded(ids, labels)
 
 
 def prompt_and_reference(tokenizer: Any, dialogue: Dialogue) -> tuple[list[int], str]:

@@ -292,7 +292,11 @@ def build_datasets(config: TrainConfig, tokenizer: Any) -> tuple[list[Encoded], 
 
     def tokenise(ds: Sequence[Dialogue]) -> list[Encoded]:
         out = [encode(tokenizer, d, config.max_length) for d in ds]
-        return [e for e in out if e.trained_tokens > 0]
+        kept = [e for e in out if e.trained_tokens > 0]
+        if len(kept) < len(out):
+            log.warning("%d of %d dialogues dropped: their first assistant reply ends beyond max_length=%d "
+                        "(raise --max-length to keep them)", len(out) - len(kept), len(out), config.max_length)
+        return kept
 
     train_e, eval_e = tokenise(train_d), tokenise(eval_d)
     if not train_e:

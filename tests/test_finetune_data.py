@@ -91,11 +91,20 @@ def test_loss_mask_covers_only_assistant_replies(tiny_lm):
     assert enc.input_ids[: len(prompt)] == prompt
 
 
-def test_truncation_and_packing(tiny_lm):
+def test_truncation_keeps_whole_replies_only_and_packing(tiny_lm):
     tok = tiny_lm.tokenizer
     d = parse_record(RECORDS["openai"])
-    assert len(encode(tok, d, 20).input_ids) == 20
-    full = [encode(tok, d, 1024)] * 5
+    full = encode(tok, d, 1024)
+    start = next(i for i, l in enumerate(full.labels) if l != -100)
+    first_reply_end = full.labels.index(-100, start)  # just past the first reply's tokens
+    # room for the first reply but not the second: cut right after the first reply
+    cut = encode(tok, d, len(full.input_ids) - 1)
+    assert len(cut.input_ids) == first_reply_end and cut.labels[-1] != -100
+    assert "Refunds are paid back within five days." in tok.decode([i for i, l in zip(cut.input_ids, cut.labels) if l != -100])
+    assert "You are welcome." not in tok.decode(cut.input_ids)
+    # not even the first reply fits: nothing to train on (the trainer drops it)
+    assert encode(tok, d, first_reply_end - 1).trained_tokens == 0
+    full = [full] * 5
     blocks = pack(full, 64)
     assert all(len(b.input_ids) == 64 for b in blocks[:-1])
     assert sum(len(b.input_ids) for b in blocks) <= sum(len(e.input_ids) for e in full)
