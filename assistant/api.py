@@ -29,7 +29,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from .engine import TokenEvent, TurnFinished, TurnStarted
+from .engine import TokenEvent, TurnFinished, TurnStarted, clean_text
 from .errors import AssistantError, AuthError, BusyError, InputError
 from .server import stream_in_thread
 from .types import Turn
@@ -131,7 +131,7 @@ def to_exchange(messages: list[ChatMessage]) -> Exchange:
         if m.role == "user":
             pending = m.text() if pending is None else pending + "\n" + m.text()
         elif m.role == "assistant":
-            ex.history.append((pending or "", m.text()))
+            ex.history.append((clean_text(pending or ""), clean_text(m.text())))
             pending = None
     if pending:  # consecutive user messages: fold them into the new one
         ex.message = pending + "\n" + ex.message
@@ -211,6 +211,13 @@ def create_router(rt: Any, inflight: Any = None) -> APIRouter:
         cancel = threading.Event()
         events = stream_in_thread(rt.engine.respond(conv, text, settings=settings, cancel=cancel), cancel,
                                   inflight, owner)
+        try:  # the turn refuses bad input (a message over the token budget) before its first event
+            first = next(events)
+        except AssistantError as exc:
+            events.close()
+            slots.release()
+            return _error(400, str(exc), "invalid_request_error")
+        events = _prepend(first, events)
         if body.stream:
             return StreamingResponse(_sse(events, cid, created, rt.lm.name, conv.id, slots),
                                      media_type="text/event-stream",
@@ -238,6 +245,14 @@ def create_router(rt: Any, inflight: Any = None) -> APIRouter:
         }
 
     return router
+
+
+def _prepend(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    try:
+        yield first
+        yield from rest
+    finally:
+        rest.close()  # type: ignore[attr-defined]
 
 
 def _settings(base: Any, body: ChatRequest) -> Any:

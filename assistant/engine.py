@@ -13,6 +13,7 @@ state lives in the ``Conversation`` and the store, never in module globals.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -28,6 +29,14 @@ from .store import Store
 from .types import Conversation, Prompt, Source, Turn
 
 log = logging.getLogger(__name__)
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """Text as the tokenizer and SQLite can take it: NUL bytes dropped, lone surrogates
+    (JSON can carry ``"\\ud800"``) replaced by U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text.replace("\x00", ""))
 
 
 @dataclass
@@ -144,7 +153,7 @@ class Engine:
     def validate(self, message: str) -> str:
         if not isinstance(message, str):
             raise InputError(f"the message must be text; got {type(message).__name__}")
-        text = message.replace("\x00", "").strip()
+        text = clean_text(message).strip()
         if not text:
             raise InputError("the message is empty: type a question")
         if len(text) > self.chat.max_message_chars:

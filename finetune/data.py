@@ -168,6 +168,9 @@ def iter_records(lines: Iterable[str]) -> Iterator[tuple[int, Dialogue | LineErr
         except json.JSONDecodeError as exc:
             yield n, LineError(n, f"not valid JSON ({exc.msg} at column {exc.colno})")
             continue
+        except RecursionError:
+            yield n, LineError(n, "not valid JSON (nested too deeply)")
+            continue
         try:
             yield n, parse_record(obj, n)
         except ValueError as exc:

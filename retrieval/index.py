@@ -10,6 +10,7 @@ not safe for concurrent writers (one process owns an index folder).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -141,8 +142,8 @@ class KnowledgeIndex:
 
     def add_upload(self, filename: str, data: bytes, tags: Sequence[str] = ()) -> IngestReport:
         """Ingest uploaded bytes; the source is ``upload:FILENAME``.  Bad files raise InputError."""
-        name = Path(str(filename)).name
-        if not name or Path(name).suffix.lower() not in supported_suffixes():
+        name = _upload_name(filename)
+        if Path(name).suffix.lower() not in supported_suffixes():
             raise InputError(f"upload {filename!r}: unsupported file type; supported: {', '.join(supported_suffixes())}")
         if len(data) > MAX_UPLOAD_BYTES:
             raise InputError(f"upload {name}: {len(data)} bytes is over the {MAX_UPLOAD_BYTES // 2**20} MB limit; split it")
@@ -335,6 +336,21 @@ class KnowledgeIndex:
         return Hit(chunk_id=c.chunk_id, doc_id=c.doc_id, text=c.text, source=c.source, title=c.title,
                    heading=c.heading_path, page=c.page, language=c.language, dense_score=dense,
                    bm25_score=bm25, score=fused, position=c.position, tags=c.tags)
+
+
+_UNSAFE_NAME = re.compile(r"[/\\\x00-\x1f\x7f\ud800-\udfff]")
+MAX_NAME_BYTES = 255
+
+
+def _upload_name(filename: str) -> str:
+    """An uploaded file's name, refused (InputError) unless it is a plain file name: no folder part,
+    no '..', no control characters, at most 255 bytes.  Uploads are never written under this name,
+    but it becomes the document's source and is shown in the admin area."""
+    name = str(filename or "")
+    if not name.strip(". ") or _UNSAFE_NAME.search(name) or len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise InputError(f"upload {name[:80]!r}: the file name must be a plain name (no folders, '/', '\\', "
+                         f"'..' or control characters, at most {MAX_NAME_BYTES} bytes); rename the file")
+    return name
 
 
 def _top_positive(scores: np.ndarray, n: int) -> np.ndarray:
