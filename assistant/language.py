@@ -8,20 +8,31 @@ code, numbers and URLs.  Detection runs in three steps:
    no language of its own.
 2. **Script rules**: Hangul, Kana, Han, Thai, Greek, Hebrew, Indic scripts
    and others name the language (or a short list of candidates) directly.
-3. **Naive Bayes over langdetect's n-gram profiles** for the remaining
-   candidates: the same profiles and n-gram extraction as ``langdetect``, but
-   scored exactly over all n-grams (so it is deterministic and needs no random
-   sampling), multiplied by three priors — a base rate of languages in chat,
-   a small hand-written vocabulary of chat words, and the languages of the
-   conversation's earlier turns (``prior``) — so that "ok" after three German
-   turns is German.
+3. **Naive Bayes** for the remaining candidates, summing evidence in log
+   space: langdetect's n-gram profiles (the same profiles and n-gram
+   extraction as ``langdetect``, scored exactly over all n-grams, so it is
+   deterministic and needs no random sampling), the frequency of each word in
+   each language (``wordfreq``'s lists, shipped inside that package; a word
+   absent from a list gets a floor frequency), and three priors — a base rate
+   of languages in chat, a small hand-written vocabulary of chat words, and
+   the languages of the conversation's earlier turns (``prior``) — so that
+   "ok" after three German turns is German.  Capitalised words after the first
+   (names, titles: "Finde The House of the Yellow Carpet") count less, and in
+   mixed-script messages Latin letters count less than the other script.
+   Kanji-only text is Japanese when its characters are ones Japanese writes
+   and simplified Chinese does not (気, 変).
+
+The constants were tuned on one half of xSID dev (``bench/understanding.py``
+reports on the other half).
 
 Below a confidence floor the result is ``"unknown"`` with that (low)
 confidence rather than a confident guess.
 
 This module knows nothing about intents, retrieval or the LLM; it returns ISO
-639-1 codes.  The loaded profiles are cached per process (read-only after
-loading); there is no other state.
+639-1 codes.  The loaded profiles and word lists (about 1.5 M words, loaded
+on first use in a second or two) are cached per process, read-only after
+loading; there is no other state.  Without ``wordfreq`` installed it falls back
+to n-grams alone.
 """
 
 from __future__ import annotations
@@ -136,7 +147,7 @@ _SCRIPT_CANDIDATES = {
 }
 # CJK characters carry more information each than a Latin letter.
 # Latin words inside other scripts are mostly names and product terms.
-_SCRIPT_WEIGHT = {"latin": 1.0, "other": 1.0, "han": 5.0, "kana": 5.0, "hangul": 4.0}
+_SCRIPT_WEIGHT = {"latin": 0.5, "other": 1.0, "han": 5.0, "kana": 5.0, "hangul": 4.0}
 _DEFAULT_SCRIPT_WEIGHT = 3.0
 
 _CYRILLIC_MARKERS = (("kk", set("әғқңөұүһӘҒҚҢӨҰҮҺ")), ("sr", set("ђћџЂЋЏ")), ("uk", set("їєґЇЄҐ")),
@@ -174,6 +185,8 @@ BASE_RATE: MappingProxyType[str, float] = MappingProxyType({
     "lt": 0.002, "ca": 0.003, "tl": 0.003, "ur": 0.004,
 })
 _OTHER_RATE = 0.001
+_BASE_RATE_WEIGHT = 1.0
+"""Exponent of the base rates (1: as written)."""
 
 # Chat words of each language (lower case).  A word listed under several
 # languages supports each of them.
@@ -246,7 +259,7 @@ def _profiles() -> _Profiles:
     languages = tuple("zh" if code.startswith("zh") else code for code in factory.langlist)
     base = np.array([BASE_RATE.get(code, _OTHER_RATE) for code in languages], dtype=np.float64)
     base[[i for i, c in enumerate(factory.langlist) if c == "zh-tw"]] *= 0.3
-    return _Profiles(factory=factory, languages=languages, log_base=np.log(base))
+    return _Profiles(factory=factory, languages=languages, log_base=_BASE_RATE_WEIGHT * np.log(base))
 
 
 def _ngrams(text: str) -> list[str]:
@@ -260,30 +273,145 @@ def _ngrams(text: str) -> list[str]:
     return detector._extract_ngrams()  # langdetect's extraction, reused on purpose
 
 
+# --------------------------------------------------------------------------
+# Word frequencies (the ``wordfreq`` package: lists shipped inside the package,
+# read from its own folder; nothing is downloaded)
+
+# wordfreq code -> the langdetect code it stands for.  Malay and Icelandic have
+# no langdetect profile; Chinese, Japanese and Korean are decided by script.
+_WORDFREQ_CODES: MappingProxyType[str, str] = MappingProxyType({"fil": "tl", "nb": "no", "sh": "hr"})
+_WORDFREQ_SKIP = frozenset({"ms", "is", "zh", "ja", "ko"})
+_WORD_RE = re.compile(r"[^\W\d_]+")
+
+
+@dataclass(frozen=True)
+class _Lexicon:
+    """Every word of every wordfreq list, as one array sorted by the word's hash."""
+
+    hashes: np.ndarray  # (n_entries,) int64, sorted
+    lang: np.ndarray  # (n_entries,) int16: column in ``languages`` of _Profiles
+    log10_freq: np.ndarray  # (n_entries,) float32
+    covered: np.ndarray  # (n_langs,) bool: languages that have a list
+
+
+@functools.lru_cache(maxsize=1)
+def _lexicon() -> _Lexicon | None:
+    """Load wordfreq's small lists (about 1.5 M entries, a second or two); None without wordfreq."""
+    try:
+        import wordfreq
+    except ImportError:
+        log.warning("wordfreq is not installed; short messages are detected from n-grams only")
+        return None
+    profiles = _profiles()
+    column = {code: i for i, code in enumerate(profiles.factory.langlist)}
+    hashes, langs, freqs = [], [], []
+    for code, path in sorted(wordfreq.available_languages("small").items()):
+        iso = _WORDFREQ_CODES.get(code, code)
+        if code in _WORDFREQ_SKIP or iso not in column:
+            continue
+        buckets = wordfreq.read_cBpack(path)  # buckets[i]: words of frequency 10 ** (-i / 100)
+        for index, bucket in enumerate(buckets):
+            if bucket:
+                hashes.append(np.fromiter((hash(w) for w in bucket), dtype=np.int64, count=len(bucket)))
+                langs.append(np.full(len(bucket), column[iso], dtype=np.int16))
+                freqs.append(np.full(len(bucket), -index / 100.0, dtype=np.float32))
+    if not hashes:
+        return None
+    all_hashes = np.concatenate(hashes)
+    order = np.argsort(all_hashes, kind="stable")
+    all_langs = np.concatenate(langs)[order]
+    covered = np.zeros(len(profiles.languages), dtype=bool)
+    covered[np.unique(all_langs)] = True
+    return _Lexicon(all_hashes[order], all_langs, np.concatenate(freqs)[order], covered)
+
+
+_WORD_FLOOR_LOG10 = -8.0
+"""log10 frequency given to a word absent from a language's list (the lists stop near 1e-6)."""
+_WORD_WEIGHT = 1.5
+"""Natural-log units of evidence per decade of word frequency."""
+
+
+def _word_log_likelihood(words: Sequence[str], n_langs: int) -> np.ndarray | None:
+    """(n_langs,) summed log-frequency of ``words`` per language; the median language for uncovered ones."""
+    lexicon = _lexicon()
+    if lexicon is None or not words:
+        return None
+    total = np.zeros(n_langs)
+    for word in words:
+        row = np.full(n_langs, _WORD_FLOOR_LOG10)
+        h = hash(word)
+        lo = np.searchsorted(lexicon.hashes, h, side="left")
+        hi = np.searchsorted(lexicon.hashes, h, side="right")
+        if hi > lo:
+            cols = lexicon.lang[lo:hi]
+            row[cols] = np.maximum(row[cols], np.log10(10.0 ** lexicon.log10_freq[lo:hi] + 10.0 ** _WORD_FLOOR_LOG10))
+        row[~lexicon.covered] = np.median(row[lexicon.covered])
+        total += row
+    return total * _WORD_WEIGHT * math.log(10.0)
+
+
 _LIKELIHOOD_TEMPERATURE = 3.0
 """Log-likelihoods of n-grams are not independent; dividing by this keeps confidences honest."""
 _MAX_NGRAMS = 600
 _MIN_NGRAM = 2
-_VOCABULARY_BONUS = math.log(30.0)
-"""Log-odds added for a one-word message listed in VOCABULARY (log 4 per listed word of 2-3 word messages)."""
 """Single characters say little about a Latin-script language and swamp short texts."""
+_NAME_WEIGHT = 0.2
+"""Weight of the evidence of name- or title-like words (see ``_split_names``)."""
+_VOCABULARY_BONUS = math.log(3.0)
+"""Log-odds added for a one-word message listed in VOCABULARY."""
+_SMALL_BONUS = math.log(1.5)
+"""Log-odds added per listed word of a 2-3 word message."""
+
+
+def _split_names(text: str) -> tuple[str, str]:
+    """(body, names) of a cleaned text: capitalised Latin words after the first look like names or titles.
+
+    "Wo finde ich The World According to Paris" is German with an English title
+    in it; the title's words count ``_NAME_WEIGHT`` as much as the others.  Only
+    for messages of 3+ words with at least 2 words outside such runs.
+    """
+    tokens = text.split()
+    if len(tokens) < 3:
+        return text, ""
+    body, names = [], []
+    for i, token in enumerate(tokens):
+        named = i > 0 and token[0].isupper() and script_of(token[0]) == "latin"
+        (names if named else body).append(token)
+    if len(body) < 2 or not names:
+        return text, ""
+    return " ".join(body), " ".join(names)
+
+
+def _evidence(text: str, n_langs: int) -> np.ndarray | None:
+    """(n_langs,) log-likelihood of ``text`` per language: n-grams plus word frequencies."""
+    factory = _profiles().factory
+    ngrams = _ngrams(text)[:_MAX_NGRAMS]
+    rows = [factory.word_lang_prob_map[g] for g in ngrams if len(g) >= _MIN_NGRAM]
+    if not rows:
+        return None
+    weight = 0.5 / 10000.0  # langdetect's ALPHA_DEFAULT / BASE_FREQ smoothing
+    loglik = np.log(np.asarray(rows, dtype=np.float64) + weight).sum(axis=0) / _LIKELIHOOD_TEMPERATURE
+    wordlik = _word_log_likelihood(_WORD_RE.findall(unicodedata.normalize("NFC", text.lower())), n_langs)
+    return loglik if wordlik is None else loglik + wordlik
 
 
 def _score(text: str, candidates: Sequence[str] | None, prior: Sequence[str]) -> dict[str, float]:
     """Posterior over candidate languages (all langdetect languages when None)."""
     profiles = _profiles()
-    factory = profiles.factory
-    ngrams = _ngrams(text)[:_MAX_NGRAMS]
-    rows = [factory.word_lang_prob_map[g] for g in ngrams if len(g) >= _MIN_NGRAM]
-    if not rows:
+    n_langs = len(profiles.languages)
+    body, names = _split_names(text)
+    loglik = _evidence(body, n_langs)
+    if loglik is None:
         return {}
-    weight = 0.5 / 10000.0  # langdetect's ALPHA_DEFAULT / BASE_FREQ smoothing
-    loglik = np.log(np.asarray(rows, dtype=np.float64) + weight).sum(axis=0) / _LIKELIHOOD_TEMPERATURE
+    if names:
+        name_loglik = _evidence(names, n_langs)
+        if name_loglik is not None:
+            loglik = loglik + _NAME_WEIGHT * name_loglik
     words = re.findall(r"[^\W\d_][\w']*", text.lower())
     score = loglik + profiles.log_base
     if len(words) <= 3:
         vocab = _vocabulary_index()
-        bonus = _VOCABULARY_BONUS if len(words) == 1 else math.log(4.0)
+        bonus = _VOCABULARY_BONUS if len(words) == 1 else _SMALL_BONUS
         for word in words:
             for lang in vocab.get(word, ()):
                 score[[i for i, c in enumerate(profiles.languages) if c == lang]] += bonus
@@ -316,6 +444,52 @@ def _conversation_log_prior(languages: Sequence[str], prior: Sequence[str], n_wo
     return np.array([strength * math.log(0.05 + share.get(c, 0.0) / total) for c in languages])
 
 
+@functools.lru_cache(maxsize=1)
+def _han_characters() -> tuple[frozenset[str], frozenset[str]]:
+    """(Japanese-only, Chinese-only) Han characters by wordfreq's lists (empty without wordfreq).
+
+    A character's frequency is the summed frequency of the words that contain
+    it; it belongs to one language when it is over ``_HAN_RATIO`` times more
+    frequent there than in the other (corpora carry a few stray foreign forms).
+    """
+    try:
+        import wordfreq
+    except ImportError:
+        return frozenset(), frozenset()
+    lists = wordfreq.available_languages("small")
+
+    def char_frequency(code: str) -> dict[str, float]:
+        freq: dict[str, float] = {}
+        for index, bucket in enumerate(wordfreq.read_cBpack(lists[code])):
+            for word in bucket:
+                for ch in set(word):
+                    if script_of(ch) == "han":
+                        freq[ch] = freq.get(ch, 0.0) + 10.0 ** (-index / 100.0)
+        return freq
+
+    ja, zh = char_frequency("ja"), char_frequency("zh")
+    eps = 1e-7
+    ja_only = frozenset(ch for ch, f in ja.items() if f + eps > _HAN_RATIO * (zh.get(ch, 0.0) + eps))
+    zh_only = frozenset(ch for ch, f in zh.items() if f + eps > _HAN_RATIO * (ja.get(ch, 0.0) + eps))
+    return ja_only, zh_only
+
+
+_HAN_RATIO = 100.0
+
+
+def _japanese_only_share(text: str) -> float:
+    """Among Han characters that only one of Japanese and simplified Chinese writes, the share Japanese writes.
+
+    Traditional forms (設, 時) count as Japanese here: without other evidence,
+    Japanese is the likelier writer of them (base rates: ja 3%, traditional zh
+    about a fifth of zh's 6%); the conversation prior overrides this.
+    """
+    ja_only, zh_only = _han_characters()
+    n_ja = sum(ch in ja_only for ch in text)
+    n_zh = sum(ch in zh_only for ch in text)
+    return n_ja / (n_ja + n_zh) if n_ja + n_zh else 0.0
+
+
 # --------------------------------------------------------------------------
 # Public
 
@@ -335,6 +509,8 @@ def detect(text: str, prior: Sequence[str] = ()) -> LanguageResult:
     share = counts[script] / total
     if script == "han" and counts.get("kana", 0) > 0:
         script = "kana"  # Japanese mixes Kanji with Kana
+    if script == "han" and _last_known(prior) != "zh" and _japanese_only_share(cleaned) > 0.5:
+        script = "kana"  # Kanji only, in forms that Chinese does not write (気, 変, 駅...)
     if script in _SCRIPT_LANGUAGE:
         return LanguageResult(_SCRIPT_LANGUAGE[script], round(0.5 + 0.49 * share, 4), "script")
     if script == "cyrillic":
@@ -362,6 +538,10 @@ def detect(text: str, prior: Sequence[str] = ()) -> LanguageResult:
 _NON_LATIN_LANGS = frozenset(
     "ar bg bn el fa gu he hi ja kn ko mk ml mr ne pa ru ta te th uk ur zh".split()
 )
+
+
+def _last_known(prior: Sequence[str]) -> str | None:
+    return next((p for p in reversed(prior) if p and p != UNKNOWN), None)
 
 
 def _from_prior(prior: Sequence[str]) -> LanguageResult:

@@ -112,3 +112,24 @@ def test_deterministic():
 def test_non_string_is_an_input_error():
     with pytest.raises(InputError, match="must be a string"):
         detect(None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text,lang", [
+    ("terima kasih", "id"), ("hesabım", "tr"), ("wachtwoord vergeten", "nl"), ("grazie mille", "it"),
+    ("dziękuję bardzo", "pl"), ("obrigado", "pt"), ("besteld", "nl"), ("teşekkürler", "tr"),
+])
+def test_short_messages_use_word_frequencies(text, lang):
+    assert detect(text).language == lang
+
+
+def test_titles_and_names_inside_a_sentence_do_not_decide_its_language():
+    assert detect("Finde ein Foto von Adventure Time: The Secret of the Nameless Kingdom").language == "de"
+    assert detect("Dove posso trovare The World According to Paris ?").language == "it"
+    assert detect("给 The Tenor Wore Tapshoes 五 分").language == "zh"
+    assert detect("في Fairview").language == "ar"
+
+
+def test_kanji_only_in_japanese_forms_is_japanese_unless_the_conversation_is_chinese():
+    assert detect("天気").language == "ja"
+    assert detect("天気", prior=["zh", "zh"]).language == "zh"
+    assert detect("天气").language == "zh"
