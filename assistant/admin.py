@@ -192,7 +192,9 @@ def analytics_summary(store: Store) -> dict[str, Any]:
 
 # -- export ------------------------------------------------------------------------
 def _usable(turn: Turn) -> bool:
-    return bool(turn.user.strip() and turn.answer.strip()) and turn.finish_reason not in ("cancelled", "error")
+    # cancelled, failed and withheld (output guard) answers are not the model's answer to learn from
+    return bool(turn.user.strip() and turn.answer.strip()) and turn.finish_reason not in ("cancelled", "error",
+                                                                                           "filtered")
 
 
 def conversation_record(conv: Conversation, system_prompt: str = "") -> dict[str, Any] | None:

@@ -144,7 +144,7 @@ def source_dicts(turn: Turn) -> list[dict[str, Any]]:
 
 
 def openai_finish(reason: str) -> str:
-    return "length" if reason == "length" else "stop"
+    return {"length": "length", "filtered": "content_filter"}.get(reason, "stop")
 
 
 # -- the router -----------------------------------------------------------------

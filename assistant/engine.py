@@ -24,7 +24,7 @@ from .config import ChatConfig, GenerationConfig
 from .errors import AssistantError, InputError
 from .generation import Generation, GenerationResult, PrefixCache
 from .models import LoadedModel
-from .prompting import PromptParts, build_prompt, system_text
+from .prompting import WITHHELD_ANSWER, LeakGuard, PromptParts, build_prompt, system_text
 from .store import Store
 from .types import Conversation, Prompt, Source, Turn
 
@@ -109,6 +109,8 @@ class Engine:
         intent_spec: Any = None,
         backend: Backend | None = None,
         max_cached_conversations: int = 8,
+        secrets: tuple[str, ...] = (),
+        guard: bool = True,
     ) -> None:
         self.lm = lm
         self.store = store
@@ -118,6 +120,10 @@ class Engine:
         self.intents = intents
         self.intent_spec = intent_spec
         self.backend: Backend = backend or LocalBackend(lm)
+        self.secrets = secrets
+        """Strings that must never appear in an answer (API and admin keys; the server sets them)."""
+        self.guard = guard
+        """Stop and withhold an answer that repeats the system prompt or a secret (``LeakGuard``)."""
         self._caches: OrderedDict[str, PrefixCache] = OrderedDict()
         self._max_cached = max_cached_conversations
         self._lock = threading.Lock()
@@ -212,15 +218,30 @@ class Engine:
             self.store.record_event("no_source", conversation.id, {"turn_id": turn.id, "query": turn.query})
         prompt = self.build_prompt(conversation, text, turn)
         turn.prompt_ids, turn.segments, turn.dropped_turns = prompt.input_ids, prompt.segments, prompt.dropped_turns
-        error = None
+        error = leak = None
         gen = stream = None
+        guard = self.leak_guard()
         try:
             yield TurnStarted(turn)
             gen = self.backend.generate(prompt, settings, cancel, self._cache_for(conversation.id))
             stream = iter(gen)
+            text, sent = "", 0
             for delta in stream:
-                if delta.text:
+                if not delta.text:
+                    continue
+                if guard is None:
                     yield TokenEvent(delta.text)
+                    continue
+                text += delta.text
+                leak = guard.check(text)
+                if leak:  # stop generating; what went out held fewer than min_words of it
+                    cancel.set()
+                    break
+                if len(text) - guard.holdback > sent:
+                    yield TokenEvent(text[sent:len(text) - guard.holdback])
+                    sent = len(text) - guard.holdback
+            if guard is not None and not leak and sent < len(text):
+                yield TokenEvent(text[sent:])
         except GeneratorExit:
             # The caller stopped listening (UI stop button, closed connection):
             # keep what was produced, store the turn, then let the generator close.
@@ -237,10 +258,22 @@ class Engine:
             log.exception("generation failed")
             error = f"generation failed: {exc}"
         if gen is not None:
+            if leak:
+                stream.close()
             self._apply_result(turn, gen.result, started)
+        if leak:
+            log.warning("turn %s: the answer repeated the %s; withheld", turn.id, leak)
+            turn.answer, turn.answer_ids, turn.answer_logprobs = WITHHELD_ANSWER, [], []
+            turn.finish_reason = "filtered"
         if error:
             turn.finish_reason = "error"
         yield self._finish(conversation, turn, error)
+
+    def leak_guard(self) -> LeakGuard | None:
+        """The output guard for the next turn: the current system prompt and the secrets."""
+        if not self.guard:
+            return None
+        return LeakGuard([self.chat.system_prompt.replace("{name}", self.chat.assistant_name)], self.secrets)
 
     @staticmethod
     def _apply_result(turn: Turn, result: GenerationResult, started: float) -> None:

@@ -2,12 +2,14 @@
 + retrieved sources + the message, rendered with the model's chat template,
 with the token span of every segment recorded for the Explain view.
 
-Retrieved text is framed as untrusted reference data, never as instructions.
+Retrieved text is framed as untrusted reference data, never as instructions;
+``LeakGuard`` checks answers for the system prompt and configured secrets.
 Knows nothing about how the prompt is generated from or where sources come from.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -182,3 +184,40 @@ def _tokenize_with_segments(tokenizer: Any, parts: PromptParts, history: Sequenc
         seg.end = token_starts[j + 1] if j + 1 < len(starts) else len(ids)
         segments.append(seg)
     return Prompt(messages=messages, input_ids=ids, segments=segments)
+
+
+# -- output guard --------------------------------------------------------------------------
+WITHHELD_ANSWER = "Sorry, I can't share that. Ask me about the documents I know instead."
+_WORD = re.compile(r"\w+")
+
+
+class LeakGuard:
+    """Spots an answer that repeats the system prompt or contains a secret.
+
+    The system prompt counts as repeated when ``min_words`` consecutive words of it
+    (case and punctuation ignored) appear in the answer; a secret (API key, admin
+    key) when it appears verbatim.  ``holdback`` is how many trailing characters a
+    streaming caller keeps back so that no prefix of a secret goes out before the
+    check.  Word matching does not see paraphrases or translations, and text
+    without spaces (Chinese, Japanese) counts as one word per run.
+    """
+
+    def __init__(self, protected: Sequence[str], secrets: Sequence[str] = (), min_words: int = 8) -> None:
+        self.min_words = min_words
+        self.secrets = tuple(s for s in secrets if s and len(s) >= 4)
+        self.holdback = max((len(s) for s in self.secrets), default=0)
+        self._grams: set[tuple[str, ...]] = set()
+        for text in protected:
+            words = _WORD.findall(text.lower())
+            self._grams.update(tuple(words[i:i + min_words]) for i in range(len(words) - min_words + 1))
+
+    def check(self, answer: str) -> str | None:
+        """``None`` when the answer is fine, else what it leaks (``"system prompt"`` or ``"secret"``)."""
+        if any(s in answer for s in self.secrets):
+            return "secret"
+        if self._grams:
+            words = _WORD.findall(answer.lower())
+            n = self.min_words
+            if any(tuple(words[i:i + n]) in self._grams for i in range(len(words) - n + 1)):
+                return "system prompt"
+        return None

@@ -145,6 +145,10 @@ def create_app(rt: Runtime, inflight: InFlight | None = None) -> Any:
     from .webui.chat import CSS as CHAT_CSS
 
     inflight = inflight if inflight is not None else InFlight()
+    config = rt.config
+    # The output guard withholds any answer that contains a key (they are never in a prompt,
+    # but a model can be steered into echoing what a user pasted).
+    rt.engine.secrets = tuple(k for k in (config.admin_key, *config.api_keys, config.model.remote_api_key) if k)
     admin.apply_settings(rt.engine, admin.load_settings(rt.store, rt.config))
     api = FastAPI(title="offline-assistant")
     api.state.inflight = inflight
