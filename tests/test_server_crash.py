@@ -1,6 +1,7 @@
-"""Durability of the conversation store: concurrent writes, a ``kill -9`` of a
-real ``assistant serve`` mid-answer (no finished turn lost), and a graceful
-shutdown that stores the turn in flight."""
+"""Durability: concurrent writes to the store, a ``kill -9`` of a real
+``assistant serve`` mid-answer (no finished turn and no feedback lost), a
+graceful shutdown that stores the turn in flight, and a ``kill -9`` during an
+index rebuild (the previous index still loads and answers the same)."""
 
 from __future__ import annotations
 
@@ -121,6 +122,30 @@ def stream_some(port: int, chunks: int):
     return resp, client
 
 
+def gradio_event(port: int, session_hash: str, fn: str, data: list, event_data: dict | None = None) -> list:
+    """Run one event of the chat page through Gradio's queue, as the browser does (the
+    like event needs ``event_data``, which gradio_client cannot send); returns its output."""
+    import httpx
+
+    base = f"http://127.0.0.1:{port}"
+    config = httpx.get(base + "/config", timeout=30).json()
+    index, dep = next((i, d) for i, d in enumerate(config["dependencies"]) if d.get("api_name") == fn)
+    with httpx.Client(base_url=base, timeout=120) as client:
+        r = client.post("/gradio_api/queue/join", json={
+            "data": data, "event_data": event_data, "fn_index": index, "trigger_id": dep["targets"][0][0],
+            "session_hash": session_hash})
+        r.raise_for_status()
+        with client.stream("GET", "/gradio_api/queue/data", params={"session_hash": session_hash}) as stream:
+            for line in stream.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                msg = json.loads(line[5:])
+                if msg.get("msg") == "process_completed":
+                    assert msg.get("success"), msg
+                    return msg["output"]["data"]
+    raise AssertionError(f"{fn} did not complete")
+
+
 @pytest.mark.slow
 def test_kill_9_mid_answer_loses_no_finished_turn(tmp_path, tiny_model_dir):
     from assistant.api import key_owner
@@ -130,6 +155,10 @@ def test_kill_9_mid_answer_loses_no_finished_turn(tmp_path, tiny_model_dir):
     proc = start_server(tmp_path, tiny_model_dir, port)
     try:
         finished = [complete(port, f"Question {i}") for i in range(3)]
+        # A chat turn in the web page, rated thumbs-up.
+        state = gradio_event(port, "crash-page", "send", ["Is my rating kept?", {"session": "crash-visitor"}])[2]
+        gradio_event(port, "crash-page", "like", [state, None],
+                     {"index": 1, "value": "answer", "liked": True})
         resp, client = stream_some(port, chunks=5)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
@@ -144,7 +173,11 @@ def test_kill_9_mid_answer_loses_no_finished_turn(tmp_path, tiny_model_dir):
         assert conv is not None, f"finished turn {i} was lost"
         assert conv.turns[-1].user == f"Question {i}"
         assert conv.turns[-1].answer == answer["choices"][0]["message"]["content"]
+    page = store.get(state["conversation"], "crash-visitor")
+    assert [t.user for t in page.turns] == ["Is my rating kept?"]
+    assert [(f.turn_id, f.rating) for f in store.feedback()] == [(page.turns[0].id, 1)]
     store.close()
+    assert KEY not in (tmp_path / "server.log").read_text(errors="replace")  # no key in the server's log
     # The server starts again on the same database and keeps answering.
     proc = start_server(tmp_path, tiny_model_dir, port)
     try:
@@ -175,3 +208,74 @@ def test_graceful_shutdown_stores_the_turn_in_flight(tmp_path, tiny_model_dir):
     turn = store.find_turn(rows[0]["turn_id"])[1]
     assert turn.finish_reason == "cancelled"
     assert turn.answer_ids, "the partial answer was not kept"
+
+
+REBUILD = """
+import sys
+from assistant import admin
+from retrieval.embedding import HashingEmbedder
+from retrieval.index import KnowledgeIndex
+
+index = KnowledgeIndex.load(sys.argv[1], HashingEmbedder(dimension=256))
+print("rebuilding", flush=True)
+print(admin.rebuild_index(index), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_during_index_rebuild_keeps_the_previous_index(tmp_path):
+    """The admin area's "Rebuild index" (``admin.rebuild_index``) in a process killed with
+    SIGKILL while it writes the new generation: the index folder still opens, with the
+    previous documents, and every query returns the same hits as before."""
+    from retrieval.embedding import HashingEmbedder
+    from retrieval.index import KnowledgeIndex
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    topics = ["refunds", "shipping", "passwords", "invoices", "warranty", "kangaroos", "marmalade", "zebrafish"]
+    for i in range(400):
+        topic = topics[i % len(topics)]
+        (docs / f"doc{i:03d}.md").write_text(
+            f"# {topic.title()} note {i}\n\n" + "\n\n".join(
+                f"Paragraph {j} about {topic}: item {i * 31 + j} costs {j * 7} euros and ships in {j % 5} days."
+                for j in range(12)), encoding="utf-8")
+    folder = tmp_path / "index"
+    embedder = HashingEmbedder(dimension=256)
+    index = KnowledgeIndex.create(folder, embedder)
+    index.add_paths([docs])
+    index.save()
+    queries = [f"{t} item {n}" for t in topics for n in (5, 77)]
+    before = {q: [(h.chunk_id, round(h.score, 6)) for h in index.search(q, k=5)] for q in queries}
+    manifest_before = (folder / "manifest.json").read_text()
+    n_docs = len(index.documents())
+    # Every document changes, so the rebuild re-chunks and re-embeds all of them.
+    for path in docs.iterdir():
+        path.write_text(path.read_text() + "\n\nUpdated: prices changed.\n", encoding="utf-8")
+
+    proc = subprocess.Popen([sys.executable, "-c", REBUILD, str(folder)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    caught = False
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(p.name.startswith(".tmp-gen-") for p in folder.iterdir()):
+            os.kill(proc.pid, signal.SIGKILL)
+            caught = True
+            break
+        time.sleep(0.001)
+    proc.wait(timeout=30)
+    output = proc.stdout.read().decode(errors="replace")
+    assert caught, f"the rebuild was not caught mid-write (it ended first):\n{output[-2000:]}"
+    assert proc.returncode == -signal.SIGKILL
+    assert "Index rebuilt" not in output
+
+    assert (folder / "manifest.json").read_text() == manifest_before
+    again = KnowledgeIndex.load(folder, HashingEmbedder(dimension=256))
+    assert len(again.documents()) == n_docs
+    after = {q: [(h.chunk_id, round(h.score, 6)) for h in again.search(q, k=5)] for q in queries}
+    assert after == before
+    assert all(after[q] for q in queries)
+    # The next save clears the half-written generation and switches to a complete one.
+    again.add_paths([docs])
+    again.save()
+    assert not [p for p in folder.iterdir() if p.name.startswith(".tmp-")]
+    assert len(KnowledgeIndex.load(folder, HashingEmbedder(dimension=256)).documents()) == n_docs
