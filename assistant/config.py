@@ -10,6 +10,7 @@ Environment variables are read here and nowhere else.  All of them start with
 ``ASSISTANT_ADAPTER``    LoRA adapter folder(s), comma-separated; ``none`` disables
 ``ASSISTANT_DEVICE``     ``auto`` | ``cpu`` | ``cuda``
 ``ASSISTANT_THREADS``    CPU threads for torch (0 = torch's default)
+``ASSISTANT_FAST_DECODE`` weights of the lean CPU decoder: int4, bfloat16, float32 or off
 ``ASSISTANT_QUANTIZATION`` ``nf4`` | ``fp4`` | ``int8`` | ``none``
 ``ASSISTANT_REMOTE_URL`` OpenAI-compatible server to generate on (``ASSISTANT_REMOTE_MODEL``,
                          ``ASSISTANT_REMOTE_API_KEY``)
@@ -31,10 +32,12 @@ from .errors import ConfigError
 Quantization = Literal["nf4", "fp4", "int8", "none"]
 ComputeDtype = Literal["auto", "float32", "bfloat16", "float16"]
 Device = Literal["auto", "cpu", "cuda"]
+FastDecode = Literal["int4", "bfloat16", "float32", "off"]
 
 QUANTIZATIONS = ("nf4", "fp4", "int8", "none")
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
+FAST_DECODES = ("int4", "bfloat16", "float32", "off")
 
 ENV_PREFIX = "ASSISTANT_"
 
@@ -80,6 +83,10 @@ class ModelConfig:
     """LoRA adapter folders loaded with peft on top of the base, in order."""
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
     """Attention kernel for generation; explanations switch to eager on demand."""
+    fast_decode: FastDecode = "int4"
+    """Weights of the lean CPU forward that generates answers (``assistant.fastdecode``, Llama-architecture
+    models on CPU; others keep transformers): ``int4`` (4-bit groups for decode, bf16 for prefill),
+    ``bfloat16``, ``float32``, or ``off`` to generate with transformers' own forward."""
     remote_url: str | None = None
     """Base URL (``http://host:port/v1``) of an OpenAI-compatible server to generate on;
     the local model then only tokenizes, budgets and explains."""
@@ -96,6 +103,8 @@ class ModelConfig:
             raise ConfigError(f"model.compute_dtype must be one of {COMPUTE_DTYPES}; got {self.compute_dtype!r}")
         if self.device not in DEVICES:
             raise ConfigError(f"model.device must be one of {DEVICES}; got {self.device!r}")
+        if self.fast_decode not in FAST_DECODES:
+            raise ConfigError(f"model.fast_decode must be one of {FAST_DECODES}; got {self.fast_decode!r}")
         if not isinstance(self.threads, int) or self.threads < 0:
             raise ConfigError(f"model.threads must be a whole number >= 0; got {self.threads!r}")
         if self.remote_url and not str(self.remote_url).startswith(("http://", "https://")):
@@ -214,6 +223,8 @@ class AppConfig:
             model["quantization"] = env("QUANTIZATION")
         if env("THREADS"):
             model["threads"] = _int_env("THREADS")
+        if env("FAST_DECODE"):
+            model["fast_decode"] = env("FAST_DECODE")
         if env("API_KEYS"):
             data["api_keys"] = tuple(k.strip() for k in env("API_KEYS").split(",") if k.strip())
         if env("ADMIN_KEY"):

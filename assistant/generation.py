@@ -18,6 +18,7 @@ from typing import Any, Iterator, Literal, Sequence
 
 from .config import GenerationConfig
 from .errors import GenerationError
+from .fastdecode import FastCache
 from .models import LoadedModel
 
 FinishReason = Literal["stop", "length", "cancelled", "error"]
@@ -115,25 +116,36 @@ class Generation:
         start = time.perf_counter()
         emitted = ""
         all_ids = torch.tensor([self.prompt_ids], dtype=torch.long, device=device)
+        fast = lm.fast
         cache_kw = cache_argument(model)
-        # inference_mode is thread-local: a generator may be resumed on another
-        # thread (Gradio, Starlette), so it wraps each model call, not the loop.
+
+        def forward(ids: list[int], cache: Any) -> tuple[Any, Any]:
+            """Logits (1, vocab) after ``ids`` and the grown cache."""
+            if fast is not None:
+                cache = cache if cache is not None else fast.new_cache()
+                return fast.forward(ids, cache)[None], cache
+            # inference_mode is thread-local: a generator may be resumed on another
+            # thread (Gradio, Starlette), so it wraps each model call, not the loop.
+            with torch.inference_mode():
+                out = model(input_ids=torch.tensor([ids], dtype=torch.long, device=device), use_cache=True,
+                            logits_to_keep=1, **{cache_kw: cache})
+            return out.logits[:, -1, :].float(), output_cache(out)
+
         cache, todo = (None, self.prompt_ids)
         if self.prefix_cache is not None:
             cache, todo = self.prefix_cache.take(self.prompt_ids)
+            if cache is not None and (fast is not None) != isinstance(cache, FastCache):
+                cache, todo = None, self.prompt_ids  # the cache of the other forward: start cold
             result.cached_tokens = len(self.prompt_ids) - len(todo)
         past_len = len(self.prompt_ids) - len(todo)
-        input_ids = torch.tensor([todo], dtype=torch.long, device=device)
         try:
             for step in range(self.max_new_tokens):
                 if self.cancel.is_set():
                     result.finish_reason = "cancelled"
                     break
-                n_in = input_ids.shape[1]
+                n_in = len(todo)
+                logits, cache = forward(todo, cache)
                 with torch.inference_mode():
-                    out = model(input_ids=input_ids, use_cache=True, logits_to_keep=1, **{cache_kw: cache})
-                    cache = output_cache(out)
-                    logits = out.logits[:, -1, :].float()  # (1, vocab)
                     logprobs = torch.log_softmax(logits, dim=-1)
                     scores = processors(all_ids, logits) if len(processors) else logits
                     if settings.temperature > 0:
@@ -150,7 +162,7 @@ class Generation:
                 result.token_ids.append(next_id)
                 result.logprobs.append(float(logprobs[0, next_id]))
                 all_ids = torch.cat([all_ids, torch.tensor([[next_id]], device=device)], dim=1)
-                input_ids = torch.tensor([[next_id]], dtype=torch.long, device=device)
+                todo = [next_id]
                 text = tokenizer.decode(result.token_ids, skip_special_tokens=True)
                 # Hold back an incomplete multi-byte character until it is whole.
                 delta = text[len(emitted):] if not text.endswith("\ufffd") else ""

@@ -158,7 +158,7 @@ def with_adapter(lm: Any, adapter: str | Path) -> Any:
                              "`assistant finetune`")
     model = PeftModel.from_pretrained(lm.model, str(path))
     model.eval()
-    return dataclasses.replace(lm, model=model, adapters=(str(path),))
+    return lm.with_model(model, adapters=(str(path),))
 
 
 def compare(lm: Any, dialogues: Sequence[Dialogue], adapter: str | Path | None = None,

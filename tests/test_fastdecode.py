@@ -1,0 +1,90 @@
+"""The lean CPU forward against transformers' own, on the tiny Llama model."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from assistant.config import GenerationConfig
+from assistant.fastdecode import FastDecoder
+from assistant.generation import Generation, PrefixCache
+
+IDS = list(range(5, 45))
+
+
+def _reference_logits(model, ids):
+    with torch.inference_mode():
+        return model(torch.tensor([ids])).logits[0].float()  # (seq, vocab)
+
+
+def test_float32_forward_equals_transformers_through_prefill_decode_and_crop(tiny_lm):
+    ref = _reference_logits(tiny_lm.model, IDS)
+    fast = FastDecoder.build(tiny_lm.model, "float32")
+    cache = fast.new_cache()
+    assert torch.allclose(fast.forward(IDS[:20], cache), ref[19], atol=1e-5)  # prefill
+    assert torch.allclose(fast.forward(IDS[20:30], cache), ref[29], atol=1e-5)  # prefill after a past
+    for i in range(30, 35):  # one token at a time
+        assert torch.allclose(fast.forward([IDS[i]], cache), ref[i], atol=1e-5)
+    assert cache.get_seq_length() == 35
+    cache.crop(-10)  # back to 25 positions, then a different continuation
+    assert torch.allclose(fast.forward(IDS[25:40], cache), ref[39], atol=1e-5)
+    # the cache grows past its first allocation without changing results
+    long = list(range(3, 300)) * 2
+    grown = fast.new_cache()
+    fast.forward(long[:500], grown)
+    assert torch.allclose(fast.forward(long[500:520], grown), _reference_logits(tiny_lm.model, long[:520])[-1],
+                          atol=1e-4)
+
+
+@pytest.mark.parametrize("fmt, tolerance", [("bfloat16", 0.02), ("int4", 0.1)])
+def test_low_precision_weights_stay_close(tiny_lm, fmt, tolerance):
+    ref = _reference_logits(tiny_lm.model, IDS)[-1]
+    fast = FastDecoder.build(tiny_lm.model, fmt)
+    cache = fast.new_cache()
+    fast.forward(IDS[:-1], cache)
+    out = fast.forward(IDS[-1:], cache)  # a decode step: the int4 kernel
+    assert float((out - ref).norm() / ref.norm()) < tolerance
+
+
+def test_generation_on_the_fast_path_matches_transformers(tiny_lm):
+    fast_lm = dataclasses.replace(tiny_lm, fast=FastDecoder.build(tiny_lm.model, "float32"))
+    prompt = tiny_lm.tokenizer.apply_chat_template([{"role": "user", "content": "How do refunds work?"}],
+                                                   add_generation_prompt=True, tokenize=True)["input_ids"]
+    settings = GenerationConfig(max_new_tokens=16, temperature=0.0, repetition_penalty=1.0)
+    slow = Generation(tiny_lm, prompt, settings).run()
+    quick = Generation(fast_lm, prompt, settings).run()
+    assert quick.token_ids == slow.token_ids
+    assert quick.logprobs == pytest.approx(slow.logprobs, abs=1e-4)
+    # a follow-up turn reuses the fast cache and still gives the cold answer
+    prefix = PrefixCache()
+    first = Generation(fast_lm, prompt, settings, prefix_cache=prefix).run()
+    follow = prompt + first.token_ids + prompt[-8:]
+    warm = Generation(fast_lm, follow, settings, prefix_cache=prefix).run()
+    assert warm.cached_tokens > len(prompt)
+    assert warm.token_ids == Generation(fast_lm, follow, settings).run().token_ids
+
+
+def test_adapters_are_merged_into_the_fast_weights():
+    from peft import LoraConfig, get_peft_model
+    from tiny_model import tiny_loaded
+
+    tiny_lm = tiny_loaded()  # its own copy: peft changes the module in place
+    model = get_peft_model(tiny_lm.model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj",
+                                                                                          "gate_proj"]))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.5)  # a trained-looking adapter (B starts at zero)
+    model.eval()
+    lm = dataclasses.replace(tiny_lm, fast=FastDecoder.build(tiny_lm.model, "float32")).with_model(model)
+    cache = lm.fast.new_cache()
+    with_adapter = _reference_logits(model, IDS)[-1]
+    assert torch.allclose(lm.fast.forward(IDS, cache), with_adapter, atol=1e-4)
+    with model.disable_adapter():
+        assert not torch.allclose(_reference_logits(model, IDS)[-1], with_adapter, atol=1e-3)
+
+
+def test_other_architectures_keep_the_transformers_path():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64))
+    assert FastDecoder.build(model, "int4") is None
