@@ -53,7 +53,7 @@ class RetrievalConfig:
     """Relevance floor where only words count (languages the embedder does not serve); the floor
     moves linearly between the two with the dense weight.  Word overlap separates less well, so it is
     lower, and set to keep answers rather than to reject: xquad-dev Chinese keeps R@1 0.934 at 0.10
-    (0.929 at 0.12) and rejects 34% of off-topic xSID requests (46% at 0.12); the intent classifier's
+    (0.929 at 0.12) and rejects 36% of off-topic xSID requests (47% at 0.12); the intent classifier's
     out-of-scope decision is the engine's other guard.  ``python bench/retrieval.py`` measures both."""
 
     def __post_init__(self) -> None:
