@@ -151,6 +151,7 @@ class FastDecoder:
             return None
         if fmt == "int4" and not hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu"):
             fmt = "bfloat16"
+        act = torch.float32 if fmt == "float32" else torch.bfloat16
         with torch.no_grad():
             layers = []
             for layer in base.model.layers:
@@ -158,13 +159,13 @@ class FastDecoder:
                 qkv = torch.cat([_weight(attn.q_proj), _weight(attn.k_proj), _weight(attn.v_proj)])
                 gate_up = torch.cat([_weight(mlp.gate_proj), _weight(mlp.up_proj)])
                 layers.append(_Layer(
-                    norm_attn=layer.input_layernorm.weight.detach().float().clone(),
-                    norm_mlp=layer.post_attention_layernorm.weight.detach().float().clone(),
+                    norm_attn=layer.input_layernorm.weight.detach().to(act).clone(),
+                    norm_mlp=layer.post_attention_layernorm.weight.detach().to(act).clone(),
                     qkv=_Linear(qkv, fmt), o=_Linear(_weight(attn.o_proj), fmt),
                     gate_up=_Linear(gate_up, fmt), down=_Linear(_weight(mlp.down_proj), fmt)))
             embed = base.model.embed_tokens.weight.detach().float().clone()
             head = _Linear(_weight(base.lm_head), fmt)
-            norm = base.model.norm.weight.detach().float().clone()
+            norm = base.model.norm.weight.detach().to(act).clone()
         return cls(embed, layers, norm, head, base.model.rotary_emb, config, fmt)
 
     def new_cache(self) -> FastCache:
@@ -184,9 +185,7 @@ class FastDecoder:
 
     def _rms(self, x: Any, weight: Any) -> Any:
         torch = _torch()
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (x32 * weight).to(self.dtype)
+        return torch.nn.functional.rms_norm(x, (x.shape[-1],), weight, self.eps)
 
     def _rotate(self, x: Any, cos: Any, sin: Any) -> Any:
         torch = _torch()
@@ -201,7 +200,7 @@ class FastDecoder:
         end = past + n
         cache.reserve(end)
         cos_all, sin_all = self._rope(end)
-        cos, sin = cos_all[past:end][None], sin_all[past:end][None]  # (1, n, head_dim)
+        cos, sin = cos_all[past:end][None, None], sin_all[past:end][None, None]  # (1, 1, n, head_dim)
         heads, kv, dim = self.heads, self.kv_heads, self.head_dim
         mask = None
         if n > 1:  # query i (position past + i) sees keys 0 .. past + i
@@ -209,16 +208,15 @@ class FastDecoder:
         with torch.inference_mode():
             x = self.embed[torch.tensor(ids)].to(self.dtype)[None]  # (1, n, hidden)
             for i, layer in enumerate(self.layers):
-                h = layer.qkv(self._rms(x, layer.norm_attn))  # (1, n, (heads + 2 kv) * dim)
-                q = h[..., : heads * dim].view(1, n, heads, dim).transpose(1, 2)  # (1, heads, n, dim)
-                k = h[..., heads * dim: (heads + kv) * dim].view(1, n, kv, dim).transpose(1, 2)
-                v = h[..., (heads + kv) * dim:].view(1, n, kv, dim).transpose(1, 2)
-                q, k = self._rotate(q, cos[:, None], sin[:, None]), self._rotate(k, cos[:, None], sin[:, None])
-                cache.keys[i, :, past:end] = k[0]
-                cache.values[i, :, past:end] = v[0]
+                qkv = layer.qkv(self._rms(x, layer.norm_attn))  # (1, n, (heads + 2 kv) * dim)
+                qkv = qkv.view(1, n, heads + 2 * kv, dim).transpose(1, 2)  # (1, heads + 2 kv, n, dim)
+                qk = self._rotate(qkv[:, : heads + kv], cos, sin)  # queries and keys in one go
+                cache.keys[i, :, past:end] = qk[0, heads:]
+                cache.values[i, :, past:end] = qkv[0, heads + kv:]
                 keys = cache.keys[i, :, :end][None]  # (1, kv, end, dim)
                 values = cache.values[i, :, :end][None]
-                att = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=kv != heads)
+                att = F.scaled_dot_product_attention(qk[:, :heads], keys, values, attn_mask=mask,
+                                                     enable_gqa=kv != heads)  # (1, heads, n, dim)
                 x = x + layer.o(att.transpose(1, 2).reshape(1, n, heads * dim))
                 gu = layer.gate_up(self._rms(x, layer.norm_mlp))  # (1, n, 2 * intermediate)
                 x = x + layer.down(F.silu(gu[..., : self.intermediate]) * gu[..., self.intermediate:])
