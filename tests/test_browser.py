@@ -250,3 +250,66 @@ def test_admin_area_in_a_real_browser(tmp_path, tiny_lm, playwright_browser):
         chat.goto(server.url + "/")
         chat.wait_for_selector("#header >> text=Ava", timeout=30_000)
         context.close()
+
+
+# -- output safety: HTML in messages, answers and documents is shown as text ---------------------
+def payloads(where: str, full: bool = True) -> str:
+    """Markup that would run script if a page put it into the DOM as HTML (``full``: four kinds,
+    else the two the issue names, to keep the tiny model's context for the rest)."""
+    mark = f"window.__pwned=(window.__pwned||[]).concat('{where}')"
+    short = f'<img src=x onerror="{mark}"> <script>{mark}</script>'
+    return short + (f' <svg onload="{mark}"></svg> <iframe srcdoc="<script>parent.{mark}</script>"></iframe>'
+                    if full else "")
+
+
+class HostileIndex:
+    """A retrieved document whose title, heading, path and text all carry markup."""
+
+    def search(self, query, k=4, language=None):
+        return [FakeHit("c1", "d1", "Refunds take five days. " + payloads("document-text"),
+                        "policies/<img src=x onerror=\"window.__pwned='path'\">.md",
+                        title="Refunds <img src=x onerror=\"window.__pwned='title'\">",
+                        heading="<svg onload=\"window.__pwned='heading'\"></svg>", score=0.87)]
+
+
+def test_markup_in_messages_answers_and_documents_never_runs(tmp_path, tiny_lm, playwright_browser):
+    from test_api import ScriptedBackend
+
+    from assistant.config import ChatConfig, GenerationConfig
+
+    # The whole tiny context, so the marked-up document fits in the prompt and reaches the Explain panel.
+    rt = make_runtime(tmp_path, tiny_lm, chat=ChatConfig(context_tokens=1024),
+                      generation=GenerationConfig(max_new_tokens=48))
+    rt.engine.index = HostileIndex()
+    # A model steered by the document into echoing markup (the tiny random model never would).
+    rt.engine.backend = ScriptedBackend("Refunds take five days. " + payloads("answer", full=False),
+                                       tiny_lm.tokenizer)
+    with LiveServer(rt) as server:
+        context = playwright_browser.new_context(viewport={"width": 1200, "height": 1400})
+        page = context.new_page()
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(server.url + "/")
+        page.wait_for_selector("#message textarea", timeout=60_000)
+        page.fill("#message textarea", "How long? " + payloads("user-message", full=False))
+        page.click("#send")
+        page.wait_for_selector("#chat >> text=Sources (1)", timeout=60_000)
+        page.click("#chat >> text=Sources (1)")
+        page.wait_for_selector("#chat >> text=Refunds take five days", timeout=10_000)
+        page.click("#explain")
+        page.wait_for_selector("#explain-chart canvas, #explain-chart svg", timeout=120_000)
+        page.wait_for_timeout(1500)  # give any injected handler the chance to fire
+        page.screenshot(path=str(ARTIFACTS / "browser-markup.png"), full_page=True)
+
+        assert page.evaluate("() => window.__pwned") is None
+        assert dialogs == []
+        for panel in ("#chat", "#explain-summary", "#explain-highlight"):
+            assert page.locator(f"{panel} img[src='x'], {panel} script, {panel} iframe").count() == 0, panel
+        # Shown as text, not dropped: the user sees what was written.
+        chat = page.locator("#chat").inner_text()
+        assert "<img src=x onerror=" in chat and "<script>" in chat
+        heat = page.locator("#explain-highlight").inner_text()
+        assert "onerror=\"window.__pwned=(window.__pwned||[]).concat('user-message')" in heat
+        assert "concat('document-text')" in heat and "Refunds <img src=x" in heat  # the source's title and text
+        assert "Refunds <img src=x" in page.locator("#explain-summary").inner_text()
+        context.close()

@@ -238,7 +238,9 @@ def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
             expl = explain(rt.lm, turn)
         except AssistantError as exc:
             raise gr.Error(str(exc)) from None
-        label = f"**Explaining:** {turn.user[:120]}\n\n"
+        from ..chatview import escape
+
+        label = f"**Explaining:** {escape(turn.user[:120])}\n\n"  # the user's text, never HTML
         return (label + summary_markdown(expl), importance_chart(expl), highlight_html(expl), gr.update(open=True))
 
     # -- layout ----------------------------------------------------------
