@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> str:
         busy = sum(r.busy for r in rs)
         burst_rows.append((channel, len(rs), answered, busy, len(rs) - answered - busy))
     out = [header(f"Load: {args.users} concurrent users x {args.turns} turns ({args.model} model)"),
-           f"Command: `python -m bench.load {' '.join(sys.argv[1:] if argv is None else argv)}`".replace(" `", "`")
+           "Command: `" + " ".join(["python -m bench.load", *(sys.argv[1:] if argv is None else argv)]) + "`"
            + f" · max_queue {args.max_queue}, max_tokens {max_tokens}, wall {wall:.0f} s · load average "
            f"{load_before[0]:.2f} before, {load_after[0]:.2f} after\n",
            table(["channel", "users", "turns answered", "turns sent", "users with errors", "p50 s", "p95 s"], rows),
