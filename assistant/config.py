@@ -7,7 +7,7 @@ Environment variables are read here and nowhere else.  All of them start with
                          ``$XDG_CACHE_HOME/offline-assistant`` or ``~/.cache/offline-assistant``
 ``ASSISTANT_CONFIG``     path of a YAML/JSON config file (see ``AppConfig.load``)
 ``ASSISTANT_MODEL``      model name, Hugging Face id, folder or ``.gguf`` file
-``ASSISTANT_ADAPTER``    LoRA adapter folder(s), comma-separated; ``none`` disables
+``ASSISTANT_ADAPTER``    LoRA adapter folder(s), comma-separated; ``none`` disables (unset: the shipped one)
 ``ASSISTANT_DEVICE``     ``auto`` | ``cpu`` | ``cuda``
 ``ASSISTANT_THREADS``    CPU threads for torch (0 = torch's default)
 ``ASSISTANT_FAST_DECODE`` weights of the lean CPU decoder: int4, bfloat16, float32 or off
@@ -60,11 +60,6 @@ def assistant_home() -> Path:
     return home
 
 
-def default_adapter_setting() -> str | None:
-    """``ASSISTANT_ADAPTER`` as given (``None`` when unset)."""
-    return env("ADAPTER")
-
-
 @dataclass
 class ModelConfig:
     """Which model to load and how."""
@@ -79,8 +74,9 @@ class ModelConfig:
     """``auto`` picks CUDA when present, else CPU."""
     threads: int = 0
     """CPU threads for torch; 0 leaves torch's default."""
-    adapters: tuple[str, ...] = ()
-    """LoRA adapter folders loaded with peft on top of the base, in order."""
+    adapters: tuple[str, ...] | None = None
+    """LoRA adapter folders loaded with peft on top of the base, in order; ``None`` (the default) loads
+    the adapter shipped for the model in ``knowledge/adapters/`` when there is one, ``()`` none."""
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
     """Attention kernel for generation; explanations switch to eager on demand."""
     fast_decode: FastDecode = "int4"
@@ -111,7 +107,8 @@ class ModelConfig:
             raise ConfigError(f"model.remote_url must start with http:// or https://; got {self.remote_url!r}")
         if isinstance(self.adapters, str):
             self.adapters = tuple(a for a in self.adapters.split(",") if a.strip())
-        self.adapters = tuple(self.adapters)
+        if self.adapters is not None:
+            self.adapters = tuple(self.adapters)
 
 
 @dataclass

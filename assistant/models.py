@@ -119,6 +119,16 @@ class LoadedModel:
                                    adapters=self.adapters if adapters is None else adapters)
 
 
+ADAPTERS_DIR = Path(__file__).resolve().parent.parent / "knowledge" / "adapters"
+"""Adapters trained by ``finetune/`` and shipped with the code, one folder per registry model."""
+
+
+def shipped_adapters(name: str) -> tuple[str, ...]:
+    """The shipped adapter folder of registry model ``name`` (``knowledge/adapters/NAME``), if present."""
+    folder = ADAPTERS_DIR / name
+    return (str(folder),) if name in MODELS and (folder / "adapter_config.json").is_file() else ()
+
+
 def known_models() -> list[str]:
     return sorted(MODELS)
 
@@ -341,7 +351,8 @@ def load_model(config: ModelConfig | None = None, home: Path | None = None) -> L
         except Exception as exc:
             raise ModelLoadError(f"model {config.name!r} failed to load from {source}: {exc}") from exc
 
-    for i, adapter in enumerate(config.adapters):
+    adapters = config.adapters if config.adapters is not None else shipped_adapters(config.name)
+    for i, adapter in enumerate(adapters):
         model = _attach_adapter(model, adapter, i)
     model.eval()
     fast = None
@@ -361,7 +372,7 @@ def load_model(config: ModelConfig | None = None, home: Path | None = None) -> L
         device=device,
         dtype=str(dtype).replace("torch.", ""),
         context_length=context,
-        adapters=tuple(config.adapters),
+        adapters=tuple(adapters),
         languages=spec.languages if spec else ("*",),
         stop_token_ids=stop_token_ids(tokenizer, model),
         notes=notes,

@@ -151,7 +151,7 @@ def main() -> None:
                           batch_size=BATCH, max_length=SEQ, lora_r=RANK, lora_alpha=2 * RANK, learning_rate=5e-4,
                           eval_fraction=0.0, save_steps=10_000, logging_steps=5, progress=False))
     held = load_dialogues(eval_path).dialogues[: args.eval_n]
-    lm = load_model(ModelConfig(name=MODEL, quantization="none", device="cpu"))
+    lm = load_model(ModelConfig(name=MODEL, quantization="none", device="cpu", adapters=()))
     t0 = time.perf_counter()
     reports = compare(lm, held, out, max_new_tokens=args.max_new_tokens)
     eval_s = time.perf_counter() - t0

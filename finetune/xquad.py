@@ -336,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     examples = build_examples(args.xquad, eval_articles, languages=args.languages.split(","),
                               per_language=args.per_language, seed=args.seed + 7)
     # full-precision transformers forward: the models' own quality, the same path for every base
-    lm = load_model(ModelConfig(name=args.base, quantization="none", device="cpu", fast_decode="off"))
+    lm = load_model(ModelConfig(name=args.base, quantization="none", device="cpu", fast_decode="off",
+                                adapters=()))
     named = {"base": evaluate_qa(lm, examples, args.max_new_tokens)}
     if args.adapter:
         named["adapter"] = evaluate_qa(with_adapter(lm, args.adapter), examples, args.max_new_tokens)

@@ -5,19 +5,22 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from ..config import COMPUTE_DTYPES, DEVICES, QUANTIZATIONS, AppConfig
+from ..config import COMPUTE_DTYPES, DEVICES, FAST_DECODES, QUANTIZATIONS, AppConfig
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model")
     g.add_argument("--config", help="YAML/JSON config file (default: $ASSISTANT_CONFIG)")
     g.add_argument("--model", help="registry name, Hugging Face id, model folder or .gguf file")
-    g.add_argument("--adapter", action="append", help="LoRA adapter folder (repeatable)")
-    g.add_argument("--no-adapter", action="store_true", help="do not load any adapter")
+    g.add_argument("--adapter", action="append",
+                   help="LoRA adapter folder (repeatable; default: the adapter shipped for the model)")
+    g.add_argument("--no-adapter", action="store_true", help="do not load any adapter, not even the shipped one")
     g.add_argument("--quantization", choices=QUANTIZATIONS)
     g.add_argument("--compute-dtype", choices=COMPUTE_DTYPES)
     g.add_argument("--device", choices=DEVICES)
     g.add_argument("--threads", type=int, help="CPU threads for torch")
+    g.add_argument("--fast-decode", choices=FAST_DECODES,
+                   help="weights of the lean CPU decoder (default int4); off = transformers' forward")
     g.add_argument("--home", help="data folder (default: $ASSISTANT_HOME)")
     g.add_argument("--remote-url", help="generate on an OpenAI-compatible server (http://host:port/v1)")
     g.add_argument("--remote-model", help="model name to ask the remote server for")
@@ -37,6 +40,7 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
     changes = {k: getattr(args, a) for k, a in (("name", "model"), ("quantization", "quantization"),
                                                   ("compute_dtype", "compute_dtype"), ("device", "device"),
                                                   ("threads", "threads"), ("remote_url", "remote_url"),
+                                                  ("fast_decode", "fast_decode"),
                                                   ("remote_model", "remote_model")) if getattr(args, a, None) is not None}
     if getattr(args, "adapter", None):
         changes["adapters"] = tuple(args.adapter)
