@@ -218,6 +218,9 @@ class Engine:
             self.store.record_event("no_source", conversation.id, {"turn_id": turn.id, "query": turn.query})
         prompt = self.build_prompt(conversation, text, turn)
         turn.prompt_ids, turn.segments, turn.dropped_turns = prompt.input_ids, prompt.segments, prompt.dropped_turns
+        # Sources that did not fit the budget were left out of the prompt (lowest-ranked first):
+        # the turn lists only those the model saw.
+        turn.sources = turn.sources[:sum(1 for s in prompt.segments if s.kind == "source")]
         error = leak = None
         gen = stream = None
         guard = self.leak_guard()

@@ -321,3 +321,32 @@ def test_no_secrets_in_logs(tmp_path, tiny_lm, caplog):
     for secret in (api_key, other_key, admin_key):
         for part in (secret, secret[:10], secret[-10:]):
             assert part not in text
+
+
+class LongIndex:
+    """A best hit too long for the tiny context, then a short one."""
+
+    def search(self, query, k=4, language=None):
+        return [FakeHit("c1", "d1", "Refunds are paid back within five days. " * 3,
+                        "short.md", title="Short", score=0.9),
+                FakeHit("c2", "d2", "Every detail of the refund process, at length. " * 60, "long.md",
+                        title="Long", score=0.5)]
+
+
+def test_sources_listed_are_the_sources_the_model_saw(tmp_path, tiny_lm):
+    """A source that does not fit the prompt's budget is left out of the prompt, and so of the answer's
+    sources (it used to be listed under the answer although the model never saw it)."""
+    from fastapi.testclient import TestClient
+
+    from assistant.server import create_app
+
+    rt = make_runtime(tmp_path, tiny_lm, api_keys=("k",))
+    rt.engine.index = LongIndex()
+    with TestClient(create_app(rt)) as c:
+        r = c.post("/v1/chat/completions", headers={"Authorization": "Bearer k"},
+                   json={"max_tokens": 4, "messages": [{"role": "user", "content": "Refunds?"}]})
+    assert r.status_code == 200
+    assert [s["title"] for s in r.json()["sources"]] == ["Short"]
+    turn = rt.store.get(r.json()["conversation_id"], None).turns[-1]
+    assert [s.title for s in turn.sources] == ["Short"]
+    assert [s.kind for s in turn.segments].count("source") == 1
