@@ -9,6 +9,7 @@ import pytest
 from assistant.errors import ConfigError, DataFormatError, ModelLoadError
 from assistant.intents import (DEFAULT_SPEC_PATH, IntentModel, IntentResult, TrainConfig, default_model, load_spec,
                                parse_spec)
+from assistant.intent_calibration import KNN_WEIGHTS, calibrate
 from retrieval.embedding import HashingEmbedder
 
 REQUIRED = {"greeting", "goodbye", "thanks", "question", "complaint", "human_handoff", "feedback", "chitchat",
@@ -61,7 +62,9 @@ def test_result_shape_and_probabilities(hashing_model):
 def test_calibration_is_reported(hashing_model):
     c = hashing_model.calibration
     assert c.temperature > 0
-    assert 0.0 <= c.threshold < 1.0
+    # The threshold is on the mixed out-of-scope score (standardised units), not on a probability.
+    assert c.knn_weight in KNN_WEIGHTS
+    assert np.isfinite(c.threshold) and all(s > 0 for s in c.scale)
     assert c.n_heldout > 0
     assert c.in_scope_accuracy is not None and c.oos_recall is not None
 
@@ -200,3 +203,75 @@ def test_minilm_model_puts_held_out_paraphrases_in_the_right_intent(spec):
     results = {text: model.classify(text) for text in paraphrases}
     correct = sum(r.intent == paraphrases[t] for t, r in results.items())
     assert correct >= len(paraphrases) - 1, {t: (r.intent, r.confidence) for t, r in results.items()}
+
+
+def test_one_message_path_gives_the_batch_scores(hashing_model):
+    texts = ["hi there!", "my order 12345 never arrived", "我要转人工", "", "Ça ne marche pas, aidez-moi"]
+    batch = hashing_model.logits(texts)
+    for i, text in enumerate(texts):
+        np.testing.assert_allclose(hashing_model.logits([text])[0], batch[i], rtol=1e-5, atol=1e-5)
+
+
+def test_nearest_example_cosine_matches_brute_force(hashing_model):
+    emb = HashingEmbedder(dimension=256)
+    vectors = emb.embed(["hello", "refund please", "zzzz qqqq"])
+    expected = (vectors @ hashing_model.anchors.T).max(axis=1)
+    np.testing.assert_allclose(hashing_model.nearest(vectors), expected, rtol=1e-6)
+    texts, labels = load_spec().training_data()
+    n_in_scope = sum(label != hashing_model.oos_label for label in labels)
+    assert hashing_model.anchors.shape == (n_in_scope, 256)
+
+
+def test_message_far_from_every_example_is_out_of_scope_by_the_mixed_score(spec):
+    model = IntentModel.train(spec, HashingEmbedder(dimension=256), TrainConfig(knn_weight=0.5))
+    assert model.calibration.knn_weight == 0.5
+    far = model.classify("qwzx vvvv kkkk jjjj")
+    assert far.out_of_scope and far.intent == spec.out_of_scope
+    without = IntentModel.train(spec, HashingEmbedder(dimension=256), TrainConfig(knn_weight=0.0))
+    assert without.calibration.knn_weight == 0.0 and 0.0 <= without.calibration.threshold < 1.0
+
+
+def test_train_config_rejects_a_knn_weight_outside_0_1():
+    with pytest.raises(ConfigError, match="knn_weight"):
+        TrainConfig(knn_weight=1.5)
+
+
+def test_hashing_embedder_has_no_fast_path(hashing_model):
+    assert not hashing_model.encoder.fast
+
+
+@pytest.mark.slow
+def test_fast_one_message_embedding_matches_the_embedder_and_is_cached():
+    from assistant.intent_encoder import MessageEncoder
+    from retrieval.embedding import load_embedder
+
+    embedder = load_embedder()
+    encoder = MessageEncoder(embedder)
+    assert encoder.fast
+    texts = ["where is my order?", "Ich habe mein Passwort vergessen", "谢谢", "ok"]
+    reference = embedder.embed(texts)
+    fast = np.vstack([encoder.embed([t]) for t in texts])
+    assert fast.shape == reference.shape and fast.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, rtol=1e-5)
+    assert (fast * reference).sum(axis=1).min() > 0.999
+    again = encoder.embed([texts[0]])
+    np.testing.assert_array_equal(again[0], fast[0])
+    exact = MessageEncoder(embedder, precision="float32")
+    np.testing.assert_allclose(np.vstack([exact.embed([t]) for t in texts]), reference, atol=1e-5)
+
+
+def test_held_out_data_chooses_whether_the_nearest_example_cosine_helps():
+    rng = np.random.default_rng(0)
+    n_in, n_oos = 200, 40
+    y = np.concatenate([rng.integers(0, 3, n_in), np.full(n_oos, 3)])  # label 3 is out-of-scope
+    in_scope = np.array([True, True, True, False])
+    logits = rng.normal(0, 1, (n_in + n_oos, 4))
+    logits[np.arange(n_in), y[:n_in]] += 3.0  # in-scope rows lean to their label; OOS rows look the same ...
+    logits[n_in:, rng.integers(0, 3, n_oos)] += 3.0
+    informative = np.concatenate([rng.normal(0.8, 0.05, n_in), rng.normal(0.3, 0.05, n_oos)])  # ... but are far
+    noise = rng.normal(0.5, 0.1, n_in + n_oos)
+    chosen = calibrate(logits, y, in_scope, nearest=informative)
+    assert chosen.knn_weight > 0 and chosen.oos_recall > 0.9 and chosen.in_scope_accuracy > 0.9
+    assert calibrate(logits, y, in_scope, nearest=noise).knn_weight < chosen.knn_weight
+    fixed = calibrate(logits, y, in_scope, nearest=informative, knn_weight=0.0)
+    assert fixed.knn_weight == 0.0 and fixed.oos_recall < chosen.oos_recall

@@ -92,7 +92,12 @@ def train_command(args: argparse.Namespace) -> int:
     fmt = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
     print(f"held-out ({c.n_heldout} cross-validated examples): in-scope accuracy {fmt(c.in_scope_accuracy)}, "
           f"out-of-scope recall {fmt(c.oos_recall)}")
-    print(f"out-of-scope threshold {c.threshold:.3f} (best in-scope probability below it -> {spec.out_of_scope}); "
+    if c.knn_weight:
+        score = (f"{1 - c.knn_weight:g} x standardised log best in-scope probability + {c.knn_weight:g} x "
+                 "standardised cosine to the nearest in-scope example")
+    else:
+        score = "best in-scope probability"
+    print(f"out-of-scope threshold {c.threshold:.3f} on the {score} (below it -> {spec.out_of_scope}); "
           f"temperature {c.temperature:.3f}")
     return 0
 
