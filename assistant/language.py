@@ -217,8 +217,8 @@ VOCABULARY: MappingProxyType[str, str] = MappingProxyType({
           "sipariş sorun ben sen biz değil ve veya bu bir benim neden nasıl nerede ne zaman tamam iyi",
     "id": "halo hai terima kasih ya tidak tolong selamat tinggal bantuan kata sandi akun pesanan masalah saya "
           "kamu anda kami bukan dan atau ini itu apa kenapa bagaimana dimana kapan baik oke",
-    "pl": "cześć dzień dobry dziękuję tak nie proszę do widzenia pomoc hasło konto zamówienie problem ja ty my "
-          "i lub jest to mój moja dlaczego jak gdzie kiedy dobrze",
+    "pl": "cześć dzień dobry dziękuję tak nie proszę widzenia pomoc hasło konto zamówienie problem ja ty my "
+          "lub jest mój moja dlaczego jak gdzie kiedy dobrze",
     "ru": "привет здравствуйте спасибо да нет пожалуйста пока помощь пароль аккаунт заказ проблема я ты вы мы "
           "не и или это мой моя почему как где когда хорошо",
     "uk": "привіт дякую так ні будь ласка допомога пароль замовлення проблема я ти ви ми не і або це мій "
@@ -357,9 +357,9 @@ _MIN_NGRAM = 2
 """Single characters say little about a Latin-script language and swamp short texts."""
 _NAME_WEIGHT = 0.2
 """Weight of the evidence of name- or title-like words (see ``_split_names``)."""
-_VOCABULARY_BONUS = math.log(3.0)
+_VOCABULARY_BONUS = math.log(30.0)
 """Log-odds added for a one-word message listed in VOCABULARY."""
-_SMALL_BONUS = math.log(1.5)
+_SMALL_BONUS = math.log(4.0)
 """Log-odds added per listed word of a 2-3 word message."""
 
 
