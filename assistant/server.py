@@ -24,6 +24,7 @@ from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from . import admin
@@ -181,6 +182,15 @@ def create_app(rt: Runtime, inflight: InFlight | None = None) -> Any:
         return {"status": "ok", "model": rt.lm.name, "quantization": rt.lm.quantization, "device": rt.lm.device,
                 "index": rt.index is not None, "intents": rt.intents is not None, "in_flight": len(inflight),
                 "admin": bool(rt.config.admin_key), "api": bool(rt.config.api_keys)}
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # OpenAI's shape and status; the offending values are not echoed (FastAPI's default
+        # handler did, and failed with a 500 on a body holding Infinity or NaN).
+        where = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg', 'invalid')}"
+                          for e in exc.errors()[:5])
+        return JSONResponse({"error": {"message": f"invalid request: {where}", "type": "invalid_request_error",
+                                       "code": 400}}, status_code=400)
 
     api.include_router(create_router(rt, inflight))
 
