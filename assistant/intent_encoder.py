@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 from collections import OrderedDict
 from typing import Any, Literal, Sequence
 
@@ -41,6 +42,7 @@ class MessageEncoder:
         self.embedder = embedder
         self.cache_size = cache_size
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()  # the engine may classify from several request threads
         self._direct = _DirectTransformer.wrap(embedder, precision)
 
     @property
@@ -54,15 +56,21 @@ class MessageEncoder:
         if len(texts) != 1 or self._direct is None:
             return np.asarray(self.embedder.embed(texts), dtype=np.float32)
         text = texts[0]
-        hit = self._cache.get(text)
-        if hit is None:
-            hit = self._direct.embed_one(text)
-            self._cache[text] = hit
-            if len(self._cache) > self.cache_size:
+        with self._lock:
+            hit = self._cache.get(text)
+            if hit is not None:
+                self._cache.move_to_end(text)
+                return hit[None, :].copy()
+        vector = self._direct.embed_one(text)
+        with self._lock:
+            self._cache[text] = vector
+            while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(text)
-        return hit[None, :].copy()
+        return vector[None, :].copy()
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
 
 
 class _DirectTransformer:

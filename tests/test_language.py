@@ -40,7 +40,7 @@ def test_sentences_in_many_languages_and_scripts(lang):
 @pytest.mark.parametrize("text,lang", [
     ("谢谢", "zh"), ("你好", "zh"), ("ありがとう", "ja"), ("はい", "ja"), ("감사합니다", "ko"), ("네", "ko"),
     ("спасибо", "ru"), ("شكرا", "ar"), ("ขอบคุณ", "th"), ("ευχαριστώ", "el"),
-    ("thanks", "en"), ("hello", "en"), ("danke", "de"), ("merci", "fr"), ("gracias", "es"), ("grazie", "it"),
+    ("thanks", "en"), ("hello", "en"), ("ok", "en"), ("danke", "de"), ("merci", "fr"), ("gracias", "es"), ("grazie", "it"),
     ("thank you", "en"), ("vielen dank", "de"), ("muchas gracias", "es"), ("merci beaucoup", "fr"),
 ])
 def test_single_words_and_two_word_messages(text, lang):
