@@ -16,11 +16,15 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+import logging
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
 
 from .errors import InputError
 from .store import Store
 from .types import Conversation, Turn
+
+log = logging.getLogger(__name__)
 
 SETTING_KEYS = ("assistant_name", "welcome_message", "system_prompt", "allowed_origins")
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
@@ -92,6 +96,39 @@ def apply_settings(engine: Any, settings: Settings) -> None:
     """Make the engine use the stored name and system prompt from the next turn on."""
     engine.chat = dataclasses.replace(engine.chat, assistant_name=settings.assistant_name,
                                       system_prompt=settings.system_prompt)
+
+
+# -- adapter ---------------------------------------------------------------------
+NO_ADAPTER = "none (base model)"
+
+
+def adapter_choices(home: Path, model_name: str, current: Sequence[str] = ()) -> list[str]:
+    """Adapters the admin can switch to: none, the shipped one, folders under ``HOME/adapters``
+    (where ``assistant finetune --out`` is pointed for the app), and the ones in use."""
+    from .models import shipped_adapters
+
+    found = [*shipped_adapters(model_name), *current]
+    folder = Path(home) / "adapters"
+    if folder.is_dir():
+        found += [str(d) for d in sorted(folder.iterdir()) if (d / "adapter_config.json").is_file()]
+    return [NO_ADAPTER, *dict.fromkeys(found)]
+
+
+def switch_adapter(rt: Any, choice: str) -> str:
+    """Load the base model with the chosen adapter and make the engine answer with it from the next
+    turn on (until restart; ``ASSISTANT_ADAPTER`` makes it permanent)."""
+    from .models import load_model
+
+    adapters: tuple[str, ...] = () if choice in ("", NO_ADAPTER) else (choice,)
+    if adapters and choice not in adapter_choices(rt.config.home, rt.lm.name, rt.lm.adapters):
+        raise InputError(f"unknown adapter {choice!r}: pick one from the list")
+    if tuple(rt.lm.adapters) == adapters:
+        return f"Already answering with {choice or NO_ADAPTER}."
+    lm = load_model(dataclasses.replace(rt.config.model, adapters=adapters), home=rt.config.home)
+    rt.lm = lm
+    rt.engine.use_model(lm)
+    log.info("admin switched the adapter to %s", adapters[0] if adapters else "none")
+    return f"Answers now come from {lm.name} with {adapters[0] if adapters else 'no adapter'} (until restart)."
 
 
 # -- conversation browser ----------------------------------------------------------

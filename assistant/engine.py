@@ -128,6 +128,15 @@ class Engine:
         self._max_cached = max_cached_conversations
         self._lock = threading.Lock()
 
+    def use_model(self, lm: LoadedModel) -> None:
+        """Generate with ``lm`` from the next turn on (another adapter chosen in the admin area).  The
+        conversations' KV caches hold the old weights' keys and values, so they are dropped."""
+        with self._lock:
+            self.lm = lm
+            if isinstance(self.backend, LocalBackend):
+                self.backend = LocalBackend(lm)
+            self._caches.clear()
+
     # -- understanding -------------------------------------------------
     def understand(self, message: str, conversation: Conversation) -> Understanding:
         """Language, intents, entities and route through ``understanding.understand``

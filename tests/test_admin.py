@@ -235,3 +235,43 @@ def test_upload_list_remove_rebuild_through_the_index():
     with pytest.raises(InputError, match="no document"):
         admin.remove_document(index, "zzz")
     assert "Index saved" in admin.rebuild_index(index)
+
+
+def test_admin_switches_the_adapter_and_the_next_turn_uses_it(tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from tiny_model import tiny_loaded
+
+    from assistant import admin
+    from assistant.config import AppConfig, GenerationConfig, ModelConfig
+    from assistant.errors import InputError
+    from assistant.generation import Generation
+    from assistant.runtime import build_runtime
+
+    base = tiny_loaded()
+    folder = tmp_path / "tiny"
+    base.model.save_pretrained(folder)
+    base.tokenizer.save_pretrained(folder)
+    lora = get_peft_model(base.model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    for name, p in lora.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.5)  # B starts at zero: make the adapter change something
+    adapter_dir = tmp_path / "home" / "adapters" / "mine"
+    lora.save_pretrained(adapter_dir)
+
+    config = AppConfig(home=tmp_path / "home", model=ModelConfig(name=str(folder), quantization="none", adapters=()))
+    rt = build_runtime(config, retrieval=False, understanding=False, store_path=":memory:")
+    choices = admin.adapter_choices(config.home, rt.lm.name, rt.lm.adapters)
+    assert choices == [admin.NO_ADAPTER, str(adapter_dir)]
+    prompt = rt.lm.tokenizer.apply_chat_template([{"role": "user", "content": "How do refunds work?"}],
+                                                 add_generation_prompt=True, tokenize=True)["input_ids"]
+    settings = GenerationConfig(max_new_tokens=8, temperature=0.0, repetition_penalty=1.0)
+    before = Generation(rt.engine.lm, prompt, settings).run().logprobs
+
+    message = admin.switch_adapter(rt, str(adapter_dir))
+    assert "mine" in message and rt.lm.adapters == (str(adapter_dir),) and rt.engine.lm is rt.lm
+    assert Generation(rt.engine.lm, prompt, settings).run().logprobs != before
+    admin.switch_adapter(rt, admin.NO_ADAPTER)
+    assert rt.lm.adapters == () and Generation(rt.engine.lm, prompt, settings).run().logprobs == before
+    with pytest.raises(InputError, match="unknown adapter"):
+        admin.switch_adapter(rt, str(tmp_path / "elsewhere"))

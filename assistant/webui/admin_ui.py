@@ -128,6 +128,15 @@ def build_admin(rt: Any) -> gr.Blocks:
         log.info("admin settings saved (%d allowed origins)", len(settings.allowed_origins))
         return "Saved. New conversations use these settings; reload the chat page to see the new name."
 
+    def current_adapter():
+        choices = admin.adapter_choices(config.home, rt.lm.name, rt.lm.adapters)
+        value = rt.lm.adapters[0] if rt.lm.adapters else admin.NO_ADAPTER
+        return gr.Dropdown(choices=choices, value=value)
+
+    @guarded
+    def use_adapter(choice):
+        return admin.switch_adapter(rt, choice)
+
     with gr.Blocks(title="Assistant admin") as demo:
         gr.Markdown("## Admin area")
         with gr.Tabs():
@@ -187,6 +196,14 @@ def build_admin(rt: Any) -> gr.Blocks:
                                        lines=3)
                 save_btn = gr.Button("Save", variant="primary")
                 save_status = gr.Markdown(elem_id="settings-status")
+                gr.Markdown("**Model adapter** — LoRA adapters trained with `assistant finetune`: the shipped one, "
+                            "and folders under `ASSISTANT_HOME/adapters/`. Applies until restart; set "
+                            "`ASSISTANT_ADAPTER` to keep it.")
+                with gr.Row():
+                    adapter = gr.Dropdown(label="Adapter", choices=[admin.NO_ADAPTER], scale=4,
+                                          elem_id="settings-adapter")
+                    adapter_btn = gr.Button("Use this adapter", scale=1)
+                adapter_status = gr.Markdown(elem_id="adapter-status")
             with gr.Tab("Embed"):
                 gr.Markdown("Paste one of these into your web page. Add the page's origin under **Settings** "
                             "first: other origins are refused. See docs/embedding.md.")
@@ -205,6 +222,8 @@ def build_admin(rt: Any) -> gr.Blocks:
         export_all.click(lambda: export(False), None, [export_file, export_status])
         export_rated.click(lambda: export(True), None, [export_file, export_status])
         save_btn.click(save, [s_name, s_welcome, s_prompt, s_origins], [save_status])
+        adapter_btn.click(use_adapter, [adapter], [adapter_status])
+        demo.load(current_adapter, None, [adapter])
         demo.load(documents, None, [doc_table, doc_status])
         demo.load(analytics, None, stats)
         demo.load(activity, None, [handoff_table, feedback_table])
