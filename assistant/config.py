@@ -11,6 +11,7 @@ Environment variables are read here and nowhere else.  All of them start with
 ``ASSISTANT_DEVICE``     ``auto`` | ``cpu`` | ``cuda``
 ``ASSISTANT_THREADS``    CPU threads for torch (0 = torch's default)
 ``ASSISTANT_FAST_DECODE`` weights of the lean CPU decoder: int4, bfloat16, float32 or off
+``ASSISTANT_GENERATOR``  transformers (default) or llama.cpp
 ``ASSISTANT_QUANTIZATION`` ``nf4`` | ``fp4`` | ``int8`` | ``none``
 ``ASSISTANT_REMOTE_URL`` OpenAI-compatible server to generate on (``ASSISTANT_REMOTE_MODEL``,
                          ``ASSISTANT_REMOTE_API_KEY``)
@@ -83,6 +84,9 @@ class ModelConfig:
     """Weights of the lean CPU forward that generates answers (``assistant.fastdecode``, Llama-architecture
     models on CPU; others keep transformers): ``int4`` (4-bit groups for decode, bf16 for prefill),
     ``bfloat16``, ``float32``, or ``off`` to generate with transformers' own forward."""
+    generator: Literal["transformers", "llama.cpp"] = "transformers"
+    """What generates answers locally: this process's torch model (with ``fast_decode``), or llama.cpp on the
+    model's GGUF file (``pip install -e '.[llamacpp]'``; adapters are not applied there)."""
     remote_url: str | None = None
     """Base URL (``http://host:port/v1``) of an OpenAI-compatible server to generate on;
     the local model then only tokenizes, budgets and explains."""
@@ -99,6 +103,8 @@ class ModelConfig:
             raise ConfigError(f"model.compute_dtype must be one of {COMPUTE_DTYPES}; got {self.compute_dtype!r}")
         if self.device not in DEVICES:
             raise ConfigError(f"model.device must be one of {DEVICES}; got {self.device!r}")
+        if self.generator not in ("transformers", "llama.cpp"):
+            raise ConfigError(f"model.generator must be 'transformers' or 'llama.cpp'; got {self.generator!r}")
         if self.fast_decode not in FAST_DECODES:
             raise ConfigError(f"model.fast_decode must be one of {FAST_DECODES}; got {self.fast_decode!r}")
         if not isinstance(self.threads, int) or self.threads < 0:
@@ -222,6 +228,8 @@ class AppConfig:
             model["threads"] = _int_env("THREADS")
         if env("FAST_DECODE"):
             model["fast_decode"] = env("FAST_DECODE")
+        if env("GENERATOR"):
+            model["generator"] = env("GENERATOR")
         if env("API_KEYS"):
             data["api_keys"] = tuple(k.strip() for k in env("API_KEYS").split(",") if k.strip())
         if env("ADMIN_KEY"):

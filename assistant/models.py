@@ -236,6 +236,16 @@ def dequantize_gguf(path: Path, cache_root: Path, chat_template: str | None = No
     return target
 
 
+def gguf_file_of(name: str, home: Path) -> Path:
+    """The GGUF file behind model ``name`` (a registry name or a .gguf path), for llama.cpp."""
+    if name in MODELS:
+        return gguf_path_for(MODELS[name], home)
+    if name.lower().endswith(".gguf"):
+        return Path(name).expanduser()
+    raise ModelLoadError(f"model {name!r} has no GGUF file; the llama.cpp generator needs a registry model "
+                         "or a .gguf file")
+
+
 def resolve_source(name: str, home: Path) -> tuple[str, str, ModelSpec | None]:
     """Return (folder or hub id, kind, spec) for a model name, folder, GGUF file or hub id."""
     if name in MODELS:
@@ -356,7 +366,8 @@ def load_model(config: ModelConfig | None = None, home: Path | None = None) -> L
         model = _attach_adapter(model, adapter, i)
     model.eval()
     fast = None
-    if config.fast_decode != "off" and device == "cpu":
+    generates_here = config.generator == "transformers" and not config.remote_url
+    if config.fast_decode != "off" and device == "cpu" and generates_here:
         from .fastdecode import FastDecoder
 
         fast = FastDecoder.build(model, config.fast_decode)

@@ -64,6 +64,16 @@ def build_runtime(
 
         backend = RemoteBackend(config.model.remote_url, config.model.remote_model, config.model.remote_api_key)
         log.info("generating on %s (model %s)", config.model.remote_url, config.model.remote_model)
+    elif config.model.generator == "llama.cpp":
+        from .llamacpp import LlamaCppBackend
+        from .models import gguf_file_of
+
+        backend = LlamaCppBackend(gguf_file_of(config.model.name, home), lm.tokenizer, lm.stop_token_ids,
+                                  context=min(lm.context_length, 8192), threads=config.model.threads)
+        if lm.adapters:
+            log.warning("llama.cpp generates with the base weights: adapter(s) %s apply only to the Explain "
+                        "view's model", ", ".join(lm.adapters))
+        log.info("generating with %s", backend.name)
     engine = Engine(lm, store, chat=config.chat, generation=config.generation, index=index, intents=intents,
                     intent_spec=spec, backend=backend)
     return Runtime(config=config, lm=lm, store=store, engine=engine, index=index, intents=intents,

@@ -108,3 +108,11 @@ def test_gemma_template_keeps_the_system_prompt():
                   {"role": "assistant", "content": "hallo"}, {"role": "user", "content": "q"}])
     assert text == ("<bos><start_of_turn>user\nAnswer in German.\n\nhi<end_of_turn>\n<start_of_turn>model\nhallo"
                     "<end_of_turn>\n<start_of_turn>user\nq<end_of_turn>\n<start_of_turn>model\n")
+
+
+def test_llama_cpp_generator_needs_a_gguf_model(tmp_path):
+    from assistant.models import gguf_file_of
+
+    with pytest.raises(ModelLoadError, match="no GGUF file"):
+        gguf_file_of(str(tmp_path), tmp_path)
+    assert gguf_file_of(str(tmp_path / "m.gguf"), tmp_path) == tmp_path / "m.gguf"

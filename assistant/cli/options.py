@@ -19,6 +19,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--compute-dtype", choices=COMPUTE_DTYPES)
     g.add_argument("--device", choices=DEVICES)
     g.add_argument("--threads", type=int, help="CPU threads for torch")
+    g.add_argument("--generator", choices=("transformers", "llama.cpp"),
+                   help="generate locally with transformers (default) or llama.cpp on the GGUF file")
     g.add_argument("--fast-decode", choices=FAST_DECODES,
                    help="weights of the lean CPU decoder (default int4); off = transformers' forward")
     g.add_argument("--home", help="data folder (default: $ASSISTANT_HOME)")
@@ -40,7 +42,7 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
     changes = {k: getattr(args, a) for k, a in (("name", "model"), ("quantization", "quantization"),
                                                   ("compute_dtype", "compute_dtype"), ("device", "device"),
                                                   ("threads", "threads"), ("remote_url", "remote_url"),
-                                                  ("fast_decode", "fast_decode"),
+                                                  ("fast_decode", "fast_decode"), ("generator", "generator"),
                                                   ("remote_model", "remote_model")) if getattr(args, a, None) is not None}
     if getattr(args, "adapter", None):
         changes["adapters"] = tuple(args.adapter)
