@@ -191,6 +191,20 @@ class AppConfig:
     max_queue: int = 32
 
     def __post_init__(self) -> None:
+        for name in ("port", "rate_limit_per_minute", "max_queue"):
+            if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be a whole number; got {getattr(self, name)!r}")
+        for name in ("api_keys", "allowed_origins"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = tuple(v.strip() for v in value.split(",") if v.strip())
+            if not isinstance(value, (tuple, list)) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{name} must be a list of strings; got {value!r:.80}")
+            setattr(self, name, tuple(value))
+        if self.admin_key is not None and not isinstance(self.admin_key, str):
+            raise ConfigError(f"admin_key must be a string; got {type(self.admin_key).__name__}")
+        if not isinstance(self.home, (str, Path)):
+            raise ConfigError(f"home must be a folder path; got {self.home!r:.80}")
         if not 0 < self.port < 65536:
             raise ConfigError(f"port must be 1..65535; got {self.port}")
         if self.rate_limit_per_minute < 1:
@@ -206,9 +220,10 @@ class AppConfig:
         path = path or env("CONFIG")
         if path:
             data = _read_config_file(Path(path))
-        model = dict(data.pop("model", {}) or {})
-        generation = dict(data.pop("generation", {}) or {})
-        chat = dict(data.pop("chat", {}) or {})
+        where = f"config file {path}" if path else "config"
+        model = _section(data, "model", where)
+        generation = _section(data, "generation", where)
+        chat = _section(data, "chat", where)
         if env("MODEL"):
             model["name"] = env("MODEL")
         if env("ADAPTER"):
@@ -248,8 +263,8 @@ class AppConfig:
                 chat=ChatConfig(**chat),
                 **{**data, **overrides},
             )
-        except TypeError as exc:  # unknown field inside a section
-            raise ConfigError(f"config file {path}: {exc}") from exc
+        except (TypeError, ValueError) as exc:  # unknown field inside a section, a value of the wrong type
+            raise ConfigError(f"{where}: {exc}") from exc
 
 
 def _int_env(name: str) -> int:
@@ -258,6 +273,14 @@ def _int_env(name: str) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{ENV_PREFIX}{name} must be a whole number; got {raw!r}") from None
+
+
+def _section(data: dict[str, Any], name: str, where: str) -> dict[str, Any]:
+    """``data[name]`` removed from ``data``: a mapping with string keys (absent or empty: {})."""
+    value = data.pop(name, None) or {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ConfigError(f"{where}: `{name}` must be a mapping of settings (name: value); got {value!r:.80}")
+    return dict(value)
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
@@ -277,4 +300,7 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level; got {type(data).__name__}")
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"config file {path}: setting names must be text; got {bad[0]!r}")
     return data

@@ -116,7 +116,8 @@ def parse_spec(data: Any, *, source: str = "<memory>", sha256: str = "") -> Inte
     known = {"version", "default_language", "out_of_scope", "entities", "intents", "__line__"}
     unknown = set(data) - known
     if unknown:
-        raise DataFormatError(f"{where(data)}: unknown key(s) {sorted(unknown)}; known: {sorted(known - {'__line__'})}")
+        raise DataFormatError(f"{where(data)}: unknown key(s) {sorted(map(str, unknown))}; "
+                              f"known: {sorted(known - {'__line__'})}")
     raw_intents = data.get("intents")
     if not isinstance(raw_intents, list) or not raw_intents:
         raise DataFormatError(f"{where(data)}: `intents` must be a non-empty list of intents")

@@ -19,7 +19,8 @@ import time
 
 from bench.common import RESULTS_DIR, header, machine, save
 
-ORDER = ["generation", "speed", "retrieval", "understanding", "multiturn", "explain", "finetune"]
+ORDER = ["generation", "speed", "retrieval", "understanding", "multiturn", "explain", "finetune", "injection", "load"]
+RESULT_FILES = {"load": "load-tiny"}  # benchmarks that save under another name
 
 
 class _Tee(io.StringIO):
@@ -45,7 +46,7 @@ def collect() -> str:
         f"Last collected on: {machine()}\n",
     ]
     for name in ORDER:
-        path = RESULTS_DIR / f"{name}.md"
+        path = RESULTS_DIR / f"{RESULT_FILES.get(name, name)}.md"
         if path.exists():
             parts.append(path.read_text(encoding="utf-8").rstrip() + "\n")
     text = "\n".join(parts)

@@ -309,9 +309,6 @@ def _intents_like() -> st.SearchStrategy:
         | YAML_VALUES, "default_language": YAML_VALUES, "version": YAML_VALUES})
 
 
-@pytest.mark.xfail(strict=True, reason="assistant/intents.py (outside this issue's files): a mapping with "
-                   "non-string keys (`{null: 1, false: 2}`) escapes parse_spec as TypeError from sorted(); "
-                   "see bench/RELIABILITY.md")
 @FUZZ
 @example(data={None: None, False: None}, raw=None)
 @given(data=st.one_of(_intents_like(), YAML_VALUES),
@@ -342,9 +339,6 @@ CONFIG_LIKE = st.fixed_dictionaries({}, optional={
     "rate_limit_per_minute": YAML_VALUES, "admin_key": YAML_VALUES, "home": YAML_VALUES})
 
 
-@pytest.mark.xfail(strict=True, reason="assistant/config.py (outside this issue's files): a section that is not a "
-                          "mapping (`model: abc`), non-string keys, and list-or-string fields given a number "
-                          "(`api_keys: 5`) escape as TypeError/ValueError or are accepted; see bench/RELIABILITY.md")
 @FUZZ
 @given(data=st.one_of(CONFIG_LIKE, YAML_VALUES), suffix=st.sampled_from([".yaml", ".json"]))
 @example(data={"model": "abc"}, suffix=".yaml")
