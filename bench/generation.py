@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> str:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--only", help="comma-separated configurations (default: all, then llama.cpp)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> str:
         print("RESULT " + json.dumps(result))
         return ""
     rows = []
-    for name in [*CONFIGS, "llama.cpp"]:
+    for name in (args.only.split(",") if args.only else [*CONFIGS, "llama.cpp"]):
         proc = subprocess.run([sys.executable, "-m", "bench.generation", "--child", name, "--runs", str(args.runs),
                                "--new-tokens", str(args.new_tokens)], capture_output=True, text=True)
         line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)

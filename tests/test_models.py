@@ -116,3 +116,19 @@ def test_llama_cpp_generator_needs_a_gguf_model(tmp_path):
     with pytest.raises(ModelLoadError, match="no GGUF file"):
         gguf_file_of(str(tmp_path), tmp_path)
     assert gguf_file_of(str(tmp_path / "m.gguf"), tmp_path) == tmp_path / "m.gguf"
+
+
+@pytest.mark.slow
+def test_the_shipped_gemma_adapter_loads_by_default_and_changes_the_answer(real_home):
+    from assistant.models import shipped_adapters
+
+    shipped = shipped_adapters("gemma-3-270m")
+    assert shipped and shipped[0].endswith("knowledge/adapters/gemma-3-270m")
+    with_adapter = load_model(ModelConfig(name="gemma-3-270m", quantization="none"), home=real_home)
+    assert with_adapter.adapters == shipped
+    base = load_model(ModelConfig(name="gemma-3-270m", quantization="none", adapters=()), home=real_home)
+    assert base.adapters == ()
+    ids = base.tokenizer.apply_chat_template([{"role": "user", "content": "Where is the Eiffel Tower?"}],
+                                             add_generation_prompt=True, tokenize=True)["input_ids"]
+    settings = GenerationConfig(max_new_tokens=8, temperature=0.0, repetition_penalty=1.0)
+    assert Generation(with_adapter, ids, settings).run().logprobs != Generation(base, ids, settings).run().logprobs
