@@ -47,6 +47,7 @@ class LlamaCppGeneration:
         if room < 1:
             raise GenerationError(f"the prompt has {len(self.prompt.input_ids)} tokens, more than llama.cpp's "
                                   f"context of {self.backend.context}")
+        n_vocab = llm.n_vocab()
         with self.backend.lock:
             try:
                 tokens = llm.generate(list(self.prompt.input_ids), temp=settings.temperature, top_p=settings.top_p,
@@ -60,7 +61,10 @@ class LlamaCppGeneration:
                     if token in self.backend.stop_ids or step >= min(settings.max_new_tokens, room):
                         result.finish_reason = "stop" if token in self.backend.stop_ids else "length"
                         break
-                    logits = np.asarray(llm.scores[llm.n_tokens - 1], dtype=np.float64)  # (vocab,)
+                    # the logits that sampled this token: llama.cpp keeps the last position's only
+                    # (its ``scores`` array is filled just with logits_all, which costs a vocab-wide
+                    # row per prompt token)
+                    logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).astype(np.float64)
                     top = logits.max()
                     logprob = float(logits[token] - top - np.log(np.exp(logits - top).sum()))
                     result.token_ids.append(int(token))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 
@@ -87,7 +88,8 @@ def llama_cpp(runs: int, new_tokens: int) -> dict | None:
     path = gguf_path_for(MODELS["smollm2-135m-instruct"], assistant_home())
     tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     ids = build_prompt_ids(tok)
-    llm = Llama(model_path=str(path), n_ctx=2048, verbose=False)
+    threads = os.cpu_count() or 1  # llama-cpp-python defaults to half the cores; torch uses all of them
+    llm = Llama(model_path=str(path), n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
     ttft, decode = [], []
     for _ in range(runs):
         llm.reset()

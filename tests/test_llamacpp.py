@@ -26,7 +26,30 @@ def test_llama_cpp_answers_with_the_transformers_token_ids(real_lm, real_home):
     assert "Paris" in result.text and streamed.strip() == result.text
     assert real_lm.tokenizer.decode(result.token_ids, skip_special_tokens=True).strip() == result.text
     assert all(lp <= 0 for lp in result.logprobs) and len(result.logprobs) == len(result.token_ids)
+    # greedy: each kept token is the most likely one, so its log-probability is the highest (close to 0 here)
+    assert max(result.logprobs) > -1.0
     # a second prompt sharing the prefix gives the same greedy answer (llama.cpp reuses its cache)
     again = backend.generate(prompt, GenerationConfig(max_new_tokens=12, temperature=0.0), threading.Event()).run()
     assert again.token_ids == result.token_ids
+
+
+def test_the_engine_answers_through_llama_cpp_and_explains_on_transformers(real_home, monkeypatch):
+    import dataclasses
+
+    from assistant.config import AppConfig
+    from assistant.explain import explain
+    from assistant.runtime import build_runtime
+
+    monkeypatch.setenv("ASSISTANT_HOME", str(real_home))
+    config = AppConfig.load()
+    config.model = dataclasses.replace(config.model, generator="llama.cpp")
+    rt = build_runtime(config, understanding=False, store_path=":memory:")
+    assert rt.engine.backend.name.startswith("llama.cpp:") and rt.lm.fast is None
+    conv = rt.store.create("alice")
+    turn = rt.engine.run_turn(conv, "How do I embed the assistant on my website?")
+    assert turn.answer and turn.answer_ids and turn.sources
+    follow = rt.engine.run_turn(conv, "And how do I restrict it to my domain?")
+    assert follow.answer
+    expl = explain(rt.lm, turn)
+    assert expl.segments and expl.source_scores
 
