@@ -133,7 +133,7 @@ class FastDecoder:
         self.eps = config.rms_norm_eps
         self.fmt = fmt
         self.dtype = torch.float32 if fmt == "float32" else torch.bfloat16  # activations
-        self._cos = self._sin = None  # (positions, head_dim), grown on demand
+        self._rope_table: tuple[Any, Any] | None = None  # (cos, sin), each (positions, head_dim); grown on demand
 
     # ---- construction ---------------------------------------------------------------------
 
@@ -174,13 +174,15 @@ class FastDecoder:
 
     def _rope(self, end: int) -> tuple[Any, Any]:
         torch = _torch()
-        if self._cos is None or self._cos.shape[0] < end:
+        table = self._rope_table  # one attribute, so threads never see a cos and a sin of different sizes
+        if table is None or table[0].shape[0] < end:
             size = ((end + 1023) // 1024) * 1024
             positions = torch.arange(size)[None]  # (1, size)
             with torch.no_grad():
                 cos, sin = self.rotary(torch.zeros(1, dtype=torch.float32), positions)
-            self._cos, self._sin = cos[0].to(self.dtype), sin[0].to(self.dtype)  # (size, head_dim)
-        return self._cos, self._sin
+            table = (cos[0].to(self.dtype), sin[0].to(self.dtype))  # (size, head_dim) each
+            self._rope_table = table
+        return table
 
     def _rms(self, x: Any, weight: Any) -> Any:
         torch = _torch()
