@@ -3,30 +3,9 @@ a live server (tiny model; a fake index supplies sources)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
-from test_app import LiveServer, make_runtime
-
-
-@dataclass
-class FakeHit:
-    chunk_id: str
-    doc_id: str
-    text: str
-    source: str
-    title: str = ""
-    heading: str = ""
-    score: float = 0.0
-
-
-class FakeIndex:
-    """Always returns the refund policy passage."""
-
-    def search(self, query, k=4, language=None):
-        return [FakeHit("c1", "d1", "Refunds are paid back to the card within five days.", "policies/refunds.md",
-                        title="Refund policy", heading="Timing", score=0.87)]
+from test_app import FakeHit, FakeIndex, LiveServer, make_runtime
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,22 @@ def test_undo_retry_and_new_conversation_through_the_gradio_api(rt):
         box, messages, state = client.predict(state, api_name="/new_conversation")[:3]
         assert messages == [] and "conversation" not in state
         assert len(rt.store.list("session-undo")) == 1
+
+
+@dataclass
+class FakeHit:
+    chunk_id: str
+    doc_id: str
+    text: str
+    source: str
+    title: str = ""
+    heading: str = ""
+    score: float = 0.0
+
+
+class FakeIndex:
+    """Always returns the refund policy passage."""
+
+    def search(self, query, k=4, language=None):
+        return [FakeHit("c1", "d1", "Refunds are paid back to the card within five days.", "policies/refunds.md",
+                        title="Refund policy", heading="Timing", score=0.87)]

@@ -9,12 +9,11 @@ test-artifacts/ (git-ignored) and docs/screenshot.png.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from test_app import LiveServer, make_runtime
+from test_app import FakeHit, FakeIndex, LiveServer, make_runtime
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,23 +27,6 @@ pytestmark = [
 
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                "--disable-sync", "--no-first-run"]
-
-
-@dataclass
-class FakeHit:
-    chunk_id: str
-    doc_id: str
-    text: str
-    source: str
-    title: str = ""
-    heading: str = ""
-    score: float = 0.0
-
-
-class FakeIndex:
-    def search(self, query, k=4, language=None):
-        return [FakeHit("c1", "d1", "Refunds are paid back to the card within five days.", "policies/refunds.md",
-                        title="Refund policy", heading="Timing", score=0.87)]
 
 
 class SlowBackend:
