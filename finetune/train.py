@@ -16,7 +16,6 @@ Knows nothing about the UI, prompts or retrieval: it takes chat dialogues.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -24,12 +23,14 @@ import platform
 import resource
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from assistant.errors import ConfigError, DataFormatError, ModelLoadError
 
+from .batches import ListDataset, make_collator
+from .card import write_metrics, write_model_card
 from .data import Dialogue, Encoded, encode, load_dialogues, pack, split_dialogues
 
 log = logging.getLogger(__name__)
@@ -308,38 +309,6 @@ def build_datasets(config: TrainConfig, tokenizer: Any) -> tuple[list[Encoded], 
     return train_e, eval_e, skipped
 
 
-class _ListDataset:
-    """Encoded examples as the dicts ``Trainer`` feeds to the collator."""
-
-    def __init__(self, items: Sequence[Encoded]) -> None:
-        self.items = list(items)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> dict[str, list[int]]:
-        e = self.items[i]
-        return {"input_ids": e.input_ids, "labels": e.labels}
-
-
-def make_collator(pad_id: int) -> Any:
-    import torch
-
-    def collate(batch: list[dict[str, list[int]]]) -> dict[str, Any]:
-        n = max(len(b["input_ids"]) for b in batch)
-        ids = torch.full((len(batch), n), pad_id, dtype=torch.long)  # (batch, seq)
-        labels = torch.full((len(batch), n), -100, dtype=torch.long)
-        mask = torch.zeros((len(batch), n), dtype=torch.long)
-        for i, b in enumerate(batch):
-            k = len(b["input_ids"])
-            ids[i, :k] = torch.tensor(b["input_ids"])
-            labels[i, :k] = torch.tensor(b["labels"])
-            mask[i, :k] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
-
-    return collate
-
-
 def _callbacks(config: TrainConfig) -> list[Any]:
     from transformers import TrainerCallback
 
@@ -475,8 +444,8 @@ def train(config: TrainConfig) -> TrainResult:
         dataloader_pin_memory=device == "cuda",
     )
     callbacks = _callbacks(config)
-    trainer = Trainer(model=model, args=args, train_dataset=_ListDataset(train_e),
-                      eval_dataset=_ListDataset(eval_e) if has_eval else None,
+    trainer = Trainer(model=model, args=args, train_dataset=ListDataset(train_e),
+                      eval_dataset=ListDataset(eval_e) if has_eval else None,
                       data_collator=make_collator(tokenizer.pad_token_id), callbacks=callbacks)
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)  # our bar replaces its printed dicts
@@ -513,41 +482,3 @@ def train(config: TrainConfig) -> TrainResult:
         write_metrics(out, config, result, source, skipped)
         write_model_card(out, config, result)
     return result
-
-
-def write_metrics(out: Path, config: TrainConfig, result: TrainResult, source: str, skipped: int) -> Path:
-    path = out / "metrics.json"
-    data = {"result": result.to_dict(), "config": asdict(config), "base_source": source,
-            "skipped_invalid_lines": skipped}
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    return path
-
-
-def write_model_card(out: Path, config: TrainConfig, result: TrainResult, extra: str = "") -> Path:
-    """A short model card beside the adapter: base, data, settings, results, how to load and rebuild."""
-    eval_line = f"{result.eval_loss:.4f}" if result.eval_loss is not None else "n/a (no eval data)"
-    card = f"""# LoRA adapter for `{config.base}`
-
-Written by `assistant finetune` (peft LoRA{' on a 4-bit NF4 base (QLoRA)' if result.quantization == 'nf4' else ''}).
-
-| | |
-|---|---|
-| base model | `{config.base}` ({result.quantization}, trained on {result.device}) |
-| data | `{config.data}`{f" (eval: `{config.eval_data}`)" if config.eval_data else ''} |
-| examples | {result.train_examples} train, {result.eval_examples} eval; {result.trained_tokens_per_epoch} assistant tokens per epoch |
-| LoRA | r={config.lora_r}, alpha={config.lora_alpha:g}, dropout={config.lora_dropout:g}, targets `{config.target_modules}` |
-| schedule | {result.global_step} steps, batch {config.batch_size} x {config.grad_accum}, lr {config.learning_rate:g} cosine, warmup {config.warmup:g}, max length {config.max_length}{', packed' if config.packing else ''} |
-| loss | train {result.first_loss:.4f} → {result.last_loss:.4f}; eval {eval_line} |
-| time | {result.train_seconds / 60:.1f} min, {result.tokens_per_second:.0f} tokens/s, peak memory {result.peak_memory_mb:.0f} MB |
-
-Loss is taken on the assistant's replies only.  Use it:
-
-    assistant chat --model {config.base} --adapter {out}
-
-Rebuild it:
-
-    {config.command or '(command not recorded)'}
-{extra}"""
-    path = out / "README.md"
-    path.write_text(card, encoding="utf-8")
-    return path
