@@ -81,7 +81,7 @@ class ModelConfig:
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
     """Attention kernel for generation; explanations switch to eager on demand."""
     fast_decode: FastDecode = "int4"
-    """Weights of the lean CPU forward that generates answers (``assistant.fastdecode``, Llama-architecture
+    """Weights of the lean CPU forward that generates answers (``assistant.fastdecode``, Llama and Gemma 3
     models on CPU; others keep transformers): ``int4`` (4-bit groups for decode, bf16 for prefill),
     ``bfloat16``, ``float32``, or ``off`` to generate with transformers' own forward."""
     generator: Literal["transformers", "llama.cpp"] = "transformers"

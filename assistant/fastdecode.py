@@ -1,4 +1,4 @@
-"""A lean forward pass for Llama-architecture models, for generation on CPU.
+"""A lean forward pass for Llama and Gemma 3 text models, for generation on CPU.
 
 On this 2-core CPU a decode step is bound by the bytes of weights it reads:
 profiled, SmolLM2-135M in fp32 spends 36 of 53 ms per token in matrix-vector
@@ -9,11 +9,17 @@ them as 4-bit groups for decode steps (``int4``: a quarter of the bytes, with
 a bf16 copy for prefill) or as ``bfloat16`` / ``float32``, and runs each layer
 as a dozen tensor calls on a growable KV cache (``FastCache``).
 
+Gemma 3 (``gemma3_text``) differs from Llama in ways the same loop takes as
+settings (``_Arch``): norms scale by ``1 + weight``, the embedding is scaled by
+sqrt(hidden), queries and keys are RMS-normed per head, attention and MLP
+outputs are normed before the residual add ("sandwich" norms), the MLP gate is
+tanh-GELU, and five of every six layers attend to a sliding window of the last
+``sliding_window`` positions with their own RoPE base.
+
 It produces the logits of the last position only; everything that needs the
 model's internals (attention for the Explain view, teacher-forced scores)
-still runs on the transformers model, which stays loaded.  Architectures other
-than Llama (SmolLM2 is one) get
-``None`` from ``FastDecoder.build`` and keep the transformers path.
+still runs on the transformers model, which stays loaded.  Other architectures
+get ``None`` from ``FastDecoder.build`` and keep the transformers path.
 
 Knows nothing about tokenization, sampling or conversations.
 """
@@ -49,7 +55,7 @@ class _Linear:
 
     GROUP = 32
 
-    def __init__(self, weight: Any, fmt: WeightFormat) -> None:
+    def __init__(self, weight: Any, fmt: WeightFormat, decode_only: bool = False) -> None:
         torch = _torch()
         w = weight.detach().float()
         self.out_features, self.in_features = w.shape
@@ -65,7 +71,8 @@ class _Linear:
                                .to(torch.bfloat16))  # (in / 32, out, 2)
             self.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
         dense = torch.bfloat16 if fmt in ("int4", "bfloat16") else torch.float32
-        self.weight = w.to(dense).contiguous()
+        # ``decode_only``: called on one position at a time (the output layer), so no dense copy
+        self.weight = None if decode_only and self.packed is not None else w.to(dense).contiguous()
 
     def __call__(self, x: Any) -> Any:
         torch = _torch()
@@ -84,6 +91,29 @@ class _Layer:
     o: _Linear
     gate_up: _Linear
     down: _Linear
+    rope: str = "default"
+    """Which RoPE table (Gemma 3: "sliding_attention" or "full_attention")."""
+    window: int | None = None
+    """Attend to the last ``window`` positions only (Gemma 3's sliding layers)."""
+    q_norm: Any = None
+    k_norm: Any = None
+    post_attn: Any = None
+    """Gemma 3's sandwich norms: on the attention output, and on the MLP output
+    (then ``norm_mlp`` is its pre-MLP norm)."""
+    post_mlp: Any = None
+
+
+@dataclass(frozen=True)
+class _Arch:
+    """What one architecture's forward does differently from Llama's."""
+
+    gelu: bool = False
+    """MLP gate activation: tanh-GELU (Gemma) instead of SiLU."""
+    embed_scale: float = 1.0
+    scale: float | None = None
+    """Attention logit scale (None: 1/sqrt(head_dim))."""
+    norm_offset: float = 0.0
+    """Gemma's RMSNorm multiplies by ``1 + weight``; folded into the stored weights."""
 
 
 class FastCache:
@@ -120,12 +150,13 @@ class FastCache:
 
 
 class FastDecoder:
-    """The lean forward of one Llama-architecture model; build with ``FastDecoder.build``."""
+    """The lean forward of one Llama or Gemma 3 model; build with ``FastDecoder.build``."""
 
     def __init__(self, embed: Any, layers: list[_Layer], norm: Any, head: _Linear, rotary: Any, config: Any,
-                 fmt: WeightFormat) -> None:
+                 fmt: WeightFormat, arch: _Arch = _Arch()) -> None:
         torch = _torch()
         self.embed, self.layers, self.norm, self.head, self.rotary = embed, layers, norm, head, rotary
+        self.arch = arch
         self.heads = config.num_attention_heads
         self.kv_heads = config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
@@ -133,7 +164,8 @@ class FastDecoder:
         self.eps = config.rms_norm_eps
         self.fmt = fmt
         self.dtype = torch.float32 if fmt == "float32" else torch.bfloat16  # activations
-        self._rope_table: tuple[Any, Any] | None = None  # (cos, sin), each (positions, head_dim); grown on demand
+        # RoPE (cos, sin) per table name, each (positions, head_dim); grown on demand
+        self._rope_tables: dict[str, tuple[Any, Any]] = {}
 
     # ---- construction ---------------------------------------------------------------------
 
@@ -151,37 +183,53 @@ class FastDecoder:
         if fmt == "int4" and not hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu"):
             fmt = "bfloat16"
         act = torch.float32 if fmt == "float32" else torch.bfloat16
+        gemma = config.model_type == "gemma3_text"
+        arch = _Arch(gelu=True, embed_scale=config.hidden_size ** 0.5, scale=config.query_pre_attn_scalar ** -0.5,
+                     norm_offset=1.0) if gemma else _Arch()
+
+        def norm(module: Any) -> Any:
+            return (module.weight.detach().float() + arch.norm_offset).to(act).clone()
+
         with torch.no_grad():
             layers = []
-            for layer in base.model.layers:
+            for i, layer in enumerate(base.model.layers):
                 attn, mlp = layer.self_attn, layer.mlp
                 qkv = torch.cat([_weight(attn.q_proj), _weight(attn.k_proj), _weight(attn.v_proj)])
                 gate_up = torch.cat([_weight(mlp.gate_proj), _weight(mlp.up_proj)])
-                layers.append(_Layer(
-                    norm_attn=layer.input_layernorm.weight.detach().to(act).clone(),
-                    norm_mlp=layer.post_attention_layernorm.weight.detach().to(act).clone(),
-                    qkv=_Linear(qkv, fmt), o=_Linear(_weight(attn.o_proj), fmt),
-                    gate_up=_Linear(gate_up, fmt), down=_Linear(_weight(mlp.down_proj), fmt)))
-            embed = base.model.embed_tokens.weight.detach().float().clone()
-            head = _Linear(_weight(base.lm_head), fmt)
-            norm = base.model.norm.weight.detach().to(act).clone()
-        return cls(embed, layers, norm, head, base.model.rotary_emb, config, fmt)
+                parts = dict(qkv=_Linear(qkv, fmt), o=_Linear(_weight(attn.o_proj), fmt),
+                             gate_up=_Linear(gate_up, fmt), down=_Linear(_weight(mlp.down_proj), fmt),
+                             norm_attn=norm(layer.input_layernorm))
+                if gemma:
+                    kind = config.layer_types[i]
+                    parts.update(norm_mlp=norm(layer.pre_feedforward_layernorm), rope=kind,
+                                 window=config.sliding_window if kind == "sliding_attention" else None,
+                                 q_norm=norm(attn.q_norm), k_norm=norm(attn.k_norm),
+                                 post_attn=norm(layer.post_attention_layernorm),
+                                 post_mlp=norm(layer.post_feedforward_layernorm))
+                else:
+                    parts.update(norm_mlp=norm(layer.post_attention_layernorm))
+                layers.append(_Layer(**parts))
+            embed = (base.model.embed_tokens.weight.detach().float() * arch.embed_scale).to(act).clone()
+            head = _Linear(_weight(base.lm_head), fmt, decode_only=True)
+        return cls(embed, layers, norm(base.model.norm), head, base.model.rotary_emb, config, fmt, arch)
 
     def new_cache(self) -> FastCache:
         return FastCache(len(self.layers), self.kv_heads, self.head_dim, self.dtype)
 
     # ---- forward --------------------------------------------------------------------------
 
-    def _rope(self, end: int) -> tuple[Any, Any]:
+    def _rope(self, name: str, end: int) -> tuple[Any, Any]:
         torch = _torch()
-        table = self._rope_table  # one attribute, so threads never see a cos and a sin of different sizes
+        table = self._rope_tables.get(name)  # one (cos, sin) value, so threads never see a mismatched pair
         if table is None or table[0].shape[0] < end:
             size = ((end + 1023) // 1024) * 1024
             positions = torch.arange(size)[None]  # (1, size)
+            x = torch.zeros(1, dtype=torch.float32)
             with torch.no_grad():
-                cos, sin = self.rotary(torch.zeros(1, dtype=torch.float32), positions)
+                cos, sin = (self.rotary(x, positions) if name == "default"
+                            else self.rotary(x, positions, name))
             table = (cos[0].to(self.dtype), sin[0].to(self.dtype))  # (size, head_dim) each
-            self._rope_table = table
+            self._rope_tables[name] = table
         return table
 
     def _rms(self, x: Any, weight: Any) -> Any:
@@ -200,37 +248,64 @@ class FastDecoder:
         n, past = len(ids), cache.length
         end = past + n
         cache.reserve(end)
-        cos_all, sin_all = self._rope(end)
-        cos, sin = cos_all[past:end][None, None], sin_all[past:end][None, None]  # (1, 1, n, head_dim)
-        heads, kv, dim = self.heads, self.kv_heads, self.head_dim
-        mask = None
-        if n > 1:  # query i (position past + i) sees keys 0 .. past + i
-            mask = torch.ones(n, end, dtype=torch.bool).tril(diagonal=past)
+        ropes = {}
+        for name in {layer.rope for layer in self.layers}:
+            cos, sin = self._rope(name, end)
+            ropes[name] = cos[past:end][None, None], sin[past:end][None, None]  # (1, 1, n, head_dim) each
+        heads, kv, dim, arch = self.heads, self.kv_heads, self.head_dim, self.arch
+        # query i (position past + i) sees keys 0 .. past + i; a window of w: keys past + i - w + 1 ..
+        causal = torch.ones(n, end, dtype=torch.bool).tril(diagonal=past) if n > 1 else None
+        windowed: dict[int, tuple[int, Any]] = {}  # window -> (first key kept, mask over the kept keys)
+        for w in {layer.window for layer in self.layers if layer.window and end > layer.window}:
+            first = max(0, past - w + 1)  # no query here sees a key before this
+            band = torch.ones(n, end, dtype=torch.bool).triu(diagonal=past - w + 1)
+            mask = (band & causal) if causal is not None else band
+            windowed[w] = (first, mask[:, first:] if n > 1 else None)
         with torch.inference_mode():
-            x = self.embed[torch.tensor(ids)].to(self.dtype)[None]  # (1, n, hidden)
+            x = self.embed[torch.tensor(ids)][None]  # (1, n, hidden)
             for i, layer in enumerate(self.layers):
                 qkv = layer.qkv(self._rms(x, layer.norm_attn))  # (1, n, (heads + 2 kv) * dim)
                 qkv = qkv.view(1, n, heads + 2 * kv, dim).transpose(1, 2)  # (1, heads + 2 kv, n, dim)
-                qk = self._rotate(qkv[:, : heads + kv], cos, sin)  # queries and keys in one go
+                qk = qkv[:, : heads + kv]
+                if layer.q_norm is not None:  # per-head norms before RoPE
+                    qk = torch.cat([self._rms(qk[:, :heads], layer.q_norm), self._rms(qk[:, heads:], layer.k_norm)],
+                                   dim=1)
+                qk = self._rotate(qk, *ropes[layer.rope])  # queries and keys in one go
                 cache.keys[i, :, past:end] = qk[0, heads:]
                 cache.values[i, :, past:end] = qkv[0, heads + kv:]
-                keys = cache.keys[i, :, :end][None]  # (1, kv, end, dim)
-                values = cache.values[i, :, :end][None]
+                first, mask = windowed.get(layer.window, (0, causal))
+                keys = cache.keys[i, :, first:end][None]  # (1, kv, keys, dim)
+                values = cache.values[i, :, first:end][None]
                 att = F.scaled_dot_product_attention(qk[:, :heads], keys, values, attn_mask=mask,
-                                                     enable_gqa=kv != heads)  # (1, heads, n, dim)
-                x = x + layer.o(att.transpose(1, 2).reshape(1, n, heads * dim))
+                                                     scale=arch.scale, enable_gqa=kv != heads)  # (1, heads, n, dim)
+                out = layer.o(att.transpose(1, 2).reshape(1, n, heads * dim))
+                x = x + (self._rms(out, layer.post_attn) if layer.post_attn is not None else out)
                 gu = layer.gate_up(self._rms(x, layer.norm_mlp))  # (1, n, 2 * intermediate)
-                x = x + layer.down(F.silu(gu[..., : self.intermediate]) * gu[..., self.intermediate:])
+                gate = gu[..., : self.intermediate]
+                gate = F.gelu(gate, approximate="tanh") if arch.gelu else F.silu(gate)
+                out = layer.down(gate * gu[..., self.intermediate:])
+                x = x + (self._rms(out, layer.post_mlp) if layer.post_mlp is not None else out)
             cache.length = end
             return self.head(self._rms(x[:, -1:], self.norm))[0, 0].float()
 
 
 def _unsupported(base: Any, config: Any) -> str:
     """Why ``base`` cannot use this module's forward ('' when it can)."""
-    if getattr(config, "model_type", "") != "llama":
-        return f"architecture {getattr(config, 'model_type', '?')!r} (only llama is implemented)"
-    if getattr(config, "hidden_act", "silu") != "silu":
+    kind = getattr(config, "model_type", "")
+    if kind not in ("llama", "gemma3_text"):
+        return f"architecture {kind or '?'!r} (llama and gemma3_text are implemented)"
+    if kind == "llama" and getattr(config, "hidden_act", "silu") != "silu":
         return f"activation {config.hidden_act!r}"
+    if kind == "gemma3_text":
+        if getattr(config, "hidden_activation", "") != "gelu_pytorch_tanh":
+            return f"activation {getattr(config, 'hidden_activation', '?')!r}"
+        if config.attn_logit_softcapping or config.final_logit_softcapping:
+            return "logit soft-capping"
+        if getattr(config, "use_bidirectional_attention", False):
+            return "bidirectional attention"
+        if any((config.rope_parameters.get(k) or {}).get("rope_type", "default") != "default"
+               for k in set(config.layer_types)):
+            return "scaled RoPE"
     if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
         return "biases in attention or MLP"
     if str(getattr(base, "device", "cpu")) != "cpu":

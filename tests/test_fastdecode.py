@@ -88,3 +88,43 @@ def test_other_architectures_keep_the_transformers_path():
 
     model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64))
     assert FastDecoder.build(model, "int4") is None
+
+
+def _tiny_gemma3():
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+                              num_attention_heads=4, num_key_value_heads=1, head_dim=32, query_pre_attn_scalar=24,
+                              sliding_window=8, max_position_embeddings=2048,
+                              layer_types=["sliding_attention", "full_attention"] * 2)
+    model = Gemma3ForCausalLM(config).eval()
+    for name, p in model.named_parameters():
+        if "norm" in name:  # Gemma norms start at zero (scale 1 + w); make them matter
+            torch.nn.init.normal_(p, std=0.3)
+    return model
+
+
+def test_gemma3_forward_equals_transformers_across_the_sliding_window():
+    """Gemma 3: scaled embedding, 1 + w norms, q/k norms, sandwich norms, tanh-GELU, and
+    sliding-window layers (window 8 here, so 40 positions cross it many times)."""
+    model = _tiny_gemma3()
+    ref = _reference_logits(model, IDS)
+    fast = FastDecoder.build(model, "float32")
+    assert fast is not None
+    cache = fast.new_cache()
+    assert torch.allclose(fast.forward(IDS[:20], cache), ref[19], atol=1e-5)
+    assert torch.allclose(fast.forward(IDS[20:30], cache), ref[29], atol=1e-5)
+    for i in range(30, 35):
+        assert torch.allclose(fast.forward([IDS[i]], cache), ref[i], atol=1e-5)
+    cache.crop(-10)
+    assert torch.allclose(fast.forward(IDS[25:40], cache), ref[39], atol=1e-5)
+    bf16 = FastDecoder.build(model, "bfloat16")
+    out = bf16.forward(IDS, bf16.new_cache())
+    assert float((out - ref[-1]).norm() / ref[-1].norm()) < 0.03
+
+
+def test_gemma3_with_soft_capping_keeps_the_transformers_path():
+    model = _tiny_gemma3()
+    model.config.final_logit_softcapping = 30.0
+    assert FastDecoder.build(model, "float32") is None
