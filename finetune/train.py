@@ -29,7 +29,7 @@ from typing import Any, Literal, Sequence
 
 from assistant.errors import ConfigError, DataFormatError, ModelLoadError
 
-from .batches import ListDataset, make_collator
+from .batches import ListDataset, make_collator, reply_loss_trainer
 from .card import write_metrics, write_model_card
 from .data import Dialogue, Encoded, encode, load_dialogues, pack, split_dialogues
 
@@ -376,7 +376,7 @@ def train(config: TrainConfig) -> TrainResult:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import PrinterCallback, ProgressCallback, Trainer, TrainingArguments, set_seed
+    from transformers import PrinterCallback, ProgressCallback, TrainingArguments, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
     if config.threads:
@@ -444,7 +444,7 @@ def train(config: TrainConfig) -> TrainResult:
         dataloader_pin_memory=device == "cuda",
     )
     callbacks = _callbacks(config)
-    trainer = Trainer(model=model, args=args, train_dataset=ListDataset(train_e),
+    trainer = reply_loss_trainer()(model=model, args=args, train_dataset=ListDataset(train_e),
                       eval_dataset=ListDataset(eval_e) if has_eval else None,
                       data_collator=make_collator(tokenizer.pad_token_id), callbacks=callbacks)
     trainer.remove_callback(ProgressCallback)

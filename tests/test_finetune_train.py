@@ -190,3 +190,33 @@ def test_cli_options_cover_train_config():
     for f in dataclasses.fields(TrainConfig):
         if f.name in vars(args) and f.name not in ("data", "out", "home", "command", "progress"):
             assert getattr(args, f.name) == getattr(defaults, f.name), f.name
+
+
+def test_reply_only_loss_equals_the_full_loss(base_dir, tmp_path):
+    """The trainer projects onto the vocabulary only where a reply token is
+    predicted; loss and gradients must match the model's own masked loss."""
+    from transformers import AutoModelForCausalLM, TrainingArguments
+
+    from finetune.batches import make_collator, reply_loss_trainer
+
+    model = AutoModelForCausalLM.from_pretrained(base_dir).float()
+    pad = 0
+    batch = make_collator(pad)([
+        {"input_ids": [5, 6, 7, 8, 9, 10], "labels": [-100, -100, -100, 8, 9, 10]},
+        {"input_ids": [11, 12, 13, 14], "labels": [-100, 12, -100, 14]},
+    ])
+    full = model(**batch).loss
+    full.backward()
+    want = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    model.zero_grad()
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    trainer = reply_loss_trainer()(model=model, args=args)
+    ours = trainer.compute_loss(model, dict(batch))
+    ours.backward()
+    got = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    assert torch.allclose(ours, full, atol=1e-5)
+    assert len(got) == len(want) and all(torch.allclose(a, b, atol=1e-5) for a, b in zip(got, want))
+    # with the Trainer's count over the accumulated batch the loss is a sum over that count
+    n = int((batch["labels"][:, 1:] != -100).sum())
+    summed = trainer.compute_loss(model, dict(batch), num_items_in_batch=torch.tensor(2 * n))
+    assert torch.allclose(summed * 2, full, atol=1e-5)
