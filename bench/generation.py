@@ -1,4 +1,4 @@
-"""Generation speed of the default model on this machine.
+"""Generation speed of the registry models on this machine.
 
 The shipped default (nf4 base, answers from the lean int4 decoder of
 ``assistant.fastdecode``), the lean decoder's other weight formats, and
@@ -8,7 +8,7 @@ of 3 runs, each configuration in its own process (so peak memory is its own).
 Where llama-cpp-python is installed (``pip install -e .[llamacpp]``), the same
 prompt through llama.cpp on the same GGUF file, side by side, and the ratios.
 
-    python -m bench.generation [--runs 3] [--new-tokens 64]
+    python -m bench.generation [--runs 3] [--new-tokens 64] [--models gemma-3-270m,smollm2-135m-instruct]
 """
 
 from __future__ import annotations
@@ -50,14 +50,14 @@ def build_prompt_ids(tokenizer, target: int = 700) -> list[int]:
         text += FILLER
 
 
-def child(name: str, runs: int, new_tokens: int) -> dict:
+def child(model: str, name: str, runs: int, new_tokens: int) -> dict:
     import resource
 
     from assistant.config import GenerationConfig, ModelConfig
     from assistant.generation import Generation
     from assistant.models import load_model
 
-    lm = load_model(ModelConfig(**CONFIGS[name]))
+    lm = load_model(ModelConfig(name=model, adapters=(), **CONFIGS[name]))
     lm.stop_token_ids = ()  # decode exactly `new_tokens` tokens
     ids = build_prompt_ids(lm.tokenizer)
     settings = GenerationConfig(max_new_tokens=new_tokens, repetition_penalty=1.0)
@@ -73,7 +73,7 @@ def child(name: str, runs: int, new_tokens: int) -> dict:
             "prefill_tps": len(ids) / median(ttft), "decode_tps": median(decode), "peak_mb": peak_mb}
 
 
-def llama_cpp(runs: int, new_tokens: int) -> dict | None:
+def llama_cpp(model: str, runs: int, new_tokens: int) -> dict | None:
     try:
         from llama_cpp import Llama
     except ImportError:
@@ -85,7 +85,7 @@ def llama_cpp(runs: int, new_tokens: int) -> dict | None:
     from assistant.config import assistant_home
     from transformers import AutoTokenizer
 
-    path = gguf_path_for(MODELS["smollm2-135m-instruct"], assistant_home())
+    path = gguf_path_for(MODELS[model], assistant_home())
     tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     ids = build_prompt_ids(tok)
     threads = os.cpu_count() or 1  # llama-cpp-python defaults to half the cores; torch uses all of them
@@ -105,46 +105,54 @@ def llama_cpp(runs: int, new_tokens: int) -> dict | None:
         total = time.perf_counter() - t0
         ttft.append(first)
         decode.append((n - 1) / (total - first))
-    return {"config": "llama.cpp (same GGUF)", "actual": "Q4_1", "prompt_tokens": len(ids), "ttft": median(ttft),
+    return {"config": "llama.cpp (same GGUF)", "actual": "GGUF as shipped", "prompt_tokens": len(ids), "ttft": median(ttft),
             "prefill_tps": len(ids) / median(ttft), "decode_tps": median(decode),
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def main(argv: list[str] | None = None) -> str:
+    from assistant.models import DEFAULT_MODEL
+
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--models", default=DEFAULT_MODEL, help="comma-separated registry names (default: the default)")
     ap.add_argument("--only", help="comma-separated configurations (default: all, then llama.cpp)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        result = llama_cpp(args.runs, args.new_tokens) if args.child == "llama.cpp" else \
-            child(args.child, args.runs, args.new_tokens)
+        model, name = args.child.split("::", 1)
+        result = llama_cpp(model, args.runs, args.new_tokens) if name == "llama.cpp" else \
+            child(model, name, args.runs, args.new_tokens)
         print("RESULT " + json.dumps(result))
         return ""
-    rows = []
-    for name in (args.only.split(",") if args.only else [*CONFIGS, "llama.cpp"]):
-        proc = subprocess.run([sys.executable, "-m", "bench.generation", "--child", name, "--runs", str(args.runs),
-                               "--new-tokens", str(args.new_tokens)], capture_output=True, text=True)
-        line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
-        if line is None:
-            print(f"{name}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
-            continue
-        r = json.loads(line[7:])
-        if r is None:
-            continue  # llama-cpp-python not installed
-        rows.append([r["config"], r["actual"], r["prompt_tokens"], r["ttft"], r["prefill_tps"], r["decode_tps"],
-                     r["peak_mb"]])
-    md = header("Generation (SmolLM2-135M-Instruct)") + "\n" + table(
-        ["config", "in effect", "prompt tokens", "time to first token (s)", "prefill tok/s", "decode tok/s",
-         "peak RSS (MB)"], rows) + (
-        f"\n\nMedian of {args.runs} runs of {args.new_tokens} new tokens; each configuration in its own process. "
-        "`python -m bench.generation`\n")
-    default = next((r for r in rows if r[0].startswith("default")), None)
-    llama = next((r for r in rows if r[0].startswith("llama.cpp")), None)
-    if default and llama:
-        md += (f"\nDefault vs llama.cpp, same run: decode {default[5] / llama[5]:.2f}x, "
-               f"prefill {default[4] / llama[4]:.2f}x.\n")
+    md = header("Generation")
+    for model in args.models.split(","):
+        rows = []
+        for name in (args.only.split(",") if args.only else [*CONFIGS, "llama.cpp"]):
+            proc = subprocess.run([sys.executable, "-m", "bench.generation", "--child", f"{model}::{name}",
+                                   "--runs", str(args.runs), "--new-tokens", str(args.new_tokens)],
+                                  capture_output=True, text=True)
+            line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+            if line is None:
+                print(f"{model} {name}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+                continue
+            r = json.loads(line[7:])
+            if r is None:
+                continue  # llama-cpp-python not installed
+            rows.append([r["config"], r["actual"], r["prompt_tokens"], r["ttft"], r["prefill_tps"], r["decode_tps"],
+                         r["peak_mb"]])
+        md += f"\n### {model}{' (default)' if model == DEFAULT_MODEL else ''}\n\n" + table(
+            ["config", "in effect", "prompt tokens", "time to first token (s)", "prefill tok/s", "decode tok/s",
+             "peak RSS (MB)"], rows) + "\n"
+        default = next((r for r in rows if r[0].startswith("default")), None)
+        llama = next((r for r in rows if r[0].startswith("llama.cpp")), None)
+        if default and llama:
+            md += (f"\nDefault vs llama.cpp, same run: decode {default[5] / llama[5]:.2f}x, "
+                   f"prefill {default[4] / llama[4]:.2f}x.\n")
+    md += (f"\nMedian of {args.runs} runs of {args.new_tokens} new tokens, base weights without adapter; each "
+           f"configuration in its own process. `python -m bench.generation --models {args.models}"
+           + (f" --only '{args.only}'" if args.only else "") + "`\n")
     print(md)
     save("generation", md)
     return md

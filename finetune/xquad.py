@@ -315,11 +315,15 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("evaluate", help="EM / F1 per language, base vs adapter")
     e.add_argument("--xquad", type=Path, default=_default_xquad())
     e.add_argument("--base", default="gemma-3-270m")
-    e.add_argument("--adapter")
+    e.add_argument("--adapter", action="append", default=[],
+                   help="adapter folder, or NAME=FOLDER; repeat to compare several side by side")
     e.add_argument("--per-language", type=int, default=12)
     e.add_argument("--languages", default=",".join(LANGUAGES))
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--max-new-tokens", type=int, default=24)
+    e.add_argument("--fast-decode", default="int4", choices=["int4", "bfloat16", "float32", "off"],
+                   help="generate with the lean decoder in these weights (int4: what the assistant ships), "
+                        "or off: transformers' own fp32 forward")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.cmd == "build":
@@ -335,12 +339,19 @@ def main(argv: list[str] | None = None) -> int:
     _, eval_articles = split_articles(seed=args.seed)
     examples = build_examples(args.xquad, eval_articles, languages=args.languages.split(","),
                               per_language=args.per_language, seed=args.seed + 7)
-    # full-precision transformers forward: the models' own quality, the same path for every base
-    lm = load_model(ModelConfig(name=args.base, quantization="none", device="cpu", fast_decode="off",
-                                adapters=()))
-    named = {"base": evaluate_qa(lm, examples, args.max_new_tokens)}
-    if args.adapter:
-        named["adapter"] = evaluate_qa(with_adapter(lm, args.adapter), examples, args.max_new_tokens)
+    # full-precision base weights; answers from the lean decoder (as the assistant generates) or transformers
+    def fresh() -> Any:
+        return load_model(ModelConfig(name=args.base, quantization="none", device="cpu",
+                                      fast_decode=args.fast_decode, adapters=()))
+
+    named = {"base": evaluate_qa(fresh(), examples, args.max_new_tokens)}
+    for i, spec in enumerate(args.adapter):
+        name, _, path = spec.rpartition("=")
+        name = name or ("adapter" if len(args.adapter) == 1 else f"adapter{i + 1}")
+        named[name] = evaluate_qa(with_adapter(fresh(), path), examples, args.max_new_tokens)
+    print(f"{args.base} (answers: {'transformers fp32' if args.fast_decode == 'off' else 'lean ' + args.fast_decode}"
+          f" decoder): {len(examples)} held-out questions ({args.per_language} per language, "
+          f"{len(eval_articles)} held-out articles)\n")
     print(scores_table(named))
     return 0
 
