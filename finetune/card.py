@@ -36,7 +36,7 @@ Written by `assistant finetune` (peft LoRA{' on a 4-bit NF4 base (QLoRA)' if res
 | base model | `{config.base}` ({result.quantization}, trained on {result.device}) |
 | data | `{config.data}`{f" (eval: `{config.eval_data}`)" if config.eval_data else ''} |
 | examples | {result.train_examples} train, {result.eval_examples} eval; {result.trained_tokens_per_epoch} assistant tokens per epoch |
-| LoRA | r={config.lora_r}, alpha={config.lora_alpha:g}, dropout={config.lora_dropout:g}, targets `{config.target_modules}` |
+| LoRA | {f"continued from `{config.init_adapter}` (its rank and targets)" if config.init_adapter else f"r={config.lora_r}, alpha={config.lora_alpha:g}, dropout={config.lora_dropout:g}, targets `{config.target_modules}`"} |
 | schedule | {result.global_step} steps, batch {config.batch_size} x {config.grad_accum}, lr {config.learning_rate:g} cosine, warmup {config.warmup:g}, max length {config.max_length}{', packed' if config.packing else ''} |
 | loss | train {result.first_loss:.4f} → {result.last_loss:.4f}; eval {eval_line} |
 | time | {result.train_seconds / 60:.1f} min, {result.tokens_per_second:.0f} tokens/s, peak memory {result.peak_memory_mb:.0f} MB |

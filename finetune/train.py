@@ -78,6 +78,9 @@ class TrainConfig:
     """LoRA scaling numerator (the update is scaled by alpha / r)."""
     lora_dropout: float = 0.05
     """Dropout on the LoRA input, in [0, 1)."""
+    init_adapter: str | None = None
+    """Start from this LoRA adapter (a folder written by ``assistant finetune``) and train it further;
+    its rank and target modules are kept, so ``lora_r`` / ``target_modules`` do not apply."""
     target_modules: str = "auto"
     """``auto`` (per architecture, see TARGET_MODULES), ``all-linear``, or comma-separated module names."""
     max_length: int = 512
@@ -400,13 +403,21 @@ def train(config: TrainConfig) -> TrainResult:
     if skipped:
         log.warning("skipped %d invalid line(s)", skipped)
 
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=target_modules_for(model, config.target_modules), bias="none",
-                      task_type="CAUSAL_LM")
-    model = get_peft_model(model, lora)
+    if config.init_adapter:
+        from peft import PeftModel
+
+        if not (Path(config.init_adapter) / "adapter_config.json").is_file():
+            raise ConfigError(f"finetune.init_adapter: {config.init_adapter} has no adapter_config.json")
+        model = PeftModel.from_pretrained(model, config.init_adapter, is_trainable=True)
+        lora = model.peft_config["default"]
+    else:
+        lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                          target_modules=target_modules_for(model, config.target_modules), bias="none",
+                          task_type="CAUSAL_LM")
+        model = get_peft_model(model, lora)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    log.info("LoRA r=%d on %s: %d trainable of %d parameters (%s, %s)", config.lora_r,
+    log.info("LoRA r=%d on %s: %d trainable of %d parameters (%s, %s)", lora.r,
              lora.target_modules, trainable, total, device, quantization)
 
     has_eval = bool(eval_e)

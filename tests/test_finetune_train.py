@@ -220,3 +220,19 @@ def test_reply_only_loss_equals_the_full_loss(base_dir, tmp_path):
     n = int((batch["labels"][:, 1:] != -100).sum())
     summed = trainer.compute_loss(model, dict(batch), num_items_in_batch=torch.tensor(2 * n))
     assert torch.allclose(summed * 2, full, atol=1e-5)
+
+
+def test_init_adapter_trains_an_existing_adapter_further(trained, base_dir, data_file, tmp_path):
+    from safetensors.torch import load_file
+
+    from finetune.train import train
+
+    out = tmp_path / "further"
+    again = train(config(base_dir, data_file, out, max_steps=2, init_adapter=trained.out))
+    before = load_file(f"{trained.out}/adapter_model.safetensors")
+    after = load_file(out / "adapter_model.safetensors")
+    assert before.keys() == after.keys()  # same rank and modules as the adapter it started from
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    # it starts from the trained adapter, not from zero: its first loss is near where that run ended
+    assert again.first_loss < trained.first_loss
+    assert "continued from" in (out / "README.md").read_text()

@@ -59,6 +59,7 @@ def _register_finetune(subparsers: argparse._SubParsersAction) -> None:
                    help="stop after N evaluations without improvement (0: off)")
     p.add_argument("--logging-steps", type=int, default=10)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--init-adapter", help="train this existing adapter further (its rank and modules are kept)")
     p.add_argument("--resume", nargs="?", const=True, default=False,
                    help="continue from the last checkpoint in OUT/checkpoints (or the one given)")
     p.add_argument("--gradient-checkpointing", action="store_true")
