@@ -274,13 +274,17 @@ def _default_xquad() -> Path:
 
 
 def build_files(xquad: Path, out_train: Path, out_eval: Path, per_language: int, eval_per_language: int,
-                sgd: Path | None, sgd_dialogues: int, seed: int) -> tuple[int, int]:
+                sgd: Path | None, sgd_dialogues: int, seed: int, absent_fraction: float = 0.2,
+                split_seed: int = 0) -> tuple[int, int]:
     """Write the training JSONL (XQuAD train articles + SGD dialogues, shuffled) and
-    the evaluation JSONL (XQuAD held-out articles, with ids for ``evaluate_qa``)."""
+    the evaluation JSONL (XQuAD held-out articles, with ids for ``evaluate_qa``).
+    ``split_seed`` picks the held-out articles (keep it fixed across runs that are
+    compared); ``seed`` picks questions, distractors and SGD dialogues."""
     from .data import write_jsonl
 
-    train_articles, eval_articles = split_articles(seed=seed)
-    train = [to_dialogue(e) for e in build_examples(xquad, train_articles, per_language=per_language, seed=seed)]
+    train_articles, eval_articles = split_articles(seed=split_seed)
+    train = [to_dialogue(e) for e in build_examples(xquad, train_articles, per_language=per_language, seed=seed,
+                                                    absent_fraction=absent_fraction)]
     if sgd is not None and sgd_dialogues:
         from .sgd import dialogue_from_sgd, default_system_prompt, read_sgd, sgd_files
 
@@ -309,7 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--sgd-dialogues", type=int, default=40)
     b.add_argument("--per-language", type=int, default=30, help="training questions per language")
     b.add_argument("--eval-per-language", type=int, default=12)
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=int, default=0, help="picks questions, distractors and SGD dialogues")
+    b.add_argument("--split-seed", type=int, default=0, help="picks the held-out articles")
+    b.add_argument("--absent-fraction", type=float, default=0.2,
+                   help="share of questions shown without their paragraph (target: the not-found reply)")
     b.add_argument("--out-train", type=Path, required=True)
     b.add_argument("--out-eval", type=Path, required=True)
     e = sub.add_parser("evaluate", help="EM / F1 per language, base vs adapter")
@@ -320,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--per-language", type=int, default=12)
     e.add_argument("--languages", default=",".join(LANGUAGES))
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--split-seed", type=int, default=0, help="picks the held-out articles (as in build)")
     e.add_argument("--max-new-tokens", type=int, default=24)
     e.add_argument("--fast-decode", default="int4", choices=["int4", "bfloat16", "float32", "off"],
                    help="generate with the lean decoder in these weights (int4: what the assistant ships), "
@@ -328,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.cmd == "build":
         n, m = build_files(args.xquad, args.out_train, args.out_eval, args.per_language, args.eval_per_language,
-                           args.sgd if args.sgd_dialogues else None, args.sgd_dialogues, args.seed)
+                           args.sgd if args.sgd_dialogues else None, args.sgd_dialogues, args.seed,
+                           args.absent_fraction, args.split_seed)
         print(f"{n} training dialogues → {args.out_train}; {m} held-out questions → {args.out_eval}")
         return 0
     from assistant.config import ModelConfig
@@ -336,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .evaluate import with_adapter
 
-    _, eval_articles = split_articles(seed=args.seed)
+    _, eval_articles = split_articles(seed=args.split_seed)
     examples = build_examples(args.xquad, eval_articles, languages=args.languages.split(","),
                               per_language=args.per_language, seed=args.seed + 7)
     # full-precision base weights; answers from the lean decoder (as the assistant generates) or transformers
