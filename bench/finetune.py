@@ -1,10 +1,10 @@
 """Finetuning benchmark: training throughput and peak memory of `assistant finetune`
 next to a plain transformers Trainer + peft baseline at the same settings
-(default model, LoRA r=16 on all linear layers, 4 x 512-token packed blocks,
+(the default model or ``--model``, LoRA r=16 on all linear layers, 4 x 512-token packed blocks,
 fp32 on CPU / QLoRA on CUDA), then base vs adapter on held-out converted SGD
 dialogues after a short CPU run.
 
-    .venv/bin/python bench/finetune.py [--steps 4] [--sgd-steps 8] [--eval-n 8] [--cache rows.json]
+    .venv/bin/python bench/finetune.py [--model NAME] [--steps 4] [--sgd-steps 8] [--eval-n 8] [--cache rows.json]
 
 Each throughput measurement runs in its own process so peak memory (max RSS
 on CPU, max allocated on CUDA) belongs to that configuration alone.
@@ -26,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.common import DATASETS, header, save, table  # noqa: E402
 
-MODEL = "smollm2-135m-instruct"
+MODEL = os.environ.get("BENCH_FINETUNE_MODEL", "")  # set by --model, also for the worker processes
 SEQ = 512
 BATCH = 4
 RANK = 16
@@ -84,7 +84,7 @@ def worker(kind: str, steps: int, data: str, quant: str) -> dict:
 def run_worker(kind: str, steps: int, data: Path, quant: str, cache: Path | None = None) -> dict:
     """Run one measurement in a fresh process; with ``cache``, reuse / record results there
     (so an interrupted benchmark does not measure the same row twice)."""
-    key = f"{kind}|{quant}|{steps}"
+    key = f"{MODEL}|{kind}|{quant}|{steps}"
     stored = json.loads(cache.read_text()) if cache and cache.is_file() else {}
     if key in stored:
         return stored[key]
@@ -109,7 +109,15 @@ def main() -> None:
     ap.add_argument("--worker")
     ap.add_argument("--data")
     ap.add_argument("--quant", default="none")
+    ap.add_argument("--model", help="registry name or folder (default: the assistant's default model)")
     args = ap.parse_args()
+    global MODEL
+    if args.model:
+        os.environ["BENCH_FINETUNE_MODEL"] = MODEL = args.model
+    if not MODEL:
+        from assistant.models import DEFAULT_MODEL
+
+        os.environ["BENCH_FINETUNE_MODEL"] = MODEL = DEFAULT_MODEL
     if args.worker:
         print(json.dumps(worker(args.worker, args.steps, args.data, args.quant)))
         return
@@ -124,8 +132,8 @@ def main() -> None:
           "Tokens/s counts every input token (prompt + reply); peak memory is the process's max RSS on CPU "
           "(model load included) or max allocated on CUDA.  The machine's 2 cores were shared with other jobs, "
           f"so absolute figures are low and noisy (load average {os.getloadavg()[0]:.1f} when this run started; "
-          "orientation, measured on an idle machine: SmolLM2-135M ~147 tokens/s at batch 4x256); "
-          "the two rows ran back to back under similar load.\n"]
+          "the two rows ran back to back under similar load.  The baseline computes logits at every position; "
+          "`assistant finetune` only where a reply token is predicted.\n"]
     setups = [("cpu", "none")] + ([("cuda", "nf4")] if torch.cuda.is_available() else [])
     rows = []
     for device, quant in setups:
