@@ -128,7 +128,7 @@ class GenerationConfig:
     top_p: float = 1.0
     """Nucleus sampling mass, 0 < top_p <= 1."""
     repetition_penalty: float = 1.1
-    """>= 1.0; 1.0 disables it."""
+    """>= 1.0; 1.0 disables it.  Applies to tokens the answer already produced, not to the prompt's."""
     seed: int | None = None
     """Seed for sampling; ``None`` draws a fresh one."""
 

@@ -53,7 +53,10 @@ class GenerationResult:
         return n / decode_time if n > 0 and decode_time > 0 else 0.0
 
 
-def _logits_processors(settings: GenerationConfig) -> Any:
+def _logits_processors(settings: GenerationConfig, prompt_length: int = 0) -> Any:
+    """Sampling processors.  The repetition penalty counts only the answer's own tokens, not the
+    prompt's: an answer grounded in the sources repeats their words, and penalising that pushes
+    the model off the very text it should quote."""
     from transformers import (
         LogitsProcessorList,
         RepetitionPenaltyLogitsProcessor,
@@ -63,7 +66,8 @@ def _logits_processors(settings: GenerationConfig) -> Any:
 
     processors = LogitsProcessorList()
     if settings.repetition_penalty != 1.0:
-        processors.append(RepetitionPenaltyLogitsProcessor(settings.repetition_penalty))
+        processors.append(RepetitionPenaltyLogitsProcessor(settings.repetition_penalty,
+                                                           prompt_ignore_length=prompt_length))
     if settings.temperature > 0:
         processors.append(TemperatureLogitsWarper(settings.temperature))
         if settings.top_p < 1.0:
@@ -107,7 +111,7 @@ class Generation:
         lm, settings, result = self.lm, self.settings, self.result
         model, tokenizer = lm.model, lm.tokenizer
         device = lm.device
-        processors = _logits_processors(settings)
+        processors = _logits_processors(settings, len(self.prompt_ids))
         generator = None
         if settings.temperature > 0:
             generator = torch.Generator(device="cpu")

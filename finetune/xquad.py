@@ -215,11 +215,12 @@ class LanguageScore:
 
 
 def evaluate_qa(lm: Any, examples: Sequence[QAExample], max_new_tokens: int = 32) -> list[LanguageScore]:
-    """Greedy answers, scored per language (EM / F1 in percent on answerable questions)."""
+    """Greedy answers with the assistant's other generation defaults (its repetition penalty on the
+    answer's own tokens), scored per language (EM / F1 in percent on answerable questions)."""
     from assistant.config import GenerationConfig
     from assistant.generation import Generation
 
-    settings = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, repetition_penalty=1.0)
+    settings = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0)
     by_lang: dict[str, list[tuple[QAExample, str]]] = {}
     for ex in examples:
         text = lm.tokenizer.apply_chat_template(prompt_messages(ex), tokenize=False, add_generation_prompt=True)

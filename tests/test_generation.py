@@ -1,6 +1,7 @@
 import threading
 
 import pytest
+import torch
 
 from assistant.config import GenerationConfig
 from assistant.errors import ConfigError, GenerationError
@@ -96,3 +97,21 @@ def test_a_stream_can_be_resumed_on_another_thread(tiny_lm):
                 break
     cold = Generation(tiny_lm, _prompt(tiny_lm), GenerationConfig(max_new_tokens=6, repetition_penalty=1.2)).run()
     assert [d.token_id for d in steps] == cold.token_ids[: len(steps)]
+
+
+def test_repetition_penalty_spares_the_prompt(tiny_lm):
+    """Quoting a source is what a grounded answer does: only the answer's own earlier tokens
+    are penalised, the prompt's are not."""
+    from assistant.generation import _logits_processors
+
+    processors = _logits_processors(GenerationConfig(repetition_penalty=2.0), prompt_length=3)
+    ids = torch.tensor([[5, 6, 7, 8]])  # 5, 6, 7: prompt; 8: generated
+    logits = torch.full((1, 20), 4.0)
+    out = processors(ids, logits.clone())
+    assert out[0, 5] == out[0, 7] == 4.0  # prompt tokens untouched
+    assert out[0, 8] == 2.0  # the answer's own token penalised
+    # a greedy answer copies a prompt phrase as readily as with no penalty at all
+    prompt = tiny_lm.tokenizer("refunds refunds refunds refunds refunds", add_special_tokens=False)["input_ids"]
+    plain = Generation(tiny_lm, prompt, GenerationConfig(max_new_tokens=1, repetition_penalty=1.0)).run()
+    spared = Generation(tiny_lm, prompt, GenerationConfig(max_new_tokens=1, repetition_penalty=3.0)).run()
+    assert spared.token_ids == plain.token_ids
