@@ -131,6 +131,9 @@ class GenerationConfig:
     """>= 1.0; 1.0 disables it.  Applies to tokens the answer already produced, not to the prompt's."""
     seed: int | None = None
     """Seed for sampling; ``None`` draws a fresh one."""
+    stop_on_repeat: int = 8
+    """End the answer when its last this-many tokens repeat an earlier stretch of it verbatim (the loop
+    small models fall into), dropping the repeat; streaming runs that many tokens behind. 0: off."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_new_tokens, int) or not 1 <= self.max_new_tokens <= 4096:
@@ -141,6 +144,9 @@ class GenerationConfig:
             raise ConfigError(f"top_p must be in (0, 1]; got {self.top_p!r}")
         if not isinstance(self.repetition_penalty, (int, float)) or not 1.0 <= self.repetition_penalty <= 3.0:
             raise ConfigError(f"repetition_penalty must be between 1.0 and 3.0; got {self.repetition_penalty!r}")
+        if isinstance(self.stop_on_repeat, bool) or not isinstance(self.stop_on_repeat, int) \
+                or not (self.stop_on_repeat == 0 or 2 <= self.stop_on_repeat <= 64):
+            raise ConfigError(f"stop_on_repeat must be 0 (off) or 2..64 tokens; got {self.stop_on_repeat!r}")
 
 
 @dataclass

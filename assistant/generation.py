@@ -117,6 +117,8 @@ class Generation:
             generator = torch.Generator(device="cpu")
             generator.manual_seed(settings.seed if settings.seed is not None else int(time.time_ns() % 2**31))
         stop_ids = set(lm.stop_token_ids)
+        repeat = settings.stop_on_repeat
+        hold = max(repeat - 1, 0)  # tokens not streamed yet, so a repeat can be taken back unseen
         start = time.perf_counter()
         emitted = ""
         all_ids = torch.tensor([self.prompt_ids], dtype=torch.long, device=device)
@@ -167,14 +169,25 @@ class Generation:
                 result.logprobs.append(float(logprobs[0, next_id]))
                 all_ids = torch.cat([all_ids, torch.tensor([[next_id]], device=device)], dim=1)
                 todo = [next_id]
-                text = tokenizer.decode(result.token_ids, skip_special_tokens=True)
+                if repeat and _repeats(result.token_ids, repeat):
+                    # The answer started over: drop the repeated tokens (never streamed: held back).
+                    del result.token_ids[-repeat:], result.logprobs[-repeat:]
+                    result.finish_reason = "repeat"
+                    break
+                shown = result.token_ids[: len(result.token_ids) - hold]
+                text = tokenizer.decode(shown, skip_special_tokens=True)
                 # Hold back an incomplete multi-byte character until it is whole.
-                delta = text[len(emitted):] if not text.endswith("\ufffd") else ""
+                delta = text[len(emitted):] if shown and not text.endswith("\ufffd") else ""
                 if delta:
                     emitted = text
                 yield TokenDelta(delta, next_id, result.logprobs[-1])
             else:
                 result.finish_reason = "length"
+            if hold:  # what was held back is part of the answer after all
+                rest = tokenizer.decode(result.token_ids, skip_special_tokens=True)[len(emitted):]
+                if rest:
+                    emitted += rest
+                    yield TokenDelta(rest, result.token_ids[-1], result.logprobs[-1])
         finally:
             result.text = tokenizer.decode(result.token_ids, skip_special_tokens=True).strip()
             result.total_time = time.perf_counter() - start
@@ -188,6 +201,14 @@ class Generation:
         for _ in self:
             pass
         return self.result
+
+
+def _repeats(ids: list[int], n: int) -> bool:
+    """Whether the last ``n`` tokens already occurred, in that order, earlier in ``ids``."""
+    if len(ids) <= n:
+        return False
+    tail = ids[-n:]
+    return any(ids[i:i + n] == tail for i in range(len(ids) - n))
 
 
 def cache_argument(model: Any) -> str:

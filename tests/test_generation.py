@@ -58,6 +58,8 @@ def test_sampling_with_seed_is_reproducible(tiny_lm):
     ("top_p", 0, "top_p"),
     ("max_new_tokens", 0, "max_new_tokens"),
     ("repetition_penalty", 0.5, "repetition_penalty"),
+    ("stop_on_repeat", 1, "stop_on_repeat"),
+    ("stop_on_repeat", True, "stop_on_repeat"),
 ])
 def test_invalid_sampling_settings_are_rejected_clearly(field, value, match):
     with pytest.raises(ConfigError, match=match):
@@ -115,3 +117,26 @@ def test_repetition_penalty_spares_the_prompt(tiny_lm):
     plain = Generation(tiny_lm, prompt, GenerationConfig(max_new_tokens=1, repetition_penalty=1.0)).run()
     spared = Generation(tiny_lm, prompt, GenerationConfig(max_new_tokens=1, repetition_penalty=3.0)).run()
     assert spared.token_ids == plain.token_ids
+
+
+def test_an_answer_that_starts_over_is_cut_before_the_repeat(tiny_lm):
+    """Small models fall into loops; the answer ends where it starts repeating itself, and the
+    repeated tokens are never streamed (streaming runs stop_on_repeat - 1 tokens behind)."""
+    from assistant.generation import _repeats
+
+    prompt = _prompt(tiny_lm)
+    free = Generation(tiny_lm, prompt, GenerationConfig(max_new_tokens=80, stop_on_repeat=0)).run()
+    n = 4
+    first = next(t for t in range(n, len(free.token_ids) + 1) if _repeats(free.token_ids[:t], n))  # greedy loops here
+    gen = Generation(tiny_lm, prompt, GenerationConfig(max_new_tokens=80, stop_on_repeat=n))
+    streamed = "".join(d.text for d in gen)
+    cut = gen.result
+    assert cut.finish_reason == "repeat"
+    assert cut.token_ids == free.token_ids[: first - n]  # everything before the repeated stretch
+    assert not any(_repeats(cut.token_ids[:t], n) for t in range(1, len(cut.token_ids) + 1))
+    assert streamed.strip() == cut.text and len(cut.logprobs) == len(cut.token_ids)
+    # without a repeat, holding back changes nothing: the same answer, all of it streamed
+    short = GenerationConfig(max_new_tokens=first - 1, stop_on_repeat=n)
+    held = Generation(tiny_lm, prompt, short)
+    assert "".join(d.text for d in held).strip() == held.result.text
+    assert held.result.token_ids == free.token_ids[: first - 1] and held.result.finish_reason == "length"
