@@ -328,10 +328,7 @@ def load_model(config: ModelConfig | None = None, home: Path | None = None) -> L
     except Exception as exc:
         hint = " (not in the local Hugging Face cache; set HF_HUB_OFFLINE=0 to allow a download)" if kind == "hub" else ""
         raise ModelLoadError(f"model {config.name!r}: tokenizer failed to load{hint}: {exc}") from exc
-    if spec is not None and spec.chat_template:
-        tokenizer.chat_template = spec.chat_template  # the registry's template wins over a cached copy
-    elif not tokenizer.chat_template:
-        tokenizer.chat_template = CHATML_TEMPLATE
+    if set_chat_template(tokenizer, spec) == "chatml":
         notes.append("tokenizer has no chat template; using ChatML")
 
     quantization = config.quantization
@@ -405,6 +402,20 @@ def _attach_adapter(model: Any, adapter: str, index: int) -> Any:
         return model
     except Exception as exc:
         raise ModelLoadError(f"adapter {adapter!r} does not fit the base model: {exc}") from exc
+
+
+def set_chat_template(tokenizer: Any, spec: ModelSpec | None) -> str:
+    """Give ``tokenizer`` the template the model is served with — the registry's for a registry
+    model (over any copy cached with the weights), else its own, else ChatML — and say which
+    ("registry", "own", "chatml").  Training and serving both call this, so an adapter is
+    trained on exactly the prompt format it will see."""
+    if spec is not None and spec.chat_template:
+        tokenizer.chat_template = spec.chat_template
+        return "registry"
+    if tokenizer.chat_template:
+        return "own"
+    tokenizer.chat_template = CHATML_TEMPLATE
+    return "chatml"
 
 
 def wrap_loaded(model: Any, tokenizer: Any, name: str = "custom") -> LoadedModel:

@@ -28,7 +28,7 @@ def merge_adapter(base: str, adapter: str | Path, out: str | Path, home: str | P
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from assistant.config import assistant_home
-    from assistant.models import CHATML_TEMPLATE, resolve_source
+    from assistant.models import resolve_source, set_chat_template
 
     adapter = Path(adapter)
     if not (adapter / "adapter_config.json").is_file():
@@ -45,8 +45,7 @@ def merge_adapter(base: str, adapter: str | Path, out: str | Path, home: str | P
         raise ModelLoadError(f"adapter {adapter} does not fit base {base!r}: {exc}") from exc
     tok_source = adapter if (adapter / "tokenizer_config.json").is_file() else Path(source)
     tokenizer = AutoTokenizer.from_pretrained(str(tok_source))
-    if not tokenizer.chat_template:
-        tokenizer.chat_template = (spec.chat_template if spec else None) or CHATML_TEMPLATE
+    set_chat_template(tokenizer, spec)  # exported with the template it is served with
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".merge-", dir=out.parent))
     try:

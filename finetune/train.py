@@ -245,7 +245,7 @@ def load_base(config: TrainConfig, device: str, quantization: str) -> tuple[Any,
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from assistant.config import assistant_home
-    from assistant.models import CHATML_TEMPLATE, resolve_source
+    from assistant.models import resolve_source, set_chat_template
 
     home = Path(config.home) if config.home else assistant_home()
     source, kind, spec = resolve_source(config.base, home)
@@ -253,8 +253,7 @@ def load_base(config: TrainConfig, device: str, quantization: str) -> tuple[Any,
         tokenizer = AutoTokenizer.from_pretrained(source)
     except Exception as exc:  # missing files, offline hub id
         raise ModelLoadError(f"base {config.base!r}: tokenizer failed to load: {exc}") from exc
-    if not tokenizer.chat_template:
-        tokenizer.chat_template = (spec.chat_template if spec else None) or CHATML_TEMPLATE
+    set_chat_template(tokenizer, spec)  # the template the assistant serves this model with
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     dtype = torch.float32
@@ -415,6 +414,7 @@ def train(config: TrainConfig) -> TrainResult:
                           target_modules=target_modules_for(model, config.target_modules), bias="none",
                           task_type="CAUSAL_LM")
         model = get_peft_model(model, lora)
+    lora.base_model_name_or_path = config.base  # the name the user gave, not a cache folder of this machine
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     log.info("LoRA r=%d on %s: %d trainable of %d parameters (%s, %s)", lora.r,

@@ -236,3 +236,5 @@ def test_init_adapter_trains_an_existing_adapter_further(trained, base_dir, data
     # it starts from the trained adapter, not from zero: its first loss is near where that run ended
     assert again.first_loss < trained.first_loss
     assert "continued from" in (out / "README.md").read_text()
+    saved = json.loads((out / "adapter_config.json").read_text())
+    assert saved["base_model_name_or_path"] == str(base_dir)  # the base as given, not a cache folder

@@ -132,3 +132,22 @@ def test_the_shipped_gemma_adapter_loads_by_default_and_changes_the_answer(real_
                                              add_generation_prompt=True, tokenize=True)["input_ids"]
     settings = GenerationConfig(max_new_tokens=8, temperature=0.0, repetition_penalty=1.0)
     assert Generation(with_adapter, ids, settings).run().logprobs != Generation(base, ids, settings).run().logprobs
+
+
+def test_training_and_serving_use_the_same_chat_template(tmp_path):
+    """A registry model's template wins over a template cached with its weights, in serving and in
+    training alike (an adapter trained on one prompt format and served with another never learns
+    to stop)."""
+    from assistant.models import CHATML_TEMPLATE, GEMMA_CHAT_TEMPLATE, ModelSpec, set_chat_template
+    from tiny_model import tiny_tokenizer
+
+    spec = ModelSpec(name="m", package="p", install="pip install p", chat_template=GEMMA_CHAT_TEMPLATE)
+    stale = tiny_tokenizer()
+    stale.chat_template = CHATML_TEMPLATE  # as an older cache folder may hold
+    assert set_chat_template(stale, spec) == "registry" and stale.chat_template == GEMMA_CHAT_TEMPLATE
+    own = tiny_tokenizer()
+    own.chat_template = "{{ messages[0]['content'] }}"
+    assert set_chat_template(own, None) == "own" and own.chat_template == "{{ messages[0]['content'] }}"
+    bare = tiny_tokenizer()
+    bare.chat_template = None
+    assert set_chat_template(bare, None) == "chatml" and bare.chat_template == CHATML_TEMPLATE
