@@ -225,7 +225,7 @@ def evaluate_qa(lm: Any, examples: Sequence[QAExample], max_new_tokens: int = 32
     for ex in examples:
         text = lm.tokenizer.apply_chat_template(prompt_messages(ex), tokenize=False, add_generation_prompt=True)
         ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
-        reply = Generation(lm, ids, settings).run().text.strip().split("\n")[0]
+        reply = Generation(lm, ids, settings).run().text.strip()  # all of it: what the user would read
         by_lang.setdefault(ex.language, []).append((ex, reply))
     scores = []
     for lang, pairs in sorted(by_lang.items()):
