@@ -65,7 +65,7 @@ def assistant_home() -> Path:
 class ModelConfig:
     """Which model to load and how."""
 
-    name: str = "smollm2-135m-instruct"
+    name: str = "gemma-3-270m"
     """A registry name (``assistant models``), a Hugging Face id, a local folder or a ``.gguf`` file."""
     quantization: Quantization = "nf4"
     """Weight quantization through bitsandbytes; ``none`` keeps full precision."""
@@ -96,7 +96,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if not self.name or not str(self.name).strip():
-            raise ConfigError("model.name is empty: give a model name such as 'smollm2-135m-instruct'")
+            raise ConfigError("model.name is empty: give a model name such as 'gemma-3-270m'")
         if self.quantization not in QUANTIZATIONS:
             raise ConfigError(f"model.quantization must be one of {QUANTIZATIONS}; got {self.quantization!r}")
         if self.compute_dtype not in COMPUTE_DTYPES:

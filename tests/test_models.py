@@ -9,16 +9,33 @@ from assistant.models import MODELS, load_model, resolve_source
 
 
 @pytest.mark.slow
-def test_default_model_loads_offline_in_4bit_and_knows_paris(real_lm):
-    assert real_lm.quantization == "nf4"
+def test_default_model_loads_offline_in_4bit_with_its_adapter_and_answers_from_a_source(real_lm):
+    """The default: Gemma 3 270M from its package, NF4, the shipped adapter merged into the lean
+    decoder; given a source in the engine's prompt it answers from it, and says when it cannot."""
+    from assistant.config import ChatConfig
+    from assistant.models import shipped_adapters
+    from assistant.prompting import PromptParts, build_prompt, system_text
+    from assistant.types import Source
+
+    assert real_lm.quantization == "nf4" and real_lm.adapters == shipped_adapters(real_lm.name)
     import bitsandbytes as bnb
 
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in real_lm.model.modules())
-    ids = real_lm.tokenizer.apply_chat_template(
-        [{"role": "user", "content": "What is the capital of France?"}], add_generation_prompt=True, tokenize=True
-    )["input_ids"]
-    result = Generation(real_lm, ids, GenerationConfig(max_new_tokens=24)).run()
-    assert "Paris" in result.text
+    assert real_lm.fast is not None
+    chat = ChatConfig()
+    lyon = "Our head office is in Lyon. The Paris office opens at 9."
+    # it answers from the source, and says so when the source does not hold the answer
+    for question, language, text, answer in (
+            ("Where is the head office?", "en", lyon, "Lyon"),
+            ("¿Dónde está la sede central?", "es", "Nuestra sede central está en Lyon. La oficina de París abre a las 9.",
+             "Lyon"),
+            ("What does the premium plan cost?", "en", lyon, "not in my documents")):
+        source = Source(chunk_id="d1#0", doc_id="d1", source="offices.md", title="Offices", text=text, score=0.9)
+        system = system_text(chat.system_prompt.format(name=chat.assistant_name), language)
+        prompt = build_prompt(real_lm.tokenizer, PromptParts(system=system, message=question, sources=[source]),
+                              budget=900)
+        result = Generation(real_lm, prompt.input_ids, GenerationConfig(max_new_tokens=24)).run()
+        assert answer in result.text, (question, result.text)
 
 
 def test_unknown_model_name_lists_the_known_ones(tmp_path):

@@ -2,9 +2,9 @@
 from the command line to the ``finetune`` package, which does the work.
 
     assistant convert-sgd ../shared/datasets/sgd-dialogues --out sgd.jsonl --eval-out sgd-eval.jsonl
-    assistant finetune --data sgd.jsonl --base smollm2-135m-instruct --out adapters/sgd
-    assistant evaluate --data sgd-eval.jsonl --base smollm2-135m-instruct --adapter adapters/sgd
-    assistant merge --base smollm2-135m-instruct --adapter adapters/sgd --out merged/
+    assistant finetune --data sgd.jsonl --base gemma-3-270m --out adapters/sgd
+    assistant evaluate --data sgd-eval.jsonl --base gemma-3-270m --adapter adapters/sgd
+    assistant merge --base gemma-3-270m --adapter adapters/sgd --out merged/
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def _register_finetune(subparsers: argparse._SubParsersAction) -> None:
                     "`conversations`, Alpaca `instruction`/`output` or the app's export.  Several GPUs: "
                     "accelerate launch -m assistant.cli.main finetune ... (see finetune/README.md).")
     p.add_argument("--data", required=True, help="training JSONL")
-    p.add_argument("--base", default="smollm2-135m-instruct", help="base model (registry name, HF id, folder, .gguf)")
+    p.add_argument("--base", default="gemma-3-270m", help="base model (registry name, HF id, folder, .gguf)")
     p.add_argument("--out", required=True, help="adapter folder to write")
     p.add_argument("--eval-data", help="held-out JSONL for eval loss (default: split --eval-fraction off --data)")
     p.add_argument("--eval-fraction", type=float, default=0.05)
@@ -97,7 +97,7 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
         description="Perplexity, ROUGE-L, BLEU, distinct-1/2 and mean reply length on the last assistant "
                     "reply of each dialogue; base and adapter side by side.")
     p.add_argument("--data", required=True, help="held-out JSONL (any supported format)")
-    p.add_argument("--base", default="smollm2-135m-instruct")
+    p.add_argument("--base", default="gemma-3-270m")
     p.add_argument("--adapter", help="adapter folder to compare against the base")
     p.add_argument("--limit", type=int, default=0, help="use the first N dialogues (0: all)")
     p.add_argument("--max-new-tokens", type=int, default=64)
@@ -128,7 +128,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def _register_merge(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("merge", help="merge a LoRA adapter into the base weights for export")
-    p.add_argument("--base", default="smollm2-135m-instruct")
+    p.add_argument("--base", default="gemma-3-270m")
     p.add_argument("--adapter", required=True)
     p.add_argument("--out", required=True, help="new folder for the merged model")
     p.add_argument("--home")
