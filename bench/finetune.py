@@ -130,9 +130,9 @@ def main() -> None:
           f"Model `{MODEL}`, LoRA r={RANK} (alpha {2 * RANK}) on all linear layers, batch {BATCH} x {SEQ} tokens "
           f"(packed blocks of converted SGD dialogues), {args.steps} optimizer steps per row, fp32 base on CPU.  "
           "Tokens/s counts every input token (prompt + reply); peak memory is the process's max RSS on CPU "
-          "(model load included) or max allocated on CUDA.  The machine's 2 cores were shared with other jobs, "
-          f"so absolute figures are low and noisy (load average {os.getloadavg()[0]:.1f} when this run started; "
-          "the two rows ran back to back under similar load.  The baseline computes logits at every position; "
+          "(model load included) or max allocated on CUDA.  Load average "
+          f"{os.getloadavg()[0]:.1f} when this run started; the two rows ran back to back.  "
+          "The baseline computes logits at every position; "
           "`assistant finetune` only where a reply token is predicted.\n"]
     setups = [("cpu", "none")] + ([("cuda", "nf4")] if torch.cuda.is_available() else [])
     rows = []
