@@ -9,10 +9,11 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from retrieval.types import Hit
 
 
 def free_port() -> int:
@@ -175,15 +176,11 @@ def test_undo_retry_and_new_conversation_through_the_gradio_api(rt):
         assert len(rt.store.list("session-undo")) == 1
 
 
-@dataclass
-class FakeHit:
-    chunk_id: str
-    doc_id: str
-    text: str
-    source: str
-    title: str = ""
-    heading: str = ""
-    score: float = 0.0
+def FakeHit(chunk_id: str, doc_id: str, text: str, source: str, title: str = "", heading: str = "",
+            score: float = 0.0) -> Hit:
+    """A real retrieval ``Hit`` with the fields these tests care about (no index behind it)."""
+    return Hit(chunk_id=chunk_id, doc_id=doc_id, text=text, source=source, title=title, heading=heading, page=None,
+               language="", dense_score=0.0, bm25_score=0.0, score=score)
 
 
 class FakeIndex:
