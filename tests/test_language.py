@@ -133,3 +133,22 @@ def test_kanji_only_in_japanese_forms_is_japanese_unless_the_conversation_is_chi
     assert detect("天気").language == "ja"
     assert detect("天気", prior=["zh", "zh"]).language == "zh"
     assert detect("天气").language == "zh"
+
+
+@pytest.mark.parametrize("text", ["Spotify'da çal", "SC'de", "Itunes’ta", "saat 6'ya alarm kur", "Ali'nin evi",
+                                  "The World According to Paris'i nerede bulabilirim?"])
+def test_turkish_case_endings_after_an_apostrophe_are_turkish(text):
+    # Turkish separates case endings from names and numbers with an apostrophe; the name itself is no evidence.
+    assert detect(text).language == "tr"
+
+
+@pytest.mark.parametrize("text,lang", [("D'accord, merci", "fr"), ("dell'anno scorso", "it"),
+                                       ("It's Anna's book", "en"), ("Rock'n'Roll music is great", "en")])
+def test_other_apostrophes_are_not_taken_for_turkish(text, lang):
+    assert detect(text).language == lang
+
+
+def test_short_lower_case_words_inside_a_title_belong_to_the_title():
+    # "in the" sits between two title words: it is part of the title, not English evidence for the sentence.
+    assert detect("läuft Tarzan of the Apes in den Cobb Theatern?").language == "de"
+    assert detect("speelt Tarzan of the Apes in Cobb Theatres").language == "nl"
