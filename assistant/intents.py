@@ -10,6 +10,8 @@ explicit validation set), and the out-of-scope decision combines the best
 in-scope probability with the cosine to the nearest in-scope training example
 under a threshold chosen on the same held-out data (``intent_calibration``).
 One message at a time is embedded through ``intent_encoder``'s fast path.
+Optionally (``TrainConfig.encoder_epochs``) a copy of the embedder is first
+fine-tuned on the examples (``intent_tuning``), for large intent sets.
 Weights are saved as ``.npz`` + JSON and loaded with ``allow_pickle=False``:
 nothing executable is read from disk.
 
@@ -77,6 +79,9 @@ class TrainConfig:
     """Share of the cosine to the nearest in-scope training example in the out-of-scope score (0: the best
     in-scope probability alone; both parts standardised on held-out data).  None: chosen on the held-out
     data among ``intent_calibration.KNN_WEIGHTS`` by the same rule as the threshold."""
+    encoder_epochs: int = 0
+    """0: the embedder stays as it is (seconds).  N > 0: a copy of it is fine-tuned for N epochs on the examples
+    (``intent_tuning``; minutes; better with many examples per intent) and saved with the model."""
 
     def __post_init__(self) -> None:
         if self.C <= 0:
@@ -89,6 +94,8 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.min_oos_recall must be in (0, 1] or None; got {self.min_oos_recall}")
         if self.knn_weight is not None and not 0.0 <= self.knn_weight <= 1.0:
             raise ConfigError(f"TrainConfig.knn_weight must be in [0, 1]; got {self.knn_weight}")
+        if self.encoder_epochs < 0:
+            raise ConfigError(f"TrainConfig.encoder_epochs must be >= 0; got {self.encoder_epochs}")
         if self.folds == 1 or self.folds < 0:
             raise ConfigError(f"TrainConfig.folds must be 0 or >= 2; got {self.folds}")
 
@@ -280,18 +287,27 @@ class IntentModel:
         chosen on it.  Without, they are chosen on out-of-fold predictions of
         ``config.folds`` folds, then the model is refit on everything.
         ``embeddings`` may pass precomputed embeddings of ``texts`` (rows in the
-        same order).
+        same order).  With ``config.encoder_epochs`` the embedder is fine-tuned
+        first (on each fold's training part for the folds), so precomputed
+        embeddings cannot be used.
         """
         config = config or TrainConfig()
         texts = list(texts)
         labels = list(labels)
         if len(texts) != len(labels) or not texts:
             raise DataFormatError(f"intent training data: {len(texts)} texts but {len(labels)} labels")
+        label_names = sorted(set(labels))
+        y = np.array([label_names.index(label) for label in labels])
+        tuning = config.encoder_epochs > 0
+        if tuning and (embeddings is not None or val_embeddings is not None):
+            raise ValueError("IntentModel.fit: precomputed embeddings are of the untuned embedder; "
+                             "pass none when encoder_epochs > 0")
+        base = embedder
+        if tuning:
+            embedder = _tuned(base, texts, y, config)
         if embeddings is None:
             embeddings = embedder.embed(texts)
         embeddings = np.asarray(embeddings, dtype=np.float32)
-        label_names = sorted(set(labels))
-        y = np.array([label_names.index(label) for label in labels])
         in_scope = np.array([name != oos_label for name in label_names])
         if val_texts is not None:
             val_texts = list(val_texts)
@@ -310,10 +326,16 @@ class IntentModel:
             oof_nearest = np.zeros(len(texts))
             splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
             for train_idx, test_idx in splitter.split(np.zeros(len(y)), y):
-                sub = cls._fit_once([texts[i] for i in train_idx], y[train_idx], label_names,
-                                    embeddings[train_idx], embedder, config, oos_label)
-                oof[test_idx] = sub.logits([texts[i] for i in test_idx], embeddings[test_idx])
-                near = sub.nearest(embeddings[test_idx])
+                fold_texts, fold_y = [texts[i] for i in train_idx], y[train_idx]
+                held_texts = [texts[i] for i in test_idx]
+                if tuning:  # the held-out part must not have been seen by the encoder either
+                    fold_embedder = _tuned(base, fold_texts, fold_y, config)
+                    fold_emb, held_emb = fold_embedder.embed(fold_texts), fold_embedder.embed(held_texts)
+                else:
+                    fold_embedder, fold_emb, held_emb = embedder, embeddings[train_idx], embeddings[test_idx]
+                sub = cls._fit_once(fold_texts, fold_y, label_names, fold_emb, fold_embedder, config, oos_label)
+                oof[test_idx] = sub.logits(held_texts, held_emb)
+                near = sub.nearest(held_emb)
                 oof_nearest[test_idx] = near if near is not None else 0.0
             calibration = calibrate(oof, y, in_scope, nearest=oof_nearest, knn_weight=config.knn_weight,
                                     min_oos_recall=config.min_oos_recall)
@@ -352,7 +374,7 @@ class IntentModel:
     # ---- persistence
 
     def save(self, folder: str | Path) -> Path:
-        """Write ``model.json`` and ``weights.npz`` (no pickle) into ``folder``."""
+        """Write ``model.json``, ``weights.npz`` and, for a tuned encoder, ``encoder.safetensors`` into ``folder`` (no pickle)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         meta = {
@@ -365,12 +387,20 @@ class IntentModel:
                        "char_ngrams": list(self.config.char_ngrams)},
             "calibration": {**self.calibration.__dict__, "center": list(self.calibration.center),
                             "scale": list(self.calibration.scale)},
+            "encoder_tuned": bool(getattr(self.embedder, "tuned", False)),
             "word_vocabulary": self.word.vocabulary,
             "char_vocabulary": self.char.vocabulary,
         }
         anchors = self.anchors if self.anchors is not None else np.zeros((0, self.weights.shape[1]), np.float32)
         np.savez(folder / "weights.npz", weights=self.weights, bias=self.bias, word_idf=self.word.idf,
                  char_idf=self.char.idf, anchors=anchors)
+        from . import intent_tuning
+
+        tuned = folder / intent_tuning.WEIGHTS_FILE
+        if meta["encoder_tuned"]:
+            intent_tuning.save(self.embedder, folder)
+        elif tuned.is_file():
+            tuned.unlink()  # left by an earlier tuned model in this folder
         (folder / "model.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
         return folder
 
@@ -394,16 +424,36 @@ class IntentModel:
         if saved["name"] != getattr(embedder, "name", saved["name"]) or saved["dimension"] != dim:
             raise ModelLoadError(f"intent model in {folder} was trained with embedder {saved['name']!r} "
                                  f"({saved['dimension']} dims), not {getattr(embedder, 'name', '?')!r}; retrain it")
-        cfg = dict(meta["config"])
-        cfg["word_ngrams"], cfg["char_ngrams"] = tuple(cfg["word_ngrams"]), tuple(cfg["char_ngrams"])
-        config = TrainConfig(**cfg)
+        config = _saved_config(folder)
+        if config is None:
+            raise ModelLoadError(f"intent model in {folder}: its settings in model.json are unreadable; retrain it")
         anchors = arrays.get("anchors")
+        if meta.get("encoder_tuned"):
+            from . import intent_tuning
+
+            embedder = intent_tuning.load(embedder, folder)
         return cls(labels=meta["labels"], weights=arrays["weights"], bias=arrays["bias"],
                    word=_Tfidf("word", config.word_ngrams, meta["word_vocabulary"], arrays["word_idf"]),
                    char=_Tfidf("char_wb", config.char_ngrams, meta["char_vocabulary"], arrays["char_idf"]),
                    embedder=embedder, config=config, calibration=Calibration(**meta["calibration"]),
                    oos_label=meta["oos_label"], spec_sha256=meta.get("spec_sha256", ""),
                    anchors=anchors if anchors is not None and len(anchors) else None)
+
+
+def _saved_config(folder: Path) -> TrainConfig | None:
+    """The settings recorded in ``folder/model.json`` when they are readable (to retrain the same way); else None."""
+    try:
+        cfg = dict(json.loads((folder / "model.json").read_text(encoding="utf-8"))["config"])
+        cfg["word_ngrams"], cfg["char_ngrams"] = tuple(cfg["word_ngrams"]), tuple(cfg["char_ngrams"])
+        return TrainConfig(**cfg)
+    except (OSError, ValueError, KeyError, TypeError, ConfigError):
+        return None
+
+
+def _tuned(embedder: Any, texts: list[str], y: np.ndarray, config: TrainConfig) -> Any:
+    from . import intent_tuning
+
+    return intent_tuning.tune(embedder, texts, y, intent_tuning.TuningConfig(epochs=config.encoder_epochs))
 
 
 def _nearest(embeddings: np.ndarray, anchors: np.ndarray, chunk: int = 2048) -> np.ndarray:
@@ -428,14 +478,17 @@ def default_model(home: str | Path | None = None, embedder: Any = None, spec_pat
         from retrieval.embedding import load_embedder
 
         embedder = load_embedder()
+    config = None
     if (folder / "model.json").is_file():
         try:
             model = IntentModel.load(folder, embedder)
             if model.spec_sha256 == spec.sha256:
                 return model
-            log.info("intents file changed since %s was trained; retraining", folder)
+            log.info("intents file changed since %s was trained; retraining with the same settings", folder)
+            config = model.config
         except ModelLoadError as exc:
             log.warning("retraining the intent model: %s", exc)
-    model = IntentModel.train(spec, embedder)
+            config = _saved_config(folder)
+    model = IntentModel.train(spec, embedder, config)
     model.save(folder)
     return model

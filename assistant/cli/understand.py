@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train and save the classifier (seconds)")
     t.add_argument("file", nargs="?", default=None, help="intents YAML (default knowledge/intents.yaml)")
     t.add_argument("--out", default=None, help="folder to save to (default $ASSISTANT_HOME/intents)")
+    t.add_argument("--encoder-epochs", type=int, default=0, metavar="N",
+                   help="also fine-tune a copy of the embedder for N epochs on the examples (minutes; for many "
+                        "intents with many examples each; default 0: seconds)")
     t.set_defaults(handler=train_command)
     ls = sub.add_parser("list", help="list the intents of a file")
     ls.add_argument("file", nargs="?", default=None)
@@ -79,12 +82,12 @@ def understand_command(args: argparse.Namespace) -> int:
 
 def train_command(args: argparse.Namespace) -> int:
     from assistant.config import assistant_home
-    from assistant.intents import IntentModel, load_spec
+    from assistant.intents import IntentModel, TrainConfig, load_spec
     from retrieval.embedding import load_embedder
 
     spec = load_spec(args.file)
     start = time.perf_counter()
-    model = IntentModel.train(spec, load_embedder())
+    model = IntentModel.train(spec, load_embedder(), TrainConfig(encoder_epochs=args.encoder_epochs))
     folder = model.save(Path(args.out) if args.out else assistant_home() / "intents")
     c = model.calibration
     n = sum(len(v) for i in spec.intents for v in i.examples.values())
