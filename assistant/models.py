@@ -211,7 +211,7 @@ def dequantize_gguf(path: Path, cache_root: Path, chat_template: str | None = No
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    log.info("de-quantising %s once into %s (about a minute)", path.name, target)
+    log.info("de-quantising %s once into %s (one to two minutes)", path.name, target)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
         gguf_model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
