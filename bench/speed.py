@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from bench.common import header, median, percentile, save, table
 
@@ -87,7 +88,9 @@ def main(argv: list[str] | None = None) -> str:
     from assistant.models import load_model
 
     lm = load_model()
-    md = header("Chat-turn speed (SmolLM2-135M-Instruct, nf4)")
+    adapters = f" + adapter {', '.join(Path(a).name for a in lm.adapters)}" if lm.adapters else ""
+    decoder = ", lean decoder" if lm.fast is not None else ""
+    md = header(f"Chat-turn speed ({lm.name}{adapters}, {lm.quantization}{decoder})")
     md += "\n### Follow-up turn: KV cache reuse\n\n" + table(
         ["prompt tokens (turn 11)", "tokens reused", "cold TTFT (s)", "warm TTFT (s)", "warm / cold"],
         followup_ttft(lm, args.runs))
