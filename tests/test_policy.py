@@ -42,10 +42,32 @@ def test_out_of_scope_flag_gives_the_fallback_whatever_the_top_intent(spec):
     assert "help" in r.reply.lower()
 
 
-@pytest.mark.parametrize("language,expected", [("zh", "zh"), ("en", "en"), ("de", "de"), ("ko", "en"),
+@pytest.mark.parametrize("language,expected", [("zh", "zh"), ("en", "en"), ("de", "de"), ("sw", "en"),
                                                ("unknown", "en"), ("zh-tw", "zh")])
 def test_reply_language(spec, language, expected):
     assert route(result("thanks"), spec, language).reply == spec.get("thanks").replies[expected]
+
+
+# The languages of the default model's training data (XQuAD's 12) and other large chat languages.
+REPLY_LANGUAGES = {"ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh",
+                   "fr", "it", "pt", "nl", "ja", "ko", "id", "pl", "uk"}
+
+
+def test_every_brief_reply_is_written_in_the_main_languages(spec):
+    for intent in spec.intents:
+        if intent.action != "answer":
+            assert REPLY_LANGUAGES <= set(intent.replies), (intent.name, REPLY_LANGUAGES - set(intent.replies))
+
+
+@pytest.mark.parametrize("message,language", [("teşekkürler", "tr"), ("спасибо", "ru"), ("ありがとう", "ja"),
+                                              ("شكرا", "ar"), ("grazie mille", "it"), ("terima kasih", "id"),
+                                              ("ευχαριστώ", "el"), ("감사합니다", "ko")])
+def test_the_detected_language_picks_the_reply(spec, message, language):
+    from assistant.language import detect
+
+    detected = detect(message).language
+    assert detected == language
+    assert route(result("thanks"), spec, detected).reply == spec.get("thanks").replies[language]
 
 
 def test_pick_reply_falls_back_to_default_then_any():
