@@ -1,7 +1,9 @@
-"""Prompt injection: how often the default model (SmolLM2-135M-Instruct, 4-bit)
-follows injected instructions, with the defenses off and on.
+"""Prompt injection: how often the default model (Gemma-3-270M with its shipped
+adapter, 4-bit) or another one follows injected instructions, with the
+defenses off and on.
 
-    python -m bench.injection                     # 35 attempts x 2 conditions, about 10 minutes on 2 cores
+    python -m bench.injection                     # 35 attempts x 2 conditions, 10-20 minutes on 2 cores
+    python -m bench.injection --model smollm2-135m-instruct   # -> bench/results/injection-smollm2-135m-instruct.md
     python -m bench.injection --max-new-tokens 32 --only direct
 
 The attempts are ``bench/data/injection.jsonl``: direct ones in the user's
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> str:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--only", choices=("direct", "document", "benign"), default=None)
-    p.add_argument("--model", default="smollm2-135m-instruct")
+    p.add_argument("--model", default=ModelConfig().name, help="registry name (default: the default model)")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     attempts = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -193,7 +195,7 @@ def main(argv: list[str] | None = None) -> str:
            table(["attempt", "off", "on", "answer (on)"], detail)]
     text = "\n".join(out)
     print(text)
-    save("injection", text)
+    save("injection" if args.model == ModelConfig().name else f"injection-{args.model}", text)
     return text
 
 
