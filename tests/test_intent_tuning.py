@@ -9,16 +9,10 @@ from assistant.errors import ConfigError, ModelLoadError
 from assistant.intent_encoder import MessageEncoder
 from assistant.intent_tuning import WEIGHTS_FILE, TuningConfig, tune
 from assistant.intents import IntentModel, TrainConfig, default_model, load_spec
+from intent_examples import ENGLISH_PARAPHRASES
 from retrieval.embedding import HashingEmbedder
 
-PARAPHRASES = {
-    "hey, good morning to you": "greeting",
-    "thanks so much for the help!": "thanks",
-    "alright, bye for now": "goodbye",
-    "how can i change the email on my account?": "question",
-    "the package came broken and nobody replies": "complaint",
-    "please let me speak with a real human being": "human_handoff",
-}
+PARAPHRASES = ENGLISH_PARAPHRASES
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from assistant.errors import ConfigError, DataFormatError, ModelLoadError
 from assistant.intents import (DEFAULT_SPEC_PATH, IntentModel, IntentResult, TrainConfig, default_model, load_spec,
                                parse_spec)
 from assistant.intent_calibration import KNN_WEIGHTS, calibrate
+from intent_examples import ENGLISH_PARAPHRASES, MORE_PARAPHRASES
 from retrieval.embedding import HashingEmbedder
 
 REQUIRED = {"greeting", "goodbye", "thanks", "question", "complaint", "human_handoff", "feedback", "chitchat",
@@ -189,17 +190,7 @@ def test_minilm_model_puts_held_out_paraphrases_in_the_right_intent(spec):
     from retrieval.embedding import load_embedder
 
     model = IntentModel.train(spec, load_embedder())
-    paraphrases = {
-        "hey, good morning to you": "greeting",
-        "thanks so much for the help!": "thanks",
-        "alright, bye for now": "goodbye",
-        "how can i change the email on my account?": "question",
-        "the package came broken and nobody replies": "complaint",
-        "please let me speak with a real human being": "human_handoff",
-        "can you recommend a restaurant near me": "out_of_scope",
-        "非常感谢你的帮助": "thanks",
-        "我想跟人工客服聊": "human_handoff",
-    }
+    paraphrases = {**ENGLISH_PARAPHRASES, **MORE_PARAPHRASES}
     results = {text: model.classify(text) for text in paraphrases}
     correct = sum(r.intent == paraphrases[t] for t, r in results.items())
     assert correct >= len(paraphrases) - 1, {t: (r.intent, r.confidence) for t, r in results.items()}
