@@ -10,7 +10,7 @@ from assistant.errors import ConfigError, DataFormatError, ModelLoadError
 from assistant.intents import (DEFAULT_SPEC_PATH, IntentModel, IntentResult, TrainConfig, default_model, load_spec,
                                parse_spec)
 from assistant.intent_calibration import KNN_WEIGHTS, calibrate
-from intent_examples import ENGLISH_PARAPHRASES, MORE_PARAPHRASES
+from intent_examples import ENGLISH_PARAPHRASES, MORE_PARAPHRASES, MULTILINGUAL_PARAPHRASES
 from retrieval.embedding import HashingEmbedder
 
 REQUIRED = {"greeting", "goodbye", "thanks", "question", "complaint", "human_handoff", "feedback", "chitchat",
@@ -194,6 +194,17 @@ def test_minilm_model_puts_held_out_paraphrases_in_the_right_intent(spec):
     results = {text: model.classify(text) for text in paraphrases}
     correct = sum(r.intent == paraphrases[t] for t, r in results.items())
     assert correct >= len(paraphrases) - 1, {t: (r.intent, r.confidence) for t, r in results.items()}
+
+
+@pytest.mark.slow
+def test_short_messages_in_many_languages_reach_their_intent(spec):
+    # Before the file had examples beyond en/zh/de/fr/es, most of these got the out-of-scope fallback.
+    from retrieval.embedding import load_embedder
+
+    model = IntentModel.train(spec, load_embedder())
+    results = {text: model.classify(text) for text in MULTILINGUAL_PARAPHRASES}
+    wrong = {t: (r.intent, round(r.confidence, 2)) for t, r in results.items() if r.intent != MULTILINGUAL_PARAPHRASES[t]}
+    assert len(wrong) <= 2, wrong
 
 
 def test_one_message_path_gives_the_batch_scores(hashing_model):
