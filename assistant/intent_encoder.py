@@ -85,17 +85,10 @@ class _DirectTransformer:
 
     @classmethod
     def wrap(cls, embedder: Any, precision: Precision) -> "_DirectTransformer | None":
-        st = getattr(embedder, "model", None)
-        try:
-            modules = list(st) if st is not None else []
-        except TypeError:
+        found = mean_pooled_transformer(embedder)
+        if found is None:
             return None
-        kinds = [type(m).__name__ for m in modules]
-        if kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
-            return None
-        transformer, pooling = modules[0], modules[1]
-        if getattr(pooling, "pooling_mode", None) != "mean" or not hasattr(transformer, "auto_model"):
-            return None
+        st, transformer = found
         import torch
 
         model = transformer.auto_model
@@ -141,10 +134,33 @@ class _DirectTransformer:
         with torch.inference_mode():
             enc = self.tokenizer([text], return_tensors="pt", truncation=True, max_length=self.max_length)
             hidden = _hidden(self.model(enc["input_ids"], enc["attention_mask"])).float()  # (1, tokens, dim)
-            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (1, tokens, 1)
-            vector = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # (1, dim)
-            vector = torch.nn.functional.normalize(vector, dim=-1)  # embedders return unit rows
+            vector = mean_pool(hidden, enc["attention_mask"])  # (1, dim)
         return vector[0].numpy().astype(np.float32)
+
+
+def mean_pooled_transformer(embedder: Any) -> tuple[Any, Any] | None:
+    """(sentence-transformers model, its Transformer module) when ``embedder`` is a plain transformer with mean
+    pooling and an optional normalisation (all-MiniLM-L6-v2 and most others); else None."""
+    st = getattr(embedder, "model", None)
+    try:
+        modules = list(st) if st is not None else []
+    except TypeError:
+        return None
+    kinds = [type(m).__name__ for m in modules]
+    if kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
+        return None
+    if getattr(modules[1], "pooling_mode", None) != "mean" or not hasattr(modules[0], "auto_model"):
+        return None
+    return st, modules[0]
+
+
+def mean_pool(hidden: Any, attention_mask: Any) -> Any:
+    """(batch, dim) unit rows: the mean of ``hidden`` (batch, tokens, dim) over the unmasked tokens."""
+    import torch
+
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (batch, tokens, 1)
+    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, dim=-1)  # embedders return unit rows
 
 
 def _hidden(output: Any) -> Any:

@@ -37,7 +37,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from retrieval.embedding import SentenceTransformerEmbedder
+
 from .errors import ConfigError, ModelLoadError
+from .intent_encoder import mean_pool, mean_pooled_transformer
 
 log = logging.getLogger(__name__)
 
@@ -57,43 +60,19 @@ class TuningConfig:
     seed: int = 0
 
 
-@dataclass
-class TunedEmbedder:
+class TunedEmbedder(SentenceTransformerEmbedder):
     """A fine-tuned copy of a sentence-transformers embedder; same name and dimension as its base."""
 
-    model: Any  # SentenceTransformer (Transformer, Pooling[, Normalize]) with tuned transformer weights
-    name: str
-    dimension: int
-    languages: tuple[str, ...] = ("*",)
     tuned = True
-
-    def embed(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        if len(texts) == 0:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
-                                    convert_to_numpy=True, show_progress_bar=progress)
-        return np.ascontiguousarray(vectors, dtype=np.float32)
-
-
-def _transformer(embedder: Any) -> tuple[Any, Any]:
-    """(sentence-transformers model, its Transformer module) when the embedder can be tuned; else ConfigError."""
-    st = getattr(embedder, "model", None)
-    try:
-        modules = list(st) if st is not None else []
-    except TypeError:
-        modules = []
-    kinds = [type(m).__name__ for m in modules]
-    if kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]) \
-            or getattr(modules[1], "pooling_mode", None) != "mean" or not hasattr(modules[0], "auto_model"):
-        raise ConfigError(f"intent encoder tuning needs a sentence-transformers model of a transformer with mean "
-                          f"pooling; {getattr(embedder, 'name', type(embedder).__name__)!r} is not one "
-                          f"(set encoder_epochs to 0)")
-    return st, modules[0]
 
 
 def _copy(embedder: Any) -> TunedEmbedder:
-    st, _ = _transformer(embedder)
-    return TunedEmbedder(model=copy.deepcopy(st), name=embedder.name, dimension=int(embedder.dimension),
+    found = mean_pooled_transformer(embedder)
+    if found is None:
+        raise ConfigError(f"intent encoder tuning needs a sentence-transformers model of a transformer with mean "
+                          f"pooling; {getattr(embedder, 'name', type(embedder).__name__)!r} is not one "
+                          f"(set encoder_epochs to 0)")
+    return TunedEmbedder(model=copy.deepcopy(found[0]), name=embedder.name, dimension=int(embedder.dimension),
                          languages=tuple(getattr(embedder, "languages", ("*",))))
 
 
@@ -117,10 +96,7 @@ def tune(embedder: Any, texts: Sequence[str], y: np.ndarray, config: TuningConfi
 
     def embed(batch: list[str]) -> "torch.Tensor":
         enc = tokenizer(batch, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
-        hidden = model(**enc).last_hidden_state  # (b, tokens, dim)
-        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(pooled, dim=-1)  # (b, dim)
+        return mean_pool(model(**enc).last_hidden_state, enc["attention_mask"])  # (b, dim)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)

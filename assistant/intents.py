@@ -424,7 +424,7 @@ class IntentModel:
         if saved["name"] != getattr(embedder, "name", saved["name"]) or saved["dimension"] != dim:
             raise ModelLoadError(f"intent model in {folder} was trained with embedder {saved['name']!r} "
                                  f"({saved['dimension']} dims), not {getattr(embedder, 'name', '?')!r}; retrain it")
-        config = _saved_config(folder)
+        config = _config_from(meta)
         if config is None:
             raise ModelLoadError(f"intent model in {folder}: its settings in model.json are unreadable; retrain it")
         anchors = arrays.get("anchors")
@@ -440,13 +440,21 @@ class IntentModel:
                    anchors=anchors if anchors is not None and len(anchors) else None)
 
 
+def _config_from(meta: dict) -> TrainConfig | None:
+    """The settings recorded in a ``model.json`` when they are readable; else None."""
+    try:
+        cfg = dict(meta["config"])
+        cfg["word_ngrams"], cfg["char_ngrams"] = tuple(cfg["word_ngrams"]), tuple(cfg["char_ngrams"])
+        return TrainConfig(**cfg)
+    except (ValueError, KeyError, TypeError, ConfigError):
+        return None
+
+
 def _saved_config(folder: Path) -> TrainConfig | None:
     """The settings recorded in ``folder/model.json`` when they are readable (to retrain the same way); else None."""
     try:
-        cfg = dict(json.loads((folder / "model.json").read_text(encoding="utf-8"))["config"])
-        cfg["word_ngrams"], cfg["char_ngrams"] = tuple(cfg["word_ngrams"]), tuple(cfg["char_ngrams"])
-        return TrainConfig(**cfg)
-    except (OSError, ValueError, KeyError, TypeError, ConfigError):
+        return _config_from(json.loads((folder / "model.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError):
         return None
 
 

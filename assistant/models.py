@@ -420,8 +420,7 @@ def set_chat_template(tokenizer: Any, spec: ModelSpec | None) -> str:
 
 def wrap_loaded(model: Any, tokenizer: Any, name: str = "custom") -> LoadedModel:
     """Wrap an in-memory model (tests, finetuning) as a ``LoadedModel``."""
-    if not tokenizer.chat_template:
-        tokenizer.chat_template = CHATML_TEMPLATE
+    set_chat_template(tokenizer, None)  # its own template, else ChatML
     model.eval()
     return LoadedModel(
         model=model,
