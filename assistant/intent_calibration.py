@@ -10,9 +10,10 @@ validation set such as CLINC150's ``val`` + ``oos_val``) fixes three things:
   messages and mixed with weight ``knn_weight`` (0: the probability alone,
   the score then *is* the best in-scope probability), the weight itself
   chosen on the held-out data unless given;
-- a **threshold** on that score: by default the one that maximises (in-scope
-  accuracy + out-of-scope recall) / 2 on the held-out data, or the best
-  in-scope accuracy among thresholds that reach a required recall.
+- a **threshold** on that score: the best in-scope accuracy among thresholds
+  that reach a required out-of-scope recall on the held-out data (the
+  product's default, ``TrainConfig.min_oos_recall``), or, without a required
+  recall, the one that maximises (in-scope accuracy + out-of-scope recall) / 2.
 
 Knows nothing about features, texts or files: it sees score matrices.
 """

@@ -277,3 +277,22 @@ def test_held_out_data_chooses_whether_the_nearest_example_cosine_helps():
     assert calibrate(logits, y, in_scope, nearest=noise).knn_weight < chosen.knn_weight
     fixed = calibrate(logits, y, in_scope, nearest=informative, knn_weight=0.0)
     assert fixed.knn_weight == 0.0 and fixed.oos_recall < chosen.oos_recall
+
+
+def test_required_oos_recall_is_reached_with_the_best_in_scope_accuracy_under_it():
+    rng = np.random.default_rng(1)
+    n_in, n_oos = 300, 60
+    y = np.concatenate([rng.integers(0, 3, n_in), np.full(n_oos, 3)])
+    in_scope = np.array([True, True, True, False])
+    logits = rng.normal(0, 1, (n_in + n_oos, 4))
+    logits[np.arange(n_in), y[:n_in]] += rng.normal(2.5, 1.0, n_in)  # confident in-scope, with a tail ...
+    logits[n_in:, rng.integers(0, 3, n_oos)] += rng.normal(1.0, 1.0, n_oos)  # ... overlapping the OOS rows
+    by_recall = {r: calibrate(logits, y, in_scope, knn_weight=0.0, min_oos_recall=r) for r in (0.5, 0.8, 0.95)}
+    for r, c in by_recall.items():
+        assert c.oos_recall >= r
+    accuracies = [by_recall[r].in_scope_accuracy for r in (0.5, 0.8, 0.95)]
+    assert accuracies == sorted(accuracies, reverse=True) and accuracies[0] > accuracies[-1]
+    assert TrainConfig().min_oos_recall == 0.90
+    balanced = calibrate(logits, y, in_scope, knn_weight=0.0, min_oos_recall=None)
+    assert all((balanced.in_scope_accuracy + balanced.oos_recall) >= (c.in_scope_accuracy + c.oos_recall) - 1e-9
+               for c in by_recall.values())

@@ -72,7 +72,20 @@ def test_intents_train_reports_threshold_and_saves(fake_home, capsys):
     assert cli.main(["intents", "train"]) == 0
     out = capsys.readouterr().out
     assert "out-of-scope threshold" in out and "in-scope accuracy" in out
+    assert "out-of-scope recall >= 0.9;" in out
     assert (fake_home / "intents" / "weights.npz").is_file()
+
+
+def test_intents_train_required_recall(fake_home, capsys):
+    assert cli.main(["intents", "train", "--min-oos-recall", "0.95"]) == 0
+    out = capsys.readouterr().out
+    assert "out-of-scope recall >= 0.95;" in out
+    saved = json.loads((fake_home / "intents" / "model.json").read_text(encoding="utf-8"))
+    assert saved["config"]["min_oos_recall"] == 0.95 and saved["calibration"]["oos_recall"] >= 0.95
+    assert cli.main(["intents", "train", "--min-oos-recall", "0"]) == 0
+    assert "maximises (in-scope accuracy + out-of-scope recall) / 2" in capsys.readouterr().out
+    assert cli.main(["intents", "train", "--min-oos-recall", "1.5"]) == 2
+    assert "min_oos_recall must be in (0, 1]" in capsys.readouterr().err
 
 
 def test_intents_train_bad_file_exits_2(fake_home, tmp_path, capsys):

@@ -35,6 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--encoder-epochs", type=int, default=0, metavar="N",
                    help="also fine-tune a copy of the embedder for N epochs on the examples (minutes; for many "
                         "intents with many examples each; default 0: seconds)")
+    t.add_argument("--min-oos-recall", type=float, default=None, metavar="R",
+                   help="the threshold is the one with the best held-out in-scope accuracy among those that catch "
+                        "this share of the held-out out-of-scope examples (default 0.90); 0: maximise (in-scope "
+                        "accuracy + out-of-scope recall) / 2 instead")
     t.set_defaults(handler=train_command)
     ls = sub.add_parser("list", help="list the intents of a file")
     ls.add_argument("file", nargs="?", default=None)
@@ -87,7 +91,9 @@ def train_command(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.file)
     start = time.perf_counter()
-    model = IntentModel.train(spec, load_embedder(), TrainConfig(encoder_epochs=args.encoder_epochs))
+    recall = TrainConfig.min_oos_recall if args.min_oos_recall is None else (args.min_oos_recall or None)
+    model = IntentModel.train(spec, load_embedder(), TrainConfig(encoder_epochs=args.encoder_epochs,
+                                                                 min_oos_recall=recall))
     folder = model.save(Path(args.out) if args.out else assistant_home() / "intents")
     c = model.calibration
     n = sum(len(v) for i in spec.intents for v in i.examples.values())
@@ -100,8 +106,10 @@ def train_command(args: argparse.Namespace) -> int:
                  "standardised cosine to the nearest in-scope example")
     else:
         score = "best in-scope probability"
+    rule = (f"the best in-scope accuracy with out-of-scope recall >= {model.config.min_oos_recall:g}"
+            if model.config.min_oos_recall else "maximises (in-scope accuracy + out-of-scope recall) / 2")
     print(f"out-of-scope threshold {c.threshold:.3f} on the {score} (below it -> {spec.out_of_scope}); "
-          f"temperature {c.temperature:.3f}")
+          f"chosen on held-out data: {rule}; temperature {c.temperature:.3f}")
     return 0
 
 
