@@ -170,7 +170,7 @@ def _ngrams(text: str) -> list[str]:
 
     profiles = _profiles()
     detector = Detector(profiles.factory)
-    detector.append(text)
+    detector.append(text + " ")  # the trailing space gives the last word its word-end n-grams ("rà ", "à ")
     detector.cleaning_text()
     return detector._extract_ngrams()  # langdetect's extraction, reused on purpose
 
@@ -303,17 +303,20 @@ def _split_names(text: str) -> tuple[str, str]:
 _TURKISH_SUFFIX = re.compile(
     r"(?:[yn]?[iıuü]|[yn]?[ae]|n?[dt][ae]n?|n?[dt][ae]ki|n?[iıuü]n|y?l[ae]|l[ae]r[a-zçğıöşü]*|[dt][iıuü]r)")
 _ELISIONS = frozenset("c d j l m n s t qu all bell coll dall dell nell quell quest sant sull".split())
-_TURKISH_SUFFIX_BONUS = math.log(1000.0)
+_TURKISH_SUFFIX_BONUS = math.log(1e4)
 """Log-odds for Turkish per name, abbreviation or number with a Turkish case ending."""
 
 
 def _turkish_suffixes(text: str) -> tuple[int, str]:
     """(count, rest): tokens of ``text`` (raw, before cleaning) that are a name or number with a Turkish
-    ending, and the text without them (the name itself is no evidence of any language)."""
+    ending, and the text without them (the name itself is no evidence of any language).  Chat often writes
+    names in lower case ("istanbul'da"), so a lower-case word of 3+ letters counts too."""
     count, rest = 0, []
     for token in text.replace("\u2019", "'").split():
         stem, _, suffix = token.strip(".,!?;:()\"").rpartition("'")
-        if (len(stem) >= 2 and (stem[0].isupper() or stem[0].isdigit()) and stem.lower() not in _ELISIONS
+        written_as_name = stem[0].isupper() or stem[0].isdigit() if stem else False
+        lower_name = len(stem) >= 3 and stem.isalpha() and not stem.lower().endswith("qu")  # "istanbul'da", not "jusqu'a"
+        if (len(stem) >= 2 and (written_as_name or lower_name) and stem.lower() not in _ELISIONS
                 and _TURKISH_SUFFIX.fullmatch(suffix.lower())):
             count += 1
         else:

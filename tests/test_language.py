@@ -122,6 +122,11 @@ def test_short_messages_use_word_frequencies(text, lang):
     assert detect(text).language == lang
 
 
+def test_the_last_word_s_ending_counts():
+    # langdetect only makes word-end n-grams ("rà ") for a word followed by a space; a one-word message is one.
+    assert detect("pioverà").language == "it"
+
+
 def test_titles_and_names_inside_a_sentence_do_not_decide_its_language():
     assert detect("Finde ein Foto von Adventure Time: The Secret of the Nameless Kingdom").language == "de"
     assert detect("Dove posso trovare The World According to Paris ?").language == "it"
@@ -136,14 +141,16 @@ def test_kanji_only_in_japanese_forms_is_japanese_unless_the_conversation_is_chi
 
 
 @pytest.mark.parametrize("text", ["Spotify'da çal", "SC'de", "Itunes’ta", "saat 6'ya alarm kur", "Ali'nin evi",
-                                  "The World According to Paris'i nerede bulabilirim?"])
+                                  "The World According to Paris'i nerede bulabilirim?", "istanbul'da hava nasıl",
+                                  "anda Londra'da"])
 def test_turkish_case_endings_after_an_apostrophe_are_turkish(text):
     # Turkish separates case endings from names and numbers with an apostrophe; the name itself is no evidence.
     assert detect(text).language == "tr"
 
 
 @pytest.mark.parametrize("text,lang", [("D'accord, merci", "fr"), ("dell'anno scorso", "it"),
-                                       ("It's Anna's book", "en"), ("Rock'n'Roll music is great", "en")])
+                                       ("It's Anna's book", "en"), ("Rock'n'Roll music is great", "en"),
+                                       ("jusqu'a demain", "fr"), ("un'altra volta", "it"), ("we're here", "en")])
 def test_other_apostrophes_are_not_taken_for_turkish(text, lang):
     assert detect(text).language == lang
 
