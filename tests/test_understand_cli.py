@@ -85,7 +85,7 @@ def test_intents_train_required_recall(fake_home, capsys):
     assert cli.main(["intents", "train", "--min-oos-recall", "0"]) == 0
     assert "maximises (in-scope accuracy + out-of-scope recall) / 2" in capsys.readouterr().out
     assert cli.main(["intents", "train", "--min-oos-recall", "1.5"]) == 2
-    assert "min_oos_recall must be in (0, 1]" in capsys.readouterr().err
+    assert "--min-oos-recall must be between 0 and 1" in capsys.readouterr().err
 
 
 def test_intents_train_bad_file_exits_2(fake_home, tmp_path, capsys):

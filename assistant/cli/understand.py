@@ -86,11 +86,14 @@ def understand_command(args: argparse.Namespace) -> int:
 
 def train_command(args: argparse.Namespace) -> int:
     from assistant.config import assistant_home
+    from assistant.errors import InputError
     from assistant.intents import IntentModel, TrainConfig, load_spec
     from retrieval.embedding import load_embedder
 
     spec = load_spec(args.file)
     start = time.perf_counter()
+    if args.min_oos_recall is not None and not 0.0 <= args.min_oos_recall <= 1.0:
+        raise InputError(f"--min-oos-recall must be between 0 and 1 (0: balance accuracy and recall); got {args.min_oos_recall}")
     recall = TrainConfig.min_oos_recall if args.min_oos_recall is None else (args.min_oos_recall or None)
     model = IntentModel.train(spec, load_embedder(), TrainConfig(encoder_epochs=args.encoder_epochs,
                                                                  min_oos_recall=recall))
