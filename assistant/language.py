@@ -316,7 +316,7 @@ def _turkish_suffixes(text: str) -> tuple[int, str]:
         stem, _, suffix = token.strip(".,!?;:()\"").rpartition("'")
         written_as_name = stem[0].isupper() or stem[0].isdigit() if stem else False
         lower_name = len(stem) >= 3 and stem.isalpha() and not stem.lower().endswith("qu")  # "istanbul'da", not "jusqu'a"
-        if (len(stem) >= 2 and (written_as_name or lower_name) and stem.lower() not in _ELISIONS
+        if ((len(stem) >= 2 or stem.isdigit()) and (written_as_name or lower_name) and stem.lower() not in _ELISIONS
                 and _TURKISH_SUFFIX.fullmatch(suffix.lower())):
             count += 1
         else:

@@ -142,7 +142,7 @@ def test_kanji_only_in_japanese_forms_is_japanese_unless_the_conversation_is_chi
 
 @pytest.mark.parametrize("text", ["Spotify'da çal", "SC'de", "Itunes’ta", "saat 6'ya alarm kur", "Ali'nin evi",
                                   "The World According to Paris'i nerede bulabilirim?", "istanbul'da hava nasıl",
-                                  "anda Londra'da"])
+                                  "anda Londra'da", "6'ya", "6'ya alarm"])
 def test_turkish_case_endings_after_an_apostrophe_are_turkish(text):
     # Turkish separates case endings from names and numbers with an apostrophe; the name itself is no evidence.
     assert detect(text).language == "tr"
