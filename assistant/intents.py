@@ -33,6 +33,7 @@ import numpy as np
 from .errors import ConfigError, DataFormatError, ModelLoadError
 from .intent_calibration import Calibration, best_in_scope, calibrate, decide, softmax
 from .intent_encoder import MessageEncoder
+from .intent_features import Tfidf
 from .intent_spec import (ACTIONS, DEFAULT_SPEC_PATH, Action, IntentDef, IntentSpec, load_spec,  # noqa: F401
                           parse_spec)
 
@@ -101,61 +102,10 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.folds must be 0 or >= 2; got {self.folds}")
 
 
-class _Tfidf:
-    """A TF-IDF block, trained with scikit-learn and stored as vocabulary + idf."""
-
-    def __init__(self, analyzer: str, ngram_range: tuple[int, int], vocabulary: dict[str, int] | None = None,
-                 idf: np.ndarray | None = None, max_features: int | None = None):
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
-        self.analyzer = analyzer
-        self.ngram_range = tuple(ngram_range)
-        self.vectorizer = TfidfVectorizer(analyzer=analyzer, ngram_range=self.ngram_range, sublinear_tf=True,
-                                          lowercase=True, vocabulary=vocabulary, max_features=max_features,
-                                          dtype=np.float32,
-                                          **({"token_pattern": r"(?u)\b\w+\b"} if analyzer == "word" else {}))
-        if vocabulary is not None:
-            self.vectorizer.idf_ = idf
-        self._analyzer = None
-        self._index: dict[str, int] = {}
-
-    def fit(self, texts: Sequence[str]) -> "_Tfidf":
-        self.vectorizer.fit(texts)
-        return self
-
-    def transform(self, texts: Sequence[str]):
-        return self.vectorizer.transform(texts)
-
-    def transform_one(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """(column indices, values) of one text's row: what ``transform`` gives, without its per-call overhead."""
-        if self._analyzer is None:
-            self._analyzer = self.vectorizer.build_analyzer()
-            self._index = self.vectorizer.vocabulary_
-        counts: dict[int, int] = {}
-        for gram in self._analyzer(text):
-            j = self._index.get(gram)
-            if j is not None:
-                counts[j] = counts.get(j, 0) + 1
-        if not counts:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        cols = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-        values = (1.0 + np.log(tf)) * self.vectorizer.idf_[cols]  # sublinear tf * idf
-        return cols, (values / np.linalg.norm(values)).astype(np.float32)
-
-    @property
-    def vocabulary(self) -> dict[str, int]:
-        return {k: int(v) for k, v in self.vectorizer.vocabulary_.items()}
-
-    @property
-    def idf(self) -> np.ndarray:
-        return np.asarray(self.vectorizer.idf_, dtype=np.float64)
-
-
 class IntentModel:
     """Embedding + TF-IDF linear model with calibrated probabilities and an out-of-scope decision."""
 
-    def __init__(self, *, labels: Sequence[str], weights: np.ndarray, bias: np.ndarray, word: _Tfidf, char: _Tfidf,
+    def __init__(self, *, labels: Sequence[str], weights: np.ndarray, bias: np.ndarray, word: Tfidf, char: Tfidf,
                  embedder: Any, config: TrainConfig, calibration: Calibration, oos_label: str | None,
                  spec_sha256: str = "", anchors: np.ndarray | None = None):
         self.labels = tuple(labels)
@@ -349,8 +299,8 @@ class IntentModel:
         from scipy import sparse
         from sklearn.linear_model import LogisticRegression
 
-        word = _Tfidf("word", config.word_ngrams, max_features=config.max_features).fit(texts)
-        char = _Tfidf("char_wb", config.char_ngrams, max_features=config.max_features).fit(texts)
+        word = Tfidf("word", config.word_ngrams, max_features=config.max_features).fit(texts)
+        char = Tfidf("char_wb", config.char_ngrams, max_features=config.max_features).fit(texts)
         in_scope_rows = np.array([label_names[i] != oos_label for i in y])
         X = sparse.hstack([sparse.csr_matrix(embeddings * config.embedding_weight), word.transform(texts),
                            char.transform(texts)], format="csr", dtype=np.float32)
@@ -434,8 +384,8 @@ class IntentModel:
 
             embedder = intent_tuning.load(embedder, folder)
         return cls(labels=meta["labels"], weights=arrays["weights"], bias=arrays["bias"],
-                   word=_Tfidf("word", config.word_ngrams, meta["word_vocabulary"], arrays["word_idf"]),
-                   char=_Tfidf("char_wb", config.char_ngrams, meta["char_vocabulary"], arrays["char_idf"]),
+                   word=Tfidf("word", config.word_ngrams, meta["word_vocabulary"], arrays["word_idf"]),
+                   char=Tfidf("char_wb", config.char_ngrams, meta["char_vocabulary"], arrays["char_idf"]),
                    embedder=embedder, config=config, calibration=Calibration(**meta["calibration"]),
                    oos_label=meta["oos_label"], spec_sha256=meta.get("spec_sha256", ""),
                    anchors=anchors if anchors is not None and len(anchors) else None)

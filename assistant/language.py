@@ -20,7 +20,8 @@ code, numbers and URLs.  Detection runs in three steps:
    (names, titles: "Finde The House of the Yellow Carpet") count less, and in
    mixed-script messages Latin letters count less than the other script.
    A name or number with a Turkish case ending after an apostrophe
-   ("Spotify'da", "6'ya") is evidence for Turkish, and the name itself none.
+   ("Spotify'da", "6'ya") is evidence for Turkish, and the name itself none
+   (both text rules in ``language_names``).
    Kanji-only text is Japanese when its characters are ones Japanese writes
    and simplified Chinese does not (気, 変).
 
@@ -50,6 +51,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from .language_names import split_names, turkish_suffixes
 from .scripts import (  # noqa: F401 (clean_text is part of this module's API)
     _CYRILLIC_MARKERS, _SCRIPT_CANDIDATES, _SCRIPT_LANGUAGE, clean_text, script_counts, script_of,
 )
@@ -258,70 +260,15 @@ _MAX_NGRAMS = 600
 _MIN_NGRAM = 2
 """Single characters say little about a Latin-script language and swamp short texts."""
 _NAME_WEIGHT = 0.2
-"""Weight of the evidence of name- or title-like words (see ``_split_names``)."""
+"""Weight of the evidence of name- or title-like words (see ``language_names.split_names``)."""
 _VOCABULARY_BONUS = math.log(30.0)
 """Log-odds added for a one-word message listed in VOCABULARY."""
 _SMALL_BONUS = math.log(4.0)
 """Log-odds added per listed word of a 2-3 word message."""
 
 
-_CONNECTOR_MAX = 2
-"""Lower-case words (of up to 3 letters) between two capitalised ones that still belong to the title."""
-
-
-def _split_names(text: str) -> tuple[str, str]:
-    """(body, names) of a cleaned text: capitalised Latin words after the first look like names or titles.
-
-    "Wo finde ich The World According to Paris" is German with an English title
-    in it; the title's words count ``_NAME_WEIGHT`` as much as the others, and
-    so do up to two short lower-case words between two of them ("Ghost *in
-    the* Shell").  Only for messages of 3+ words with at least one word outside
-    such runs.
-    """
-    tokens = text.split()
-    if len(tokens) < 3:
-        return text, ""
-    named = [i > 0 and t[0].isupper() and script_of(t[0]) == "latin" for i, t in enumerate(tokens)]
-    i = 1
-    while i < len(tokens):
-        j = i
-        while j < len(tokens) and not named[j] and tokens[j].isalpha() and tokens[j].islower() and len(tokens[j]) <= 3:
-            j += 1
-        if j > i and named[i - 1] and j < len(tokens) and named[j] and j - i <= _CONNECTOR_MAX:
-            named[i:j] = [True] * (j - i)
-        i = j + 1 if j > i else i + 1
-    body, names = [], []
-    for token, is_name in zip(tokens, named):
-        (names if is_name else body).append(token)
-    if not body or not names:
-        return text, ""
-    return " ".join(body), " ".join(names)
-
-
-# Turkish writes case endings after an apostrophe on names, abbreviations and
-# numbers ("Spotify'da", "Ali'nin", "30'a", "SC'de"); no other language here does.
-_TURKISH_SUFFIX = re.compile(
-    r"(?:[yn]?[iıuü]|[yn]?[ae]|n?[dt][ae]n?|n?[dt][ae]ki|n?[iıuü]n|y?l[ae]|l[ae]r[a-zçğıöşü]*|[dt][iıuü]r)")
-_ELISIONS = frozenset("c d j l m n s t qu all bell coll dall dell nell quell quest sant sull".split())
 _TURKISH_SUFFIX_BONUS = math.log(1e4)
 """Log-odds for Turkish per name, abbreviation or number with a Turkish case ending."""
-
-
-def _turkish_suffixes(text: str) -> tuple[int, str]:
-    """(count, rest): tokens of ``text`` (raw, before cleaning) that are a name or number with a Turkish
-    ending, and the text without them (the name itself is no evidence of any language).  Chat often writes
-    names in lower case ("istanbul'da"), so a lower-case word of 3+ letters counts too."""
-    count, rest = 0, []
-    for token in text.replace("\u2019", "'").split():
-        stem, _, suffix = token.strip(".,!?;:()\"").rpartition("'")
-        written_as_name = stem[0].isupper() or stem[0].isdigit() if stem else False
-        lower_name = len(stem) >= 3 and stem.isalpha() and not stem.lower().endswith("qu")  # "istanbul'da", not "jusqu'a"
-        if ((len(stem) >= 2 or stem.isdigit()) and (written_as_name or lower_name) and stem.lower() not in _ELISIONS
-                and _TURKISH_SUFFIX.fullmatch(suffix.lower())):
-            count += 1
-        else:
-            rest.append(token)
-    return count, " ".join(rest)
 
 
 def _evidence(text: str, n_langs: int) -> np.ndarray | None:
@@ -338,14 +285,14 @@ def _evidence(text: str, n_langs: int) -> np.ndarray | None:
 
 
 def _score(text: str, candidates: Sequence[str] | None, prior: Sequence[str],
-           turkish_suffixes: int = 0) -> dict[str, float]:
+           turkish_endings: int = 0) -> dict[str, float]:
     """Posterior over candidate languages (all langdetect languages when None)."""
     profiles = _profiles()
     n_langs = len(profiles.languages)
-    body, names = _split_names(text)
+    body, names = split_names(text)
     loglik = _evidence(body, n_langs) if body else None
     if loglik is None:
-        if not turkish_suffixes:
+        if not turkish_endings:
             return {}
         loglik = np.zeros(n_langs)
     if names:
@@ -360,8 +307,8 @@ def _score(text: str, candidates: Sequence[str] | None, prior: Sequence[str],
         for word in words:
             for lang in vocab.get(word, ()):
                 score[[i for i, c in enumerate(profiles.languages) if c == lang]] += bonus
-    if turkish_suffixes:
-        score[[i for i, c in enumerate(profiles.languages) if c == "tr"]] += _TURKISH_SUFFIX_BONUS * turkish_suffixes
+    if turkish_endings:
+        score[[i for i, c in enumerate(profiles.languages) if c == "tr"]] += _TURKISH_SUFFIX_BONUS * turkish_endings
     score += _conversation_log_prior(profiles.languages, prior, n_words=len(words))
     if candidates is not None:
         mask = np.array([c in candidates for c in profiles.languages])
@@ -466,7 +413,7 @@ def detect(text: str, prior: Sequence[str] = ()) -> LanguageResult:
                 return LanguageResult(lang, round(0.5 + 0.45 * share, 4), "script")
     candidates = _SCRIPT_CANDIDATES.get(script)
     if script == "latin":
-        turkish, rest = _turkish_suffixes(text)
+        turkish, rest = turkish_suffixes(text)
         latin = clean_text(rest) if turkish else cleaned
         only = "".join(ch for ch in latin if script_of(ch) in ("latin", None)).strip()
         posterior = _score(only, None, prior, turkish)
