@@ -24,7 +24,7 @@ from .config import ChatConfig, GenerationConfig
 from .errors import AssistantError, InputError
 from .generation import Generation, GenerationResult, PrefixCache
 from .models import LoadedModel
-from .prompting import WITHHELD_ANSWER, LeakGuard, PromptParts, build_prompt, system_text
+from .prompting import WITHHELD_ANSWER, LeakGuard, PromptParts, RefusalLocalizer, build_prompt, system_text
 from .store import Store
 from .types import Conversation, Prompt, Source, Turn
 
@@ -230,9 +230,10 @@ class Engine:
         # Sources that did not fit the budget were left out of the prompt (lowest-ranked first):
         # the turn lists only those the model saw.
         turn.sources = turn.sources[:sum(1 for s in prompt.segments if s.kind == "source")]
-        error = leak = None
+        error = leak = localized = None
         gen = stream = None
         guard = self.leak_guard()
+        refusal = RefusalLocalizer(turn.language)
         try:
             yield TurnStarted(turn)
             gen = self.backend.generate(prompt, settings, cancel, self._cache_for(conversation.id))
@@ -241,19 +242,20 @@ class Engine:
             for delta in stream:
                 if not delta.text:
                     continue
-                if guard is None:
-                    yield TokenEvent(delta.text)
-                    continue
                 text += delta.text
-                leak = guard.check(text)
+                leak = guard.check(text) if guard is not None else None
                 if leak:  # stop generating; what went out held fewer than min_words of it
                     cancel.set()
                     break
-                if len(text) - guard.holdback > sent:
-                    yield TokenEvent(text[sent:len(text) - guard.holdback])
-                    sent = len(text) - guard.holdback
-            if guard is not None and not leak and sent < len(text):
-                yield TokenEvent(text[sent:])
+                # Held back: the tail that could be the start of a secret, or all of a
+                # possible refusal in another language (it is replaced at the end).
+                end = sent if refusal.pending(text) else len(text) - (guard.holdback if guard is not None else 0)
+                if end > sent:
+                    yield TokenEvent(text[sent:end])
+                    sent = end
+            if not leak and sent < len(text):
+                localized = refusal.final(text)
+                yield TokenEvent(localized or text[sent:])
         except GeneratorExit:
             # The caller stopped listening (UI stop button, closed connection):
             # keep what was produced, store the turn, then let the generator close.
@@ -273,6 +275,9 @@ class Engine:
             if leak:
                 stream.close()
             self._apply_result(turn, gen.result, started)
+        if localized and not error:
+            log.info("turn %s: the refusal came in another language than %s; replaced", turn.id, turn.language)
+            turn.answer, turn.answer_ids, turn.answer_logprobs = localized, [], []
         if leak:
             log.warning("turn %s: the answer repeated the %s; withheld", turn.id, leak)
             turn.answer, turn.answer_ids, turn.answer_logprobs = WITHHELD_ANSWER, [], []

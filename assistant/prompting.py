@@ -186,7 +186,59 @@ def _tokenize_with_segments(tokenizer: Any, parts: PromptParts, history: Sequenc
     return Prompt(messages=messages, input_ids=ids, segments=segments)
 
 
-# -- output guard --------------------------------------------------------------------------
+# -- output guards -------------------------------------------------------------------------
+NOT_FOUND: dict[str, str] = {
+    "ar": "لا أجد الإجابة في مستنداتي.",
+    "de": "Das steht nicht in meinen Dokumenten.",
+    "el": "Δεν το βρίσκω στα έγγραφά μου.",
+    "en": "That is not in my documents.",
+    "es": "Eso no está en mis documentos.",
+    "fr": "Ce n'est pas dans mes documents.",
+    "hi": "यह मेरे दस्तावेज़ों में नहीं है।",
+    "id": "Informasi itu tidak ada di dokumen saya.",
+    "it": "Questa informazione non è nei miei documenti.",
+    "ja": "その情報は私の資料にはありません。",
+    "ko": "그 정보는 제 문서에 없습니다.",
+    "nl": "Dat staat niet in mijn documenten.",
+    "pl": "Tego nie ma w moich dokumentach.",
+    "pt": "Isso não está nos meus documentos.",
+    "ro": "Acest lucru nu se află în documentele mele.",
+    "ru": "В моих документах этого нет.",
+    "th": "ไม่มีข้อมูลนี้ในเอกสารของฉัน",
+    "tr": "Bu bilgi belgelerimde yok.",
+    "uk": "У моїх документах цього немає.",
+    "vi": "Thông tin này không có trong tài liệu của tôi.",
+    "zh": "我的文档中没有这个信息。",
+}
+"""The fixed "not in my documents" reply per language.  The shipped adapter was
+trained to give it when the sources do not hold the answer (``finetune.xquad``)."""
+
+
+class RefusalLocalizer:
+    """Puts the fixed "not in my documents" reply (``NOT_FOUND``) in the user's language.
+
+    A small model sometimes gives the refusal it learnt for another language
+    (the Chinese one to an English question).  An answer that is exactly one of
+    the other languages' refusals is replaced by the user's; a language without
+    its own refusal gets the English one.  A streaming caller holds back text
+    while ``pending`` says it could still become a foreign refusal, and asks
+    ``final`` at the end.  Does nothing for an unknown language.
+    """
+
+    def __init__(self, language: str) -> None:
+        self.target = NOT_FOUND.get(language, NOT_FOUND["en"]) if language in LANGUAGE_NAMES else None
+        self._foreign = tuple(p for p in NOT_FOUND.values() if p != self.target) if self.target else ()
+
+    def pending(self, text: str) -> bool:
+        """Whether ``text`` (the answer so far) is still the start of another language's refusal."""
+        head = text.strip()
+        return bool(head) and any(p.startswith(head) for p in self._foreign)
+
+    def final(self, text: str) -> str | None:
+        """The user's refusal when the whole answer is another language's refusal, else ``None``."""
+        return self.target if text.strip() in self._foreign else None
+
+
 WITHHELD_ANSWER = "Sorry, I can't share that. Ask me about the documents I know instead."
 _WORD = re.compile(r"\w+")
 

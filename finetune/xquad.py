@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from assistant.errors import DataFormatError
+from assistant.prompting import NOT_FOUND
 
 from .data import Dialogue, Message
 
@@ -43,21 +44,6 @@ log = logging.getLogger(__name__)
 
 LANGUAGES = ("ar", "de", "el", "en", "es", "hi", "ro", "ru", "th", "tr", "vi", "zh")
 CHAR_LEVEL = ("zh", "th")
-
-NOT_FOUND: dict[str, str] = {
-    "ar": "لا أجد الإجابة في مستنداتي.",
-    "de": "Das steht nicht in meinen Dokumenten.",
-    "el": "Δεν το βρίσκω στα έγγραφά μου.",
-    "en": "That is not in my documents.",
-    "es": "Eso no está en mis documentos.",
-    "hi": "यह मेरे दस्तावेज़ों में नहीं है।",
-    "ro": "Acest lucru nu se află în documentele mele.",
-    "ru": "В моих документах этого нет.",
-    "th": "ไม่มีข้อมูลนี้ในเอกสารของฉัน",
-    "tr": "Bu bilgi belgelerimde yok.",
-    "vi": "Thông tin này không có trong tài liệu của tôi.",
-    "zh": "我的文档中没有这个信息。",
-}
 
 
 @dataclass(frozen=True)

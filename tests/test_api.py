@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from test_app import FakeHit, FakeIndex, LiveServer, make_runtime
+from tiny_model import ScriptedBackend
 
 
 @pytest.fixture
@@ -140,38 +141,6 @@ def test_openai_messages_mapping():
 
 
 # -- output guard, origins, logs ---------------------------------------------------------------
-class ScriptedBackend:
-    """Stands in for a model that has been steered into saying ``text`` (the tiny random model
-    never would): streams it word by word, with the tiny tokenizer's ids, and stops when cancelled."""
-
-    def __init__(self, text: str, tokenizer, name: str = "tiny-llama") -> None:
-        self.text, self.tokenizer, self.name = text, tokenizer, name
-
-    def generate(self, prompt, settings, cancel, cache):
-        import re
-
-        from assistant.generation import GenerationResult, TokenDelta
-
-        backend = self
-
-        class Scripted:
-            result = GenerationResult(prompt_tokens=len(prompt.input_ids))
-
-            def __iter__(self):
-                for piece in re.findall(r"\S+\s*", backend.text):
-                    if cancel.is_set():
-                        self.result.finish_reason = "cancelled"
-                        return
-                    ids = backend.tokenizer(piece, add_special_tokens=False)["input_ids"]
-                    self.result.text += piece
-                    self.result.token_ids += ids
-                    self.result.logprobs += [0.0] * len(ids)
-                    yield TokenDelta(piece, ids[-1] if ids else 0, 0.0)
-                self.result.text = self.result.text.strip()
-
-        return Scripted()
-
-
 def _words_in_a_row(text: str, source: str, n: int) -> bool:
     import re
 

@@ -255,7 +255,7 @@ class HostileIndex:
 
 
 def test_markup_in_messages_answers_and_documents_never_runs(tmp_path, tiny_lm, playwright_browser):
-    from test_api import ScriptedBackend
+    from tiny_model import ScriptedBackend
 
     from assistant.config import ChatConfig, GenerationConfig
 

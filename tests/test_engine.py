@@ -123,3 +123,32 @@ def test_entity_patterns_from_the_intents_file_reach_the_conversation_slots(tiny
     conv = store.create("alice")
     eng.run_turn(conv, "My membership is MEM-4821, how do refunds work?")
     assert conv.slots.get("member_id") == "4821"
+
+
+@pytest.mark.parametrize("message,said,split,expected", [
+    # The shipped adapter's Chinese refusal to an English question, streamed character by character.
+    ("How do I embed the chat widget on my site?", "我的文档中没有这个信息。", r".", "That is not in my documents."),
+    ("Wie lange dauert eine Rückerstattung bei Ihnen?", "That is not in my documents.", r"\S+\s*",
+     "Das steht nicht in meinen Dokumenten."),
+    # Italian has its own refusal in the table, though the adapter never learnt it.
+    ("Quanto tempo ci vuole per avere il rimborso?", "That is not in my documents.", r"\S+\s*",
+     "Questa informazione non è nei miei documenti."),
+    # An answer that only starts like a refusal goes out as said.
+    ("How do I embed the chat widget on my site?", "That is not in my documents, but the widget guide says so.",
+     r"\S+\s*", "That is not in my documents, but the widget guide says so."),
+    # The user's own refusal is left alone.
+    ("How do I embed the chat widget on my site?", "That is not in my documents.", r"\S+\s*",
+     "That is not in my documents."),
+])
+def test_a_refusal_in_another_language_is_given_in_the_users(tiny_lm, store, message, said, split, expected):
+    from tiny_model import ScriptedBackend
+
+    eng = Engine(tiny_lm, store, chat=ChatConfig(context_tokens=512), generation=GenerationConfig(max_new_tokens=8),
+                 backend=ScriptedBackend(said, tiny_lm.tokenizer, split=split))
+    conv = store.create("alice")
+    events = list(eng.respond(conv, message))
+    streamed = "".join(e.text for e in events if isinstance(e, TokenEvent))
+    turn = store.get(conv.id, "alice").turns[0]
+    assert streamed.strip() == turn.answer == expected
+    if expected != said:  # the stored ids are no longer the model's: Explain re-tokenises the answer
+        assert turn.answer_ids == [] and turn.finish_reason == "stop"

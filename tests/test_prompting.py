@@ -61,3 +61,15 @@ def test_sources_give_way_before_the_message_and_a_huge_message_is_refused(tiny_
     assert sum(s.kind == "source" for s in prompt.segments) < 4
     with pytest.raises(InputError, match="too long"):
         build_prompt(tok, PromptParts(system="S.", message="word " * 500), budget=100)
+
+
+def test_refusal_localizer_holds_back_only_what_could_be_a_foreign_refusal():
+    from assistant.prompting import NOT_FOUND, RefusalLocalizer
+
+    en = RefusalLocalizer("en")
+    assert en.pending("我的文档") and en.pending("  Das steht nicht") and not en.pending(" \n")
+    assert not en.pending("That is not") and not en.pending("我的订单")
+    assert en.final(NOT_FOUND["zh"] + "\n") == NOT_FOUND["en"] and en.final(NOT_FOUND["en"]) is None
+    assert RefusalLocalizer("sv").final(NOT_FOUND["zh"]) == NOT_FOUND["en"]  # no Swedish refusal: English
+    unknown = RefusalLocalizer("unknown")
+    assert not unknown.pending("我的文档") and unknown.final(NOT_FOUND["zh"]) is None

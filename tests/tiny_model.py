@@ -52,3 +52,36 @@ def tiny_loaded(seed: int = 0, context: int = 1024) -> LoadedModel:
     tok = tiny_tokenizer()
     model = tiny_model(len(tok), seed=seed, context=context, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"))
     return wrap_loaded(model, tok, name="tiny-llama")
+
+
+class ScriptedBackend:
+    """Stands in for a model that has been steered into saying ``text`` (the tiny random model
+    never would): streams it word by word (or in the pieces ``split`` matches), with the tiny
+    tokenizer's ids, and stops when cancelled."""
+
+    def __init__(self, text: str, tokenizer, name: str = "tiny-llama", split: str = r"\S+\s*") -> None:
+        self.text, self.tokenizer, self.name, self.split = text, tokenizer, name, split
+
+    def generate(self, prompt, settings, cancel, cache):
+        import re
+
+        from assistant.generation import GenerationResult, TokenDelta
+
+        backend = self
+
+        class Scripted:
+            result = GenerationResult(prompt_tokens=len(prompt.input_ids))
+
+            def __iter__(self):
+                for piece in re.findall(backend.split, backend.text):
+                    if cancel.is_set():
+                        self.result.finish_reason = "cancelled"
+                        return
+                    ids = backend.tokenizer(piece, add_special_tokens=False)["input_ids"]
+                    self.result.text += piece
+                    self.result.token_ids += ids
+                    self.result.logprobs += [0.0] * len(ids)
+                    yield TokenDelta(piece, ids[-1] if ids else 0, 0.0)
+                self.result.text = self.result.text.strip()
+
+        return Scripted()
