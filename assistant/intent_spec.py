@@ -10,7 +10,9 @@ on it and ``assistant.policy`` uses its actions and replies.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +50,10 @@ class IntentSpec:
     """Language of replies when the file has none in the user's language."""
     entity_patterns: dict[str, str] = field(default_factory=dict)
     """Extra entity kinds (``order_id``, ``ticket_id``...) as regular expressions."""
+    validation: tuple[tuple[str, str], ...] = ()
+    """(message, intent) pairs not trained on; when present the out-of-scope threshold and the
+    temperature are chosen on them instead of on cross-validation folds of the examples."""
+    validation_source: str = ""
     source: str = "<memory>"
     sha256: str = ""
     """Hash of the file's text; a saved model trained on another text is retrained."""
@@ -105,7 +111,38 @@ def load_spec(path: str | Path | None = None) -> IntentSpec:
         data = yaml.load(text, Loader=_line_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise DataFormatError(f"intents file {path} is not valid YAML: {exc}") from exc
-    return parse_spec(data, source=str(path), sha256=hashlib.sha256(text.encode("utf-8")).hexdigest())
+    spec = parse_spec(data, source=str(path))
+    digest = hashlib.sha256(text.encode("utf-8"))
+    if isinstance(data, dict) and data.get("validation"):
+        vpath = path.parent / str(data["validation"])
+        if not vpath.is_file():
+            raise DataFormatError(f"{path} line {data.get('__line__', '?')}: validation file {vpath} does not exist")
+        vtext = vpath.read_text(encoding="utf-8")
+        digest.update(vtext.encode("utf-8"))  # a changed validation file retrains the model too
+        pairs = read_validation(vtext, str(vpath), spec.names)
+        spec = dataclasses.replace(spec, validation=pairs, validation_source=str(vpath))
+    return dataclasses.replace(spec, sha256=digest.hexdigest())
+
+
+def read_validation(text: str, source: str, names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(message, intent) pairs of a JSONL validation file: one ``{"text": ..., "intent": ...}`` per line."""
+    pairs = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(f"{source} line {number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip():
+            raise DataFormatError(f"{source} line {number}: expected an object with a non-empty \"text\"")
+        if row.get("intent") not in names:
+            raise DataFormatError(f"{source} line {number}: \"intent\" must be one of {list(names)}; "
+                                  f"got {row.get('intent')!r}")
+        pairs.append((row["text"].strip(), row["intent"]))
+    if not pairs:
+        raise DataFormatError(f"{source}: the validation file has no messages")
+    return tuple(pairs)
 
 
 def parse_spec(data: Any, *, source: str = "<memory>", sha256: str = "") -> IntentSpec:
@@ -113,7 +150,7 @@ def parse_spec(data: Any, *, source: str = "<memory>", sha256: str = "") -> Inte
     if not isinstance(data, dict):
         raise DataFormatError(f"{source}: the top level must be a mapping with an `intents:` list")
     where = lambda m: f"{source} line {m.get('__line__', '?')}" if isinstance(m, dict) else source  # noqa: E731
-    known = {"version", "default_language", "out_of_scope", "entities", "intents", "__line__"}
+    known = {"version", "default_language", "out_of_scope", "entities", "intents", "validation", "__line__"}
     unknown = set(data) - known
     if unknown:
         raise DataFormatError(f"{where(data)}: unknown key(s) {sorted(map(str, unknown))}; "

@@ -217,9 +217,13 @@ class IntentModel:
 
     @classmethod
     def train(cls, spec: IntentSpec, embedder: Any, config: TrainConfig | None = None) -> "IntentModel":
-        """Train on every example of the intents file; calibrate on cross-validation folds."""
+        """Train on every example of the intents file; calibrate on its validation messages when it
+        names a validation file, else on cross-validation folds of the examples."""
         texts, labels = spec.training_data()
-        model = cls.fit(texts, labels, embedder, config=config, oos_label=spec.out_of_scope)
+        val_texts = [t for t, _ in spec.validation] if spec.validation else None
+        val_labels = [i for _, i in spec.validation] if spec.validation else None
+        model = cls.fit(texts, labels, embedder, config=config, oos_label=spec.out_of_scope,
+                        val_texts=val_texts, val_labels=val_labels)
         model.spec_sha256 = spec.sha256
         c = model.calibration
         log.info("intents: %d intents, %d examples; held-out accuracy %s, OOS recall %s, threshold %.3f, T %.2f",

@@ -104,6 +104,8 @@ def test_default_model_trains_once_and_retrains_when_the_file_changes(tmp_path):
     emb = HashingEmbedder(dimension=64)
     spec_file = tmp_path / "intents.yaml"
     spec_file.write_text(DEFAULT_SPEC_PATH.read_text(encoding="utf-8"), encoding="utf-8")
+    validation = DEFAULT_SPEC_PATH.parent / "intents_validation.jsonl"
+    (tmp_path / validation.name).write_text(validation.read_text(encoding="utf-8"), encoding="utf-8")
     first = default_model(home=tmp_path, embedder=emb, spec_path=spec_file)
     meta = json.loads((tmp_path / "intents" / "model.json").read_text())
     assert meta["spec_sha256"] == load_spec(spec_file).sha256
@@ -114,6 +116,44 @@ def test_default_model_trains_once_and_retrains_when_the_file_changes(tmp_path):
     spec_file.write_text(spec_file.read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
     default_model(home=tmp_path, embedder=emb, spec_path=spec_file)
     assert emb.calls > calls  # retrained
+    calls = emb.calls
+    with (tmp_path / validation.name).open("a", encoding="utf-8") as f:
+        f.write('{"text": "where is the invoice for march", "intent": "question"}\n')
+    default_model(home=tmp_path, embedder=emb, spec_path=spec_file)
+    assert emb.calls > calls  # an edited validation file retrains too
+
+
+def test_shipped_validation_messages_are_not_training_examples(spec):
+    examples = {e.lower() for i in spec.intents for ex in i.examples.values() for e in ex}
+    assert len(spec.validation) >= 100 and not {t.lower() for t, _ in spec.validation} & examples
+    assert set(spec.names) == {intent for _, intent in spec.validation}
+
+
+def test_a_validation_file_chooses_the_threshold_and_its_errors_name_the_line(tmp_path):
+    path = _write(tmp_path, """\
+        out_of_scope: oos
+        validation: val.jsonl
+        intents:
+          - {name: pw, examples: [reset my password, forgot password, password reset link, change password]}
+          - {name: order, examples: [track my order, where is my order, order status, order tracking]}
+          - {name: oos, action: fallback, reply: {en: no}, examples: [tell me a joke, weather today, sing a song]}
+        """)
+    val = tmp_path / "val.jsonl"
+    val.write_text('{"text": "password help", "intent": "pw"}\n{"text": "my order", "intent": "order"}\n'
+                   '\n{"text": "pizza recipe", "intent": "oos", "language": "en"}\n', encoding="utf-8")
+    spec = load_spec(path)
+    assert spec.validation == (("password help", "pw"), ("my order", "order"), ("pizza recipe", "oos"))
+    model = IntentModel.train(spec, HashingEmbedder(dimension=64))
+    assert model.calibration.n_heldout == 3  # chosen on the validation messages, not on folds of 11 examples
+    val.write_text('{"text": "password help", "intent": "pw"}\n{"text": "x", "intent": "shipping"}\n', encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"val.jsonl line 2: \"intent\" must be one of"):
+        load_spec(path)
+    val.write_text('{"text": "password help", "intent": "pw"}\n{"text": "oops"\n', encoding="utf-8")
+    with pytest.raises(DataFormatError, match="val.jsonl line 2: not valid JSON"):
+        load_spec(path)
+    val.unlink()
+    with pytest.raises(DataFormatError, match="validation file .*val.jsonl does not exist"):
+        load_spec(path)
 
 
 def _write(tmp_path, text):

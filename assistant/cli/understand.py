@@ -102,8 +102,9 @@ def train_command(args: argparse.Namespace) -> int:
     n = sum(len(v) for i in spec.intents for v in i.examples.values())
     print(f"trained {len(spec.intents)} intents on {n} examples in {time.perf_counter() - start:.1f}s -> {folder}")
     fmt = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
-    print(f"held-out ({c.n_heldout} cross-validated examples): in-scope accuracy {fmt(c.in_scope_accuracy)}, "
-          f"out-of-scope recall {fmt(c.oos_recall)}")
+    held = (f"{c.n_heldout} validation messages of {spec.validation_source}" if spec.validation
+            else f"{c.n_heldout} cross-validated examples")
+    print(f"held-out ({held}): in-scope accuracy {fmt(c.in_scope_accuracy)}, out-of-scope recall {fmt(c.oos_recall)}")
     if c.knn_weight:
         score = (f"{1 - c.knn_weight:g} x standardised log best in-scope probability + {c.knn_weight:g} x "
                  "standardised cosine to the nearest in-scope example")
