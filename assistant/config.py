@@ -167,6 +167,10 @@ class ChatConfig:
     """How many sources a question retrieves."""
     summary_tokens: int = 160
     """Budget of the running summary of turns that left the context; 0 drops them instead."""
+    answer_without_sources: bool = False
+    """False: a question for which the knowledge index finds no relevant source gets the fixed
+    "that is not in my documents" reply in the user's language, without generating (a small model
+    would make an answer up).  True: the model answers anyway.  No effect without an index."""
 
     def __post_init__(self) -> None:
         if self.max_message_chars < 1:

@@ -24,7 +24,8 @@ from .config import ChatConfig, GenerationConfig
 from .errors import AssistantError, InputError
 from .generation import Generation, GenerationResult, PrefixCache
 from .models import LoadedModel
-from .prompting import WITHHELD_ANSWER, LeakGuard, PromptParts, RefusalLocalizer, build_prompt, system_text
+from .prompting import (NOT_FOUND, WITHHELD_ANSWER, LeakGuard, PromptParts, RefusalLocalizer, build_prompt,
+                        system_text)
 from .store import Store
 from .types import Conversation, Prompt, Source, Turn
 
@@ -225,6 +226,12 @@ class Engine:
         turn.timings["retrieve"] = time.perf_counter() - t0
         if self.index is not None and not hits:
             self.store.record_event("no_source", conversation.id, {"turn_id": turn.id, "query": turn.query})
+            if not self.chat.answer_without_sources and self.chat.retrieval_k > 0:
+                turn.answer = RefusalLocalizer(turn.language).target or NOT_FOUND["en"]
+                yield TurnStarted(turn)
+                yield TokenEvent(turn.answer)
+                yield self._finish(conversation, turn, None)
+                return
         prompt = self.build_prompt(conversation, text, turn)
         turn.prompt_ids, turn.segments, turn.dropped_turns = prompt.input_ids, prompt.segments, prompt.dropped_turns
         # Sources that did not fit the budget were left out of the prompt (lowest-ranked first):

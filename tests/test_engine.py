@@ -152,3 +152,30 @@ def test_a_refusal_in_another_language_is_given_in_the_users(tiny_lm, store, mes
     assert streamed.strip() == turn.answer == expected
     if expected != said:  # the stored ids are no longer the model's: Explain re-tokenises the answer
         assert turn.answer_ids == [] and turn.finish_reason == "stop"
+
+
+@pytest.mark.parametrize("answer_without_sources", [False, True])
+def test_a_question_no_document_covers_gets_the_refusal_unless_configured(tiny_lm, store, tmp_path,
+                                                                          answer_without_sources):
+    from assistant.prompting import NOT_FOUND
+    from retrieval.embedding import HashingEmbedder
+    from retrieval.index import KnowledgeIndex
+    from tiny_model import ScriptedBackend
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "refunds.md").write_text("# Refunds\n\nRefunds are paid back to the original card within five days.\n")
+    index = KnowledgeIndex.create(tmp_path / "index", HashingEmbedder())
+    index.add_paths([docs])
+    made_up = "The company has ten thousand employees."
+    eng = Engine(tiny_lm, store, chat=ChatConfig(context_tokens=512, answer_without_sources=answer_without_sources),
+                 generation=GenerationConfig(max_new_tokens=8), index=index,
+                 backend=ScriptedBackend(made_up, tiny_lm.tokenizer))
+    conv = store.create("alice")
+    covered = eng.run_turn(conv, "Refunds are paid back to the original card within how many days?")
+    assert covered.sources and covered.answer == made_up  # generated from the source
+    german = eng.run_turn(conv, "Wie viele Mitarbeiter hat die Firma zzqx?")
+    assert not german.sources
+    assert german.answer == (made_up if answer_without_sources else NOT_FOUND["de"])
+    assert bool(german.prompt_ids) == answer_without_sources  # the fixed reply generated nothing
+    assert any(e.data.get("turn_id") == german.id for e in store.events("no_source"))
