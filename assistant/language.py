@@ -395,7 +395,10 @@ def detect(text: str, prior: Sequence[str] = ()) -> LanguageResult:
 
         raise InputError(f"language.detect: text must be a string; got {type(text).__name__}")
     cleaned = clean_text(text)
-    counts = script_counts(cleaned)
+    body, names = split_names(cleaned)
+    counts = script_counts(body)
+    for script, count in script_counts(names).items():  # a Latin title in a Chinese sentence is not the language
+        counts[script] = counts.get(script, 0.0) + _NAME_WEIGHT * count
     if not counts:
         return _from_prior(prior)
     script = max(counts, key=counts.get)

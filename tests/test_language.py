@@ -51,6 +51,8 @@ def test_script_rule_wins_over_latin_names_inside_cjk_text():
     assert detect("播放 Lee Aaron 的 专辑 Everybody Happy").language == "zh"
     assert detect("我的password忘了怎么办").language == "zh"
     assert detect("ابحث عن فيلم Louder than Bombs").language == "ar"
+    # A title longer than the Chinese around it: its words weigh as names, not as the message's script.
+    assert detect("我想看 Pirates of the Caribbean: Dead Man's Chest").language == "zh"
 
 
 def test_japanese_with_kanji_is_not_chinese():
