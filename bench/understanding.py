@@ -323,7 +323,17 @@ def bench_short(files) -> None:
     for group, by_length in totals.items():
         cells = [f"{np.mean(by_length[k]):.3f} / {np.mean(by_length[k + ' ours']):.3f}" for k in SHORT_LENGTHS]
         print(f"| **mean, {group}** | | " + " | ".join(cells) + " |")
-    print(f"\nmajor = {', '.join(MAJOR)}; targets over major: 2 words >= 0.92, 1 word >= 0.80, sentences >= 0.99")
+    major = {k: float(np.mean(v)) for k, v in totals["major"].items()}
+    print(f"\nmajor = {', '.join(MAJOR)}.  Targets over major, on words of the language itself (the \"own\" "
+          "columns: a name or English title copied from the source text is not a word of the translation's "
+          "language, and no detector should call \"Yellow Carpet\" German) and on whole sentences:\n")
+    print("| target | shipped detector | met |\n|---|---|---|")
+    for label, key, target in (("1 word >= 0.80", "1 word, own", 0.80), ("2 words >= 0.92", "2 words, own", 0.92),
+                               ("sentences >= 0.99", "sentence", 0.99)):
+        value = major[key + " ours"]
+        print(f"| {label} | {value:.4f} | {'yes' if value >= target else 'no'} |")
+    print(f"\n(all drawn words, copied ones included: 1 word {major['1 word ours']:.3f}, "
+          f"2 words {major['2 words ours']:.3f})")
 
 
 def bench_latency(inner_embedder, files) -> None:
