@@ -126,7 +126,7 @@ def test_default_model_trains_once_and_retrains_when_the_file_changes(tmp_path):
 def test_shipped_validation_messages_are_not_training_examples(spec):
     examples = {e.lower() for i in spec.intents for ex in i.examples.values() for e in ex}
     assert len(spec.validation) >= 100 and not {t.lower() for t, _ in spec.validation} & examples
-    assert set(spec.names) == {intent for _, intent in spec.validation}
+    assert set(spec.names) == {intent for _, intent in spec.validation}  # every intent is validated
 
 
 def test_a_validation_file_chooses_the_threshold_and_its_errors_name_the_line(tmp_path):
@@ -225,11 +225,16 @@ def test_explicit_validation_set_chooses_threshold():
     assert model.calibration.oos_recall is not None
 
 
-@pytest.mark.slow
-def test_minilm_model_puts_held_out_paraphrases_in_the_right_intent(spec):
+@pytest.fixture(scope="module")
+def minilm_model(spec):
     from retrieval.embedding import load_embedder
 
-    model = IntentModel.train(spec, load_embedder())
+    return IntentModel.train(spec, load_embedder())
+
+
+@pytest.mark.slow
+def test_minilm_model_puts_held_out_paraphrases_in_the_right_intent(minilm_model):
+    model = minilm_model
     paraphrases = {**ENGLISH_PARAPHRASES, **MORE_PARAPHRASES}
     results = {text: model.classify(text) for text in paraphrases}
     correct = sum(r.intent == paraphrases[t] for t, r in results.items())
@@ -237,14 +242,20 @@ def test_minilm_model_puts_held_out_paraphrases_in_the_right_intent(spec):
 
 
 @pytest.mark.slow
-def test_short_messages_in_many_languages_reach_their_intent(spec):
+def test_short_messages_in_many_languages_reach_their_intent(minilm_model):
     # Before the file had examples beyond en/zh/de/fr/es, most of these got the out-of-scope fallback.
-    from retrieval.embedding import load_embedder
-
-    model = IntentModel.train(spec, load_embedder())
+    model = minilm_model
     results = {text: model.classify(text) for text in MULTILINGUAL_PARAPHRASES}
     wrong = {t: (r.intent, round(r.confidence, 2)) for t, r in results.items() if r.intent != MULTILINGUAL_PARAPHRASES[t]}
     assert len(wrong) <= 2, wrong
+
+
+@pytest.mark.slow
+def test_the_chat_pages_example_prompts_reach_their_intents(minilm_model):
+    from assistant.webui.chat import EXAMPLES
+
+    # The first one gets the capabilities reply; the others are questions about the assistant, answered from its guide.
+    assert [minilm_model.classify(t).intent for t in EXAMPLES] == ["capabilities", "question", "question", "question"]
 
 
 def test_one_message_path_gives_the_batch_scores(hashing_model):
