@@ -227,7 +227,7 @@ class Engine:
         if self.index is not None and not hits:
             self.store.record_event("no_source", conversation.id, {"turn_id": turn.id, "query": turn.query})
             if not self.chat.answer_without_sources and self.chat.retrieval_k > 0:
-                turn.answer = RefusalLocalizer(turn.language).target or NOT_FOUND["en"]
+                turn.answer = NOT_FOUND.get(turn.language, NOT_FOUND["en"])
                 yield TurnStarted(turn)
                 yield TokenEvent(turn.answer)
                 yield self._finish(conversation, turn, None)

@@ -234,9 +234,8 @@ def minilm_model(spec):
 
 @pytest.mark.slow
 def test_minilm_model_puts_held_out_paraphrases_in_the_right_intent(minilm_model):
-    model = minilm_model
     paraphrases = {**ENGLISH_PARAPHRASES, **MORE_PARAPHRASES}
-    results = {text: model.classify(text) for text in paraphrases}
+    results = {text: minilm_model.classify(text) for text in paraphrases}
     correct = sum(r.intent == paraphrases[t] for t, r in results.items())
     assert correct >= len(paraphrases) - 1, {t: (r.intent, r.confidence) for t, r in results.items()}
 
@@ -244,8 +243,7 @@ def test_minilm_model_puts_held_out_paraphrases_in_the_right_intent(minilm_model
 @pytest.mark.slow
 def test_short_messages_in_many_languages_reach_their_intent(minilm_model):
     # Before the file had examples beyond en/zh/de/fr/es, most of these got the out-of-scope fallback.
-    model = minilm_model
-    results = {text: model.classify(text) for text in MULTILINGUAL_PARAPHRASES}
+    results = {text: minilm_model.classify(text) for text in MULTILINGUAL_PARAPHRASES}
     wrong = {t: (r.intent, round(r.confidence, 2)) for t, r in results.items() if r.intent != MULTILINGUAL_PARAPHRASES[t]}
     assert len(wrong) <= 2, wrong
 
