@@ -65,7 +65,7 @@ def assistant_home() -> Path:
 class ModelConfig:
     """Which model to load and how."""
 
-    name: str = "gemma-3-270m"
+    name: str = "qwen2.5-coder-1.5b-instruct"
     """A registry name (``assistant models``), a Hugging Face id, a local folder or a ``.gguf`` file."""
     quantization: Quantization = "nf4"
     """Weight quantization through bitsandbytes; ``none`` keeps full precision."""

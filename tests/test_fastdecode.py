@@ -128,3 +128,83 @@ def test_gemma3_with_soft_capping_keeps_the_transformers_path():
     model = _tiny_gemma3()
     model.config.final_logit_softcapping = 30.0
     assert FastDecoder.build(model, "float32") is None
+
+
+def _tiny_qwen2(vocab: int = 384, tie: bool = True):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=vocab, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         rope_theta=1e6, tie_word_embeddings=tie)
+    model = Qwen2ForCausalLM(config).eval()
+    for name, p in model.named_parameters():
+        if name.endswith("bias"):  # Qwen2's q/k/v biases start at zero; make them matter
+            torch.nn.init.normal_(p, std=0.5)
+    return model
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_qwen2_forward_equals_transformers_with_biases_and_tied_embeddings(tie):
+    model = _tiny_qwen2(tie=tie)
+    assert model.model.layers[0].self_attn.q_proj.bias is not None
+    ref = _reference_logits(model, IDS)
+    fast = FastDecoder.build(model, "float32")
+    assert fast is not None and (fast.head is fast.embed) == tie
+    cache = fast.new_cache()
+    assert torch.allclose(fast.forward(IDS[:20], cache), ref[19], atol=1e-5)
+    assert torch.allclose(fast.forward(IDS[20:30], cache), ref[29], atol=1e-5)
+    for i in range(30, 35):
+        assert torch.allclose(fast.forward([IDS[i]], cache), ref[i], atol=1e-5)
+    cache.crop(-10)
+    assert torch.allclose(fast.forward(IDS[25:40], cache), ref[39], atol=1e-5)
+    grown = fast.new_cache()  # growth past the first allocation
+    long = list(range(3, 300)) * 2
+    fast.forward(long[:500], grown)
+    assert torch.allclose(fast.forward(long[500:520], grown), _reference_logits(model, long[:520])[-1], atol=1e-4)
+
+
+def test_shared_weights_serve_both_forwards_from_one_copy():
+    """After ``share_weights`` the transformers model runs on the decoder's packed 4-bit weights: its
+    logits (prompt and decode shapes, eager attention for Explain) match the lean forward's, and no
+    linear module keeps a weight of its own."""
+    from assistant.shared_weights import PackedLinear, share_weights
+
+    model = _tiny_qwen2()
+    ref = _reference_logits(model, IDS)[-1]
+    fast = FastDecoder.build(model, "int4")
+    assert fast.layers[0].qkv.packed is not None and fast.head.packed is not None
+    assert share_weights(model, fast)
+    assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
+    assert sum(p.numel() for p in model.parameters()) < 2000  # norms only
+    lean = fast.forward(IDS, fast.new_cache())
+    shared = _reference_logits(model, IDS)[-1]
+    assert float((lean - ref).norm() / ref.norm()) < 0.2  # 4-bit groups of a random model
+    assert float((shared - lean).norm() / lean.norm()) < 0.02  # the same weights, two forwards
+    assert isinstance(model.model.layers[0].self_attn.q_proj, PackedLinear)
+    model.config._attn_implementation = "eager"
+    out = model(torch.tensor([IDS]), output_attentions=True)
+    assert out.attentions[0].shape == (1, 4, len(IDS), len(IDS))
+    # a decoder rebuilt from the shared model reuses the same bytes
+    again = FastDecoder.build(model, "int4")
+    assert again.layers[0].o is fast.layers[0].o and again.embed is fast.embed
+
+
+def test_int4_weight_layout_rows_and_dequantisation_agree_with_the_kernel():
+    from assistant.int4 import Weight
+
+    torch.manual_seed(1)
+    w, b = torch.randn(192, 96), torch.randn(192)
+    packed = Weight.from_float(w, "int4", bias=b)
+    dense = packed.dequantize().float()
+    assert float((dense - w).norm() / w.norm()) < 0.1  # 4-bit groups of 32
+    x = torch.randn(3, 96).bfloat16()
+    kernel = packed(x).float()  # 3 rows: the 4-bit kernel
+    assert torch.allclose(kernel, x.float() @ dense.T + b, atol=0.3, rtol=0.02)
+    many = torch.randn(100, 96).bfloat16()  # above DEQUANT_ROWS: de-quantised, bf16 product
+    assert torch.allclose(packed(many).float(), many.float() @ dense.T + b, atol=0.3, rtol=0.02)
+    ids = torch.tensor([0, 5, 31, 32, 63, 64, 100, 191])
+    assert torch.equal(packed.rows(ids), packed.dequantize()[ids])
+    part = packed.rows_slice(64, 192)
+    assert torch.allclose(part(x).float(), kernel[:, 64:192], atol=0.3)
+    assert part.packed.data_ptr() == packed.packed[1:].data_ptr()  # a view, not a copy

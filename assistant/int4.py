@@ -1,0 +1,192 @@
+"""One weight matrix kept once, in the format that serves every call shape.
+
+``Weight`` holds ``x @ W.T`` (+ bias) for one matrix.  In ``int4`` it keeps only
+4-bit groups of 32 input columns, each with a scale and a zero, packed for
+``torch._weight_int4pack_mm_for_cpu`` (bf16 activations): a quarter of bf16's
+bytes, and a decode step is bound by reading them.  A prompt (many rows at
+once) de-quantises the matrix to bf16 for the duration of that one product,
+where bf16 matrix products (AMX where the CPU has it) win; an embedding lookup
+de-quantises only the rows it needs, so a tied embedding and output layer share
+the same bytes.  ``bfloat16`` / ``float32`` keep one dense copy instead.
+
+The packed layout (read off the kernel, pinned by a test): a (N, K) matrix of
+4-bit values becomes uint8 (N / 64, K, 32) whose byte [b, k, j] holds row
+64 b + j in its low nibble and row 64 b + 32 + j in its high nibble; the
+kernel computes ``(q - 8) * scale + zero`` per group.
+
+Knows nothing about models: it takes and returns tensors.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+WeightFormat = Literal["int4", "bfloat16", "float32"]
+GROUP = 32
+_ROW_BLOCK = 64  # the kernel packs rows in blocks of this many
+DEQUANT_ROWS = 48
+"""A product with more input rows than this de-quantises the matrix to bf16 first (measured on 2 cores:
+the 4-bit kernel's cost grows with the rows, de-quantising costs the same for any number of rows)."""
+
+
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+def int4_available() -> bool:
+    torch = _torch()
+    return hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu")
+
+
+def packable(out_features: int, in_features: int) -> bool:
+    return out_features % _ROW_BLOCK == 0 and in_features % GROUP == 0 and int4_available()
+
+
+def quantize_groups(w: Any) -> tuple[Any, Any, Any]:
+    """Asymmetric 4-bit groups of ``w`` (out, in): (q int32 (out, in) in 0..15, scale, low), scale and
+    low (out, in / 32) float32, so that ``w ≈ q * scale + low``."""
+    torch = _torch()
+    out, inp = w.shape
+    groups = w.float().reshape(out, -1, GROUP)  # (out, in / 32, 32)
+    low, high = groups.amin(-1), groups.amax(-1)
+    scale = ((high - low) / 15).clamp(min=1e-8)
+    q = ((groups - low[..., None]) / scale[..., None]).round().clamp(0, 15).to(torch.int32).reshape(out, inp)
+    return q, scale, low
+
+
+class Weight:
+    """``x @ W.T + b`` for one matrix, stored once (see the module docstring)."""
+
+    def __init__(self, out_features: int, in_features: int, fmt: WeightFormat, *, packed: Any = None,
+                 scale_zero: Any = None, dense: Any = None, bias: Any = None) -> None:
+        self.out_features, self.in_features, self.fmt = out_features, in_features, fmt
+        self.packed = packed
+        """uint8 (out / 64, in, 32), or None: ``dense`` holds the weight."""
+        self.scale_zero = scale_zero
+        """bf16 (in / 32, out, 2): per group the scale and the value of q = 8."""
+        self.dense = dense
+        self.bias = bias
+
+    # ---- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def from_float(cls, w: Any, fmt: WeightFormat, bias: Any = None) -> "Weight":
+        """From a float weight (out, in); ``int4`` falls back to bf16 where the shape cannot be packed."""
+        torch = _torch()
+        out, inp = w.shape
+        bias = None if bias is None else bias.detach().float().clone()
+        if fmt == "int4" and packable(out, inp):
+            q, scale, low = quantize_groups(w.detach())
+            return cls.from_groups(q, scale, low, bias=bias)
+        dense = torch.float32 if fmt == "float32" else torch.bfloat16
+        return cls(out, inp, fmt, dense=w.detach().to(dense).contiguous(), bias=bias)
+
+    @classmethod
+    def from_groups(cls, q: Any, scale: Any, low: Any, bias: Any = None) -> "Weight":
+        """From 4-bit values ``q`` (out, in) with ``w = q * scale + low`` per group of 32 (scale, low:
+        (out, in / 32)) — GGUF's Q4_K and Q4_1 blocks are exactly this, so they pack without loss."""
+        torch = _torch()
+        out, inp = q.shape
+        zero = low.float() + 8 * scale.float()  # the kernel computes (q - 8) * scale + zero
+        scale_zero = torch.stack([scale.float(), zero], -1).transpose(0, 1).contiguous().to(torch.bfloat16)
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), 1)
+        packed = packed.reshape(out // _ROW_BLOCK, inp, GROUP)
+        return cls(out, inp, "int4", packed=packed, scale_zero=scale_zero, bias=bias)
+
+    @classmethod
+    def concat(cls, parts: list["Weight"]) -> "Weight":
+        """The matrices of ``parts`` stacked by output rows (q, k, v into one product)."""
+        torch = _torch()
+        first = parts[0]
+        biases = [p.bias for p in parts]
+        bias = None if all(b is None for b in biases) else torch.cat(
+            [b if b is not None else torch.zeros(p.out_features) for b, p in zip(biases, parts)])
+        out = sum(p.out_features for p in parts)
+        if all(p.packed is not None for p in parts):
+            return cls(out, first.in_features, "int4", packed=torch.cat([p.packed for p in parts]),
+                       scale_zero=torch.cat([p.scale_zero for p in parts], dim=1), bias=bias)
+        dense = torch.cat([p.dequantize() for p in parts]).to(first.dtype)
+        return cls(out, first.in_features, first.fmt, dense=dense, bias=bias)
+
+    def rows_slice(self, start: int, stop: int) -> "Weight":
+        """Output rows ``start:stop`` as a Weight over the same bytes (the packed rows are a view; only
+        the small scale table is copied).  Both ends must be multiples of 64 for a packed weight."""
+        bias = None if self.bias is None else self.bias[start:stop]
+        if self.packed is None:
+            return Weight(stop - start, self.in_features, self.fmt, dense=self.dense[start:stop], bias=bias)
+        assert start % _ROW_BLOCK == 0 and stop % _ROW_BLOCK == 0, (start, stop)
+        return Weight(stop - start, self.in_features, "int4",
+                      packed=self.packed[start // _ROW_BLOCK: stop // _ROW_BLOCK],
+                      scale_zero=self.scale_zero[:, start:stop].contiguous(), bias=bias)
+
+    # ---- use ------------------------------------------------------------------------------
+
+    @property
+    def dtype(self) -> Any:
+        torch = _torch()
+        return self.dense.dtype if self.dense is not None else torch.bfloat16
+
+    def dequantize(self) -> Any:
+        """The whole matrix (out, in) in bf16 (dense formats: the stored copy itself)."""
+        if self.packed is None:
+            return self.dense
+        torch = _torch()
+        p = self.packed  # (out / 64, in, 32)
+        q = torch.cat([p & 15, p >> 4], dim=2).transpose(1, 2)  # (out / 64, 64, in): row 64 b + j
+        q = q.reshape(self.out_features, self.in_features // GROUP, GROUP).to(torch.bfloat16)
+        scale = self.scale_zero[..., 0].t()[..., None]  # (out, in / 32, 1)
+        zero = (self.scale_zero[..., 1].t() - 8 * scale[..., 0])[..., None]
+        return torch.addcmul(zero, q, scale).reshape(self.out_features, self.in_features)
+
+    def rows(self, ids: Any) -> Any:
+        """Rows ``ids`` of the matrix (an embedding lookup), (len(ids), in), in the weight's dtype."""
+        if self.packed is None:
+            return self.dense[ids]
+        torch = _torch()
+        ids = torch.as_tensor(ids, dtype=torch.long)
+        block, j = ids // _ROW_BLOCK, ids % _ROW_BLOCK
+        byte = self.packed[block, :, j % GROUP]  # (n, in)
+        q = torch.where((j < GROUP)[:, None], byte & 15, byte >> 4).to(torch.bfloat16)
+        sz = self.scale_zero[:, ids].transpose(0, 1)  # (n, in / 32, 2)
+        scale = sz[..., :1]
+        zero = sz[..., 1:] - 8 * scale  # as ``dequantize`` computes it, so both give the same bits
+        return torch.addcmul(zero, q.reshape(len(ids), -1, GROUP), scale).reshape(len(ids), self.in_features)
+
+    def __call__(self, x: Any) -> Any:
+        torch = _torch()
+        F = torch.nn.functional
+        if self.packed is None:
+            out = F.linear(x.to(self.dense.dtype), self.dense)
+        else:
+            flat = x.reshape(-1, self.in_features).to(torch.bfloat16)
+            if flat.shape[0] <= DEQUANT_ROWS:
+                out = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.packed.reshape(-1, self.in_features // 2),
+                                                                 GROUP, self.scale_zero)
+            else:
+                out = F.linear(flat, self.dequantize())
+            out = out.reshape(*x.shape[:-1], self.out_features)
+        if self.bias is not None:
+            out = out + self.bias.to(out.dtype)
+        return out
+
+    def state(self, prefix: str) -> dict[str, Any]:
+        """Tensors to save (safetensors) under ``prefix``; ``Weight.from_state`` reads them back."""
+        parts = {"packed": self.packed, "scale_zero": self.scale_zero, "dense": self.dense, "bias": self.bias}
+        return {f"{prefix}.{k}": v.contiguous() for k, v in parts.items() if v is not None}
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, Any], prefix: str, fmt: WeightFormat) -> "Weight":
+        packed = tensors.get(f"{prefix}.packed")
+        bias = tensors.get(f"{prefix}.bias")
+        if packed is not None:
+            sz = tensors[f"{prefix}.scale_zero"]
+            return cls(sz.shape[1], packed.shape[1], "int4", packed=packed, scale_zero=sz, bias=bias)
+        dense = tensors[f"{prefix}.dense"]
+        return cls(dense.shape[0], dense.shape[1], fmt, dense=dense, bias=bias)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.packed, self.scale_zero, self.dense, self.bias)
+                   if t is not None)
