@@ -49,8 +49,9 @@ def _sources(texts=TEXTS):
 def _turn(lm, answer, history=True, sources=None, message="How do refunds work?"):
     sources = _sources() if sources is None else sources
     hist = [Turn(user="hello there?", answer="Hi, how can I help?")] if history else []
+    # a fixed data-tag suffix (drawn at random in the app), so the copy model's prompt is the same every run
     prompt = build_prompt(lm.tokenizer, PromptParts(system="You help.", message=message, history=hist,
-                                                    sources=sources), budget=900)
+                                                    sources=sources, marker="3f9a2c7e"), budget=900)
     ids = lm.tokenizer(answer, add_special_tokens=False)["input_ids"]
     return Turn(user=message, answer=answer, sources=sources, prompt_ids=prompt.input_ids,
                 segments=prompt.segments, answer_ids=ids, answer_logprobs=[])

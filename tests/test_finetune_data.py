@@ -180,7 +180,7 @@ def test_xquad_examples_split_by_article_and_use_the_engine_prompt():
     assert {s.doc_id.rsplit("-", 1)[1] for e in train for s in e.sources} <= {str(a) for a in train_a}
     ex = next(e for e in train if e.answerable and e.language == "zh")
     user = prompt_messages(ex)[-1]["content"]
-    assert user.startswith(SOURCES_HEADER) and user.endswith("Question: " + ex.question)
+    assert user.startswith(SOURCES_HEADER + "\n\n<docs-") and user.endswith("Question: " + ex.question)
     assert source_block(1, ex.sources[0]) in user
     assert "Always answer in Chinese" in prompt_messages(ex)[0]["content"]
     assert any(ex.answers[0] in s.text for s in ex.sources)
