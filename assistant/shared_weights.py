@@ -79,7 +79,9 @@ def share_weights(model: Any, fast: Any) -> bool:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = base.config
     q_rows, kv_rows, inter = _row_split(config)
-    if fast.layers[0].qkv.packed is not None and any(n % 64 for n in (q_rows, kv_rows, inter)):
+    if any(w.packed is None for lean in fast.layers for w in (lean.qkv, lean.o, lean.gate_up, lean.down)):
+        return False  # a dense copy would only trade the model's precision for the decoder's: keep both
+    if any(n % 64 for n in (q_rows, kv_rows, inter)):
         log.info("weights not shared: q/k/v or MLP rows (%d, %d, %d) are not multiples of 64", q_rows, kv_rows, inter)
         return False
     dtype = next((p.dtype for p in base.parameters() if p.is_floating_point()), torch.bfloat16)

@@ -9,33 +9,118 @@ from assistant.models import MODELS, load_model, resolve_source
 
 
 @pytest.mark.slow
-def test_default_model_loads_offline_in_4bit_with_its_adapter_and_answers_from_a_source(real_lm):
-    """The default: Gemma 3 270M from its package, NF4, the shipped adapter merged into the lean
-    decoder; given a source in the engine's prompt it answers from it, and says when it cannot."""
+def test_default_model_loads_offline_on_one_copy_of_4bit_weights_and_answers_from_a_source(real_lm):
+    """The default: Qwen2.5-Coder-1.5B-Instruct assembled from its 22 packages, packed 4-bit straight from
+    the GGUF (no float copy on disk or in memory), one copy serving the lean decoder and the transformers
+    model; given a source in the engine's prompt it answers from it, in the user's language, and gives
+    the fixed reply when the source does not hold the answer."""
+    import torch
+
     from assistant.config import ChatConfig
-    from assistant.models import shipped_adapters
-    from assistant.prompting import PromptParts, build_prompt, system_text
+    from assistant.models import DEFAULT_MODEL
+    from assistant.prompting import NOT_FOUND, PromptParts, build_prompt, system_text
+    from assistant.shared_weights import PackedLinear
     from assistant.types import Source
 
-    assert real_lm.quantization == "nf4" and real_lm.adapters == shipped_adapters(real_lm.name)
-    import bitsandbytes as bnb
+    assert real_lm.name == DEFAULT_MODEL and real_lm.quantization == "int4" and real_lm.adapters == ()
+    assert real_lm.fast is not None and real_lm.fast.layers[0].qkv.packed is not None
+    assert not any(isinstance(m, torch.nn.Linear) for m in real_lm.model.modules())
+    assert isinstance(real_lm.model.lm_head, PackedLinear) and real_lm.fast.head is real_lm.fast.embed
+    from pathlib import Path
 
-    assert any(isinstance(m, bnb.nn.Linear4bit) for m in real_lm.model.modules())
-    assert real_lm.fast is not None
+    cached = sum(f.stat().st_size for f in Path(real_lm.source).glob("*.safetensors"))
+    assert cached < 1.2e9, real_lm.source  # about the GGUF's size, not 6.7 GB of float32
     chat = ChatConfig()
     lyon = "Our head office is in Lyon. The Paris office opens at 9."
-    # it answers from the source, and says so when the source does not hold the answer
     for question, language, text, answer in (
             ("Where is the head office?", "en", lyon, "Lyon"),
             ("¿Dónde está la sede central?", "es", "Nuestra sede central está en Lyon. La oficina de París abre a las 9.",
              "Lyon"),
-            ("What does the premium plan cost?", "en", lyon, "not in my documents")):
+            ("总部在哪里？", "zh", "我们的总部在里昂。巴黎办公室九点开门。", "里昂"),
+            ("What does the premium plan cost?", "en", lyon, NOT_FOUND["en"])):
         source = Source(chunk_id="d1#0", doc_id="d1", source="offices.md", title="Offices", text=text, score=0.9)
         system = system_text(chat.system_prompt.format(name=chat.assistant_name), language)
         prompt = build_prompt(real_lm.tokenizer, PromptParts(system=system, message=question, sources=[source]),
                               budget=900)
         result = Generation(real_lm, prompt.input_ids, GenerationConfig(max_new_tokens=24)).run()
         assert answer in result.text, (question, result.text)
+
+
+@pytest.mark.slow
+def test_the_transformers_model_over_the_shared_weights_agrees_with_the_lean_decoder(real_lm):
+    """Explain and ablations run the transformers model; on the default it reads the decoder's packed
+    bytes, so both forwards give the same next token and near-equal logits."""
+    import torch
+
+    ids = real_lm.tokenizer("The capital of France is", add_special_tokens=False)["input_ids"]
+    lean = real_lm.fast.forward(ids, real_lm.fast.new_cache())
+    with torch.inference_mode():
+        full = real_lm.model(input_ids=torch.tensor([ids])).logits[0, -1].float()
+    assert int(lean.argmax()) == int(full.argmax())
+    assert float((lean - full).norm() / full.norm()) < 0.05
+
+
+def _fake_parts(tmp_path, monkeypatch, contents):
+    """Packages fake_part1 … fake_partN on sys.path, each with data/partNN.bin, and a spec over them."""
+    import hashlib
+    import sys
+
+    from assistant.models import ModelSpec
+
+    for i, data in enumerate(contents, start=1):
+        folder = tmp_path / "site" / f"fake_part{i}"
+        (folder / "data").mkdir(parents=True)
+        (folder / "__init__.py").write_text("")
+        (folder / "data" / f"part{i:02d}.bin").write_bytes(data)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    for i in range(1, len(contents) + 1):
+        sys.modules.pop(f"fake_part{i}", None)
+    whole = b"".join(contents)
+    return ModelSpec(name="fake", package="fake_part1", install="pip install fake-part1==1.0 fake-part2==1.0",
+                     parts=tuple(f"fake_part{i}" for i in range(1, len(contents) + 1)), version="1.0",
+                     size=len(whole), sha256=hashlib.sha256(whole).hexdigest())
+
+
+def test_parts_are_assembled_once_and_checked(tmp_path, monkeypatch):
+    from assistant.models import assemble_parts
+
+    spec = _fake_parts(tmp_path, monkeypatch, [b"GGUF" + b"a" * 100, b"b" * 50])
+    target = tmp_path / "home" / "fake.gguf"
+    assert assemble_parts(spec, target).read_bytes() == b"GGUF" + b"a" * 100 + b"b" * 50
+    before = target.stat().st_mtime_ns
+    assemble_parts(spec, target)  # verified once: not written again
+    assert target.stat().st_mtime_ns == before
+
+
+def test_a_missing_or_damaged_part_names_itself_and_the_pip_command(tmp_path, monkeypatch):
+    from assistant.models import assemble_parts
+
+    spec = _fake_parts(tmp_path, monkeypatch, [b"GGUF" + b"a" * 100, b"b" * 50])
+    part2 = tmp_path / "site" / "fake_part2" / "data" / "part02.bin"
+    part2.write_bytes(b"c" * 50)  # same size, other bytes
+    target = tmp_path / "home" / "fake.gguf"
+    with pytest.raises(ModelLoadError, match="sha256.*a part is damaged.*pip install --force-reinstall fake-part1"):
+        assemble_parts(spec, target)
+    assert not target.exists()  # nothing half-written is left
+    part2.write_bytes(b"b" * 49)
+    with pytest.raises(ModelLoadError, match="hold 153 bytes, not 154"):
+        assemble_parts(spec, target)
+    part2.unlink()
+    with pytest.raises(ModelLoadError, match=r"part 2 of 2 \(package fake-part2\) is not installed; "
+                                             r"run: pip install fake-part2==1.0"):
+        assemble_parts(spec, target)
+
+
+def test_the_default_model_is_pinned_in_the_project_dependencies():
+    from pathlib import Path
+
+    from assistant.models import DEFAULT_MODEL
+
+    spec = MODELS[DEFAULT_MODEL]
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    for package in spec.parts:
+        assert f'"{package.replace("_", "-")}=={spec.version}"' in pyproject, package
+    assert spec.size == 1_117_320_768 and len(spec.sha256) == 64 and spec.license == "Apache-2.0"
 
 
 def test_unknown_model_name_lists_the_known_ones(tmp_path):

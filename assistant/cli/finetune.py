@@ -119,7 +119,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     dialogues = load_dialogues(args.data, skip_invalid=args.skip_invalid).dialogues
     if args.limit:
         dialogues = dialogues[: args.limit]
-    lm = load_model(ModelConfig(name=args.base, quantization=args.quantization, device=args.device, adapters=()),
+    lm = load_model(ModelConfig(name=args.base, quantization=args.quantization, device=args.device, adapters=(),
+                                fast_decode="off"),  # training needs the transformers model's own layers
                     home=Path(args.home) if args.home else None)
     reports = compare(lm, dialogues, args.adapter, max_new_tokens=args.max_new_tokens)
     print(format_table(reports))

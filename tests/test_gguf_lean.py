@@ -1,0 +1,151 @@
+"""GGUF blocks straight into packed 4-bit weights: lossless for Q4_K and Q4_1, checked against the
+``gguf`` package's own de-quantisation; the cache's version stamp; the header reader."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from assistant.errors import ModelLoadError
+from assistant.gguf_lean import architecture, tensor_weight
+
+
+def _blocks(kind, rows: int, cols: int, seed: int = 0) -> np.ndarray:
+    """Random but valid blocks: finite f16 scales, any 4-bit values and 6-bit sub-scales."""
+    from gguf import GGMLQuantizationType as T
+
+    rng = np.random.default_rng(seed)
+    size, values = (144, 256) if kind == T.Q4_K else (20, 32)
+    n = rows * cols // values
+    blocks = rng.integers(0, 256, size=(n, size), dtype=np.uint8)
+    blocks[:, 0:2] = np.float16(rng.uniform(0.001, 0.02, n)).view(np.uint8).reshape(n, 2)
+    blocks[:, 2:4] = np.float16(rng.uniform(0.001, 0.02, n)).view(np.uint8).reshape(n, 2)
+    return blocks.reshape(rows, cols // values * size)
+
+
+@pytest.mark.parametrize("name", ["Q4_K", "Q4_1", "Q8_0", "F16"])
+def test_tensor_weight_equals_the_gguf_packages_dequantisation(name):
+    from gguf import GGMLQuantizationType as T
+    from gguf.quants import dequantize, quantize
+
+    kind = getattr(T, name)
+    rows, cols = 128, 512  # (out, in)
+    if kind in (T.Q4_K, T.Q4_1):
+        data = _blocks(kind, rows, cols)
+    else:
+        data = quantize(np.random.default_rng(1).normal(0, 0.02, (rows, cols)).astype(np.float32), kind)
+    tensor = SimpleNamespace(tensor_type=kind, shape=np.array([cols, rows]), data=data)
+    expected = torch.from_numpy(dequantize(data, kind).astype(np.float32)).reshape(rows, cols)
+    weight = tensor_weight(tensor)
+    assert weight.packed is not None and (weight.out_features, weight.in_features) == (rows, cols)
+    got = weight.dequantize().float()
+    error = float((got - expected).norm() / expected.norm())
+    if kind in (T.Q4_K, T.Q4_1):
+        assert error < 0.01  # the same 4-bit values; only scale and zero are rounded to bf16
+    else:
+        assert error < 0.1  # re-grouped to 4 bits
+
+
+def test_architecture_is_read_from_the_header(tmp_path):
+    from gguf import GGUFWriter
+
+    path = tmp_path / "tiny.gguf"
+    writer = GGUFWriter(str(path), "qwen2")
+    writer.add_block_count(1)
+    writer.add_tensor("token_embd.weight", np.zeros((64, 32), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    assert architecture(path) == "qwen2"
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"NOPE" + bytes(64))
+    with pytest.raises(ModelLoadError, match="not a GGUF file"):
+        architecture(bad)
+
+
+def _tiny_checkpoint():
+    """What ``convert`` returns, for a tiny random Qwen2 built here: packed weights, config, tokenizer."""
+    from test_fastdecode import _tiny_qwen2
+    from tiny_model import tiny_tokenizer
+
+    from assistant.int4 import Weight
+
+    tokenizer = tiny_tokenizer()
+    model = _tiny_qwen2(vocab=384)
+    tensors = {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and name != "lm_head":
+            tensors.update(Weight.from_float(module.weight, "int4", bias=module.bias).state(name))
+    tensors.update(Weight.from_float(model.model.embed_tokens.weight, "int4").state("model.embed_tokens"))
+    tensors.update({k: v.detach().clone() for k, v in model.state_dict().items() if k.endswith("norm.weight")})
+    return model, tensors, model.config, tokenizer
+
+
+def test_the_lean_checkpoint_is_cached_rebuilt_for_a_new_version_and_serves_both_forwards(tmp_path, monkeypatch,
+                                                                                          caplog):
+    import logging
+
+    import assistant.gguf_lean as lean
+
+    model, tensors, config, tokenizer = _tiny_checkpoint()
+    calls = []
+    monkeypatch.setattr(lean, "convert", lambda path: calls.append(path) or (dict(tensors), config, tokenizer))
+    source = tmp_path / "tiny.gguf"
+    first = lean.load_lean(source, tmp_path / "models", "f1")
+    again = lean.load_lean(source, tmp_path / "models", "f1")
+    assert len(calls) == 1 and first.folder == again.folder  # converted once, then read from the cache
+    ids = list(range(5, 45))
+    with torch.inference_mode():
+        reference = model(torch.tensor([ids])).logits[0, -1]
+        shared = again.model(torch.tensor([ids])).logits[0, -1].float()
+    lean_logits = again.fast.forward(ids, again.fast.new_cache())
+    assert float((lean_logits - reference).norm() / reference.norm()) < 0.2  # 4-bit groups, random model
+    assert float((shared - lean_logits).norm() / lean_logits.norm()) < 0.02  # one copy, two forwards
+    assert not any(isinstance(m, torch.nn.Linear) for m in again.model.modules())
+    monkeypatch.setattr(lean, "CACHE_VERSION", lean.CACHE_VERSION + 1)
+    with caplog.at_level(logging.INFO, logger="assistant.gguf_lean"):
+        rebuilt = lean.load_lean(source, tmp_path / "models", "f1")
+    assert len(calls) == 2 and rebuilt.folder != first.folder and not first.folder.exists()
+    assert sum("from another version; rebuilding" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_damaged_cache_says_how_to_rebuild_it(tmp_path, monkeypatch):
+    import assistant.gguf_lean as lean
+
+    _, tensors, config, tokenizer = _tiny_checkpoint()
+    monkeypatch.setattr(lean, "convert", lambda path: (dict(tensors), config, tokenizer))
+    folder = lean.load_lean(tmp_path / "tiny.gguf", tmp_path / "models", "f1").folder
+    (folder / "weights.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ModelLoadError, match="is damaged.*delete that folder"):
+        lean.load_lean(tmp_path / "tiny.gguf", tmp_path / "models", "f1")
+
+
+def test_a_lora_adapter_is_merged_into_the_packed_weights(tmp_path, monkeypatch):
+    """An adapter trained with peft on the float model, merged into the lean model's 4-bit weights,
+    moves the lean logits the way it moves the float model's."""
+    from peft import LoraConfig, get_peft_model
+
+    import assistant.gguf_lean as lean
+
+    model, tensors, config, tokenizer = _tiny_checkpoint()
+    monkeypatch.setattr(lean, "convert", lambda path: (dict(tensors), config, tokenizer))
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
+    for name, p in peft_model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.3)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    ids = list(range(5, 45))
+    with torch.inference_mode():
+        with_adapter = peft_model(torch.tensor([ids])).logits[0, -1]
+        with peft_model.disable_adapter():
+            without = peft_model(torch.tensor([ids])).logits[0, -1]
+    merged = lean.load_lean(tmp_path / "tiny.gguf", tmp_path / "models", "f1", adapters=(str(tmp_path / "adapter"),))
+    plain = lean.load_lean(tmp_path / "tiny.gguf", tmp_path / "models", "f1")
+    got = merged.fast.forward(ids, merged.fast.new_cache())
+    base = plain.fast.forward(ids, plain.fast.new_cache())
+    assert float((got - with_adapter).norm()) < 0.5 * float((base - with_adapter).norm())
+    assert float((with_adapter - without).norm() / without.norm()) > 0.1  # the adapter matters
+
+
