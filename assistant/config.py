@@ -84,6 +84,9 @@ class ModelConfig:
     """Weights of the lean CPU forward that generates answers (``assistant.fastdecode``, Llama and Gemma 3
     models on CPU; others keep transformers): ``int4`` (4-bit groups for decode, bf16 for prefill),
     ``bfloat16``, ``float32``, or ``off`` to generate with transformers' own forward."""
+    decode_batch: int = 8
+    """Most conversations whose decode steps of the lean decoder run as one batch (``assistant.batching``:
+    one read of the weights serves them all); 1 runs each conversation's steps alone."""
     generator: Literal["transformers", "llama.cpp"] = "transformers"
     """What generates answers locally: this process's torch model (with ``fast_decode``), or llama.cpp on the
     model's GGUF file (``pip install -e '.[llamacpp]'``; adapters are not applied there)."""
@@ -107,6 +110,8 @@ class ModelConfig:
             raise ConfigError(f"model.generator must be 'transformers' or 'llama.cpp'; got {self.generator!r}")
         if self.fast_decode not in FAST_DECODES:
             raise ConfigError(f"model.fast_decode must be one of {FAST_DECODES}; got {self.fast_decode!r}")
+        if not isinstance(self.decode_batch, int) or not 1 <= self.decode_batch <= 64:
+            raise ConfigError(f"model.decode_batch must be a whole number from 1 to 64; got {self.decode_batch!r}")
         if not isinstance(self.threads, int) or self.threads < 0:
             raise ConfigError(f"model.threads must be a whole number >= 0; got {self.threads!r}")
         if self.remote_url and not str(self.remote_url).startswith(("http://", "https://")):

@@ -228,7 +228,7 @@ class FastDecoder:
         for name in {layer.rope for layer in self.layers}:
             cos, sin = self._rope(name, end)
             ropes[name] = cos[past:end][None, None], sin[past:end][None, None]  # (1, 1, n, head_dim) each
-        heads, kv, dim, arch = self.heads, self.kv_heads, self.head_dim, self.arch
+        heads, kv, arch = self.heads, self.kv_heads, self.arch
         # query i (position past + i) sees keys 0 .. past + i; a window of w: keys past + i - w + 1 ..
         causal = torch.ones(n, end, dtype=torch.bool).tril(diagonal=past) if n > 1 else None
         windowed: dict[int, tuple[int, Any]] = {}  # window -> (first key kept, mask over the kept keys)
@@ -238,32 +238,82 @@ class FastDecoder:
             mask = (band & causal) if causal is not None else band
             windowed[w] = (first, mask[:, first:] if n > 1 else None)
         with torch.inference_mode():
-            x = self.embed.rows(torch.tensor(ids))
-            x = (x * arch.embed_scale if arch.embed_scale != 1.0 else x).to(self.dtype)[None]  # (1, n, hidden)
+            x = self._embed(ids)[None]  # (1, n, hidden)
             for i, layer in enumerate(self.layers):
-                qkv = layer.qkv(self._rms(x, layer.norm_attn))  # (1, n, (heads + 2 kv) * dim)
-                qkv = qkv.view(1, n, heads + 2 * kv, dim).transpose(1, 2)  # (1, heads + 2 kv, n, dim)
-                qk = qkv[:, : heads + kv]
-                if layer.q_norm is not None:  # per-head norms before RoPE
-                    qk = torch.cat([self._rms(qk[:, :heads], layer.q_norm), self._rms(qk[:, heads:], layer.k_norm)],
-                                   dim=1)
-                qk = self._rotate(qk, *ropes[layer.rope])  # queries and keys in one go
-                cache.keys[i, :, past:end] = qk[0, heads:]
-                cache.values[i, :, past:end] = qkv[0, heads + kv:]
+                q, k, v = self._qkv(layer, x, *ropes[layer.rope])  # (1, heads | kv, n, dim)
+                cache.keys[i, :, past:end] = k[0]
+                cache.values[i, :, past:end] = v[0]
                 first, mask = windowed.get(layer.window, (0, causal))
                 keys = cache.keys[i, :, first:end][None]  # (1, kv, keys, dim)
                 values = cache.values[i, :, first:end][None]
-                att = F.scaled_dot_product_attention(qk[:, :heads], keys, values, attn_mask=mask,
+                att = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask,
                                                      scale=arch.scale, enable_gqa=kv != heads)  # (1, heads, n, dim)
-                out = layer.o(att.transpose(1, 2).reshape(1, n, heads * dim))
-                x = x + (self._rms(out, layer.post_attn) if layer.post_attn is not None else out)
-                gu = layer.gate_up(self._rms(x, layer.norm_mlp))  # (1, n, 2 * intermediate)
-                gate = gu[..., : self.intermediate]
-                gate = F.gelu(gate, approximate="tanh") if arch.gelu else F.silu(gate)
-                out = layer.down(gate * gu[..., self.intermediate:])
-                x = x + (self._rms(out, layer.post_mlp) if layer.post_mlp is not None else out)
+                x = self._rest(layer, x, att)
             cache.length = end
             return self.head(self._rms(x[:, -1:], self.norm))[0, 0].float()
+
+    def forward_batch(self, ids: list[int], caches: list[FastCache]) -> Any:
+        """One decode step of several sequences at once: logits (B, vocab) after ``ids[b]``, appended to
+        ``caches[b]``.  Every matrix product reads its weights once for all B rows (the decode kernel's
+        cost hardly grows with the rows); only attention runs per sequence, over its own cache."""
+        torch = _torch()
+        F = torch.nn.functional
+        pasts = [c.length for c in caches]
+        for c in caches:
+            c.reserve(c.length + 1)
+        ropes = {}
+        for name in {layer.rope for layer in self.layers}:
+            cos, sin = self._rope(name, max(pasts) + 1)
+            at = torch.tensor(pasts)
+            ropes[name] = cos[at][:, None, None], sin[at][:, None, None]  # (B, 1, 1, head_dim) each
+        heads, kv, arch = self.heads, self.kv_heads, self.arch
+        with torch.inference_mode():
+            x = self._embed(ids)[:, None]  # (B, 1, hidden)
+            for i, layer in enumerate(self.layers):
+                q, k, v = self._qkv(layer, x, *ropes[layer.rope])  # (B, heads | kv, 1, dim)
+                outs = []
+                for b, (cache, past) in enumerate(zip(caches, pasts)):
+                    cache.keys[i, :, past] = k[b, :, 0]
+                    cache.values[i, :, past] = v[b, :, 0]
+                    first = max(0, past + 1 - layer.window) if layer.window else 0
+                    outs.append(F.scaled_dot_product_attention(
+                        q[b:b + 1], cache.keys[i, :, first:past + 1][None], cache.values[i, :, first:past + 1][None],
+                        scale=arch.scale, enable_gqa=kv != heads))  # (1, heads, 1, dim)
+                x = self._rest(layer, x, torch.cat(outs))
+            for c in caches:
+                c.length += 1
+            return self.head(self._rms(x, self.norm))[:, 0].float()
+
+    def _embed(self, ids: list[int]) -> Any:
+        """(n, hidden) activations of tokens ``ids``."""
+        torch = _torch()
+        x = self.embed.rows(torch.tensor(ids))
+        return (x * self.arch.embed_scale if self.arch.embed_scale != 1.0 else x).to(self.dtype)
+
+    def _qkv(self, layer: _Layer, x: Any, cos: Any, sin: Any) -> tuple[Any, Any, Any]:
+        """Queries (B, heads, n, dim), keys and values (B, kv, n, dim) of ``x`` (B, n, hidden), RoPE applied."""
+        torch = _torch()
+        heads, kv, dim = self.heads, self.kv_heads, self.head_dim
+        B, n = x.shape[:2]
+        qkv = layer.qkv(self._rms(x, layer.norm_attn))  # (B, n, (heads + 2 kv) * dim)
+        qkv = qkv.view(B, n, heads + 2 * kv, dim).transpose(1, 2)  # (B, heads + 2 kv, n, dim)
+        qk = qkv[:, : heads + kv]
+        if layer.q_norm is not None:  # per-head norms before RoPE
+            qk = torch.cat([self._rms(qk[:, :heads], layer.q_norm), self._rms(qk[:, heads:], layer.k_norm)], dim=1)
+        qk = self._rotate(qk, cos, sin)  # queries and keys in one go
+        return qk[:, :heads], qk[:, heads:], qkv[:, heads + kv:]
+
+    def _rest(self, layer: _Layer, x: Any, att: Any) -> Any:
+        """The layer after attention: output projection, residual, MLP, residual; ``att`` (B, heads, n, dim)."""
+        F = _torch().nn.functional
+        B, n = x.shape[:2]
+        out = layer.o(att.transpose(1, 2).reshape(B, n, self.heads * self.head_dim))
+        x = x + (self._rms(out, layer.post_attn) if layer.post_attn is not None else out)
+        gu = layer.gate_up(self._rms(x, layer.norm_mlp))  # (B, n, 2 * intermediate)
+        gate = gu[..., : self.intermediate]
+        gate = F.gelu(gate, approximate="tanh") if self.arch.gelu else F.silu(gate)
+        out = layer.down(gate * gu[..., self.intermediate:])
+        return x + (self._rms(out, layer.post_mlp) if layer.post_mlp is not None else out)
 
 
 def _unsupported(base: Any, config: Any) -> str:

@@ -129,6 +129,8 @@ class Generation:
             """Logits (1, vocab) after ``ids`` and the grown cache."""
             if fast is not None:
                 cache = cache if cache is not None else fast.new_cache()
+                if len(ids) == 1 and lm.batcher is not None:  # a decode step: batched with other conversations'
+                    return lm.batcher.step(ids[0], cache)[None], cache
                 return fast.forward(ids, cache)[None], cache
             # inference_mode is thread-local: a generator may be resumed on another
             # thread (Gradio, Starlette), so it wraps each model call, not the loop.

@@ -132,6 +132,8 @@ class LoadedModel:
     notes: list[str] = field(default_factory=list)
     fast: Any = None
     """``fastdecode.FastDecoder`` built from ``model`` (with its adapters), or None: generate with ``model``."""
+    batcher: Any = None
+    """``batching.DecodeBatcher`` over ``fast`` that runs concurrent conversations' decode steps together."""
 
     def with_model(self, model: Any, adapters: tuple[str, ...] | None = None) -> "LoadedModel":
         """The same loaded model around another module (an adapter attached); the fast decoder,
@@ -139,8 +141,15 @@ class LoadedModel:
         from .fastdecode import FastDecoder
 
         fast = FastDecoder.build(model, self.fast.fmt) if self.fast is not None else None
-        return dataclasses.replace(self, model=model, fast=fast,
+        batcher = _batcher(fast, self.batcher.max_batch) if self.batcher is not None else None
+        return dataclasses.replace(self, model=model, fast=fast, batcher=batcher,
                                    adapters=self.adapters if adapters is None else adapters)
+
+
+def _batcher(fast: Any, max_batch: int) -> Any:
+    from .batching import DecodeBatcher
+
+    return DecodeBatcher(fast, max_batch) if fast is not None and max_batch > 1 else None
 
 
 ADAPTERS_DIR = Path(__file__).resolve().parent.parent / "knowledge" / "adapters"
@@ -466,6 +475,7 @@ def load_model(config: ModelConfig | None = None, home: Path | None = None) -> L
         stop_token_ids=stop_token_ids(tokenizer, model),
         notes=notes,
         fast=fast,
+        batcher=_batcher(fast, config.decode_batch),
     )
 
 
@@ -512,6 +522,7 @@ def _load_lean(config: ModelConfig, path: Path, adapters: tuple[str, ...], home:
         device="cpu", dtype="bfloat16", context_length=int(model.config.max_position_embeddings or 2048),
         adapters=tuple(adapters), languages=spec.languages if spec else ("*",),
         stop_token_ids=stop_token_ids(tokenizer, model), notes=notes, fast=lean.fast,
+        batcher=_batcher(lean.fast, config.decode_batch),
     )
 
 

@@ -208,3 +208,67 @@ def test_int4_weight_layout_rows_and_dequantisation_agree_with_the_kernel():
     part = packed.rows_slice(64, 192)
     assert torch.allclose(part(x).float(), kernel[:, 64:192], atol=0.3)
     assert part.packed.data_ptr() == packed.packed[1:].data_ptr()  # a view, not a copy
+
+
+@pytest.mark.parametrize("fmt", ["float32", "int4"])
+def test_batched_decoding_gives_each_conversation_its_own_greedy_answer(fmt):
+    """Four conversations generating at once through the DecodeBatcher: each gets exactly the tokens
+    it gets alone, its own cache and its own stop; the steps really ran as batches."""
+    import threading
+
+    from tiny_model import tiny_tokenizer
+
+    from assistant.batching import DecodeBatcher
+    from assistant.models import wrap_loaded
+
+    tok = tiny_tokenizer()
+    model = _tiny_qwen2(vocab=448)  # the tokenizer's 400 ids, rounded up to the packed rows' 64
+    alone = wrap_loaded(model, tok, name="tiny-qwen2")
+    alone = dataclasses.replace(alone, fast=FastDecoder.build(model, fmt),
+                                stop_token_ids=(tok.convert_tokens_to_ids("<|im_end|>"),))
+    together = dataclasses.replace(alone, batcher=DecodeBatcher(alone.fast, max_batch=8))
+    questions = ["How do refunds work?", "What is the capital of France?", "退款需要多长时间？", "Hallo, wie kann ich helfen?"]
+    prompts = [tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True,
+                                       tokenize=True)["input_ids"] for q in questions]
+    lengths = [24, 9, 31, 16]  # they finish at different steps: the batch shrinks as they leave
+    settings = [GenerationConfig(max_new_tokens=n, temperature=0.0, repetition_penalty=1.0, stop_on_repeat=0)
+                for n in lengths]
+    expected = [Generation(alone, p, s).run().token_ids for p, s in zip(prompts, settings)]
+    got: list = [None] * 4
+    start = threading.Barrier(4)
+
+    def run(i):
+        start.wait()
+        got[i] = Generation(together, prompts[i], settings[i]).run().token_ids
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == expected
+    assert [len(g) for g in got] == lengths
+    assert together.batcher.largest >= 2 and together.batcher.steps < together.batcher.rows  # steps were shared
+    # the batched step itself, deterministically: four caches stepped together equal each stepped alone
+    fast = alone.fast
+    singles, batched = [fast.new_cache() for _ in prompts], [fast.new_cache() for _ in prompts]
+    for p, a, b in zip(prompts, singles, batched):
+        fast.forward(p, a)
+        fast.forward(p, b)
+    for tokens in ([7, 31, 120, 9], [50, 50, 3, 200], [11, 12, 13, 14]):
+        one = torch.stack([fast.forward([t], c) for t, c in zip(tokens, singles)])  # (4, vocab)
+        many = fast.forward_batch(tokens, batched)
+        assert torch.equal(many.argmax(-1), one.argmax(-1))
+        assert torch.allclose(many, one, atol=1e-4 if fmt == "float32" else 5e-2)
+    assert [c.length for c in batched] == [c.length for c in singles]
+
+
+def test_a_failing_batched_step_reaches_every_caller_of_that_batch():
+    from assistant.batching import DecodeBatcher
+
+    class Broken:
+        def forward(self, ids, cache):
+            raise RuntimeError("kernel failed")
+
+    with pytest.raises(RuntimeError, match="kernel failed"):
+        DecodeBatcher(Broken()).step(3, object())

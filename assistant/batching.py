@@ -1,0 +1,89 @@
+"""Continuous batching of decode steps across conversations, on the CPU.
+
+A decode step of the lean forward is bound by reading the weights; the 4-bit
+kernel multiplies four rows for about the cost of one.  So when several
+conversations generate at once, their next-token steps are gathered and run as
+one ``FastDecoder.forward_batch``: each matrix is read once for all of them,
+and attention runs per conversation over its own KV cache.  A conversation
+joins the batch at its next step and leaves when it ends (no waiting for a
+batch to fill: a step runs as soon as the previous one is done, with whatever
+is pending), as vLLM and TGI schedule on GPUs.
+
+Each caller keeps its own cache, cancel event and stopping rules; the batcher
+only turns "this token, this cache" into logits.  Prompts (prefill) are not
+batched: they are compute-bound, and run on the caller's own thread.
+
+Knows nothing about tokens' meaning, sampling or conversations.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Step:
+    token: int
+    cache: Any
+    done: threading.Event = field(default_factory=threading.Event)
+    logits: Any = None
+    error: BaseException | None = None
+
+
+class DecodeBatcher:
+    """Runs concurrent single-token decode steps of one ``FastDecoder`` as batches of up to ``max_batch``."""
+
+    def __init__(self, fast: Any, max_batch: int = 8) -> None:
+        self.fast, self.max_batch = fast, max_batch
+        self._pending: list[_Step] = []
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self.steps = 0
+        """Batched forward passes run so far."""
+        self.rows = 0
+        """Decode steps served so far (``rows / steps`` is the mean batch size)."""
+        self.largest = 0
+        """The largest batch run so far."""
+
+    def step(self, token: int, cache: Any) -> Any:
+        """Logits (vocab,) after ``token``, appended to ``cache``; blocks until its batch has run."""
+        item = _Step(token, cache)
+        with self._wake:
+            self._pending.append(item)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="decode-batcher", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+        item.done.wait()
+        if item.error is not None:
+            raise item.error
+        return item.logits
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._pending:
+                    self._wake.wait()
+                batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
+            try:
+                if len(batch) == 1:
+                    logits = self.fast.forward([batch[0].token], batch[0].cache)[None]
+                else:
+                    logits = self.fast.forward_batch([s.token for s in batch], [s.cache for s in batch])
+                for s, row in zip(batch, logits):
+                    s.logits = row
+                self.steps += 1
+                self.rows += len(batch)
+                self.largest = max(self.largest, len(batch))
+            except BaseException as exc:  # handed to every caller of this batch, which raises it
+                log.exception("a batched decode step failed")
+                for s in batch:
+                    s.error = exc
+            finally:
+                for s in batch:
+                    s.done.set()
