@@ -166,21 +166,24 @@ def search(store: Store, text: str = "", intent: str = "", language: str = "", r
     return rows
 
 
-def conversation_markdown(store: Store, conversation_id: str) -> str:
-    """A read-only transcript of any conversation (admin view)."""
-    from .chatview import escape
+def conversation_html(store: Store, conversation_id: str, image_origins: Sequence[str] = ()) -> str:
+    """A read-only transcript of any conversation (admin view), as HTML: answers rendered like the chat
+    shows them (``safe_markdown``: images load only from ``image_origins``), everything else as text."""
+    from .safe_markdown import escape_html as esc, render_markdown
 
     conv = store.get(conversation_id.strip(), owner=None) if conversation_id.strip() else None
     if conv is None:
-        return "No such conversation."
+        return "<p>No such conversation.</p>"
     ratings = {f.turn_id: f for f in store.feedback()}
-    out = [f"### {escape(conv.title or conv.id)}", f"`{conv.id}` · {len(conv.turns)} turns"]
+    out = [f"<h3>{esc(conv.title or conv.id)}</h3>", f"<p><code>{esc(conv.id)}</code> · {len(conv.turns)} turns</p>"]
     for t in conv.turns:
         fb = ratings.get(t.id)
-        rated = f" · rated {'👍' if fb.rating > 0 else '👎'} {escape(fb.reason)}" if fb else ""
-        out.append(f"**User** ({_when(t.created_at)} · {t.language} · {t.intent}{rated})\n\n{escape(t.user)}")
-        out.append(f"**Assistant** ({len(t.sources)} sources)\n\n{escape(t.answer)}")
-    return "\n\n".join(out)
+        rated = f" · rated {'👍' if fb.rating > 0 else '👎'} {esc(fb.reason)}" if fb else ""
+        out.append(f"<p><strong>User</strong> ({_when(t.created_at)} · {esc(t.language)} · {esc(t.intent)}{rated})"
+                   f"</p>\n<p style=\"white-space: pre-wrap\">{esc(t.user)}</p>")
+        out.append(f"<p><strong>Assistant</strong> ({len(t.sources)} sources)</p>\n"
+                   f"<div class=\"turn-answer\">{render_markdown(t.answer, image_origins)}</div>")
+    return "\n".join(out)
 
 
 def handoffs(store: Store) -> list[dict[str, Any]]:

@@ -1,43 +1,33 @@
 """Turn the engine's conversations into what a chat widget shows, and back.
 
-Converts ``Conversation``/``Turn`` values into Gradio ``messages`` dicts
-(answers, collapsible sources, a discreet intent/language line).  Knows
-nothing about Gradio's components; the engine knows nothing about this.
+Converts ``Conversation``/``Turn`` values into Gradio ``messages`` dicts whose
+content is ready-made HTML (answers, collapsible sources) and a discreet
+intent/language line.  Every piece of model or document text goes through
+``assistant.safe_markdown`` here; the chat shows the HTML as it is (no second
+Markdown pass).  Knows nothing about Gradio's components; the engine knows
+nothing about this.
 """
 
 from __future__ import annotations
 
 import html
-import re
-from typing import Any
+from typing import Any, Sequence
 
+from .safe_markdown import escape_html, render_markdown
 from .types import Conversation, Turn
 
 
-_CODE = re.compile(r"(```.*?(?:```|$)|`[^`\n]+`)", re.S)
-
-
-def escape(text: str) -> str:
-    """Model output and document text are shown as text, never as HTML."""
-    return html.escape(text, quote=False)
-
-
-def escape_markdown(text: str) -> str:
-    """Escape HTML outside code spans and fences (inside them Markdown shows text verbatim already),
-    so answers keep their Markdown and code rendering but never inject HTML."""
-    parts = _CODE.split(text)
-    return "".join(p if i % 2 else escape(p) for i, p in enumerate(parts))
-
-
-def sources_markdown(turn: Turn) -> str:
-    lines = []
+def sources_html(turn: Turn) -> str:
+    """The retrieved passages of a turn as HTML: title, page, file, score and a short snippet (as text)."""
+    blocks = []
     for i, s in enumerate(turn.sources, start=1):
         parts = (s.heading,) if s.title and s.heading.startswith(s.title) else (s.title, s.heading)
-        where = " › ".join(escape(p) for p in parts if p) or escape(s.source)
+        where = " › ".join(escape_html(p) for p in parts if p) or escape_html(s.source)
         page = f", page {s.page}" if s.page else ""
-        snippet = escape(" ".join(s.text.split())[:240])
-        lines.append(f"**[{i}] {where}**{page} — `{escape(s.source)}` (score {s.score:.2f})\n\n> {snippet}")
-    return "\n\n".join(lines)
+        snippet = escape_html(" ".join(s.text.split())[:240])
+        blocks.append(f"<p><strong>[{i}] {where}</strong>{page} — <code>{escape_html(s.source)}</code> "
+                      f"(score {s.score:.2f})</p>\n<blockquote>{snippet}</blockquote>")
+    return "\n".join(blocks)
 
 
 def meta_line(turn: Turn) -> str:
@@ -51,22 +41,30 @@ def meta_line(turn: Turn) -> str:
     return " · ".join(bits)
 
 
-def turn_messages(turn: Turn, streaming_text: str | None = None) -> list[dict[str, Any]]:
-    """The chat bubbles of one turn: user, answer, then (collapsible) sources."""
+def turn_messages(turn: Turn, streaming_text: str | None = None,
+                  image_origins: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The chat bubbles of one turn as HTML: user (text), answer (Markdown made safe; images load only
+    from ``image_origins``), then (collapsible) sources."""
     answer = streaming_text if streaming_text is not None else turn.answer
     if turn.finish_reason == "cancelled" and streaming_text is None:
         answer += " …(stopped)"
     messages: list[dict[str, Any]] = [
-        {"role": "user", "content": escape(turn.user)},
-        {"role": "assistant", "content": escape_markdown(answer) or "…"},
+        {"role": "user", "content": escape_html(turn.user)},
+        {"role": "assistant", "content": render_markdown(answer, image_origins) or "…"},
     ]
     if turn.sources and streaming_text is None:
         messages.append({
             "role": "assistant",
-            "content": sources_markdown(turn),
+            "content": sources_html(turn),
             "metadata": {"title": f"Sources ({len(turn.sources)})", "status": "done", "id": f"src-{turn.id}"},
         })
     return messages
+
+
+def edited_text(value: str) -> str:
+    """The text of a user bubble the user edited: the bubble holds it HTML-escaped (``turn_messages``),
+    and the edit box starts from that."""
+    return html.unescape(value)
 
 
 def message_turn_ids(conv: Conversation | None) -> list[str]:
@@ -85,10 +83,11 @@ def message_roles(conv: Conversation | None) -> list[str]:
     return roles
 
 
-def conversation_messages(conv: Conversation | None) -> list[dict[str, Any]]:
+def conversation_messages(conv: Conversation | None, image_origins: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Every bubble of a conversation (see ``turn_messages``)."""
     if conv is None:
         return []
     out: list[dict[str, Any]] = []
     for turn in conv.turns:
-        out.extend(turn_messages(turn))
+        out.extend(turn_messages(turn, image_origins=image_origins))
     return out

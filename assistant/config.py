@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +42,7 @@ DEVICES = ("auto", "cpu", "cuda")
 FAST_DECODES = ("int4", "bfloat16", "float32", "off")
 
 ENV_PREFIX = "ASSISTANT_"
+_ORIGIN = re.compile(r"^https?://(?:[a-z0-9\-]+(?:\.[a-z0-9\-]+)*|\[[0-9a-f:.]+\])(?::\d{1,5})?$")
 
 
 def env(name: str, default: str | None = None) -> str | None:
@@ -202,6 +204,11 @@ class AppConfig:
     admin_key: str | None = None
     welcome_message: str = "Hi! Ask me anything about the documents I know."
     allowed_origins: tuple[str, ...] = ()
+    """Web sites (``https://www.example.com``) allowed to embed the chat (docs/embedding.md); ``*`` any."""
+    allowed_image_origins: tuple[str, ...] = ()
+    """Origins (``https://cdn.example.com``: scheme, host, optional port) that images in answers may load
+    from.  Empty (the default): no image named in model output or a document is ever fetched; each is shown
+    as a link with its full address instead.  Also the only sources besides the server in ``img-src``."""
     rate_limit_per_minute: int = 60
     max_queue: int = 32
 
@@ -209,13 +216,18 @@ class AppConfig:
         for name in ("port", "rate_limit_per_minute", "max_queue"):
             if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be a whole number; got {getattr(self, name)!r}")
-        for name in ("api_keys", "allowed_origins"):
+        for name in ("api_keys", "allowed_origins", "allowed_image_origins"):
             value = getattr(self, name)
             if isinstance(value, str):
                 value = tuple(v.strip() for v in value.split(",") if v.strip())
             if not isinstance(value, (tuple, list)) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{name} must be a list of strings; got {value!r:.80}")
             setattr(self, name, tuple(value))
+        self.allowed_image_origins = tuple(dict.fromkeys(o.rstrip("/").lower() for o in self.allowed_image_origins))
+        for origin in self.allowed_image_origins:
+            if not _ORIGIN.match(origin):
+                raise ConfigError(f"allowed_image_origins: {origin!r} must be an origin such as "
+                                  "https://cdn.example.com (http or https, host, optional port; no path, no *)")
         if self.admin_key is not None and not isinstance(self.admin_key, str):
             raise ConfigError(f"admin_key must be a string; got {type(self.admin_key).__name__}")
         if not isinstance(self.home, (str, Path)):
@@ -264,7 +276,7 @@ class AppConfig:
             data["api_keys"] = tuple(k.strip() for k in env("API_KEYS").split(",") if k.strip())
         if env("ADMIN_KEY"):
             data["admin_key"] = env("ADMIN_KEY")
-        for key in ("api_keys", "allowed_origins"):
+        for key in ("api_keys", "allowed_origins", "allowed_image_origins"):
             if key in data and isinstance(data[key], list):
                 data[key] = tuple(data[key])
         known = {f.name for f in dataclasses.fields(cls)}

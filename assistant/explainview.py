@@ -4,16 +4,17 @@ confidence, a plain-language sentence per chart, source cards and the answer
 with ``[n]`` citation markers.
 
 Pure functions: they know nothing about Gradio components or the model, and
-every piece of model or document text is HTML-escaped before it reaches the
-page (sources are untrusted data).
+every piece of model or document text goes through ``assistant.safe_markdown``
+before it reaches the page (sources are untrusted data): escaped in the HTML,
+literal in the Markdown (no link, image or tag can form).
 """
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 from .explain import Explanation
+from .safe_markdown import escape_html, literal_markdown
 
 ATTENTION_SENTENCE = (
     "**Attention** — the share of the model's attention that went to each source while it wrote the answer: "
@@ -56,7 +57,7 @@ def _heat_spans(tokens: list[tuple[str, float]], scale: float) -> str:
     out = []
     for text, weight in tokens:
         alpha = min(1.0, weight / scale) if scale > 0 else 0.0
-        safe = html.escape(text).replace("\n", "<br>")
+        safe = escape_html(text).replace("\n", "<br>")
         out.append(f'<span style="background: rgba(255, 140, 0, {alpha * 0.85:.2f})" '
                    f'title="{weight:.4f}">{safe}</span>')
     return "".join(out)
@@ -66,22 +67,14 @@ def highlight_html(expl: Explanation) -> str:
     """The message and each source with every token shaded by its attention weight."""
     all_weights = [w for _, w in expl.message_heat] + [w for heat in expl.source_heat for _, w in heat]
     scale = max(all_weights, default=0.0)
-    parts = [f'<div class="explain-heat"><p><em>{html.escape(HEAT_SENTENCE)}</em></p>',
+    parts = [f'<div class="explain-heat"><p><em>{escape_html(HEAT_SENTENCE)}</em></p>',
              "<h4>Your message</h4>", f"<p>{_heat_spans(expl.message_heat, scale)}</p>"]
     for score, heat in zip(expl.source_scores, expl.source_heat):
         title = " > ".join(p for p in (score.title, score.heading) if p) or score.source
-        parts.append(f"<h4>[{score.index}] {html.escape(title)}</h4>")
+        parts.append(f"<h4>[{score.index}] {escape_html(title)}</h4>")
         parts.append(f"<p>{_heat_spans(heat, scale)}</p>")
     parts.append("</div>")
     return "\n".join(parts)
-
-
-def _md_escape(text: str) -> str:
-    """Escape text for Markdown that Gradio renders as HTML: no tags, no link or emphasis syntax."""
-    text = html.escape(text)
-    for ch in "\\`*_[]#|":
-        text = text.replace(ch, "\\" + ch)
-    return text
 
 
 def _num(x: float | None, digits: int = 2) -> str:
@@ -91,11 +84,11 @@ def _num(x: float | None, digits: int = 2) -> str:
 def cited_answer(expl: Explanation) -> str:
     """The answer as Markdown, each sentence followed by its ``[n]`` marker (escaped text)."""
     if not expl.sentences:
-        return _md_escape(expl.answer)
+        return literal_markdown(expl.answer)
     out = []
     for sent in expl.sentences:
         mark = f" \\[{sent.source}\\]" if sent.source else ""
-        out.append(_md_escape(sent.text) + mark)
+        out.append(literal_markdown(sent.text) + mark)
     return " ".join(out)
 
 
@@ -108,14 +101,14 @@ def summary_markdown(expl: Explanation) -> str:
     lines.append("- " + ("the answer is supported by the sources" if c.grounded
                          else "**the answer is not grounded in any source**"))
     if c.low_confidence_spans:
-        lines.append("- unsure about: " + ", ".join(f"“{_md_escape(s)}”" for s in c.low_confidence_spans[:5]))
+        lines.append("- unsure about: " + ", ".join(f"“{literal_markdown(s)}”" for s in c.low_confidence_spans[:5]))
     lines += ["", "### Answer with citations", cited_answer(expl), "", "### What the charts mean",
               "- " + ATTENTION_SENTENCE, "- " + ABLATION_SENTENCE, "- " + HEAT_SENTENCE, ""]
     if expl.source_scores:
         lines.append("### Sources")
         for s in expl.source_scores:
             title = " > ".join(p for p in (s.title, s.heading) if p) or s.source
-            lines.append(f"**[{s.index}] {_md_escape(title)}** — {_md_escape(s.source)}  ")
+            lines.append(f"**[{s.index}] {literal_markdown(title)}** — {literal_markdown(s.source)}  ")
             lines.append(f"retrieval {s.retrieval_score:.2f} (dense {s.dense_score:.2f}, keyword {s.bm25_score:.2f}) · "
                          f"attention {s.attention_share:.0%} · effect of removing it {_num(s.ablation_importance, 3)}")
             lines.append("")

