@@ -1,0 +1,99 @@
+"""The answer benchmark's scoring helpers (bench/answer_scoring.py) and its guide question file."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from assistant.errors import DataFormatError
+from assistant.prompting import NOT_FOUND
+from bench.answer_scoring import (contains, declined, facts_fraction, load_questions, normalize, parse_question)
+
+ROOT = Path(__file__).resolve().parent.parent
+QUESTIONS = ROOT / "bench" / "data" / "guide_questions.jsonl"
+GUIDE_LANGUAGES = ("en", "zh", "de", "es", "fr", "ja")
+
+
+def test_facts_match_across_case_width_and_markup():
+    formats = [["pdf"], ["docx", "word"], ["html"], ["md", "markdown"]]
+    assert facts_fraction("You can upload **PDFs**, Word files (`.docx`), HTML and Markdown.", formats) == 1.0
+    assert facts_fraction("支持 ＰＤＦ、Word 和 HTML。", formats) == 0.75  # full-width letters fold to ASCII
+    assert facts_fraction("Only PDF files.", formats) == 0.25
+    assert facts_fraction("anything", []) == 1.0
+
+
+def test_code_strings_match_only_as_written():
+    assert contains("Set `ASSISTANT_API_KEYS=abc` first", "ASSISTANT_API_KEYS")
+    assert not contains("Set ASSISTANT API KEYS first", "ASSISTANT_API_KEYS")
+    assert contains("Run assistant  index\nadd ./manual.pdf", "assistant index add")
+    assert contains("POST to http://localhost:7860/v1/chat/completions", "/v1/chat/completions")
+    assert contains("use the leave\u2011one\u2011out test", "leave-one-out")  # non-breaking hyphens
+
+
+def test_ascii_alternatives_do_not_match_inside_another_word():
+    assert not contains("run cmd.exe", "md")
+    assert contains("files ending in .md", "md")
+    assert contains("docs.md", ".md")
+    assert contains("支持md文件", "md")  # no word boundary against Chinese characters
+    assert contains("several PDFs", "pdf")
+
+
+def test_declined_recognises_the_fixed_replies_in_any_language():
+    assert declined(NOT_FOUND["en"], "en")
+    assert declined(NOT_FOUND["zh"], "de")  # the Chinese refusal to a German question still declines
+    assert declined("Das steht nicht in meinen Dokumenten", "de")  # without the final full stop
+    assert declined("That is not in my documents. Please ask support.", "en")
+    assert declined("Sorry, I can't help with that.", "en", route="fallback")
+    assert declined("I'll connect you with a person.", "en", route="handoff")
+
+
+def test_declined_is_false_for_answers():
+    assert not declined("Set ASSISTANT_ADMIN_KEY before opening the admin area.", "en")
+    assert not declined("1891", "de")
+    assert not declined("Hello! How can I help?", "en", route="reply")
+    assert not declined("设置 ASSISTANT_API_KEYS 即可。", "zh")
+
+
+def test_normalize_keeps_code_punctuation():
+    assert normalize("  `--index  DIR` ") == "--index dir"
+
+
+def test_bad_lines_are_rejected_with_the_field_named():
+    good = {"id": "x", "language": "en", "question": "q?", "facts": [["a"]], "answerable": True, "split": "dev"}
+    assert parse_question(good, "l1").facts == (("a",),)
+    with pytest.raises(DataFormatError, match="`language`"):
+        parse_question({**good, "language": "xx"}, "l1")
+    with pytest.raises(DataFormatError, match="`split`"):
+        parse_question({**good, "split": "test"}, "l1")
+    with pytest.raises(DataFormatError, match="needs facts"):
+        parse_question({**good, "facts": []}, "l1")
+    with pytest.raises(DataFormatError, match="needs facts"):
+        parse_question({**good, "answerable": False}, "l1")
+    with pytest.raises(DataFormatError, match="`facts`"):
+        parse_question({**good, "facts": ["a"]}, "l1")
+
+
+def test_guide_questions_are_well_formed_and_cover_the_languages():
+    questions = load_questions(QUESTIONS)  # raises on any malformed line or repeated id
+    lines = [json.loads(l) for l in QUESTIONS.read_text(encoding="utf-8").splitlines() if l.strip()]
+    assert len(lines) == len(questions)
+    answerable = [q for q in questions if q.answerable]
+    per_language = Counter(q.language for q in answerable)
+    assert len(answerable) >= 44
+    assert all(per_language[lang] >= 6 for lang in GUIDE_LANGUAGES), per_language
+    unanswerable = [q for q in questions if not q.answerable]
+    assert len(unanswerable) >= 12
+    assert len({q.language for q in unanswerable}) >= 3
+    for lang in GUIDE_LANGUAGES:  # both splits get answerable questions of every language
+        splits = Counter(q.split for q in answerable if q.language == lang)
+        assert splits["dev"] >= 3 and splits["report"] >= 3, (lang, splits)
+
+
+def test_every_fact_is_in_the_shipped_guide():
+    guide = normalize(" ".join(p.read_text(encoding="utf-8") for p in (ROOT / "knowledge" / "docs").rglob("*.md")))
+    for q in load_questions(QUESTIONS):
+        for fact in q.facts:
+            assert any(contains(guide, a) for a in fact), (q.id, fact)
