@@ -9,6 +9,9 @@ joins the batch at its next step and leaves when it ends (no waiting for a
 batch to fill: a step runs as soon as the previous one is done, with whatever
 is pending), as vLLM and TGI schedule on GPUs.
 
+A conversation ``join``s when it starts decoding and ``leave``s when it ends; a
+step waits a few milliseconds for the other joined conversations to hand in
+their steps, so the batch holds all of them rather than whoever was quickest.
 Each caller keeps its own cache, cancel event and stopping rules; the batcher
 only turns "this token, this cache" into logits.  Prompts (prefill) are not
 batched: they are compute-bound, and run on the caller's own thread.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,8 +42,14 @@ class _Step:
 class DecodeBatcher:
     """Runs concurrent single-token decode steps of one ``FastDecoder`` as batches of up to ``max_batch``."""
 
+    GATHER_SECONDS = 0.004
+    """How long a step waits for the other decoding conversations to hand in theirs (each spends a little
+    time between steps on sampling and detokenising); a fraction of one step of a 1.5B model."""
+
     def __init__(self, fast: Any, max_batch: int = 8) -> None:
         self.fast, self.max_batch = fast, max_batch
+        self.active = 0
+        """Conversations between ``join`` and ``leave``: those a step waits for."""
         self._pending: list[_Step] = []
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -49,6 +59,16 @@ class DecodeBatcher:
         """Decode steps served so far (``rows / steps`` is the mean batch size)."""
         self.largest = 0
         """The largest batch run so far."""
+
+    def join(self) -> None:
+        """A conversation starts decoding (after its prompt): later steps wait briefly for its steps."""
+        with self._wake:
+            self.active += 1
+
+    def leave(self) -> None:
+        with self._wake:
+            self.active = max(0, self.active - 1)
+            self._wake.notify()
 
     def step(self, token: int, cache: Any) -> Any:
         """Logits (vocab,) after ``token``, appended to ``cache``; blocks until its batch has run."""
@@ -69,6 +89,12 @@ class DecodeBatcher:
             with self._wake:
                 while not self._pending:
                     self._wake.wait()
+                deadline = time.monotonic() + self.GATHER_SECONDS
+                while len(self._pending) < min(self.active, self.max_batch):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._wake.wait(left)
                 batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
             try:
                 if len(batch) == 1:

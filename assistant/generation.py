@@ -124,12 +124,16 @@ class Generation:
         all_ids = torch.tensor([self.prompt_ids], dtype=torch.long, device=device)
         fast = lm.fast
         cache_kw = cache_argument(model)
+        joined: list[bool] = []  # this generation is among the batcher's decoding conversations
 
         def forward(ids: list[int], cache: Any) -> tuple[Any, Any]:
             """Logits (1, vocab) after ``ids`` and the grown cache."""
             if fast is not None:
                 cache = cache if cache is not None else fast.new_cache()
                 if len(ids) == 1 and lm.batcher is not None:  # a decode step: batched with other conversations'
+                    if not joined:
+                        lm.batcher.join()
+                        joined.append(True)
                     return lm.batcher.step(ids[0], cache)[None], cache
                 return fast.forward(ids, cache)[None], cache
             # inference_mode is thread-local: a generator may be resumed on another
@@ -191,6 +195,8 @@ class Generation:
                     emitted += rest
                     yield TokenDelta(rest, result.token_ids[-1], result.logprobs[-1])
         finally:
+            if joined:
+                lm.batcher.leave()
             result.text = tokenizer.decode(result.token_ids, skip_special_tokens=True).strip()
             result.total_time = time.perf_counter() - start
             if self.prefix_cache is not None and cache is not None:

@@ -22,7 +22,7 @@ import sys
 from bench.common import header, median, save, table
 
 CONFIGS = {
-    "default: nf4 + lean int4 decoder": dict(quantization="nf4", compute_dtype="bfloat16", fast_decode="int4"),
+    "default: lean int4 decoder": dict(quantization="nf4", compute_dtype="bfloat16", fast_decode="int4"),
     "lean bf16 decoder": dict(quantization="none", compute_dtype="float32", fast_decode="bfloat16"),
     "lean fp32 decoder": dict(quantization="none", compute_dtype="float32", fast_decode="float32"),
     "transformers nf4": dict(quantization="nf4", compute_dtype="bfloat16", fast_decode="off"),
@@ -73,6 +73,49 @@ def child(model: str, name: str, runs: int, new_tokens: int) -> dict:
             "prefill_tps": len(ids) / median(ttft), "decode_tps": median(decode), "peak_mb": peak_mb}
 
 
+def concurrent(model: str, sizes: list[int], new_tokens: int) -> list[list[object]]:
+    """Aggregate decode tokens/s with N conversations generating at once (the default configuration, its
+    ``DecodeBatcher``): each conversation prefills its own prompt first (one after another), then all
+    decode ``new_tokens`` tokens together; tokens/s over that decode phase."""
+    import threading
+    import time
+
+    from assistant.config import GenerationConfig, ModelConfig
+    from assistant.generation import Generation
+    from assistant.models import load_model
+
+    lm = load_model(ModelConfig(name=model, adapters=(), **CONFIGS["default: lean int4 decoder"]))
+    lm.stop_token_ids = ()
+    settings = GenerationConfig(max_new_tokens=new_tokens, repetition_penalty=1.0, stop_on_repeat=0)
+    rows = []
+    for n in sizes:
+        prompts = [build_prompt_ids(lm.tokenizer, 120 + 16 * i) for i in range(n)]
+        gens = [iter(Generation(lm, p, settings)) for p in prompts]
+        for g in gens:
+            next(g)  # prefill + the first token, one conversation after another
+        steps0 = (lm.batcher.steps, lm.batcher.rows) if lm.batcher else (0, 0)
+        go = threading.Barrier(n + 1)
+        done = [0] * n
+
+        def run(i: int) -> None:
+            go.wait()
+            for _ in gens[i]:
+                done[i] += 1
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        go.wait()
+        t0 = time.perf_counter()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t0
+        batch = ((lm.batcher.rows - steps0[1]) / max(1, lm.batcher.steps - steps0[0])) if lm.batcher else 1.0
+        rows.append([n, sum(done), wall, sum(done) / wall, batch])
+    base = rows[0][3]
+    return [r + [r[3] / base] for r in rows]
+
+
 def llama_cpp(model: str, runs: int, new_tokens: int) -> dict | None:
     try:
         from llama_cpp import Llama
@@ -118,8 +161,14 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--models", default=DEFAULT_MODEL, help="comma-separated registry names (default: the default)")
     ap.add_argument("--only", help="comma-separated configurations (default: all, then llama.cpp)")
+    ap.add_argument("--concurrent", default="1,4,8",
+                    help="conversation counts for the aggregate decode table (empty: skip it)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.child and args.child.endswith("::concurrent"):
+        sizes = [int(n) for n in args.concurrent.split(",")]
+        print("RESULT " + json.dumps(concurrent(args.child.split("::")[0], sizes, args.new_tokens)))
+        return ""
     if args.child:
         model, name = args.child.split("::", 1)
         result = llama_cpp(model, args.runs, args.new_tokens) if name == "llama.cpp" else \
@@ -145,6 +194,17 @@ def main(argv: list[str] | None = None) -> str:
         md += f"\n### {model}{' (default)' if model == DEFAULT_MODEL else ''}\n\n" + table(
             ["config", "in effect", "prompt tokens", "time to first token (s)", "prefill tok/s", "decode tok/s",
              "peak RSS (MB)"], rows) + "\n"
+        if args.concurrent:
+            proc = subprocess.run([sys.executable, "-m", "bench.generation", "--child", f"{model}::concurrent",
+                                   "--concurrent", args.concurrent, "--new-tokens", str(args.new_tokens)],
+                                  capture_output=True, text=True)
+            line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+            if line is None:
+                print(f"{model} concurrent: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+            else:
+                md += "\nConversations decoding at once (default configuration, batched decode steps):\n\n" + table(
+                    ["conversations", "tokens", "decode wall (s)", "aggregate decode tok/s", "mean batch",
+                     "vs one conversation"], json.loads(line[7:])) + "\n"
         default = next((r for r in rows if r[0].startswith("default")), None)
         llama = next((r for r in rows if r[0].startswith("llama.cpp")), None)
         if default and llama:
