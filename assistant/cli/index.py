@@ -24,9 +24,9 @@ def register(subparsers) -> None:
 
     build = commands.add_parser("build", help="build a new index from files and folders (replaces the old one)")
     build.add_argument("paths", nargs="+", metavar="PATH", help=".md .txt .html .pdf .docx files, FAQ .csv/.json/.jsonl, or folders")
-    build.add_argument("--model", default=None, help="sentence-transformers model name or folder (default: all-MiniLM-L6-v2)")
+    build.add_argument("--model", default=None, help="multilingual-e5-small (the default), all-MiniLM-L6-v2, or a sentence-transformers name or folder")
     build.add_argument("--model-languages", default=None,
-                       help="comma-separated ISO codes the model serves, '*' for all (default: en for the default model, * otherwise)")
+                       help="comma-separated ISO codes the model serves, '*' for all (default: en for all-MiniLM-L6-v2, * otherwise)")
     build.add_argument("--tag", action="append", default=[], help="tag the documents (repeatable)")
     common(build)
     build.set_defaults(handler=_build)
