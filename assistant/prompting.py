@@ -63,7 +63,8 @@ def system_text(base: str, language: str, slots: dict[str, str] | None = None) -
     parts = [base.strip()]
     name = LANGUAGE_NAMES.get(language)
     if name and language != "en":
-        parts.append(f"Always answer in {name}, the user's language.")
+        parts.append(f"Always answer in {name}, the user's language. The reference documents may be "
+                     f"written in another language: answer from them all the same, in {name}.")
     parts.append("If the reference documents do not contain the answer, reply only: "
                  f"{NOT_FOUND.get(language, NOT_FOUND['en'])}")
     if slots:

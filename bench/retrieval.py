@@ -67,6 +67,10 @@ class CachedEmbedder:
     def cosine_baseline(self):
         return getattr(self.inner, "cosine_baseline", 0.0)
 
+    @property
+    def cross_lingual(self):
+        return getattr(self.inner, "cross_lingual", False)
+
     def _lookup(self, texts, method, key, batch_size):
         missing = [t for t in texts if (key, t) not in self.cache]
         if missing:

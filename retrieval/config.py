@@ -58,7 +58,7 @@ class RetrievalConfig:
 
     min_relevance_cross: float = 0.15
     """Relevance floor for a chunk in another language than the query (the dense side alone,
-    its cosine rescaled from the embedder's ``cosine_baseline``), for embedders that serve the
+    its cosine rescaled from the embedder's ``cosine_baseline``), for cross-lingual embedders (``cross_lingual``, e5) that serve the
     query's language.  Cross-language cosines of right passages overlap those of off-topic
     requests (e5: 0.77-0.86 vs 0.78-0.82 on the user guide), so this floor lets them through
     and leaves the decline to the model's instruction and the intent classifier."""

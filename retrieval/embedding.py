@@ -76,6 +76,7 @@ class E5Embedder:
     dimension: int = 384
     languages: tuple[str, ...] = ("*",)
     cosine_baseline: float = E5_COSINE_BASELINE
+    cross_lingual: bool = True  # one vector space for all its languages: a chunk in another language is judged on it
 
     def _run(self, method, texts: Sequence[str], batch_size: int) -> np.ndarray:
         if len(texts) == 0:

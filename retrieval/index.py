@@ -294,7 +294,7 @@ class KnowledgeIndex:
             baseline = float(getattr(self.embedder, "cosine_baseline", 0.0))
             calibrated = (dense - baseline) / (1.0 - baseline)  # unrelated texts' cosine -> 0
             ok = relevance(calibrated, self._lexical.coverage(query, candidates), weight) >= self._floor(weight)
-            if coverage > 0 and weight > 0:
+            if coverage > 0 and weight > 0 and getattr(self.embedder, "cross_lingual", False):
                 # A chunk in another language shares no words with the query: only the
                 # (multilingual) dense side can judge it, against its own, lower floor.
                 other = np.array([self.chunks[int(c)].language not in (language, "") for c in candidates])
