@@ -162,7 +162,7 @@ class ChatConfig:
 
     system_prompt: str = (
         "You are {name}, a helpful support assistant. Answer briefly and politely. "
-        "When sources are given, answer only from them and say so when they do not contain the answer."
+        "When sources are given, answer only from them."
     )
     """System prompt; ``{name}`` is replaced by ``assistant_name``."""
     assistant_name: str = "Assistant"

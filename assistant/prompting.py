@@ -65,7 +65,8 @@ def system_text(base: str, language: str, slots: dict[str, str] | None = None) -
     if name and language != "en":
         parts.append(f"Always answer in {name}, the user's language. The reference documents may be "
                      f"written in another language: answer from them all the same, in {name}.")
-    parts.append("If the reference documents do not contain the answer, reply only: "
+    parts.append("Answer from the reference documents, even when the answer is one detail of a longer "
+                 "document. Only if none of them says anything that answers the question, reply only: "
                  f"{NOT_FOUND.get(language, NOT_FOUND['en'])}")
     if slots:
         known = "; ".join(f"{k}: {v}" for k, v in slots.items())
