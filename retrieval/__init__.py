@@ -34,13 +34,13 @@ def default_index(home: Path | None = None, embedder=None):
         if embedder is not None:
             from . import store
 
-            built_with = store.read_manifest(folder)["embedding_model"]
+            manifest = store.read_manifest(folder)
+            built_with = manifest["embedding_model"]
             if built_with == PREVIOUS_DEFAULT_EMBEDDER and embedder.name != built_with:
                 # The default embedder changed (all-MiniLM-L6-v2 -> multilingual-e5-small):
                 # the same documents and chunks, embedded again once.
                 log.info("index %s was built with %s; embedding its chunks again with %s (once)",
                          folder, built_with, embedder.name)
-                manifest = store.read_manifest(folder)
                 index = KnowledgeIndex.load(folder, _Recorded(manifest["embedding_model"], int(manifest["dimension"]),
                                                               tuple(manifest.get("embedder_languages") or ("*",))))
                 index.reembed(embedder)
