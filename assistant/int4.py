@@ -9,21 +9,28 @@ where bf16 matrix products (AMX where the CPU has it) win; an embedding lookup
 de-quantises only the rows it needs, so a tied embedding and output layer share
 the same bytes.  ``bfloat16`` / ``float32`` keep one dense copy instead.
 
-The packed layout (read off the kernel, pinned by a test): a (N, K) matrix of
-4-bit values becomes uint8 (N / 64, K, 32) whose byte [b, k, j] holds row
-64 b + j in its low nibble and row 64 b + 32 + j in its high nibble; the
-kernel computes ``(q - 8) * scale + zero`` per group.
+The packed layout (read off the kernel, pinned by a test) depends on the CPU:
+torch packs rows in blocks of B = 64 where it has AVX-512 and of B = 32 where
+it has only AVX2 (``kernel_block`` probes which, once).  A (N, K) matrix of
+4-bit values becomes uint8 (N / B, K, B / 2) whose byte [b, k, j] holds row
+B b + j in its low nibble and row B b + B / 2 + j in its high nibble; the
+kernel computes ``(q - 8) * scale + zero`` per group.  Packed bytes saved on a
+machine of the other layout are re-packed when loaded (``from_state``).
 
 Knows nothing about models: it takes and returns tensors.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 from typing import Any, Literal
+
+log = logging.getLogger(__name__)
 
 WeightFormat = Literal["int4", "bfloat16", "float32"]
 GROUP = 32
-_ROW_BLOCK = 64  # the kernel packs rows in blocks of this many
+_ROW_BLOCK = 64  # output rows of a packable matrix come in multiples of this (either kernel layout)
 DEQUANT_ROWS = 48
 """A product with more input rows than this de-quantises the matrix to bf16 first (measured on 2 cores:
 the 4-bit kernel's cost grows with the rows, de-quantising costs the same for any number of rows)."""
@@ -39,8 +46,44 @@ def _torch() -> Any:
 
 
 def int4_available() -> bool:
+    return kernel_block() > 0
+
+
+@functools.cache
+def kernel_block() -> int:
+    """Rows per packed block of this CPU's 4-bit kernel (64 or 32; 0: no kernel, or a layout this
+    module does not know), read off a probe matrix once per process."""
     torch = _torch()
-    return hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu")
+    if not hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu"):
+        return 0
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randint(0, 16, (128, 64), dtype=torch.int32, generator=gen)
+    try:
+        flat = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
+    except RuntimeError:
+        return 0
+    for block in (64, 32):
+        if flat.numel() == q.numel() // 2 and torch.equal(_unpack(flat.reshape(128 // block, 64, block // 2)), q.to(torch.uint8)):
+            return block
+    log.warning("the CPU's 4-bit kernel packs weights in a layout this version does not know; "
+                "the lean decoder keeps bf16 weights instead")
+    return 0
+
+
+def _unpack(packed: Any) -> Any:
+    """The 4-bit values (N, K) uint8 of ``packed`` (N / B, K, B / 2), whichever block B it was packed in."""
+    torch = _torch()
+    q = torch.cat([packed & 15, packed >> 4], dim=2).transpose(1, 2)  # (N / B, B, K): row B b + j
+    return q.reshape(-1, packed.shape[1])
+
+
+def _pack(q: Any) -> Any:
+    """``q`` (N, K) of values 0..15 in this CPU's kernel layout, uint8 (N / B, K, B / 2)."""
+    torch = _torch()
+    out, inp = q.shape
+    block = kernel_block()
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), 1)
+    return packed.reshape(out // block, inp, block // 2)
 
 
 def packable(out_features: int, in_features: int) -> bool:
@@ -66,7 +109,8 @@ class Weight:
                  scale_zero: Any = None, dense: Any = None, bias: Any = None) -> None:
         self.out_features, self.in_features, self.fmt = out_features, in_features, fmt
         self.packed = packed
-        """uint8 (out / 64, in, 32), or None: ``dense`` holds the weight."""
+        """uint8 (out / B, in, B / 2) in the kernel's layout (see the module docstring), or None:
+        ``dense`` holds the weight."""
         self.scale_zero = scale_zero
         """bf16 (in / 32, out, 2): per group the scale and the value of q = 8."""
         self.dense = dense
@@ -94,9 +138,7 @@ class Weight:
         out, inp = q.shape
         zero = low.float() + 8 * scale.float()  # the kernel computes (q - 8) * scale + zero
         scale_zero = torch.stack([scale.float(), zero], -1).transpose(0, 1).contiguous().to(torch.bfloat16)
-        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), 1)
-        packed = packed.reshape(out // _ROW_BLOCK, inp, GROUP)
-        return cls(out, inp, "int4", packed=packed, scale_zero=scale_zero, bias=bias)
+        return cls(out, inp, "int4", packed=_pack(q), scale_zero=scale_zero, bias=bias)
 
     @classmethod
     def concat(cls, parts: list["Weight"]) -> "Weight":
@@ -120,11 +162,17 @@ class Weight:
         if self.packed is None:
             return Weight(stop - start, self.in_features, self.fmt, dense=self.dense[start:stop], bias=bias)
         assert start % _ROW_BLOCK == 0 and stop % _ROW_BLOCK == 0, (start, stop)
+        block = self.block
         return Weight(stop - start, self.in_features, "int4",
-                      packed=self.packed[start // _ROW_BLOCK: stop // _ROW_BLOCK],
+                      packed=self.packed[start // block: stop // block],
                       scale_zero=self.scale_zero[:, start:stop].contiguous(), bias=bias)
 
     # ---- use ------------------------------------------------------------------------------
+
+    @property
+    def block(self) -> int:
+        """Rows per packed block (``kernel_block`` of the CPU that packed it); 0 for a dense weight."""
+        return 0 if self.packed is None else 2 * self.packed.shape[2]
 
     @property
     def dtype(self) -> Any:
@@ -136,9 +184,7 @@ class Weight:
         if self.packed is None:
             return self.dense
         torch = _torch()
-        p = self.packed  # (out / 64, in, 32)
-        q = torch.cat([p & 15, p >> 4], dim=2).transpose(1, 2)  # (out / 64, 64, in): row 64 b + j
-        q = q.reshape(self.out_features, self.in_features // GROUP, GROUP).to(torch.bfloat16)
+        q = _unpack(self.packed).reshape(self.out_features, self.in_features // GROUP, GROUP).to(torch.bfloat16)
         scale = self.scale_zero[..., 0].t()[..., None]  # (out, in / 32, 1)
         zero = (self.scale_zero[..., 1].t() - 8 * scale[..., 0])[..., None]
         return torch.addcmul(zero, q, scale).reshape(self.out_features, self.in_features)
@@ -147,14 +193,16 @@ class Weight:
         """Output rows ``start:stop`` of the matrix, transposed: (in, rows) bf16, ready for ``x @ W.T``.
 
         Written straight from the packed bytes in this layout (no transposing copy afterwards): byte
-        [b, k, j] holds rows 64 b + j and 64 b + 32 + j, so nibble planes land in column blocks of 64."""
+        [b, k, j] holds rows B b + j and B b + B / 2 + j, so nibble planes land in column blocks of B."""
         torch = _torch()
         stop = self.out_features if stop is None else stop
-        p = self.packed[start // _ROW_BLOCK: stop // _ROW_BLOCK]  # (blocks, in, 32)
+        block = self.block
+        half = block // 2
+        p = self.packed[start // block: stop // block]  # (blocks, in, B / 2)
         blocks, n, k = p.shape[0], stop - start, self.in_features
-        out = torch.empty((k, blocks, 2 * GROUP), dtype=torch.bfloat16)  # (in, blocks, 64)
-        out[:, :, :GROUP].copy_((p & 15).permute(1, 0, 2))
-        out[:, :, GROUP:].copy_((p >> 4).permute(1, 0, 2))
+        out = torch.empty((k, blocks, block), dtype=torch.bfloat16)  # (in, blocks, B)
+        out[:, :, :half].copy_((p & 15).permute(1, 0, 2))
+        out[:, :, half:].copy_((p >> 4).permute(1, 0, 2))
         sz = self.scale_zero[:, start:stop]  # (in / 32, rows, 2)
         scale = sz[..., 0][:, None]  # (in / 32, 1, rows)
         w = out.view(k // GROUP, GROUP, n)
@@ -167,9 +215,10 @@ class Weight:
             return self.dense[ids]
         torch = _torch()
         ids = torch.as_tensor(ids, dtype=torch.long)
-        block, j = ids // _ROW_BLOCK, ids % _ROW_BLOCK
-        byte = self.packed[block, :, j % GROUP]  # (n, in)
-        q = torch.where((j < GROUP)[:, None], byte & 15, byte >> 4).to(torch.bfloat16)
+        half = self.block // 2
+        block, j = ids // self.block, ids % self.block
+        byte = self.packed[block, :, j % half]  # (n, in)
+        q = torch.where((j < half)[:, None], byte & 15, byte >> 4).to(torch.bfloat16)
         sz = self.scale_zero[:, ids].transpose(0, 1)  # (n, in / 32, 2)
         scale = sz[..., :1]
         zero = sz[..., 1:] - 8 * scale  # as ``dequantize`` computes it, so both give the same bits
@@ -206,6 +255,10 @@ class Weight:
         bias = tensors.get(f"{prefix}.bias")
         if packed is not None:
             sz = tensors[f"{prefix}.scale_zero"]
+            if 2 * packed.shape[2] != kernel_block():  # saved on a CPU of the other kernel layout
+                if not int4_available():
+                    raise ValueError("int4 weights need torch's 4-bit CPU kernel, which this machine lacks")
+                packed = _pack(_unpack(packed))
             return cls(sz.shape[1], packed.shape[1], "int4", packed=packed, scale_zero=sz, bias=bias)
         dense = tensors[f"{prefix}.dense"]
         return cls(dense.shape[0], dense.shape[1], fmt, dense=dense, bias=bias)

@@ -207,7 +207,36 @@ def test_int4_weight_layout_rows_and_dequantisation_agree_with_the_kernel():
     assert torch.equal(packed.rows(ids), packed.dequantize()[ids])
     part = packed.rows_slice(64, 192)
     assert torch.allclose(part(x).float(), kernel[:, 64:192], atol=0.3)
-    assert part.packed.data_ptr() == packed.packed[1:].data_ptr()  # a view, not a copy
+    assert part.packed.data_ptr() == packed.packed[64 // packed.block:].data_ptr()  # a view, not a copy
+
+
+def _pack_by_hand(q, block):
+    """The documented layout (assistant.int4's docstring): byte [b, k, j] = row B b + j | row B b + B/2 + j << 4."""
+    n, k = q.shape
+    rows = q.to(torch.uint8).reshape(n // block, block, k)
+    return (rows[:, : block // 2] | (rows[:, block // 2:] << 4)).transpose(1, 2).contiguous()
+
+
+def test_int4_layout_is_the_cpus_and_weights_packed_elsewhere_are_repacked_on_load():
+    """torch packs 4-bit rows in blocks of 64 with AVX-512 and of 32 with AVX2 only: the probe names this
+    CPU's block, the documented layout is exactly the kernel's, and a cache written on a CPU of the other
+    layout loads to the same products here."""
+    from assistant.int4 import Weight, kernel_block, quantize_groups
+
+    block = kernel_block()
+    assert block in (32, 64)
+    torch.manual_seed(2)
+    w = torch.randn(128, 64)
+    here = Weight.from_float(w, "int4")
+    q, _scale, _low = quantize_groups(w)
+    assert torch.equal(here.packed, _pack_by_hand(q, block))
+    other = 96 - block  # the other kernel's block
+    state = here.state("w")
+    state["w.packed"] = _pack_by_hand(q, other)
+    loaded = Weight.from_state(state, "w", "int4")
+    assert loaded.block == block and torch.equal(loaded.packed, here.packed)
+    x = torch.randn(2, 64).bfloat16()
+    assert torch.equal(loaded(x), here(x))
 
 
 @pytest.mark.parametrize("fmt", ["float32", "int4"])
