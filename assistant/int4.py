@@ -70,6 +70,32 @@ def kernel_block() -> int:
     return 0
 
 
+@functools.cache
+def bf16_matmul_fast() -> bool:
+    """Whether this CPU multiplies bf16 matrices about as fast as float32 (AMX, AVX-512): read off a
+    64x512x512 product in both, once per process.  On an AVX2-only CPU torch's bf16 product ran 35x
+    slower than float32 (2 cores, measured), so there prompts are multiplied in float32 instead."""
+    import time
+
+    torch = _torch()
+    a, b = torch.randn(64, 512), torch.randn(512, 512)
+    ab, bb = a.bfloat16(), b.bfloat16()
+
+    def best(x: Any, y: Any) -> float:
+        torch.matmul(x, y)
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            torch.matmul(x, y)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    fast = best(ab, bb) < 3 * best(a, b)
+    if not fast:
+        log.info("bf16 matrix products are slow on this CPU; the lean decoder computes in float32")
+    return fast
+
+
 def _unpack(packed: Any) -> Any:
     """The 4-bit values (N, K) uint8 of ``packed`` (N / B, K, B / 2), whichever block B it was packed in."""
     torch = _torch()
@@ -127,7 +153,8 @@ class Weight:
         if fmt == "int4" and packable(out, inp):
             q, scale, low = quantize_groups(w.detach())
             return cls.from_groups(q, scale, low, bias=bias)
-        dense = torch.float32 if fmt == "float32" else torch.bfloat16
+        # int4 where a matrix cannot be packed: bf16, or float32 where bf16 products are slow
+        dense = torch.float32 if fmt == "float32" or fmt == "int4" and not bf16_matmul_fast() else torch.bfloat16
         return cls(out, inp, fmt, dense=w.detach().to(dense).contiguous(), bias=bias)
 
     @classmethod
@@ -189,8 +216,9 @@ class Weight:
         zero = (self.scale_zero[..., 1].t() - 8 * scale[..., 0])[..., None]
         return torch.addcmul(zero, q, scale).reshape(self.out_features, self.in_features)
 
-    def dequantize_t(self, start: int = 0, stop: int | None = None) -> Any:
-        """Output rows ``start:stop`` of the matrix, transposed: (in, rows) bf16, ready for ``x @ W.T``.
+    def dequantize_t(self, start: int = 0, stop: int | None = None, dtype: Any = None) -> Any:
+        """Output rows ``start:stop`` of the matrix, transposed: (in, rows) in ``dtype`` (default bf16),
+        ready for ``x @ W.T``.
 
         Written straight from the packed bytes in this layout (no transposing copy afterwards): byte
         [b, k, j] holds rows B b + j and B b + B / 2 + j, so nibble planes land in column blocks of B."""
@@ -200,13 +228,13 @@ class Weight:
         half = block // 2
         p = self.packed[start // block: stop // block]  # (blocks, in, B / 2)
         blocks, n, k = p.shape[0], stop - start, self.in_features
-        out = torch.empty((k, blocks, block), dtype=torch.bfloat16)  # (in, blocks, B)
+        out = torch.empty((k, blocks, block), dtype=dtype or torch.bfloat16)  # (in, blocks, B)
         out[:, :, :half].copy_((p & 15).permute(1, 0, 2))
         out[:, :, half:].copy_((p >> 4).permute(1, 0, 2))
         sz = self.scale_zero[:, start:stop]  # (in / 32, rows, 2)
         scale = sz[..., 0][:, None]  # (in / 32, 1, rows)
         w = out.view(k // GROUP, GROUP, n)
-        w.sub_(8).mul_(scale).add_(sz[..., 1][:, None])
+        w.sub_(8).mul_(scale.to(out.dtype)).add_(sz[..., 1][:, None].to(out.dtype))
         return out.view(k, n)
 
     def rows(self, ids: Any) -> Any:
@@ -230,15 +258,18 @@ class Weight:
         if self.packed is None:
             out = F.linear(x.to(self.dense.dtype), self.dense)
         else:
-            flat = x.reshape(-1, self.in_features).to(torch.bfloat16)
+            flat = x.reshape(-1, self.in_features)
             if flat.shape[0] <= DEQUANT_ROWS:
-                out = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.packed.reshape(-1, self.in_features // 2),
-                                                                 GROUP, self.scale_zero)
-            else:  # a prompt: de-quantise a chunk of rows at a time, bf16 products
-                out = torch.empty((flat.shape[0], self.out_features), dtype=torch.bfloat16)
+                out = torch.ops.aten._weight_int4pack_mm_for_cpu(flat.to(torch.bfloat16),
+                                                                 self.packed.reshape(-1, self.in_features // 2),
+                                                                 GROUP, self.scale_zero).to(x.dtype)
+            else:  # a prompt: de-quantise a chunk of rows at a time; products in x's dtype (bf16 or float32)
+                dtype = torch.float32 if x.dtype == torch.float32 else torch.bfloat16
+                flat = flat.to(dtype)
+                out = torch.empty((flat.shape[0], self.out_features), dtype=dtype)
                 for start in range(0, self.out_features, DEQUANT_CHUNK):
                     stop = min(start + DEQUANT_CHUNK, self.out_features)
-                    torch.matmul(flat, self.dequantize_t(start, stop), out=out[:, start:stop])
+                    torch.matmul(flat, self.dequantize_t(start, stop, dtype), out=out[:, start:stop])
             out = out.reshape(*x.shape[:-1], self.out_features)
         if self.bias is not None:
             out = out + self.bias.to(out.dtype)

@@ -330,7 +330,8 @@ def _load_lean(config: ModelConfig, path: Path, adapters: tuple[str, ...], home:
         notes.append("tokenizer has no chat template; using ChatML")
     return LoadedModel(
         model=model, tokenizer=tokenizer, name=config.name, source=str(lean.folder), quantization="int4",
-        device="cpu", dtype="bfloat16", context_length=int(model.config.max_position_embeddings or 2048),
+        device="cpu", dtype=str(lean.fast.dtype).removeprefix("torch.") if lean.fast is not None else "bfloat16",
+        context_length=int(model.config.max_position_embeddings or 2048),
         adapters=tuple(adapters), languages=spec.languages if spec else ("*",),
         stop_token_ids=stop_token_ids(tokenizer, model), notes=notes, fast=lean.fast,
         batcher=_batcher(lean.fast, config.decode_batch),

@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .int4 import Weight
+from .int4 import Weight, bf16_matmul_fast
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def skeleton(config: Any, tensors: dict[str, Any], dtype: Any = None) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
-    dtype = dtype or torch.bfloat16
+    dtype = dtype or (torch.bfloat16 if bf16_matmul_fast() else torch.float32)  # see int4.bf16_matmul_fast
     config._attn_implementation = "sdpa"
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)

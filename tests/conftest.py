@@ -50,7 +50,7 @@ def real_home() -> Path:
 
 @pytest.fixture(scope="session")
 def real_lm(real_home):
-    """The default model (Gemma 3 270M with its shipped adapter), from its PyPI package, in 4-bit NF4 (loaded once)."""
+    """The default model (Qwen2.5-Coder-1.5B-Instruct, packed 4-bit from its GGUF), from its PyPI packages (loaded once)."""
     from assistant.config import ModelConfig
     from assistant.models import load_model
 
