@@ -141,6 +141,10 @@ class GenerationConfig:
     stop_on_repeat: int = 8
     """End the answer when its last this-many tokens repeat an earlier stretch of it verbatim (the loop
     small models fall into), dropping the repeat; streaming runs that many tokens behind. 0: off."""
+    lookup_tokens: int = 8
+    """Prompt-lookup decoding on the lean CPU forward: propose up to this many tokens copied from the
+    prompt or the answer where its last tokens occurred before, and check them in one forward pass
+    (``assistant.lookup``).  The answer is the same as without it; only faster.  0: off."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_new_tokens, int) or not 1 <= self.max_new_tokens <= 4096:
@@ -154,6 +158,9 @@ class GenerationConfig:
         if isinstance(self.stop_on_repeat, bool) or not isinstance(self.stop_on_repeat, int) \
                 or not (self.stop_on_repeat == 0 or 2 <= self.stop_on_repeat <= 64):
             raise ConfigError(f"stop_on_repeat must be 0 (off) or 2..64 tokens; got {self.stop_on_repeat!r}")
+        if isinstance(self.lookup_tokens, bool) or not isinstance(self.lookup_tokens, int) \
+                or not 0 <= self.lookup_tokens <= 32:
+            raise ConfigError(f"lookup_tokens must be 0 (off) to 32 draft tokens; got {self.lookup_tokens!r}")
 
 
 @dataclass

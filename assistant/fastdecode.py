@@ -19,7 +19,8 @@ attention and MLP outputs are normed before the residual add ("sandwich"
 norms), the MLP gate is tanh-GELU, and five of every six layers attend to a
 sliding window of the last ``sliding_window`` positions with their own RoPE base.
 
-It produces the logits of the last position only.  What needs the model's
+It produces the logits of the last position (or, to check a speculative draft, of
+the last few: ``forward_rows``).  What needs the model's
 internals (attention for the Explain view, teacher-forced scores) runs on the
 transformers model, which ``shared_weights.share_weights`` points at these same
 weights, so there is one copy in memory.  Other architectures get ``None``
@@ -34,7 +35,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from .int4 import Weight, WeightFormat, int4_available
+from .int4 import Weight, WeightFormat, bf16_matmul_fast, int4_available
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ class FastDecoder:
         self.intermediate = config.intermediate_size
         self.eps = config.rms_norm_eps
         self.fmt = fmt
-        self.dtype = torch.float32 if fmt == "float32" else torch.bfloat16  # activations
+        self.dtype = activation_dtype(fmt)
         # RoPE (cos, sin) per table name, each (positions, head_dim); grown on demand
         self._rope_tables: dict[str, tuple[Any, Any]] = {}
 
@@ -148,7 +149,7 @@ class FastDecoder:
             return None
         if fmt == "int4" and not int4_available():
             fmt = "bfloat16"
-        act = torch.float32 if fmt == "float32" else torch.bfloat16
+        act = activation_dtype(fmt)
         gemma = config.model_type == "gemma3_text"
         arch = _Arch(gelu=True, embed_scale=config.hidden_size ** 0.5, scale=config.query_pre_attn_scalar ** -0.5,
                      norm_offset=1.0) if gemma else _Arch()
@@ -219,6 +220,12 @@ class FastDecoder:
 
     def forward(self, ids: list[int], cache: FastCache) -> Any:
         """Logits (float32, shape (vocab,)) after the last of ``ids``, appended to ``cache``."""
+        return self.forward_rows(ids, cache, 1)[0]
+
+    def forward_rows(self, ids: list[int], cache: FastCache, keep: int) -> Any:
+        """Logits (float32, shape (keep, vocab)) after each of the last ``keep`` of ``ids``, all appended to
+        ``cache``: row j is the prediction after ``ids[len(ids) - keep + j]`` (speculative decoding checks a
+        whole draft in one pass; ``cache.crop`` takes back the rejected tail)."""
         torch = _torch()
         F = torch.nn.functional
         n, past = len(ids), cache.length
@@ -253,7 +260,7 @@ class FastDecoder:
                                                          scale=arch.scale, enable_gqa=kv != heads)  # (1, heads, n, dim)
                 x = self._rest(layer, x, att)
             cache.length = end
-            return self.head(self._rms(x[:, -1:], self.norm))[0, 0].float()
+            return self.head(self._rms(x[:, -keep:], self.norm))[0].float()
 
     def forward_batch(self, ids: list[int], caches: list[FastCache]) -> Any:
         """One decode step of several sequences at once: logits (B, vocab) after ``ids[b]``, appended to
@@ -326,6 +333,16 @@ class FastDecoder:
         gate = F.gelu(gate, approximate="tanh") if self.arch.gelu else F.silu(gate)
         out = layer.down(gate * gu[..., self.intermediate:])
         return x + (self._rms(out, layer.post_mlp) if layer.post_mlp is not None else out)
+
+
+def activation_dtype(fmt: WeightFormat) -> Any:
+    """Activations and KV cache: bf16, except for float32 weights and, with int4 weights, on a CPU whose
+    bf16 matrix products are slow (``int4.bf16_matmul_fast``: AVX2 only), where a prompt's products and
+    attention run in float32 (the 4-bit kernel still reads bf16 rows)."""
+    torch = _torch()
+    if fmt == "float32" or fmt == "int4" and not bf16_matmul_fast():
+        return torch.float32
+    return torch.bfloat16
 
 
 def _unsupported(base: Any, config: Any) -> str:

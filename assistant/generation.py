@@ -19,6 +19,7 @@ from typing import Any, Iterator, Literal, Sequence
 from .config import GenerationConfig
 from .errors import GenerationError
 from .fastdecode import FastCache
+from .lookup import PromptLookup, accept
 from .models import LoadedModel
 
 FinishReason = Literal["stop", "length", "cancelled", "error"]
@@ -45,6 +46,12 @@ class GenerationResult:
     """Prompt tokens reused from a previous turn's KV cache (not prefilled again)."""
     time_to_first_token: float = 0.0
     total_time: float = 0.0
+    forward_passes: int = 0
+    """Forward passes run: one for the prompt, then one per decode step or checked draft."""
+    draft_tokens: int = 0
+    """Tokens proposed by prompt lookup (``GenerationConfig.lookup_tokens``)."""
+    accepted_draft_tokens: int = 0
+    """Proposed tokens the model agreed with (each saves one forward pass)."""
 
     @property
     def decode_tokens_per_second(self) -> float:
@@ -126,16 +133,13 @@ class Generation:
         cache_kw = cache_argument(model)
         joined: list[bool] = []  # this generation is among the batcher's decoding conversations
 
-        def forward(ids: list[int], cache: Any) -> tuple[Any, Any]:
-            """Logits (1, vocab) after ``ids`` and the grown cache."""
+        def forward(ids: list[int], cache: Any, keep: int = 1) -> tuple[Any, Any]:
+            """Logits (keep, vocab) after each of the last ``keep`` of ``ids``, and the grown cache."""
             if fast is not None:
                 cache = cache if cache is not None else fast.new_cache()
-                if len(ids) == 1 and lm.batcher is not None:  # a decode step: batched with other conversations'
-                    if not joined:
-                        lm.batcher.join()
-                        joined.append(True)
+                if len(ids) == 1 and joined:  # a decode step: batched with other conversations'
                     return lm.batcher.step(ids[0], cache)[None], cache
-                return fast.forward(ids, cache)[None], cache
+                return fast.forward_rows(ids, cache, keep), cache
             # inference_mode is thread-local: a generator may be resumed on another
             # thread (Gradio, Starlette), so it wraps each model call, not the loop.
             with torch.inference_mode():
@@ -150,45 +154,77 @@ class Generation:
                 cache, todo = None, self.prompt_ids  # the cache of the other forward: start cold
             result.cached_tokens = len(self.prompt_ids) - len(todo)
         past_len = len(self.prompt_ids) - len(todo)
+        """Positions the cache holds that count: prompt + answer tokens before the last one chosen."""
+        # Prompt lookup: only on the lean forward, and only while no other conversation decodes
+        # (then the batch already shares each weight read, and a draft would hold the others up).
+        drafter = PromptLookup(self.prompt_ids) if fast is not None and settings.lookup_tokens else None
+        greedy = settings.temperature <= 0
         try:
-            for step in range(self.max_new_tokens):
+            while True:
+                if len(result.token_ids) >= self.max_new_tokens:
+                    result.finish_reason = "length"
+                    break
                 if self.cancel.is_set():
                     result.finish_reason = "cancelled"
                     break
-                n_in = len(todo)
-                logits, cache = forward(todo, cache)
-                with torch.inference_mode():
-                    logprobs = torch.log_softmax(logits, dim=-1)
-                    scores = processors(all_ids, logits) if len(processors) else logits
-                    if settings.temperature > 0:
-                        probs = torch.softmax(scores, dim=-1)
-                        next_id = int(torch.multinomial(probs.cpu(), 1, generator=generator)[0, 0])
-                    else:
-                        next_id = int(torch.argmax(scores, dim=-1)[0])
-                past_len += n_in
-                if step == 0:
-                    result.time_to_first_token = time.perf_counter() - start
-                if next_id in stop_ids:
-                    result.finish_reason = "stop"
+                draft: list[int] = []
+                if result.token_ids or len(todo) == 1 and past_len >= len(self.prompt_ids):
+                    if lm.batcher is not None and fast is not None and not joined:
+                        lm.batcher.join()
+                        joined.append(True)
+                    if drafter is not None and (not joined or lm.batcher.active <= 1):
+                        room = min(settings.lookup_tokens, self.max_new_tokens - len(result.token_ids) - 1,
+                                   lm.context_length - past_len - len(todo))
+                        draft = drafter.draft(room)
+                inputs = todo + draft
+                rows, cache = forward(inputs, cache, len(draft) + 1)
+                result.forward_passes += 1
+                result.draft_tokens += len(draft)
+                base = past_len
+                ended = False
+                for j in range(len(draft) + 1):
+                    logits = rows[j:j + 1]
+                    with torch.inference_mode():
+                        logprobs = torch.log_softmax(logits, dim=-1)
+                        scores = processors(all_ids, logits) if len(processors) else logits
+                        proposed = draft[j] if j < len(draft) else None
+                        probs = None if greedy else torch.softmax(scores, dim=-1)[0].cpu()
+                        next_id = accept(scores[0] if greedy else probs, proposed, generator, greedy)
+                    past_len = base + len(todo) + j  # the cache up to this row's input counts
+                    if not result.token_ids and result.time_to_first_token == 0.0:
+                        result.time_to_first_token = time.perf_counter() - start
+                    if next_id in stop_ids:
+                        result.finish_reason = "stop"
+                        ended = True
+                        break
+                    if proposed is not None and next_id == proposed:
+                        result.accepted_draft_tokens += 1
+                    result.token_ids.append(next_id)
+                    result.logprobs.append(float(logprobs[0, next_id]))
+                    all_ids = torch.cat([all_ids, torch.tensor([[next_id]], device=device)], dim=1)
+                    if drafter is not None:
+                        drafter.append([next_id])
+                    if repeat and _repeats(result.token_ids, repeat):
+                        # The answer started over: drop the repeated tokens (never streamed: held back).
+                        del result.token_ids[-repeat:], result.logprobs[-repeat:]
+                        result.finish_reason = "repeat"
+                        ended = True
+                        break
+                    shown = result.token_ids[: len(result.token_ids) - hold]
+                    text = tokenizer.decode(shown, skip_special_tokens=True)
+                    # Hold back an incomplete multi-byte character until it is whole.
+                    delta = text[len(emitted):] if shown and not text.endswith("\ufffd") else ""
+                    if delta:
+                        emitted = text
+                    yield TokenDelta(delta, next_id, result.logprobs[-1])
+                    if next_id != proposed or len(result.token_ids) >= self.max_new_tokens \
+                            or self.cancel.is_set():
+                        break  # the rest of the draft was not the model's (or is not wanted)
+                if isinstance(cache, FastCache):
+                    cache.crop(past_len)  # take back the inputs after the last row used
+                todo = [result.token_ids[-1]] if result.token_ids else todo
+                if ended:
                     break
-                result.token_ids.append(next_id)
-                result.logprobs.append(float(logprobs[0, next_id]))
-                all_ids = torch.cat([all_ids, torch.tensor([[next_id]], device=device)], dim=1)
-                todo = [next_id]
-                if repeat and _repeats(result.token_ids, repeat):
-                    # The answer started over: drop the repeated tokens (never streamed: held back).
-                    del result.token_ids[-repeat:], result.logprobs[-repeat:]
-                    result.finish_reason = "repeat"
-                    break
-                shown = result.token_ids[: len(result.token_ids) - hold]
-                text = tokenizer.decode(shown, skip_special_tokens=True)
-                # Hold back an incomplete multi-byte character until it is whole.
-                delta = text[len(emitted):] if shown and not text.endswith("\ufffd") else ""
-                if delta:
-                    emitted = text
-                yield TokenDelta(delta, next_id, result.logprobs[-1])
-            else:
-                result.finish_reason = "length"
             if hold:  # what was held back is part of the answer after all
                 rest = tokenizer.decode(result.token_ids, skip_special_tokens=True)[len(emitted):]
                 if rest:
@@ -200,6 +236,8 @@ class Generation:
             result.text = tokenizer.decode(result.token_ids, skip_special_tokens=True).strip()
             result.total_time = time.perf_counter() - start
             if self.prefix_cache is not None and cache is not None:
+                if isinstance(cache, FastCache):
+                    cache.crop(past_len)  # a stream closed mid-draft leaves unchecked positions behind
                 # The cache now holds prompt + answer tokens except the last sampled one.
                 held = self.prompt_ids + result.token_ids
                 self.prefix_cache.store(held[:past_len], cache)

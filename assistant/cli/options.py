@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from ..config import COMPUTE_DTYPES, DEVICES, FAST_DECODES, QUANTIZATIONS, AppConfig
+from ..config import COMPUTE_DTYPES, DEVICES, FAST_DECODES, QUANTIZATIONS, AppConfig, GenerationConfig
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +31,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--temperature", type=float)
     s.add_argument("--top-p", type=float)
     s.add_argument("--repetition-penalty", type=float)
+    s.add_argument("--lookup", choices=("on", "off"),
+                   help="prompt-lookup decoding on the lean CPU forward (default on): drafts copied from the "
+                        "sources, checked in one pass; the same answer, faster")
     s.add_argument("--no-retrieval", action="store_true", help="answer without the knowledge index")
     s.add_argument("--no-intents", action="store_true", help="skip intent routing")
 
@@ -51,5 +54,9 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
     config.model = dataclasses.replace(model, **changes)
     gen = {k: getattr(args, k) for k in ("max_new_tokens", "temperature", "top_p", "repetition_penalty")
            if getattr(args, k, None) is not None}
+    if getattr(args, "lookup", None) == "off":
+        gen["lookup_tokens"] = 0
+    elif getattr(args, "lookup", None) == "on" and not config.generation.lookup_tokens:
+        gen["lookup_tokens"] = GenerationConfig.lookup_tokens
     config.generation = dataclasses.replace(config.generation, **gen)
     return config
