@@ -159,6 +159,10 @@ class Generation:
         # (then the batch already shares each weight read, and a draft would hold the others up).
         drafter = PromptLookup(self.prompt_ids) if fast is not None and settings.lookup_tokens else None
         greedy = settings.temperature <= 0
+        # Draft length adapts: doubled after a fully accepted draft, halved after a rejected one; after a
+        # rejected draft no drafts for a while, longer after each further miss (a rejected draft costs
+        # more than a plain step where the 4-bit kernel's cost grows with rows, as on AVX2 CPUs).
+        draft_len, misses, pause = settings.lookup_tokens, 0, 0
         try:
             while True:
                 if len(result.token_ids) >= self.max_new_tokens:
@@ -172,8 +176,10 @@ class Generation:
                     if lm.batcher is not None and fast is not None and not joined:
                         lm.batcher.join()
                         joined.append(True)
-                    if drafter is not None and (not joined or lm.batcher.active <= 1):
-                        room = min(settings.lookup_tokens, self.max_new_tokens - len(result.token_ids) - 1,
+                    if pause:
+                        pause -= 1
+                    elif drafter is not None and (not joined or lm.batcher.active <= 1):
+                        room = min(draft_len, self.max_new_tokens - len(result.token_ids) - 1,
                                    lm.context_length - past_len - len(todo))
                         draft = drafter.draft(room)
                 inputs = todo + draft
@@ -182,6 +188,7 @@ class Generation:
                 result.draft_tokens += len(draft)
                 base = past_len
                 ended = False
+                accepted_before = result.accepted_draft_tokens
                 for j in range(len(draft) + 1):
                     logits = rows[j:j + 1]
                     with torch.inference_mode():
@@ -222,6 +229,15 @@ class Generation:
                         break  # the rest of the draft was not the model's (or is not wanted)
                 if isinstance(cache, FastCache):
                     cache.crop(past_len)  # take back the inputs after the last row used
+                if draft:
+                    taken = result.accepted_draft_tokens - accepted_before
+                    if taken == 0:
+                        misses += 1
+                        draft_len, pause = max(1, draft_len // 2), 4 * misses
+                    else:
+                        misses = 0
+                        if taken == len(draft):
+                            draft_len = min(settings.lookup_tokens, 2 * draft_len)
                 todo = [result.token_ids[-1]] if result.token_ids else todo
                 if ended:
                     break
