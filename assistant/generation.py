@@ -172,7 +172,7 @@ class Generation:
                     result.finish_reason = "cancelled"
                     break
                 draft: list[int] = []
-                if result.token_ids or len(todo) == 1 and past_len >= len(self.prompt_ids):
+                if past_len >= len(self.prompt_ids):  # a decode step (the prompt is in the cache)
                     if lm.batcher is not None and fast is not None and not joined:
                         lm.batcher.join()
                         joined.append(True)
