@@ -16,6 +16,9 @@ or the out-of-scope / hand-off routes of the intent policy.  A free-form
 refusal a model words on its own ("Sorry, I have no information about...")
 is not recognised.
 
+The language of an XQuAD answer (``answer_language``): a verbatim span of the
+indexed paragraphs is in their language; anything else is what the detector says.
+
 Knows nothing about the engine or the model.
 """
 
@@ -26,7 +29,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from assistant.errors import DataFormatError
 from assistant.prompting import LANGUAGE_NAMES, NOT_FOUND
@@ -151,3 +154,15 @@ def load_questions(path: str | Path) -> list[GuideQuestion]:
         seen.add(question.id)
         out.append(question)
     return out
+
+
+def answer_language(answer: str, language: str, paragraphs: Iterable[str], detect: Callable[[str], Any]) -> str:
+    """What ``detect`` names, except that an answer it calls another language than ``language``
+    (the index's, which is the question's) is in ``language`` when, less surrounding quotes and a
+    final full stop, it is a verbatim span of one of the paragraphs.  Answers the detector cannot
+    name (a bare number) stay unnamed."""
+    detected = detect(answer).language
+    if detected in (language, "unknown"):
+        return detected
+    span = answer.strip().strip("\"'“”„‘’‚「」«»").rstrip(".。!！").strip()
+    return language if span and any(span in p for p in paragraphs) else detected

@@ -13,7 +13,11 @@ each in a fresh conversation, for each model and adapter setting side by side.
    whose gold paragraph was shown, where the model and not retrieval
    declined), the answer is in the question's language
    (``assistant.language.detect``; answers it cannot name, such as a bare
-   number, are left out).  Then a sample of questions of the *training*
+   number, are left out; an answer that is a verbatim span of an indexed
+   paragraph is in that paragraph's language, which is the question's: a
+   copied name such as "Los Angeles International Airport" is the right
+   answer in every language, and the detector would call it English or
+   Spanish).  Then a sample of questions of the *training*
    articles (``--absent-per-language``), asked against the same held-out
    index: their answer is not there, so the right outcome is to decline.
 2. The shipped user guide (``knowledge/docs``, indexed as the app indexes it on
@@ -55,7 +59,7 @@ if __package__ in (None, ""):  # run as a file: python bench/answers.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench.answer_scoring import GuideQuestion, declined, facts_fraction, load_questions  # noqa: E402
+from bench.answer_scoring import GuideQuestion, answer_language, declined, facts_fraction, load_questions  # noqa: E402
 from bench.common import DATASETS, header, percentile, save, table  # noqa: E402
 from finetune.xquad import LANGUAGES, f1_score, load_language, normalize_answer, split_articles  # noqa: E402
 
@@ -101,7 +105,8 @@ class Asked:
     f1: float | None = None
     gold_shown: bool | None = None
     answer_language: str | None = None
-    """Detected language of a non-declined XQuAD answer."""
+    """Language of a non-declined XQuAD answer: detected, or the question's where the answer is
+    a verbatim span of an indexed paragraph (``bench.answer_scoring.answer_language``)."""
     split: str | None = None
     correct: bool | None = None
     facts_matched: float | None = None
@@ -235,7 +240,7 @@ def run_xquad(rt: Any, setting: str, args: argparse.Namespace, indexes: dict[str
                 a.f1 = f1_score(a.answer, case.answers, lang)
                 a.gold_shown = case.paragraph in [Path(s.source).stem for s in turn.sources]
             if not a.declined:
-                a.answer_language = detect(a.answer).language
+                a.answer_language = answer_language(a.answer, lang, paragraphs.values(), detect)
             log.info("%s %s %s %s: %r", setting, section, lang, case.id,
                      a.answer[:80] + ("" if section == "xquad-absent" else f" | gold {case.answers[0]!r}"))
             out.append(a)

@@ -10,7 +10,7 @@ import pytest
 
 from assistant.errors import DataFormatError
 from assistant.prompting import NOT_FOUND
-from bench.answer_scoring import (contains, declined, facts_fraction, load_questions, normalize, parse_question)
+from bench.answer_scoring import (answer_language, contains, declined, facts_fraction, load_questions, normalize, parse_question)
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = ROOT / "bench" / "data" / "guide_questions.jsonl"
@@ -97,3 +97,16 @@ def test_every_fact_is_in_the_shipped_guide():
     for q in load_questions(QUESTIONS):
         for fact in q.facts:
             assert any(contains(guide, a) for a in fact), (q.id, fact)
+
+
+def test_an_answer_copied_from_the_paragraph_is_in_its_language():
+    from assistant.language import detect
+
+    paragraphs = ["Der Flughafen Los Angeles International Airport ist der größte der Region.",
+                  "Newton veröffentlichte 1687 die Principia."]
+    # a copied name: the detector alone would not call it German
+    assert answer_language("Los Angeles International Airport.", "de", paragraphs, detect) == "de"
+    assert answer_language("„Newton“", "de", paragraphs, detect) == "de"
+    assert answer_language("1687.", "de", paragraphs, detect) == "unknown"  # unnamed stays unnamed
+    # a sentence of its own is judged by the detector
+    assert answer_language("The largest airport of the region is LAX.", "de", paragraphs, detect) == "en"
