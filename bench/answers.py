@@ -6,7 +6,9 @@ each in a fresh conversation, for each model and adapter setting side by side.
    question of the adapter's training articles is asked as answerable).  Per
    language, an index of that language's held-out paragraphs (built with the
    runtime's embedder, in a temporary folder); a seeded sample of their
-   questions (the same positions in every language: XQuAD is parallel).
+   questions, drawn per language from one half of the question ids
+   (``--split``: ``dev`` to tune on, ``report`` to report; an id is in the
+   same half in every language, XQuAD being parallel).
    Scores: the answer contains a gold answer (normalised substring), SQuAD
    F1, the gold paragraph is among the sources shown, false refusals
    (declined although the paragraph is indexed; also among the questions
@@ -44,6 +46,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import hashlib
 import json
 import logging
 import os
@@ -158,9 +161,16 @@ def guide_sample(questions: list[GuideQuestion], limit: int) -> list[GuideQuesti
     return order[:limit] if limit else order
 
 
-def xquad_cases(language: str, per_language: int, absent: int,
-                seed: int) -> tuple[dict[str, str], list[XquadCase], list[XquadCase]]:
-    """(held-out paragraphs by file stem, sampled held-out questions, sampled training-article questions)."""
+def question_split(qid: str) -> str:
+    """``dev`` or ``report``, fixed per XQuAD question id (half each, by hash).  The id is the same in
+    every language (XQuAD is parallel), so no question tuned on in one language is reported in another."""
+    return "dev" if hashlib.sha256(qid.encode()).digest()[0] % 2 == 0 else "report"
+
+
+def xquad_cases(language: str, per_language: int, absent: int, seed: int,
+                split: str = "report") -> tuple[dict[str, str], list[XquadCase], list[XquadCase]]:
+    """(held-out paragraphs by file stem, sampled held-out questions, sampled training-article questions),
+    the questions drawn from ``split`` only, with a sample of its own per language."""
     _, held_out = split_articles()
     paragraphs = load_language(DATASETS / "xquad-dev", language)
     indexed: dict[str, str] = {}
@@ -173,8 +183,9 @@ def xquad_cases(language: str, per_language: int, absent: int,
         for qa in p.qas:
             case = XquadCase(qa["id"], language, qa["question"], tuple(dict.fromkeys(a["text"] for a in qa["answers"])),
                              stem)
-            (present if p.article in held_out else elsewhere).append(case)
-    rng = random.Random(seed)
+            if question_split(case.id) == split:
+                (present if p.article in held_out else elsewhere).append(case)
+    rng = random.Random(f"{seed}/{split}/{language}")
     return (indexed, rng.sample(present, min(per_language, len(present))),
             rng.sample(elsewhere, min(absent, len(elsewhere))))
 
@@ -226,7 +237,8 @@ def run_xquad(rt: Any, setting: str, args: argparse.Namespace, indexes: dict[str
 
     out: list[Asked] = []
     for lang in args.languages:
-        paragraphs, present, absent = xquad_cases(lang, args.per_language, args.absent_per_language, args.seed)
+        paragraphs, present, absent = xquad_cases(lang, args.per_language, args.absent_per_language, args.seed,
+                                                  args.split)
         if not present and not absent:
             continue
         if lang not in indexes:
@@ -357,7 +369,9 @@ def main(argv: list[str] | None = None) -> str:
                     help="XQuAD questions per language whose article is not indexed")
     ap.add_argument("--limit-guide", type=int, default=0, help="ask only this many guide questions (0: all)")
     ap.add_argument("--skip-guide", action="store_true", help="ask no guide questions")
-    ap.add_argument("--seed", type=int, default=0, help="picks the XQuAD questions")
+    ap.add_argument("--split", choices=("dev", "report"), default="report",
+                    help="which half of the XQuAD questions to ask (tune on dev; report on report)")
+    ap.add_argument("--seed", type=int, default=0, help="picks the XQuAD questions within the split")
     ap.add_argument("--max-new-tokens", type=int, help="answer length limit (default: the app's)")
     ap.add_argument("--threads", type=int, help="CPU threads for torch (default: the app's)")
     ap.add_argument("--home", help="data folder for the model cache and intent model (default: $ASSISTANT_HOME); "

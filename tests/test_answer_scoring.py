@@ -110,3 +110,23 @@ def test_an_answer_copied_from_the_paragraph_is_in_its_language():
     assert answer_language("1687.", "de", paragraphs, detect) == "unknown"  # unnamed stays unnamed
     # a sentence of its own is judged by the detector
     assert answer_language("The largest airport of the region is LAX.", "de", paragraphs, detect) == "en"
+
+
+def test_xquad_dev_and_report_questions_never_share_an_id_in_any_language():
+    from bench.answers import xquad_cases
+
+    drawn = {}
+    for split in ("dev", "report"):
+        ids = set()
+        for lang in ("en", "zh", "de"):
+            paragraphs, present, absent = xquad_cases(lang, 40, 5, seed=0, split=split)
+            assert len(present) == 40 and len(absent) == 5
+            assert all(c.paragraph in paragraphs for c in present)  # answerable: its paragraph is indexed
+            assert not any(c.paragraph in paragraphs for c in absent)
+            ids |= {c.id for c in present + absent}
+        drawn[split] = ids
+    assert drawn["dev"] and drawn["report"] and not drawn["dev"] & drawn["report"]
+    # a sample of its own per language, not the same question ids everywhere
+    en = {c.id for c in xquad_cases("en", 10, 0, 0, "report")[1]}
+    zh = {c.id for c in xquad_cases("zh", 10, 0, 0, "report")[1]}
+    assert en != zh
