@@ -63,6 +63,10 @@ class RetrievalConfig:
     requests (e5: 0.77-0.86 vs 0.78-0.82 on the user guide), so this floor lets them through
     and leaves the decline to the model's instruction and the intent classifier."""
 
+    hold_flagged: bool = True
+    """Leave chunks that ``retrieval.screening`` flagged (text addressing the assistant, hidden text) out of
+    search until an administrator allows their document; False: flag and list them only."""
+
     def __post_init__(self) -> None:
         if self.chunk_tokens < 16:
             raise ConfigError(f"retrieval.chunk_tokens must be >= 16; got {self.chunk_tokens}")

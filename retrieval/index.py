@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -27,8 +27,9 @@ from .embedding import Embedder, embed_query, load_embedder
 from .fusion import fuse, language_coverage, relevance
 from .lexical import LexicalIndex
 from .readers import extract, supported_suffixes
+from .screening import screen
 from .text import TOKENIZER_NAME, detect_language, tokenize
-from .types import Chunk, DocumentInfo, ExtractedDocument, FileError, Hit, IngestReport
+from .types import Chunk, DocumentInfo, ExtractedDocument, FileError, FlaggedPassage, Hit, IngestReport
 from .vectors import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,9 @@ class _Doc:
     content_hash: str
     tags: tuple[str, ...] = ()
     added_at: str = ""
+    allowed: bool = False
+    """An administrator allowed the chunks screening flagged (``KnowledgeIndex.allow``); a changed file
+    is screened again and held again."""
 
 
 @dataclass
@@ -64,6 +68,7 @@ class KnowledgeIndex:
     _docs: dict[str, _Doc] = field(default_factory=dict)
     _vectors: VectorIndex | None = None
     _lexical: LexicalIndex | None = None
+    _held: np.ndarray | None = None  # rows of flagged chunks of documents not allowed
     _generation: str | None = None
     _dirty: bool = False
 
@@ -120,8 +125,14 @@ class KnowledgeIndex:
         for doc_id, row in manifest["documents"].items():
             row["tags"] = tuple(row.get("tags", ()))
             docs[doc_id] = _Doc(**row)
-        return cls(folder=folder, embedder=embedder, config=config, chunks=chunks, embeddings=embeddings,
-                   _docs=docs, _vectors=vectors, _lexical=lexical, _generation=manifest["generation"])
+        if not manifest.get("screened"):
+            # Built before screening existed: screen the stored text now (the phrase rules; the files'
+            # hidden styling is known only when they are read again).
+            chunks = [replace(c, flags=tuple(map(str, screen(embedding_text(c))))) for c in chunks]
+        index = cls(folder=folder, embedder=embedder, config=config, chunks=chunks, embeddings=embeddings,
+                    _docs=docs, _vectors=vectors, _lexical=lexical, _generation=manifest["generation"])
+        index._hold()
+        return index
 
     # ---- ingestion -------------------------------------------------------------------------
 
@@ -171,10 +182,19 @@ class KnowledgeIndex:
                 continue
             chunks = chunk_document(doc, doc_id, chunk_tokens=self.config.chunk_tokens,
                                     overlap_tokens=self.config.overlap_tokens, tags=tags)
+            chunks = [replace(c, flags=tuple(map(str, screen(embedding_text(c), doc.hidden)))) for c in chunks]
+            flagged = sum(1 for c in chunks if c.flags)
+            if flagged:
+                report.flagged[doc_id] = flagged
+                log.warning("%s: %d passage(s) flagged by screening (%s); held out of answers until allowed",
+                            doc.source, flagged, next(c.flags[0] for c in chunks if c.flags))
             (report.updated if old else report.added).append(doc_id)
             replaced.add(doc_id)
+            # Same bytes (only the tags changed): an administrator's allowance stands.
+            allowed = bool(old and old.allowed and old.content_hash == doc.content_hash)
             self._docs[doc_id] = _Doc(doc_id=doc_id, source=doc.source, title=doc.title, kind=doc.kind,
-                                      content_hash=doc.content_hash, tags=tags, added_at=store.now())
+                                      content_hash=doc.content_hash, tags=tags, added_at=store.now(),
+                                      allowed=allowed)
             new_chunks.extend(chunks)
         if not replaced:
             return report
@@ -210,12 +230,29 @@ class KnowledgeIndex:
     def documents(self) -> list[DocumentInfo]:
         """Every document, in the order it was added."""
         counts: dict[str, int] = {}
+        flagged: dict[str, int] = {}
         languages: dict[str, set[str]] = {}
         for c in self.chunks:
             counts[c.doc_id] = counts.get(c.doc_id, 0) + 1
+            flagged[c.doc_id] = flagged.get(c.doc_id, 0) + bool(c.flags)
             languages.setdefault(c.doc_id, set()).add(c.language)
-        return [self._info(doc, counts.get(doc.doc_id, 0), languages.get(doc.doc_id, set()))
-                for doc in self._docs.values()]
+        return [self._info(doc, counts.get(doc.doc_id, 0), languages.get(doc.doc_id, set()),
+                           flagged.get(doc.doc_id, 0)) for doc in self._docs.values()]
+
+    def flagged(self) -> list[FlaggedPassage]:
+        """Every chunk screening flagged (``retrieval.screening``), held or allowed, in index order."""
+        return [FlaggedPassage(doc_id=c.doc_id, source=c.source, title=c.title, chunk_id=c.chunk_id,
+                               position=c.position, text=c.text, flags=c.flags,
+                               allowed=self._docs[c.doc_id].allowed) for c in self.chunks if c.flags]
+
+    def allow(self, doc_id_or_source: str, allowed: bool = True) -> DocumentInfo:
+        """Let a document's flagged chunks into answers (``allowed=False``: hold them again).  Call
+        ``save`` to keep it; re-adding the file with changed content holds them again."""
+        doc = self._find(doc_id_or_source)
+        doc.allowed = allowed
+        self._hold()
+        self._dirty = True
+        return self._info(doc)
 
     def reembed(self, embedder: Embedder) -> None:
         """Switch to another embedding model: every chunk embedded again, documents, chunks and
@@ -234,6 +271,7 @@ class KnowledgeIndex:
             "embedding_model": self.embedder.name, "dimension": self.embedder.dimension,
             "embedder_languages": list(self.embedder.languages), "tokenizer": TOKENIZER_NAME,
             "vector_index": self._vectors.kind, "count": len(self.chunks), "documents": documents,
+            "screened": True,
         }
         self._generation = store.write_generation(self.folder, manifest, self.chunks, self.embeddings,
                                                   self._vectors.save, self._lexical.save)
@@ -273,17 +311,24 @@ class KnowledgeIndex:
         weight = {"hybrid": self.config.dense_weight * coverage, "dense": 1.0, "bm25": 0.0}[mode]
         n_cand = max(self.config.candidates, k)
 
+        held = self._held if allowed is None else None  # with a filter, ``allowed`` already leaves them out
         bm25_all = self._lexical.scores(query)  # (n_chunks,)
         if allowed is not None:
             masked = np.zeros_like(bm25_all)
             masked[allowed] = bm25_all[allowed]
             bm25_all = masked
+        elif held is not None:
+            bm25_all[held] = 0.0
         candidates = [] if weight >= 1.0 else _top_positive(bm25_all, n_cand)
         query_vec = None
         if weight > 0:
             query_vec = embed_query(self.embedder, [query])[0]  # (dim,)
-            _, rows = self._vectors.search(query_vec[None, :], n_cand, allowed, self.embeddings)
-            candidates = np.unique(np.concatenate([np.asarray(candidates, np.int64), rows[0][rows[0] >= 0]]))
+            extra = 0 if held is None else len(held)  # ask for more, then drop the held rows
+            _, rows = self._vectors.search(query_vec[None, :], n_cand + extra, allowed, self.embeddings)
+            found = rows[0][rows[0] >= 0]
+            if held is not None:
+                found = found[~np.isin(found, held)][:n_cand]
+            candidates = np.unique(np.concatenate([np.asarray(candidates, np.int64), found]))
         candidates = np.asarray(candidates, dtype=np.int64)
         if candidates.size == 0:
             return []
@@ -314,15 +359,25 @@ class KnowledgeIndex:
     def _rebuild(self) -> None:
         self._vectors = VectorIndex.build(self.embeddings, self.config)
         self._lexical = LexicalIndex.build([tokenize(embedding_text(c)) for c in self.chunks])
+        self._hold()
         self._dirty = True
+
+    def _hold(self) -> None:
+        if not self.config.hold_flagged:
+            self._held = None
+            return
+        held = [i for i, c in enumerate(self.chunks) if c.flags and not self._docs[c.doc_id].allowed]
+        self._held = np.asarray(held, dtype=np.int64) if held else None
 
     def _allowed_rows(self, doc_ids: Sequence[str] | None, tags: Sequence[str] | None) -> np.ndarray | None:
         if not doc_ids and not tags:
-            return None
+            return None  # held rows, if any, are left out by ``search`` itself
+        held = set(self._held.tolist()) if self._held is not None else set()
         wanted_docs = {self._find(d).doc_id for d in doc_ids} if doc_ids else None
         wanted_tags = set(tags or ())
         rows = [i for i, c in enumerate(self.chunks)
-                if (wanted_docs is None or c.doc_id in wanted_docs) and (not wanted_tags or wanted_tags & set(c.tags))]
+                if (wanted_docs is None or c.doc_id in wanted_docs) and (not wanted_tags or wanted_tags & set(c.tags))
+                and i not in held]
         return np.asarray(rows, dtype=np.int64)
 
     def _find(self, key: str) -> _Doc:
@@ -339,13 +394,14 @@ class KnowledgeIndex:
         raise InputError(f"no document {key!r} in index {self.folder}; list them with: "
                          f"assistant index list --index {self.folder}")
 
-    def _info(self, doc: _Doc, chunks: int | None = None, languages: set[str] | None = None) -> DocumentInfo:
+    def _info(self, doc: _Doc, chunks: int | None = None, languages: set[str] | None = None,
+              flagged: int | None = None) -> DocumentInfo:
         if chunks is None:
             own = [c for c in self.chunks if c.doc_id == doc.doc_id]
-            chunks, languages = len(own), {c.language for c in own}
+            chunks, languages, flagged = len(own), {c.language for c in own}, sum(1 for c in own if c.flags)
         return DocumentInfo(doc_id=doc.doc_id, source=doc.source, title=doc.title, kind=doc.kind,
                             content_hash=doc.content_hash, chunks=chunks, languages=tuple(sorted(languages or ())),
-                            tags=doc.tags, added_at=doc.added_at)
+                            tags=doc.tags, added_at=doc.added_at, flagged=flagged or 0, allowed=doc.allowed)
 
     def _hit(self, row: int, dense: float, bm25: float, fused: float) -> Hit:
         c = self.chunks[row]

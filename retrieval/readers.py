@@ -42,7 +42,7 @@ def extract(source: str, data: bytes, suffix: str | None = None) -> ExtractedDoc
         raise DataFormatError(
             f"{source}: unsupported file type {suffix or '(none)'!r}; supported: {', '.join(supported_suffixes())}")
     try:
-        title, sections, kind = reader(source, data)
+        title, sections, kind, *hidden = reader(source, data)
     except DataFormatError:
         raise
     except Exception as exc:  # each library fails in its own way; report file + reason
@@ -51,7 +51,8 @@ def extract(source: str, data: bytes, suffix: str | None = None) -> ExtractedDoc
     if not sections:
         raise DataFormatError(f"{source}: no text found (empty file, scanned PDF without text layer, or only markup)")
     return ExtractedDocument(source=source, title=title or Path(source).stem, sections=sections,
-                             content_hash=hashlib.sha256(data).hexdigest(), kind=kind)
+                             content_hash=hashlib.sha256(data).hexdigest(), kind=kind,
+                             hidden=tuple(hidden[0]) if hidden else ())
 
 
 def _decode(source: str, data: bytes) -> str:
@@ -111,8 +112,10 @@ def _read_text(source: str, data: bytes) -> tuple[str, list[Section], str]:
     return "", [Section(text=p) for p in _paragraphs(text)], "txt"
 
 
-def _read_html(source: str, data: bytes) -> tuple[str, list[Section], str]:
+def _read_html(source: str, data: bytes) -> tuple[str, list[Section], str, list[str]]:
     import trafilatura
+
+    from .screening import html_hidden_text
 
     raw = _decode(source, data)
     extracted = trafilatura.extract(raw, output_format="markdown", include_comments=False,
@@ -130,7 +133,7 @@ def _read_html(source: str, data: bytes) -> tuple[str, list[Section], str]:
     if not title:
         m = re.search(r"<title[^>]*>(.*?)</title>", raw, re.I | re.S)
         title = html_lib.unescape(m.group(1)).strip() if m else md_title
-    return title, sections, "html"
+    return title, sections, "html", html_hidden_text(raw)
 
 
 def _strip_tags(raw: str) -> str:
@@ -141,7 +144,7 @@ def _strip_tags(raw: str) -> str:
     return html_lib.unescape(re.sub(r"[ \t]+", " ", raw))
 
 
-def _read_pdf(source: str, data: bytes) -> tuple[str, list[Section], str]:
+def _read_pdf(source: str, data: bytes) -> tuple[str, list[Section], str, list[str]]:
     from pypdf import PdfReader
 
     reader = PdfReader(io.BytesIO(data))
@@ -154,20 +157,71 @@ def _read_pdf(source: str, data: bytes) -> tuple[str, list[Section], str]:
     if reader.metadata and reader.metadata.title:
         title = str(reader.metadata.title)
     sections = []
+    hidden: list[str] = []
     for number, page in enumerate(reader.pages, start=1):
-        text = page.extract_text() or ""
+        text = _pdf_page_text(page, hidden)
         for paragraph in _paragraphs(text):
             sections.append(Section(text=paragraph, page=number))
-    return title, sections, "pdf"
+    return title, sections, "pdf", hidden
 
 
-def _read_docx(source: str, data: bytes) -> tuple[str, list[Section], str]:
+def _pdf_page_text(page: object, hidden: list[str]) -> str:
+    """The page's text; text drawn invisible (render mode 3 or 7) or in white is added to ``hidden``."""
+    state = {"fill": (0.0, 0.0, 0.0), "mode": 0}
+    saved: list[dict] = []
+    last_hidden = [False]
+
+    def numbers(args: list) -> list[float]:
+        try:
+            return [float(a) for a in args]
+        except (TypeError, ValueError):
+            return []
+
+    def before(op: bytes, args: list, cm: object, tm: object) -> None:
+        if op == b"q":
+            saved.append(dict(state))
+        elif op == b"Q" and saved:
+            state.update(saved.pop())
+        elif op == b"Tr" and args:
+            state["mode"] = int(numbers(args[:1])[0]) if numbers(args[:1]) else 0
+        elif op in (b"rg", b"sc", b"scn") and len(numbers(args)) == 3:
+            state["fill"] = tuple(numbers(args))
+        elif op in (b"g", b"sc", b"scn") and len(numbers(args)) == 1:
+            state["fill"] = (numbers(args)[0],) * 3
+        elif op in (b"k", b"sc", b"scn") and len(numbers(args)) == 4:
+            c, m, y, k = numbers(args)
+            state["fill"] = ((1 - c) * (1 - k), (1 - m) * (1 - k), (1 - y) * (1 - k))
+
+    def visit(text: str, cm: object, tm: object, font: object, size: object) -> None:
+        if not text.strip():
+            return
+        invisible = state["mode"] in (3, 7) or min(state["fill"]) >= 0.95
+        if invisible and last_hidden[0] and hidden:
+            hidden[-1] += text
+        elif invisible:
+            hidden.append(text)
+        last_hidden[0] = invisible
+
+    found = len(hidden)
+    try:
+        text = page.extract_text(visitor_operand_before=before, visitor_text=visit)  # type: ignore[attr-defined]
+    except Exception:  # the visitors are best effort: the page's text matters more than its styling
+        del hidden[found:]
+        text = page.extract_text()  # type: ignore[attr-defined]
+    hidden[:] = [h for h in (" ".join(x.split()) for x in hidden) if h]
+    return text or ""
+
+
+def _read_docx(source: str, data: bytes) -> tuple[str, list[Section], str, list[str]]:
     import docx
 
     document = docx.Document(io.BytesIO(data))
     title = document.core_properties.title or ""
     sections: list[Section] = []
     path: list[tuple[int, str]] = []
+    hidden = [h for p in document.paragraphs if (h := _docx_hidden_runs(p))]
+    hidden += [h for t in document.tables for row in t.rows for cell in row.cells
+               for p in cell.paragraphs if (h := _docx_hidden_runs(p))]
     for paragraph in document.paragraphs:
         text = paragraph.text.strip()
         if not text:
@@ -186,7 +240,22 @@ def _read_docx(source: str, data: bytes) -> tuple[str, list[Section], str]:
             cells = [c.text.strip() for c in row.cells if c.text.strip()]
             if cells:
                 sections.append(Section(text=" | ".join(cells), heading=tuple(h for _, h in path)))
-    return title, sections, "docx"
+    return title, sections, "docx", hidden
+
+
+def _docx_hidden_runs(paragraph: object) -> str:
+    """Text of a paragraph's runs a reader of the document cannot see: hidden (vanish), white, or under 2 pt."""
+    parts = []
+    for run in paragraph.runs:  # type: ignore[attr-defined]
+        font = run.font
+        try:
+            white = font.color is not None and font.color.type is not None and str(font.color.rgb) == "FFFFFF"
+        except (AttributeError, ValueError):
+            white = False
+        tiny = font.size is not None and font.size.pt < 2
+        if run.text.strip() and (font.hidden or white or tiny):
+            parts.append(run.text)
+    return " ".join(" ".join(parts).split())
 
 
 def _docx_heading_level(style: str) -> int:

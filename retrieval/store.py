@@ -140,6 +140,7 @@ def read_chunks(folder: Path, gen: Path) -> list[Chunk]:
                 row = json.loads(line)
                 row["heading"] = tuple(row["heading"])
                 row["tags"] = tuple(row.get("tags", ()))
+                row["flags"] = tuple(row.get("flags", ()))
                 chunks.append(Chunk(**row))
             except (json.JSONDecodeError, TypeError, KeyError) as exc:
                 raise IndexCorruptError(f"{gen / CHUNKS} line {number} is broken ({exc}); {rebuild_hint(folder)}") from None

@@ -34,6 +34,9 @@ class ExtractedDocument:
     """sha256 of the raw bytes: decides whether a re-added file changed."""
     kind: str
     """Reader used: md, txt, html, pdf, docx, faq."""
+    hidden: tuple[str, ...] = ()
+    """Text the file styles so a reader cannot see it (white, zero-size, invisible), as the reader found
+    it; ``retrieval.screening`` flags the chunks holding it."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,9 @@ class Chunk:
     position: int
     """0-based order of the chunk within its document."""
     tags: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
+    """Why ``retrieval.screening`` holds this chunk back ("instruction: “ignore all previous …”"); () when
+    nothing was found.  A flagged chunk is left out of search until its document is allowed."""
 
     @property
     def heading_path(self) -> str:
@@ -96,6 +102,25 @@ class DocumentInfo:
     languages: tuple[str, ...]
     tags: tuple[str, ...] = ()
     added_at: str = ""
+    flagged: int = 0
+    """Chunks that screening flagged."""
+    allowed: bool = False
+    """An administrator allowed its flagged chunks into answers."""
+
+
+@dataclass(frozen=True)
+class FlaggedPassage:
+    """A chunk screening flagged, for an administrator to judge."""
+
+    doc_id: str
+    source: str
+    title: str
+    chunk_id: str
+    position: int
+    text: str
+    flags: tuple[str, ...]
+    allowed: bool
+    """True: its document is allowed, so the passage is searched like any other."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +148,8 @@ class IngestReport:
     chunks_added: int = 0
     chunks_embedded: int = 0
     """Chunks sent to the embedding model (chunks with a known hash reuse stored vectors)."""
+    flagged: dict[str, int] = field(default_factory=dict)
+    """doc_id -> chunks screening flagged in it (held out of answers until allowed)."""
     seconds: float = 0.0
 
     @property
@@ -134,4 +161,7 @@ class IngestReport:
             f"{len(self.added)} added", f"{len(self.updated)} updated", f"{len(self.unchanged)} unchanged",
             f"{self.chunks_added} chunks ({self.chunks_embedded} embedded)", f"{len(self.errors)} failed",
         ]
+        if self.flagged:
+            parts.append(f"{sum(self.flagged.values())} passages in {len(self.flagged)} documents flagged "
+                         f"and held out of answers (see: assistant index flagged)")
         return ", ".join(parts) + f" in {self.seconds:.1f}s"

@@ -16,12 +16,13 @@ from retrieval.readers import extract
 from retrieval.text import count_tokens, detect_language, tokenize
 
 
-def minimal_pdf(pages: list[str]) -> bytes:
-    """A valid PDF with one line of Helvetica text per page (pypdf can read it back)."""
+def minimal_pdf(pages: list[str], before: str = "") -> bytes:
+    """A valid PDF with one line of Helvetica text per page (pypdf can read it back); ``before``: content
+    stream operators drawn ahead of each line (``1 1 1 rg`` makes it white)."""
     objects = ["<< /Type /Catalog /Pages 2 0 R >>", None, "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
     kids = []
     for text in pages:
-        stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode("latin-1")
+        stream = f"{before} BT /F1 12 Tf 72 720 Td ({text}) Tj ET".strip().encode("latin-1")
         objects.append(f"<< /Length {len(stream)} >>\nstream\n{stream.decode('latin-1')}\nendstream")
         content = len(objects)
         objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {content} 0 R "

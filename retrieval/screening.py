@@ -1,0 +1,247 @@
+"""Screening at ingestion: passages that address the assistant instead of the reader.
+
+A support document tells a customer how things work; it has no reason to tell
+an AI assistant what to do.  Text that does — "ignore all previous
+instructions", "you are now …", "reply only with …", a fake ``<system>`` tag,
+a Markdown image whose address waits for the user's question — is an indirect
+prompt injection (OWASP LLM01), and so is text a reader cannot see: white or
+zero-size text in HTML, DOCX or PDF, invisible Unicode (zero-width and tag
+characters, bidi overrides).  ``screen`` names what it found in one chunk;
+the index keeps flagged chunks out of answers until an administrator allows
+the document (``KnowledgeIndex.allow``).
+
+Rules, not a model: each is a phrase pattern (English, Chinese, German,
+Spanish, French, Russian, Portuguese, Japanese), so a finding always says
+which words triggered it, and an administrator can judge it.  Its false
+positives on ordinary documents are measured by ``bench/screening.py``
+(xquad-dev in 12 languages, the shipped user guide); paraphrases it has no
+pattern for pass — the prompt's spotlighting and the output guard are the
+layers behind it.
+
+Hidden text is collected by the readers (``ExtractedDocument.hidden``): text
+styled so a reader cannot see it (font size 0, white text, opacity 0, moved
+off-screen; DOCX hidden or white runs; PDF invisible or white text).  Text
+merely collapsed (``display: none``, the ``hidden`` attribute: accordions,
+tabs) is ordinary in FAQ pages and is screened only by the phrase rules.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One reason to hold a passage back."""
+
+    kind: str
+    """instruction, role-tag, exfiltration, hidden-text or invisible-characters."""
+    evidence: str
+    """The words that triggered it (shortened)."""
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.evidence}"
+
+
+_AI = r"(?:ai|a\.i\.|assistant|chat ?bot|bot|llm|language model|model|gpt|copilot)"
+_IMPERATIVE = (r"(?:always|never|ignore|disregard|forget|tell|say|reply|respond|answer|write|print|output|reveal|"
+               r"include|start|begin|end|repeat|recommend|insert|add|mention|append|do not|don't|must|should)")
+
+_RULES: list[tuple[str, str]] = [
+    # -- English ------------------------------------------------------------------------
+    ("instruction", r"\b(?:ignore|disregard|forget|override|bypass|skip)\b[^.;:!?\n]{0,40}?\b(?:instructions?|prompts?|"
+                    r"rules|guidelines|directions|directives|user'?s question|(?:the|all|these|your) (?:documents|context))\b"),
+    ("instruction", r"\b(?:reveal|print|repeat|output|disclose|leak|recite|show|tell|give)\b[^.;:!?\n]{0,40}?"
+                    r"\b(?:your|the)\s+(?:system prompt|(?:initial |hidden |original |previous )?instructions|"
+                    r"internal note|rules you were given|prompt above|confidential)"),
+    ("instruction", r"\bword for word\b[^.\n]{0,40}\binstructions\b|\binstructions\b[^.\n]{0,40}\bword for word\b|"
+                    r"\b(?:repeat|output|print|write out|reproduce)\b[^.\n]{0,40}\b(?:everything above|above this line|"
+                    r"(?:first|previous) messages? (?:in|of) (?:this|the) conversation|your (?:full |whole )?configuration)|"
+                    r"\b(?:say|reply|answer|write|output|print|respond)\b[^.\n]{0,60}\band nothing else\b"),
+    ("instruction", r"\byou are now\b|\bfrom now on,?\s+(?:you are|you must|you only|you will only|always|only|answer|reply|respond)\b|"
+                    r"\bpretend (?:to be|you are)\b|\bnew instructions?\s*:"),
+    ("instruction", rf"\b(?:notes?|messages?|instructions?|commands?|orders?)\s+(?:to|for)\s+(?:the\s+|any\s+)?{_AI}\b"),
+    ("instruction", rf"(?:^|[.!?;]\s+|\n)\s*{_AI}\s*[:,]\s*(?:[\w'’]+\s+){{0,4}}?{_IMPERATIVE}\b"),
+    ("instruction", rf"\bthe\s+{_AI}\s+(?:must|should|shall|has to|needs to|is required to|is instructed to)\s+"
+                    r"(?:tell|say|reply|answer|reveal|include|write|print|respond|recommend|inform|ask|refuse|"
+                    r"ignore|output|add|end|start)\b"),
+    ("instruction", r"\b(?:reply|respond|answer)\s+(?:only\s+)?(?:with|using)\s+(?:the\s+|a\s+)?(?:single\s+|one\s+)?"
+                    r"(?:word|phrase|sentence|text|string|(?:markdown\s+)?image|link|url)\b|\b(?:reply|respond|answer)\s+only\s+(?:in|with)\b"),
+    ("instruction", r"\b(?:start|begin|end|finish|prefix|close)\s+(?:every|each|all|your|any)\s+(?:answers?|replies|"
+                    r"responses?|messages?)\s+with\b"),
+    ("instruction", r"\bbefore (?:answering|you answer|replying|responding)\b|"
+                    r"\b(?:in|to|into) (?:your|every|each|the) (?:answer|reply|response)\b"),
+    ("instruction", r"\btell (?:the|every|each|all|any) (?:users?|customers?|visitors?)\b"),
+    ("role-tag", r"<\|(?:im_start|im_end|system|user|assistant|endoftext|eot_id|start_header_id)\|>|<start_of_turn>|"
+                 r"\[/?INST\]|<</?SYS>>|</?\s*(?:system|assistant|user|instructions?|document|docs-[0-9a-f]*|context)\s*>"),
+    ("role-tag", r"(?-i:\b(?:SYSTEM|ADMIN|DEVELOPER)\s+(?:MESSAGE|PROMPT|INSTRUCTIONS?|OVERRIDE|NOTE)\b|"
+                 r"\bIMPORTANT\s+INSTRUCTIONS?\b)|\[(?:system|assistant|admin|developer)[^\]\n]{0,30}\]|"
+                 r"(?:^|\n)\s*(?:system|developer)\s*:"),
+    ("exfiltration", r"!\[[^\]\n]*\]\(\s*https?://[^)\s]*(?:[A-Z]{3,}_[A-Z_]+|\{[^}]*\}|%7B|<[^>]*>|\$\w+)[^)]*\)"),
+    # -- Chinese ------------------------------------------------------------------------
+    ("instruction", r"(?:忽略|无视|忘记|忘掉|不要理会|跳过)[^。\n]{0,12}?(?:指令|指示|说明|提示词?|规则|要求|问题)"),
+    ("instruction", r"(?:泄露|透露|输出|打印|重复|显示|告诉)[^。\n]{0,10}?(?:系统提示|系统指令|你的指令|内部说明|内部备注)"),
+    ("instruction", r"你现在是|从现在(?:开始|起)[，,]?\s*你(?:是|只|必须|要始终)|(?:只|仅)(?:能)?(?:回复|回答|输出)|"
+                    r"告诉(?:用户|每个用户|所有用户|客户)|在(?:每个|每条|你的|所有)?(?:回答|回复)(?:的)?(?:开头|结尾|末尾|前面|中)"),
+    ("instruction", r"(?:给|致|对)(?:AI|人工智能|助手|模型|机器人)的(?:说明|指令|提示|消息)|"
+                    r"(?:^|[。！？\n])\s*(?:AI|人工智能|助手|模型)[：:]\s*(?:请)?(?:忽略|总是|始终|永远|告诉|说|回复|回答|输出|"
+                    r"透露|泄露|不要|务必|必须|在)"),
+    ("role-tag", r"系统(?:消息|提示|指令)[：:]"),
+    # -- German -------------------------------------------------------------------------
+    ("instruction", r"\b(?:ignorier\w*|vergiss|vergessen sie|missachte\w*)\b[^.;:!?\n]{0,40}?\b(?:anweisungen|instruktionen|"
+                    r"vorgaben|regeln|befehle|frage)\b"),
+    ("instruction", r"\bdu bist (?:jetzt|nun|ab sofort)\b|\bab (?:jetzt|sofort) (?:antwortest|bist|sollst|musst)\b|"
+                    r"\bantworte(?:n sie)? (?:nur|ausschließlich) (?:mit|auf|in)\b|"
+                    r"\b(?:sag|sage|sagen sie|teile|teilen sie)\w* (?:dem|jedem|allen) (?:nutzer|benutzer|kunden)\w*\b|"
+                    r"\b(?:hinweis|anweisung|nachricht)\w* (?:an|für) (?:die|den) (?:ki|assistent\w*|bot|modell)\b|"
+                    r"\b(?:gib|nenne|wiederhole|verrate)\w*\b[^.\n]{0,30}?\b(?:systemprompt|systemanweisung\w*|"
+                    r"deine anweisungen)\b"),
+    # -- Spanish ------------------------------------------------------------------------
+    ("instruction", r"\b(?:ignora|ignore|ignorar|ignoren|olvida|olvide|olvidar|omite|omitir)\b[^.;:!?\n]{0,40}?"
+                    r"\binstrucciones\b|\bahora eres\b|\ba partir de ahora,?\s+(?:eres|responde|contesta|debes)\b|"
+                    r"\b(?:responde|contesta|responda|conteste)\s+(?:solo|solamente|únicamente)\s+(?:con|en)\b|"
+                    r"\b(?:dile|diga|di)\s+(?:al|a cada|a todos los)\s+(?:usuario|cliente)s?\b|"
+                    r"\b(?:nota|mensaje|instrucci[oó]n)\w* para (?:la|el) (?:ia|asistente|modelo|bot)\b|"
+                    r"\b(?:revela|muestra|repite|imprime)\b[^.\n]{0,30}?\b(?:tus instrucciones|"
+                    r"(?:el )?(?:prompt|mensaje|instrucciones) del sistema)\b"),
+    # -- French -------------------------------------------------------------------------
+    ("instruction", r"\b(?:ignore[rz]?|oublie[rz]?|néglige[rz]?)\b[^.;:!?\n]{0,40}?\b(?:instructions|consignes|règles)\b|"
+                    r"\b(?:tu es|vous êtes) maintenant\b|\bà partir de maintenant,?\s+(?:tu|vous|réponds|répondez)\b|"
+                    r"\b(?:réponds|répondez)\s+(?:uniquement|seulement)\s+(?:par|avec|en)\b|"
+                    r"\b(?:dis|dites)\s+(?:à l'|à l’|à chaque |aux )(?:utilisateur|client)s?\b|"
+                    r"\b(?:note|message|instruction)s? (?:à|pour) l['’](?:ia|assistant)\b|"
+                    r"\b(?:révèle|révélez|affiche|affichez|répète|répétez)\b[^.\n]{0,30}?\b(?:tes|vos) instructions\b|"
+                    r"\b(?:invite|prompt|message) système\b"),
+    # -- Russian ------------------------------------------------------------------------
+    ("instruction", r"(?:игнорируй|игнорируйте|забудь|забудьте|проигнорируй)\w*[^.;:!?\n]{0,40}?(?:инструкци|указани|правил)\w*|"
+                    r"\bтеперь ты\b|\bотныне\b|\bотвечай(?:те)? только\b|\bскажи(?:те)? (?:пользовател|клиент)\w*|"
+                    r"(?:примечание|сообщение|инструкция) для (?:ии|ассистента|модели|бота)\b|"
+                    r"системн\w+ (?:промпт|подсказк|инструкци|сообщени)\w*"),
+    # -- Portuguese ---------------------------------------------------------------------
+    ("instruction", r"\b(?:ignore|ignora|esqueça|esqueca)\b[^.;:!?\n]{0,40}?\binstruções\b|\bagora você é\b|"
+                    r"\bresponda (?:apenas|somente) (?:com|em)\b|\bdiga ao (?:usuário|cliente)\b|"
+                    r"\bprompt do sistema\b"),
+    # -- Japanese -----------------------------------------------------------------------
+    ("instruction", r"(?:以前|前|上記|これまで|全て|すべて)の(?:指示|命令|指令|ルール)を(?:無視|忘れ)|あなたは今|"
+                    r"システムプロンプト|(?:のみ|だけ)で(?:答え|回答|返答|返信)|ユーザーに(?:伝え|言っ)"),
+]
+_COMPILED = [(kind, re.compile(pattern, re.IGNORECASE | re.MULTILINE)) for kind, pattern in _RULES]
+
+_SMUGGLING = re.compile("[\U000e0000-\U000e007f\u202d\u202e]")
+"""Always suspicious: Unicode tag characters (they carry ASCII no reader sees) and bidi overrides."""
+_INVISIBLE = re.compile("[\u200b-\u200d\u2060-\u2064\ufeff\u180e\u202a-\u202c\u2066-\u2069]")
+"""Suspicious in numbers: zero-width space, (non-)joiners, word joiner, invisible operators, bidi embeddings
+and isolates.  Wikipedia text has a stray zero-width space or two (2 of 1,440 xquad-dev paragraphs hold
+2), Hindi and Persian need the (non-)joiners, so only ``MAX_INVISIBLE`` or more in one chunk count."""
+MAX_INVISIBLE = 8
+
+MIN_HIDDEN_CHARS = 12
+"""Hidden snippets shorter than this (a stray space, an icon's label) are ignored."""
+
+
+def screen(text: str, hidden: Iterable[str] = ()) -> list[Finding]:
+    """What in ``text`` (one chunk) addresses the assistant, or hides from the reader; [] when nothing.
+
+    ``hidden``: snippets the reader found styled invisible in the source file; a chunk containing one is
+    flagged, since that text reaches the model but no person reading the page sees it.
+    """
+    findings: list[Finding] = []
+    seen: set[str] = set()
+    folded = unicodedata.normalize("NFKC", text)
+    for kind, pattern in _COMPILED:
+        for m in pattern.finditer(folded):
+            evidence = _shorten(m.group(0))
+            if evidence.lower() not in seen:
+                seen.add(evidence.lower())
+                findings.append(Finding(kind, f"“{evidence}”"))
+            break
+    smuggled = _SMUGGLING.findall(text)
+    invisible = smuggled + _INVISIBLE.findall(text)
+    if smuggled or len(invisible) >= MAX_INVISIBLE:
+        names = sorted({unicodedata.name(c[0], f"U+{ord(c[0]):04X}") for c in invisible})
+        findings.append(Finding("invisible-characters",
+                                f"{len(invisible)} invisible character(s): {', '.join(names[:3]).lower()}"))
+    flat = _flat(text)
+    for snippet in hidden:
+        s = _flat(snippet)
+        if len(s) >= MIN_HIDDEN_CHARS and s in flat:
+            findings.append(Finding("hidden-text", f"styled invisible in the file: “{_shorten(snippet)}”"))
+            break
+    return findings
+
+
+def screen_all(texts: Sequence[str], hidden: Iterable[str] = ()) -> list[list[Finding]]:
+    hidden = tuple(hidden)
+    return [screen(t, hidden) for t in texts]
+
+
+def _flat(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", text).split()).lower()
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- hidden text in HTML --------------------------------------------------------------
+
+_CONCEALING_STYLE = re.compile(
+    r"font-size\s*:\s*0(?:\.0*)?(?:px|pt|em|rem|%)?\s*(?:;|$|!)|"
+    r"(?<![-\w])color\s*:\s*(?:#fff(?:fff)?\b|white\b|rgba?\(\s*255\s*,\s*255\s*,\s*255)|"
+    r"opacity\s*:\s*0(?:\.0*)?\s*(?:;|$|!)|"
+    r"(?:left|top|text-indent)\s*:\s*-\d{3,}|"
+    r"clip\s*:\s*rect\(\s*0|"
+    r"(?:width|height)\s*:\s*0(?:px)?\s*;[^\"']*overflow\s*:\s*hidden",
+    re.IGNORECASE)
+_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+
+def html_hidden_text(raw: str) -> list[str]:
+    """Text of elements styled so a reader cannot see it (see the module docstring), and HTML comments
+    that read like instructions; each as one snippet."""
+    from html.parser import HTMLParser
+
+    found: list[str] = []
+
+    class Parser(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=True)
+            self.stack: list[tuple[str, bool]] = []  # (tag, this element conceals)
+            self.buffers: list[list[str]] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag in _VOID:
+                return
+            a = {k.lower(): (v or "") for k, v in attrs}
+            style = a.get("style", "")
+            conceals = bool(_CONCEALING_STYLE.search(style)) and "background" not in style.lower()
+            self.stack.append((tag, conceals))
+            if conceals:
+                self.buffers.append([])
+
+        def handle_endtag(self, tag: str) -> None:
+            while self.stack:
+                name, conceals = self.stack.pop()
+                if conceals:
+                    found.append(" ".join("".join(self.buffers.pop()).split()))
+                if name == tag:
+                    break
+
+        def handle_data(self, data: str) -> None:
+            for buf in self.buffers:
+                buf.append(data)
+
+        def handle_comment(self, data: str) -> None:
+            if screen(data):
+                found.append(" ".join(data.split()))
+
+    parser = Parser()
+    parser.feed(raw)
+    parser.close()
+    while parser.buffers:
+        found.append(" ".join("".join(parser.buffers.pop()).split()))
+    return [s for s in found if s]
