@@ -272,7 +272,33 @@ def document_rows(index: Any) -> list[dict[str, Any]]:
     if index is None:
         return []
     return [{"doc_id": d.doc_id, "title": d.title, "source": d.source, "kind": d.kind, "chunks": d.chunks,
-             "languages": ", ".join(d.languages), "added": d.added_at} for d in index.documents()]
+             "languages": ", ".join(d.languages), "added": d.added_at,
+             "flagged": (f"{d.flagged} allowed" if d.allowed else f"{d.flagged} held") if d.flagged else ""}
+            for d in index.documents()]
+
+
+def flagged_rows(index: Any) -> list[dict[str, Any]]:
+    """Passages screening flagged (``retrieval.screening``), for an administrator to judge."""
+    if index is None:
+        return []
+    return [{"doc_id": p.doc_id, "source": p.source, "passage": p.position + 1,
+             "state": "allowed" if p.allowed else "held out of answers", "why": "; ".join(p.flags),
+             "text": p.text if len(p.text) <= 600 else p.text[:599] + "…"} for p in index.flagged()]
+
+
+def allow_document(index: Any, doc: str, allowed: bool = True) -> str:
+    """Let a document's flagged passages into answers, or hold them again; saves the index."""
+    index = _require(index)
+    if not (doc or "").strip():
+        raise InputError("document is empty: give a document id or source from the flagged list")
+    info = index.allow(doc.strip(), allowed=allowed)
+    index.save()
+    name = info.title or info.source
+    if not info.flagged:
+        return f"**{name}** has no flagged passage; nothing changed."
+    if allowed:
+        return f"**{name}**: its {info.flagged} flagged passage(s) are used in answers again."
+    return f"**{name}**: its {info.flagged} flagged passage(s) are held out of answers."
 
 
 def _require(index: Any) -> Any:
@@ -296,7 +322,12 @@ def upload_documents(index: Any, files: list[tuple[str, bytes]],
             continue
         state = "added" if report.added else "updated" if report.updated else "unchanged"
         added += report.chunks_added
-        lines.append(f"- ✅ {name}: {state}, {report.chunks_added} chunks")
+        held = sum(report.flagged.values())
+        if held:
+            lines.append(f"- ⚠️ {name}: {state}, {report.chunks_added} chunks; {held} passage(s) read like "
+                         f"instructions to the assistant or hidden text, held out of answers (see Flagged passages)")
+        else:
+            lines.append(f"- ✅ {name}: {state}, {report.chunks_added} chunks")
     if progress:
         progress(1.0, "saving the index")
     index.save()

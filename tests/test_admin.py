@@ -213,13 +213,14 @@ class FakeIndex:
             raise InputError(f"upload {filename!r}: unsupported file type")
         new = filename not in self.docs
         self.docs[filename] = data
-        return SimpleNamespace(added=[filename] if new else [], updated=[] if new else [filename], chunks_added=2)
+        return SimpleNamespace(added=[filename] if new else [], updated=[] if new else [filename], chunks_added=2,
+                               flagged={})
 
     def documents(self):
         from types import SimpleNamespace
 
         return [SimpleNamespace(doc_id=n, title=n, source=f"upload:{n}", kind="markdown", chunks=2,
-                                languages=("en",), added_at="now") for n in self.docs]
+                                languages=("en",), added_at="now", flagged=0, allowed=False) for n in self.docs]
 
     def remove(self, doc):
         from types import SimpleNamespace

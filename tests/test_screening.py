@@ -177,3 +177,44 @@ def test_an_index_saved_before_screening_is_screened_when_opened(tmp_path):
     reopened = KnowledgeIndex.load(folder, HashingEmbedder())
     assert [p.source for p in reopened.flagged()] == ["upload:shipping.md"]
     assert "upload:shipping.md" not in _sources(reopened, "how long does shipping take")
+
+
+def test_admin_lists_flagged_passages_and_allows_them(tmp_path):
+    from assistant import admin
+
+    index = _index(tmp_path)
+    report = admin.upload_documents(index, [("shipping.md", INJECTED_DOC.encode()), ("faq.md", POLICY.encode())])
+    assert "⚠️ shipping.md" in report and "held out of answers" in report and "✅ faq.md" in report
+    rows = {r["source"]: r for r in admin.document_rows(index)}
+    assert rows["upload:shipping.md"]["flagged"] == "1 held" and rows["upload:faq.md"]["flagged"] == ""
+    [row] = admin.flagged_rows(index)
+    assert row["state"] == "held out of answers" and "before answering" in row["why"] and "PWNED" in row["text"]
+    assert "used in answers again" in admin.allow_document(index, "shipping.md")
+    assert admin.flagged_rows(index)[0]["state"] == "allowed"
+    assert KnowledgeIndex.load(tmp_path / "index", HashingEmbedder()).flagged()[0].allowed  # saved
+    assert "held out of answers" in admin.allow_document(index, "shipping.md", allowed=False)
+    assert "nothing changed" in admin.allow_document(index, "faq.md")
+
+
+def test_cli_lists_flagged_passages_and_allows_a_document(tmp_path, monkeypatch, capsys):
+    import retrieval.embedding
+    import retrieval.index
+    from assistant.cli.main import main
+
+    monkeypatch.setattr(retrieval.embedding, "load_embedder", lambda name=None, **kw: HashingEmbedder())
+    monkeypatch.setattr(retrieval.index, "load_embedder", lambda name=None, **kw: HashingEmbedder())
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "shipping.md").write_text(INJECTED_DOC, encoding="utf-8")
+    (docs / "returns.md").write_text(POLICY, encoding="utf-8")
+    folder = str(tmp_path / "idx")
+    assert main(["index", "build", str(docs), "--index", folder]) == 0
+    assert "1 passages in 1 documents flagged" in capsys.readouterr().out
+    assert main(["index", "flagged", "--index", folder]) == 0
+    out = capsys.readouterr()
+    assert "shipping.md" in out.out and "held" in out.out and "before answering" in out.out
+    assert "1 held out of answers" in out.err
+    assert main(["index", "allow", str(docs / "shipping.md"), "--index", folder]) == 0
+    assert "allowed in answers" in capsys.readouterr().out
+    assert main(["index", "flagged", "--json", "--index", folder]) == 0
+    assert json.loads(capsys.readouterr().out)["allowed"] is True

@@ -47,6 +47,18 @@ def register(subparsers) -> None:
     common(listing)
     listing.set_defaults(handler=_list)
 
+    flagged = commands.add_parser("flagged", help="list passages held out of answers by screening "
+                                                 "(text addressing the assistant, hidden text)")
+    flagged.add_argument("--json", action="store_true", help="one JSON object per passage")
+    common(flagged)
+    flagged.set_defaults(handler=_flagged)
+
+    allow = commands.add_parser("allow", help="let a document's flagged passages into answers")
+    allow.add_argument("doc", metavar="DOC", help="document id or source path (see `assistant index flagged`)")
+    allow.add_argument("--hold", action="store_true", help="hold them out of answers again")
+    common(allow)
+    allow.set_defaults(handler=_allow)
+
     search = commands.add_parser("search", help="search the index")
     search.add_argument("query")
     search.add_argument("--k", type=int, default=4, help="number of hits (default 4)")
@@ -128,6 +140,35 @@ def _list(args) -> int:
             print(f"{doc.doc_id}\t{doc.kind}\t{doc.chunks} chunks\t{','.join(doc.languages)}\t{doc.source}{tags}")
     if not args.json:
         print(f"{len(docs)} documents, {len(index.chunks)} chunks, model {index.embedder.name}", file=sys.stderr)
+    return 0
+
+
+def _flagged(args) -> int:
+    from dataclasses import asdict
+
+    index = _open(args)
+    passages = index.flagged()
+    for p in passages:
+        if args.json:
+            print(json.dumps(asdict(p), ensure_ascii=False))
+        else:
+            state = "allowed" if p.allowed else "held"
+            text = " ".join(p.text.split())
+            print(f"{p.doc_id}\t{p.source}\tpassage {p.position + 1}\t{state}\n    why: {'; '.join(p.flags)}"
+                  f"\n    {text[:300]}")
+    if not args.json:
+        held = sum(1 for p in passages if not p.allowed)
+        print(f"{len(passages)} flagged passages, {held} held out of answers; let a document's in with: "
+              f"assistant index allow DOC", file=sys.stderr)
+    return 0
+
+
+def _allow(args) -> int:
+    index = _open(args)
+    info = index.allow(args.doc, allowed=not args.hold)
+    index.save()
+    state = "held out of answers" if args.hold else "allowed in answers"
+    print(f"{info.doc_id} ({info.source}): {info.flagged} flagged passage(s) {state}")
     return 0
 
 

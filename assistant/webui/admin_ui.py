@@ -52,12 +52,21 @@ def build_admin(rt: Any) -> gr.Blocks:
         return wrapper
 
     # -- documents -----------------------------------------------------
-    doc_cols = ["doc_id", "title", "source", "kind", "chunks", "languages", "added"]
+    doc_cols = ["doc_id", "title", "source", "kind", "chunks", "languages", "added", "flagged"]
+    flag_cols = ["doc_id", "source", "passage", "state", "why", "text"]
 
     def documents():
         if rt.index is None:
             return _frame([], doc_cols), "Retrieval is off on this server (`--no-retrieval`)."
         return _frame(admin.document_rows(rt.index), doc_cols), f"{len(rt.index.documents())} documents."
+
+    def flagged():
+        return _frame(admin.flagged_rows(rt.index), flag_cols)
+
+    @guarded
+    def allow(doc: str, allowed: bool):
+        message = admin.allow_document(rt.index, doc, allowed)
+        return message, documents()[0], flagged()
 
     @guarded
     def upload(files: list[str] | None, progress=gr.Progress()):
@@ -66,7 +75,7 @@ def build_admin(rt: Any) -> gr.Blocks:
         payload = [(Path(f).name, Path(f).read_bytes()) for f in files]
         report = admin.upload_documents(rt.index, payload, progress=lambda x, d: progress(x, desc=d))
         table, _ = documents()
-        return report, table, None
+        return report, table, None, flagged()
 
     @guarded
     def remove(doc: str):
@@ -156,6 +165,14 @@ def build_admin(rt: Any) -> gr.Blocks:
                 with gr.Row():
                     doc_id = gr.Textbox(label="Document id or source to remove", scale=4)
                     remove_btn = gr.Button("Remove", variant="stop", scale=1)
+                gr.Markdown("**Flagged passages** — text that reads like instructions to the assistant, or that "
+                            "the file hides from readers, is held out of answers until you allow its document.")
+                flag_table = gr.Dataframe(label="Flagged passages", interactive=False, wrap=True,
+                                          elem_id="admin-flagged")
+                with gr.Row():
+                    flag_doc = gr.Textbox(label="Document id or source", scale=4, elem_id="admin-flag-doc")
+                    allow_btn = gr.Button("Allow in answers", scale=1, elem_id="admin-allow")
+                    hold_btn = gr.Button("Hold again", scale=1)
             with gr.Tab("Conversations"):
                 with gr.Row():
                     q_text = gr.Textbox(label="Text")
@@ -215,7 +232,9 @@ def build_admin(rt: Any) -> gr.Blocks:
                             "first: other origins are refused. See docs/embedding.md.")
                 snippet = gr.Code(language="html", label="Embed snippet", interactive=False)
 
-        upload_btn.click(upload, [files], [doc_status, doc_table, files])
+        upload_btn.click(upload, [files], [doc_status, doc_table, files, flag_table])
+        allow_btn.click(lambda d: allow(d, True), [flag_doc], [doc_status, doc_table, flag_table])
+        hold_btn.click(lambda d: allow(d, False), [flag_doc], [doc_status, doc_table, flag_table])
         rebuild_btn.click(rebuild, None, [doc_status, doc_table])
         remove_btn.click(remove, [doc_id], [doc_status, doc_table, doc_id])
         filters = [q_text, q_intent, q_lang, q_rating, q_since, q_until]
@@ -231,6 +250,7 @@ def build_admin(rt: Any) -> gr.Blocks:
         adapter_btn.click(use_adapter, [adapter], [adapter_status])
         demo.load(current_adapter, None, [adapter])
         demo.load(documents, None, [doc_table, doc_status])
+        demo.load(flagged, None, [flag_table])
         demo.load(analytics, None, stats)
         demo.load(activity, None, [handoff_table, feedback_table])
         demo.load(current_settings, None, [s_name, s_welcome, s_prompt, s_origins, snippet])
