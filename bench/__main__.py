@@ -19,7 +19,7 @@ import time
 
 from bench.common import RESULTS_DIR, header, machine, save
 
-ORDER = ["answers", "generation", "lookup", "speed", "retrieval", "understanding", "multiturn", "explain", "finetune", "injection", "load"]
+ORDER = ["answers", "generation", "lookup", "speed", "retrieval", "understanding", "multiturn", "explain", "finetune", "injection", "screening", "load"]
 RESULT_FILES = {"load": "load-tiny"}  # benchmarks that save under another name
 
 
