@@ -262,35 +262,109 @@ class RefusalLocalizer:
 
 WITHHELD_ANSWER = "Sorry, I can't share that. Ask me about the documents I know instead."
 _WORD = re.compile(r"\w+")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
+_STOP = frozenset(
+    "a an and are as at be but by for from given has have if in into is it its of on or so that the their them "
+    "then there these they this to was were when where which while who will with you your yours".split())
+
+
+def _fold(text: str) -> str:
+    """Letters and digits only, case-folded: what is left when spacing, punctuation and width change."""
+    import unicodedata
+
+    return "".join(ch for ch in unicodedata.normalize("NFKC", text).casefold() if ch.isalnum())
+
+
+def _content_tokens(text: str) -> list[str]:
+    """Content words in order (3+ letters, not a function word, not a number); a Chinese, Japanese or
+    Korean run, which has no spaces, as its character bigrams."""
+    import unicodedata
+
+    out: list[str] = []
+    for word in _WORD.findall(unicodedata.normalize("NFKC", text).casefold()):
+        pos = 0
+        for run in _CJK.finditer(word):
+            out += [w for w in (word[pos:run.start()],) if len(w) >= 3 and w not in _STOP and not w.isdigit()]
+            r = run.group(0)
+            out += [r[i:i + 2] for i in range(max(1, len(r) - 1))]
+            pos = run.end()
+        rest = word[pos:]
+        if len(rest) >= 3 and rest not in _STOP and not rest.isdigit():
+            out.append(rest)
+    return out
 
 
 class LeakGuard:
-    """Spots an answer that repeats the system prompt or contains a secret.
+    """Spots an answer that repeats the system prompt, in part or reworded, or contains a secret.
 
-    The system prompt counts as repeated when ``min_words`` consecutive words of it
-    (case and punctuation ignored) appear in the answer; a secret (API key, admin
-    key) when it appears verbatim.  ``holdback`` is how many trailing characters a
-    streaming caller keeps back so that no prefix of a secret goes out before the
-    check.  Word matching does not see paraphrases or translations, and text
-    without spaces (Chinese, Japanese) counts as one word per run.
+    The system prompt counts as repeated when the answer holds
+
+    - ``min_words`` consecutive words of it (case and punctuation ignored);
+    - ``min_chars`` consecutive letters and digits of it once spacing and punctuation are dropped
+      (``_fold``: catches "Y-o-u a-r-e …" and changed punctuation), or ``min_cjk`` consecutive
+      characters of a Chinese, Japanese or Korean run of it, which has no spaces to count words by;
+    - ``reworded`` or more of any ``window`` consecutive distinct content words of it, in any order (a
+      paraphrase keeps the nouns: "the internal staff note says the discount code is …"); in Chinese,
+      Japanese and Korean, character bigrams stand for words.
+
+    A secret (API key, admin key) counts when its letters and digits appear in that order with nothing
+    else between them but spacing and punctuation ("ZETA 4471", "z-e-t-a-4-4-7-1").  ``holdback`` is how
+    many trailing characters a streaming caller keeps back so that no prefix of a secret goes out
+    before the check.  A translation of the prompt into another language passes; its false positives on
+    ordinary answers are measured by ``bench/injection.py``.
     """
 
-    def __init__(self, protected: Sequence[str], secrets: Sequence[str] = (), min_words: int = 8) -> None:
-        self.min_words = min_words
+    def __init__(self, protected: Sequence[str], secrets: Sequence[str] = (), min_words: int = 8,
+                 min_chars: int = 36, min_cjk: int = 10, reworded: float = 0.8, window: int = 8) -> None:
+        self.min_words, self.min_chars, self.min_cjk = min_words, min_chars, min_cjk
+        self.reworded, self.window = reworded, window
         self.secrets = tuple(s for s in secrets if s and len(s) >= 4)
-        self.holdback = max((len(s) for s in self.secrets), default=0)
+        self._folded_secrets = tuple(f for f in (_fold(s) for s in self.secrets) if len(f) >= 4)
+        # Spaced out ("Z E T A - 4 4 7 1"), a secret can take up to about twice its length.
+        self.holdback = max((2 * len(s) for s in self.secrets), default=0)
         self._grams: set[tuple[str, ...]] = set()
+        self._chars: set[str] = set()
+        self._cjk: set[str] = set()
+        self._windows: list[frozenset[str]] = []
         for text in protected:
             words = _WORD.findall(text.lower())
             self._grams.update(tuple(words[i:i + min_words]) for i in range(len(words) - min_words + 1))
+            folded = _fold(text)
+            self._chars.update(folded[i:i + min_chars] for i in range(len(folded) - min_chars + 1))
+            for run in _CJK.findall(text):
+                self._cjk.update(run[i:i + min_cjk] for i in range(len(run) - min_cjk + 1))
+            tokens = _content_tokens(text)
+            for i in range(len(tokens)):
+                distinct: list[str] = []
+                for t in tokens[i:]:
+                    if t not in distinct:
+                        distinct.append(t)
+                    if len(distinct) == window:
+                        self._windows.append(frozenset(distinct))
+                        break
+        self._windows = list(dict.fromkeys(self._windows))
 
     def check(self, answer: str) -> str | None:
         """``None`` when the answer is fine, else what it leaks (``"system prompt"`` or ``"secret"``)."""
         if any(s in answer for s in self.secrets):
             return "secret"
+        folded = _fold(answer) if (self._folded_secrets or self._chars) else ""
+        if any(s in folded for s in self._folded_secrets):
+            return "secret"
         if self._grams:
             words = _WORD.findall(answer.lower())
             n = self.min_words
             if any(tuple(words[i:i + n]) in self._grams for i in range(len(words) - n + 1)):
+                return "system prompt"
+        n = self.min_chars
+        if self._chars and any(folded[i:i + n] in self._chars for i in range(len(folded) - n + 1)):
+            return "system prompt"
+        n = self.min_cjk
+        if self._cjk and any(run[i:i + n] in self._cjk for run in _CJK.findall(answer) for i in range(len(run) - n + 1)):
+            return "system prompt"
+        if self._windows:
+            said = set(_content_tokens(answer))
+            need = self.reworded * self.window
+            if len(said) >= need and any(len(w & said) >= need for w in self._windows):
                 return "system prompt"
         return None
