@@ -344,6 +344,7 @@ class KnowledgeIndex:
                 # (multilingual) dense side can judge it, against its own, lower floor.
                 other = np.array([self.chunks[int(c)].language not in (language, "") for c in candidates])
                 ok |= other & (calibrated >= self.config.min_relevance_cross)
+                ok |= calibrated >= self.config.min_relevance_dense
             candidates, dense, bm25, fused = candidates[ok], dense[ok], bm25[ok], fused[ok]
         order = np.argsort(-fused, kind="stable")[:k]
         return [self._hit(int(candidates[i]), float(dense[i]), float(bm25[i]), float(fused[i])) for i in order]

@@ -212,3 +212,31 @@ def test_config_rejects_impossible_values():
         RetrievalConfig(chunk_tokens=50, overlap_tokens=40)
     with pytest.raises(ConfigError, match="approximate_kind"):
         RetrievalConfig(approximate_kind="lsh")
+
+
+class _PlantedEmbedder:
+    """Vectors chosen per text (a stand-in for a cross-lingual model, to set the cosines exactly)."""
+
+    name, dimension, languages, cosine_baseline, cross_lingual = "planted", 2, ("*",), 0.5, True
+
+    def __init__(self, vectors: dict[str, tuple[float, float]]) -> None:
+        self.vectors = vectors
+
+    def embed(self, texts, *, batch_size=64, progress=False):
+        rows = np.array([next(v for k, v in self.vectors.items() if k in t) for t in texts], dtype=np.float32)
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_a_chunk_close_in_meaning_passes_the_floor_without_sharing_a_word():
+    """Arabic fuses prepositions and articles into words: the right passage may share no exact word."""
+    angle = np.arccos(0.7)  # cosine 0.7: rescaled from the 0.5 baseline 0.4, under the mixed floor without words
+    embedder = _PlantedEmbedder({"بكاليفورنيا": (1.0, 0.0), "كاليفورنيا": (float(np.cos(angle)), float(np.sin(angle))),
+                                 "unrelated": (0.0, 1.0)})
+    for dense_floor, found in ((0.30, True), (1.0, False)):
+        index = KnowledgeIndex.create("/tmp/unused", embedder, RetrievalConfig(min_relevance_dense=dense_floor))
+        from retrieval.types import ExtractedDocument, Section
+
+        index.add_documents([ExtractedDocument("a.txt", "", (Section("تقع المدينة في ولاية كاليفورنيا"),), "h", "txt"),
+                             ExtractedDocument("b.txt", "", (Section("unrelated text about kettles"),), "h2", "txt")])
+        hits = index.search("ما هي المدن بكاليفورنيا", k=2, language="ar")
+        assert [h.source for h in hits] == (["a.txt"] if found else [])
