@@ -11,7 +11,8 @@ the index keeps flagged chunks out of answers until an administrator allows
 the document (``KnowledgeIndex.allow``).
 
 Rules, not a model: each is a phrase pattern (English, Chinese, German,
-Spanish, French, Russian, Portuguese, Japanese), so a finding always says
+Spanish, French, Russian, Portuguese, Japanese in depth; the commonest forms
+in Arabic, Hindi, Turkish, Vietnamese, Greek, Romanian, Thai), so a finding always says
 which words triggered it, and an administrator can judge it.  Its false
 positives on ordinary documents are measured by ``bench/screening.py``
 (xquad-dev in 12 languages, the shipped user guide); paraphrases it has no
@@ -124,11 +125,25 @@ _RULES: list[tuple[str, str]] = [
     ("instruction", r"\b(?:ignore|ignora|esqueça|esqueca)\b[^.;:!?\n]{0,40}?\binstruções\b|\bagora você é\b|"
                     r"\bresponda (?:apenas|somente) (?:com|em)\b|\bdiga ao (?:usuário|cliente)\b|"
                     r"\bprompt do sistema\b"),
+    # -- Arabic, Hindi, Turkish, Vietnamese, Greek, Romanian, Thai: the commonest forms ---
+    ("instruction", r"(?:تجاهل|تجاهلي|انس|انسَ|تخط)[^.؟!\n]{0,30}?(?:التعليمات|الأوامر|التوجيهات)|أنت الآن|"
+                    r"(?:موجه|تعليمات|رسالة) النظام|أخبر (?:المستخدم|العميل)"),
+    ("instruction", r"(?:निर्देशों|निर्देश|आदेशों)[^।.\n]{0,20}?(?:अनदेखा|नज़रअंदाज़|नजरअंदाज|भूल)|अब (?:तुम|आप) एक (?:\S+ ){1,2}?(?:हो|हैं)(?=\s|$|[।.!?])|"
+                    r"सिस्टम प्रॉम्प्ट"),
+    ("instruction", r"\b(?:önceki|tüm|bütün)\b[^.\n]{0,20}?\btalimatlar\w*\b[^.\n]{0,20}?\b(?:yok say|görmezden gel|unut)\w*|"
+                    r"\bartık sen\b|\bsistem (?:istemi|komutu|talimat)\w*"),
+    ("instruction", r"\bbỏ qua\b[^.\n]{0,30}?\b(?:hướng dẫn|chỉ dẫn|chỉ thị|lệnh)\b|\bbây giờ bạn là\b|"
+                    r"\b(?:lời nhắc|chỉ thị) hệ thống\b|\bnói với người dùng\b"),
+    ("instruction", r"(?:αγνόησε|αγνοήστε|ξέχνα|ξεχάστε)[^.;\n]{0,30}?οδηγίες|\bτώρα είσαι\b"),
+    ("instruction", r"\b(?:ignoră|ignorați|uită|uitați)\b[^.\n]{0,30}?\binstrucțiunile\b|\bacum ești\b"),
+    ("instruction", r"(?:ละเว้น|เพิกเฉย|ไม่ต้องสนใจ)[^\n]{0,15}?คำสั่ง|ตอนนี้คุณคือ"),
     # -- Japanese -----------------------------------------------------------------------
     ("instruction", r"(?:以前|前|上記|これまで|全て|すべて)の(?:指示|命令|指令|ルール)を(?:無視|忘れ)|あなたは今|"
                     r"システムプロンプト|(?:のみ|だけ)で(?:答え|回答|返答|返信)|ユーザーに(?:伝え|言っ)"),
 ]
-_COMPILED = [(kind, re.compile(pattern, re.IGNORECASE | re.MULTILINE)) for kind, pattern in _RULES]
+# Text is NFKC-folded before matching; so are the patterns (Thai SARA AM, for one, comes apart under NFKC).
+_COMPILED = [(kind, re.compile(unicodedata.normalize("NFKC", pattern), re.IGNORECASE | re.MULTILINE))
+             for kind, pattern in _RULES]
 
 _SMUGGLING = re.compile("[\U000e0000-\U000e007f\u202d\u202e]")
 """Always suspicious: Unicode tag characters (they carry ASCII no reader sees) and bidi overrides."""
