@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,8 @@ BENIGN = [
 def test_text_addressing_the_assistant_is_flagged_with_the_words_that_gave_it_away(text):
     findings = screen(text)
     assert findings, text
-    assert any(f.evidence.strip("“”").rstrip("…")[:10].lower() in text.lower() for f in findings)
+    folded = unicodedata.normalize("NFKC", text).lower()  # evidence is quoted from the NFKC-folded text
+    assert any(f.evidence.strip("“”").rstrip("…")[:10].lower() in folded for f in findings)
 
 
 @pytest.mark.parametrize("text", BENIGN)
