@@ -222,6 +222,8 @@ def test_cli_lists_flagged_passages_and_allows_a_document(tmp_path, monkeypatch,
     out = capsys.readouterr()
     assert "shipping.md" in out.out and "held" in out.out and "before answering" in out.out
     assert "1 held out of answers" in out.err
+    assert main(["index", "list", "--index", folder]) == 0
+    assert "(1 flagged, held)" in capsys.readouterr().out
     assert main(["index", "allow", str(docs / "shipping.md"), "--index", folder]) == 0
     assert "allowed in answers" in capsys.readouterr().out
     assert main(["index", "flagged", "--json", "--index", folder]) == 0

@@ -137,7 +137,9 @@ def _list(args) -> int:
             print(json.dumps(asdict(doc), ensure_ascii=False))
         else:
             tags = f" [{', '.join(doc.tags)}]" if doc.tags else ""
-            print(f"{doc.doc_id}\t{doc.kind}\t{doc.chunks} chunks\t{','.join(doc.languages)}\t{doc.source}{tags}")
+            flagged = (f" ({doc.flagged} flagged, {'allowed' if doc.allowed else 'held'})") if doc.flagged else ""
+            print(f"{doc.doc_id}\t{doc.kind}\t{doc.chunks} chunks\t{','.join(doc.languages)}\t{doc.source}{tags}"
+                  f"{flagged}")
     if not args.json:
         print(f"{len(docs)} documents, {len(index.chunks)} chunks, model {index.embedder.name}", file=sys.stderr)
     return 0
