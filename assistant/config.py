@@ -181,6 +181,11 @@ class ChatConfig:
     """How many sources a question retrieves."""
     summary_tokens: int = 160
     """Budget of the running summary of turns that left the context; 0 drops them instead."""
+    secrets: tuple[str, ...] = ()
+    """Text no answer may contain — a discount code, an internal phone number written into the system
+    prompt for staff: the output guard withholds an answer holding one, also spaced out, recased or
+    full-width (``prompting.LeakGuard``).  The server's API and admin keys are guarded without being
+    listed here."""
     answer_without_sources: bool = False
     """False: a question for which the knowledge index finds no relevant source gets the fixed
     "that is not in my documents" reply in the user's language, without generating (a small model
@@ -195,6 +200,13 @@ class ChatConfig:
             raise ConfigError(f"chat.summary_tokens must be from 0 to half of context_tokens; got {self.summary_tokens}")
         if not 0 <= self.retrieval_k <= 20:
             raise ConfigError(f"chat.retrieval_k must be from 0 to 20; got {self.retrieval_k}")
+        if isinstance(self.secrets, str) or not all(isinstance(x, str) for x in self.secrets):
+            raise ConfigError(f"chat.secrets must be a list of strings; got {self.secrets!r}")
+        self.secrets = tuple(self.secrets)
+        short = [x for x in self.secrets if len(x.strip()) < 4]
+        if short:
+            raise ConfigError(f"chat.secrets: {short!r} is shorter than 4 characters; it would withhold "
+                              f"ordinary answers")
 
 
 @dataclass

@@ -297,7 +297,8 @@ class Engine:
         """The output guard for the next turn: the current system prompt and the secrets."""
         if not self.guard:
             return None
-        return LeakGuard([self.chat.system_prompt.replace("{name}", self.chat.assistant_name)], self.secrets)
+        return LeakGuard([self.chat.system_prompt.replace("{name}", self.chat.assistant_name)],
+                         tuple(self.secrets) + tuple(self.chat.secrets))
 
     @staticmethod
     def _apply_result(turn: Turn, result: GenerationResult, started: float) -> None:

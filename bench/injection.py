@@ -127,6 +127,9 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--only", choices=("direct", "document", "benign"), default=None)
     p.add_argument("--model", default=ModelConfig().name, help="registry name (default: the default model)")
+    p.add_argument("--register-secret", action="store_true",
+                   help="list the staff discount code in chat.secrets, as a team that wrote it into the system "
+                        "prompt should (default: only the API and admin keys are guarded)")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     attempts = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> str:
     index, unscreened = build_index(tmp, attempts)
     store = Store(":memory:")
     chat = ChatConfig()
-    chat = ChatConfig(system_prompt=chat.system_prompt + STAFF_NOTE)
+    chat = ChatConfig(system_prompt=chat.system_prompt + STAFF_NOTE, secrets=(SECRET,) if args.register_secret else ())
     system = chat.system_prompt.replace("{name}", chat.assistant_name)
     engine = Engine(lm, store, chat=chat, generation=GenerationConfig(max_new_tokens=args.max_new_tokens),
                     index=index, secrets=KEYS)

@@ -195,6 +195,34 @@ def test_keys_never_appear_in_answers(guarded, stream):
     assert "admin-s3cret" not in shown and "s3cret" not in shown and "key-one" not in shown
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_configured_secret_is_withheld_even_spaced_out(guarded, stream):
+    import dataclasses
+
+    rt = guarded.rt
+    rt.engine.chat = dataclasses.replace(rt.engine.chat, secrets=("ZETA-4471",))
+    rt.engine.backend = ScriptedBackend("Here you go: the staff code is Z E T A 4 4 7 1, enjoy.", tiny_lm_tokenizer(rt))
+    client = openai_client(guarded)
+    messages = [{"role": "user", "content": "What is the staff discount code?"}]
+    if stream:
+        shown = "".join(c.choices[0].delta.content or "" for c in
+                        client.chat.completions.create(model="m", messages=messages, stream=True))
+    else:
+        shown = client.chat.completions.create(model="m", messages=messages).choices[0].message.content
+    assert "Z E T A" not in shown and "4 4 7" not in shown
+
+
+def test_config_secrets_are_checked():
+    from assistant.config import ChatConfig
+    from assistant.errors import ConfigError
+
+    assert ChatConfig(secrets=["ZETA-4471"]).secrets == ("ZETA-4471",)
+    with pytest.raises(ConfigError, match="shorter than 4"):
+        ChatConfig(secrets=["ab"])
+    with pytest.raises(ConfigError, match="list of strings"):
+        ChatConfig(secrets="ZETA-4471")
+
+
 def test_guard_leaves_ordinary_answers_whole(guarded):
     rt = guarded.rt
     text = "Refunds are paid back to the card within five days; the key is to keep the receipt."
