@@ -191,6 +191,13 @@ def handoffs(store: Store) -> list[dict[str, Any]]:
              "message": str(e.data.get("message", ""))} for e in store.events("handoff")]
 
 
+def takeovers(store: Store) -> list[dict[str, Any]]:
+    """Messages declined as attempts to take the assistant over (the engine's ``takeover`` events)."""
+    return [{"when": _when(e.created_at), "conversation_id": e.conversation_id or "",
+             "message": str(e.data.get("message", "")), "why": "; ".join(e.data.get("findings", []))}
+            for e in store.events("takeover")]
+
+
 def feedback_rows(store: Store) -> list[dict[str, Any]]:
     rows = []
     for fb in store.feedback():
@@ -227,7 +234,8 @@ def unanswered(store: Store) -> list[dict[str, Any]]:
 
 def analytics_summary(store: Store) -> dict[str, Any]:
     return {"intents_over_time": intents_over_time(store), "languages": languages(store),
-            "ratings": ratings(store), "no_source": unanswered(store), "handoffs": len(store.events("handoff"))}
+            "ratings": ratings(store), "no_source": unanswered(store), "handoffs": len(store.events("handoff")),
+            "takeovers": len(store.events("takeover"))}
 
 
 # -- export ------------------------------------------------------------------------

@@ -186,6 +186,12 @@ class ChatConfig:
     prompt for staff: the output guard withholds an answer holding one, also spaced out, recased or
     full-width (``prompting.LeakGuard``).  The server's API and admin keys are guarded without being
     listed here."""
+    screen_messages: bool = True
+    """Check each user message for an attempt to take the assistant over — to erase or replace its
+    instructions, extract them, give it a new identity, forge a role tag (``retrieval.screening.
+    screen_message``) — and answer one with the fixed ``prompting.DECLINED_TAKEOVER`` reply, without
+    generating; the attempt is listed in the admin area.  A request about the answer's form ("reply
+    only in German") is not such an attempt.  Off with the output guard (``Engine.guard``)."""
     answer_without_sources: bool = False
     """False: a question for which the knowledge index finds no relevant source gets the fixed
     "that is not in my documents" reply in the user's language, without generating (a small model

@@ -24,7 +24,7 @@ from .config import ChatConfig, GenerationConfig
 from .errors import AssistantError, InputError
 from .generation import Generation, GenerationResult, PrefixCache
 from .models import LoadedModel
-from .prompting import (NOT_FOUND, WITHHELD_ANSWER, LeakGuard, PromptParts, RefusalLocalizer, build_prompt,
+from .prompting import (DECLINED_TAKEOVER, NOT_FOUND, WITHHELD_ANSWER, LeakGuard, PromptParts, RefusalLocalizer, build_prompt,
                         system_text)
 from .store import Store
 from .types import Conversation, Prompt, Source, Turn
@@ -203,6 +203,18 @@ class Engine:
         )
         self._update_slots(conversation, u.entities)
         turn.timings["understand"] = time.perf_counter() - started
+        takeover = self.takeover(text)
+        if takeover:
+            # Answered without the model: a model that follows instructions would follow these.
+            turn.route, turn.answer = "declined", DECLINED_TAKEOVER.get(turn.language, DECLINED_TAKEOVER["en"])
+            log.warning("turn %s: the message tries to take the assistant over (%s); declined", turn.id,
+                        "; ".join(takeover))
+            self.store.record_event("takeover", conversation.id,
+                                    {"turn_id": turn.id, "message": text, "findings": takeover})
+            yield TurnStarted(turn)
+            yield TokenEvent(turn.answer)
+            yield self._finish(conversation, turn, None)
+            return
         retrieved: tuple[str, list[Any]] | None = None
         t0 = time.perf_counter()
         if u.route == "fallback" and self.index is not None:
@@ -292,6 +304,15 @@ class Engine:
         if error:
             turn.finish_reason = "error"
         yield self._finish(conversation, turn, error)
+
+    def takeover(self, message: str) -> list[str]:
+        """Why ``message`` reads as an attempt to take the assistant over ([] when it does not, or when the
+        check is off: ``ChatConfig.screen_messages``, or the guard)."""
+        if not (self.guard and self.chat.screen_messages):
+            return []
+        from retrieval.screening import screen_message
+
+        return [str(f) for f in screen_message(message)]
 
     def leak_guard(self) -> LeakGuard | None:
         """The output guard for the next turn: the current system prompt and the secrets."""

@@ -261,6 +261,47 @@ class RefusalLocalizer:
 
 
 WITHHELD_ANSWER = "Sorry, I can't share that. Ask me about the documents I know instead."
+
+DECLINED_TAKEOVER: dict[str, str] = {
+    "ar": "لا يمكنني تغيير طريقة عملي أو مشاركة تعليماتي. اسألني عن المستندات التي أعرفها.",
+    "de": "Ich kann meine Arbeitsweise nicht ändern und meine Anweisungen nicht weitergeben. Fragen Sie mich "
+          "zu den Dokumenten, die ich kenne.",
+    "el": "Δεν μπορώ να αλλάξω τον τρόπο που λειτουργώ ή να μοιραστώ τις οδηγίες μου. Ρωτήστε με για τα "
+          "έγγραφα που γνωρίζω.",
+    "en": "I can't change how I work or share my instructions. Ask me about the documents I know instead.",
+    "es": "No puedo cambiar mi forma de trabajar ni compartir mis instrucciones. Pregúntame sobre los "
+          "documentos que conozco.",
+    "fr": "Je ne peux pas changer ma façon de travailler ni partager mes instructions. Posez-moi plutôt une "
+          "question sur les documents que je connais.",
+    "hi": "मैं अपने काम करने का तरीका नहीं बदल सकता और अपने निर्देश साझा नहीं कर सकता। मुझसे उन दस्तावेज़ों के "
+          "बारे में पूछें जिन्हें मैं जानता हूँ।",
+    "id": "Saya tidak bisa mengubah cara kerja saya atau membagikan instruksi saya. Tanyakan tentang dokumen "
+          "yang saya ketahui.",
+    "it": "Non posso cambiare il mio modo di lavorare né condividere le mie istruzioni. Chiedimi dei documenti "
+          "che conosco.",
+    "ja": "動作を変えたり、指示の内容をお伝えしたりすることはできません。私が知っている資料について質問してください。",
+    "ko": "제 작동 방식을 바꾸거나 지침을 공유할 수 없습니다. 제가 아는 문서에 대해 물어봐 주세요.",
+    "nl": "Ik kan mijn werkwijze niet veranderen en mijn instructies niet delen. Vraag me iets over de "
+          "documenten die ik ken.",
+    "pl": "Nie mogę zmienić sposobu działania ani udostępnić swoich instrukcji. Zapytaj mnie o dokumenty, "
+          "które znam.",
+    "pt": "Não posso mudar a forma como trabalho nem partilhar as minhas instruções. Pergunte-me sobre os "
+          "documentos que conheço.",
+    "ro": "Nu îmi pot schimba modul de lucru și nu îmi pot dezvălui instrucțiunile. Întrebați-mă despre "
+          "documentele pe care le cunosc.",
+    "ru": "Я не могу изменить то, как я работаю, или раскрыть свои инструкции. Спросите меня о документах, "
+          "которые я знаю.",
+    "th": "ฉันไม่สามารถเปลี่ยนวิธีการทำงานหรือเปิดเผยคำสั่งของฉันได้ ลองถามเกี่ยวกับเอกสารที่ฉันรู้แทน",
+    "tr": "Çalışma şeklimi değiştiremem veya talimatlarımı paylaşamam. Bana bildiğim belgeler hakkında soru "
+          "sorun.",
+    "uk": "Я не можу змінити те, як я працюю, або розкрити свої інструкції. Запитайте мене про документи, "
+          "які я знаю.",
+    "vi": "Tôi không thể thay đổi cách tôi hoạt động hoặc chia sẻ hướng dẫn của mình. Hãy hỏi tôi về các "
+          "tài liệu tôi biết.",
+    "zh": "我不能改变我的工作方式，也不能透露我的指令。请问我关于我所知道的文档的问题。",
+}
+"""The fixed reply to a message that tries to take the assistant over (``ChatConfig.screen_messages``),
+per language (the languages of ``NOT_FOUND``)."""
 _WORD = re.compile(r"\w+")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
 _STOP = frozenset(

@@ -14,6 +14,11 @@ The rules were adjusted after looking at the xquad-dev and guide passages they f
 "from now on, you should", stray zero-width spaces, "启动助手："), so those two rows are not independent
 figures; the SGD rows were measured once, after the rules were fixed.
 
+User messages, for the message check (``screen_message``: takeover attempts only, not requests about
+the answer's form): every question of xquad-dev (12 languages), every xSID utterance (19 languages and
+dialects), Banking77 and CLINC150 queries, SGD user turns and the guide questions.  The message rules are
+the ingestion rules minus those about the answer's form; none was changed after this count.
+
 Injected: the document-borne attempts of ``bench/data/injection.jsonl`` (what ``bench.injection`` uploads)
 and, as text planted in a document, its direct attempts; benign controls there should pass.  The rules
 were written with these attempts in view, so the injected rows say the rules do what they were meant to,
@@ -33,14 +38,14 @@ if __package__ in (None, ""):
 from bench.common import DATASETS, header, save, table  # noqa: E402
 from retrieval.chunking import chunk_document, embedding_text  # noqa: E402
 from retrieval.readers import extract  # noqa: E402
-from retrieval.screening import screen  # noqa: E402
+from retrieval.screening import screen, screen_message  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 INJECTION = Path(__file__).parent / "data" / "injection.jsonl"
 
 
 def _rate(flagged: int, total: int) -> str:
-    return f"{flagged / total:.4f}" if total else "nan"
+    return f"{flagged / total:.3%}" if total else "nan"
 
 
 def corpora() -> list[tuple[str, list[str]]]:
@@ -62,6 +67,37 @@ def corpora() -> list[tuple[str, list[str]]]:
     return out
 
 
+def messages() -> list[tuple[str, list[str]]]:
+    """Ordinary user messages, for the message check (``screen_message``)."""
+    import csv
+
+    from bench.understanding import read_xsid
+    from finetune.xquad import LANGUAGES, load_language
+
+    out = []
+    questions = []
+    for lang in LANGUAGES:
+        questions += [q["question"] for p in load_language(DATASETS / "xquad-dev", lang) for q in p.qas]
+    out.append(("xquad-dev questions, 12 languages", questions))
+    xsid = []
+    for path in sorted((DATASETS / "xsid-dev").glob("*.valid.conll")):
+        xsid += [u["text"] for u in read_xsid(path, limit=10**6)]
+    out.append(("xSID utterances, 19 languages and dialects", xsid))
+    out.append(("Banking77 customer queries (en)", [r["text"] for split in ("train", "test") for r in
+                csv.DictReader(open(DATASETS / "banking77" / f"{split}.csv", encoding="utf-8"))]))
+    clinc = json.loads((DATASETS / "clinc150" / "data_full.json").read_text(encoding="utf-8"))
+    out.append(("CLINC150 queries, in and out of scope (en)", [t for rows in clinc.values() for t, _ in rows]))
+    sgd = []
+    for path in sorted((DATASETS / "sgd-dialogues").glob("dialogues_*.json")):
+        for dialogue in json.loads(path.read_text(encoding="utf-8")):
+            sgd += [t["utterance"] for t in dialogue["turns"] if t["speaker"] == "USER"]
+    out.append(("SGD user turns (en)", sgd))
+    guide = [json.loads(line)["question"] for line in (Path(__file__).parent / "data" / "guide_questions.jsonl")
+             .read_text(encoding="utf-8").splitlines() if line.strip()]
+    out.append(("user guide questions (6 languages)", guide))
+    return out
+
+
 def main(argv: list[str] | None = None) -> str:
     argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
     rows, examples = [], []
@@ -69,17 +105,23 @@ def main(argv: list[str] | None = None) -> str:
         hits = [(t, f) for t in texts if (f := screen(t))]
         rows.append([name, len(texts), len(hits), _rate(len(hits), len(texts))])
         examples += [f"- {name}: {'; '.join(map(str, f))}" for _, f in hits[:3]]
+    msg_rows, msg_examples = [], []
+    for name, texts in messages():
+        hits = [(t, f) for t in texts if (f := screen_message(t))]
+        msg_rows.append([name, len(texts), len(hits), _rate(len(hits), len(texts))])
+        msg_examples += [f"- {name}: “{t[:80]}” ({'; '.join(map(str, f))})" for t, f in hits[:5]]
     caught = []
     for line in INJECTION.read_text(encoding="utf-8").splitlines():
         a = json.loads(line)
         text = a["document"]["text"] if a["kind"] == "document" else a.get("message", "")
-        caught.append((a["kind"], a["id"], bool(screen(text))))
+        caught.append((a["kind"], a["id"], bool(screen(text)), bool(screen_message(a["message"]))))
     inj_rows = []
     for kind, label in (("document", "document-borne attempts"), ("direct", "direct attempts, planted in a document"),
                         ("benign", "benign controls (should pass)")):
-        got = [c for k, _, c in caught if k == kind]
+        got = [c for k, _, c, _ in caught if k == kind]
         inj_rows.append([label, len(got), sum(got), _rate(sum(got), len(got))])
-    missed = [i for k, i, c in caught if k != "benign" and not c]
+    missed = [i for k, i, c, _ in caught if k != "benign" and not c]
+    as_message = [(k, i, m) for k, i, _, m in caught if k != "document"]
     md = "\n".join([
         header("Screening at ingestion (retrieval.screening)"),
         "`python -m bench.screening`. Flagged = at least one finding in the passage.", "",
@@ -88,7 +130,21 @@ def main(argv: list[str] | None = None) -> str:
         *(["What was flagged (first 3 per corpus):", "", *examples, ""] if examples else []),
         "### Injected text", "",
         table(["attempts", "n", "flagged", "rate"], inj_rows), "",
-        f"Missed: {', '.join(missed) if missed else 'none'}.",
+        f"Missed: {', '.join(missed) if missed else 'none'}.", "",
+        "### User messages (the message check, ``screen_message``: takeover attempts only)", "",
+        "Ordinary messages (false positives: each would get the fixed \"can't change my instructions\" reply):", "",
+        table(["messages", "n", "flagged", "rate"], msg_rows), "",
+        *(["What was flagged (first 5 per corpus):", "", *msg_examples, ""] if msg_examples else []),
+        table(["attempts", "n", "flagged", "rate"],
+              [["direct attempts, as messages", sum(k == "direct" for k, _, _ in as_message),
+                sum(m for k, _, m in as_message if k == "direct"),
+                _rate(sum(m for k, _, m in as_message if k == "direct"), sum(k == "direct" for k, _, _ in as_message))],
+               ["benign controls (should pass)", sum(k == "benign" for k, _, _ in as_message),
+                sum(m for k, _, m in as_message if k == "benign"),
+                _rate(sum(m for k, _, m in as_message if k == "benign"), sum(k == "benign" for k, _, _ in as_message))]]),
+        "",
+        f"Not flagged as messages: {', '.join(i for k, i, m in as_message if k == 'direct' and not m) or 'none'} "
+        "(requests about the answer's form, and questions after the staff code, are left to the output guard).",
     ])
     print(md)
     save("screening", md)

@@ -51,99 +51,113 @@ _AI = r"(?:ai|a\.i\.|assistant|chat ?bot|bot|llm|language model|model|gpt|copilo
 _IMPERATIVE = (r"(?:always|never|ignore|disregard|forget|tell|say|reply|respond|answer|write|print|output|reveal|"
                r"include|start|begin|end|repeat|recommend|insert|add|mention|append|do not|don't|must|should)")
 
-_RULES: list[tuple[str, str]] = [
+_ANY, _DOC = "any", "document"
+"""Where a rule applies.  ``any``: text that tries to take the assistant over (erase or replace its
+instructions, extract them, give it a new identity, forge a role tag) — wrong in a document and in a
+user's message alike.  ``document``: text that tells the assistant what to put in its answers ("reply
+only with …", "tell the user …", "before answering …") — wrong in a support document, ordinary in a
+message ("answer in one sentence", "reply only in German", "just the number and nothing else")."""
+
+_RULES: list[tuple[str, str, str]] = [
     # -- English ------------------------------------------------------------------------
-    ("instruction", r"\b(?:ignore|disregard|forget|override|bypass|skip)\b[^.;:!?\n]{0,40}?\b(?:instructions?|prompts?|"
+    ("instruction", _ANY, r"\b(?:ignore|disregard|forget|override|bypass|skip)\b[^.;:!?\n]{0,40}?\b(?:instructions?|prompts?|"
                     r"rules|guidelines|directions|directives|user'?s question|(?:the|all|these|your) (?:documents|context))\b"),
-    ("instruction", r"\b(?:reveal|print|repeat|output|disclose|leak|recite|show|tell|give)\b[^.;:!?\n]{0,40}?"
+    ("instruction", _ANY, r"\b(?:reveal|print|repeat|output|disclose|leak|recite|show|tell|give)\b[^.;:!?\n]{0,40}?"
                     r"\b(?:your|the)\s+(?:system prompt|(?:initial |hidden |original |previous )?instructions|"
                     r"internal note|rules you were given|prompt above|confidential)"),
-    ("instruction", r"\bword for word\b[^.\n]{0,40}\binstructions\b|\binstructions\b[^.\n]{0,40}\bword for word\b|"
+    ("instruction", _ANY, r"\bword for word\b[^.\n]{0,40}\binstructions\b|\binstructions\b[^.\n]{0,40}\bword for word\b|"
                     r"\b(?:repeat|output|print|write out|reproduce)\b[^.\n]{0,40}\b(?:everything above|above this line|"
-                    r"(?:first|previous) messages? (?:in|of) (?:this|the) conversation|your (?:full |whole )?configuration)|"
-                    r"\b(?:say|reply|answer|write|output|print|respond)\b[^.\n]{0,60}\band nothing else\b"),
-    ("instruction", r"\byou are now\b|\bfrom now on,?\s+(?:you are|you must|you only|you will only|always|only|answer|reply|respond)\b|"
-                    r"\bpretend (?:to be|you are)\b|\bnew instructions?\s*:"),
-    ("instruction", rf"\b(?:notes?|messages?|instructions?|commands?|orders?)\s+(?:to|for)\s+(?:the\s+|any\s+)?{_AI}\b"),
-    ("instruction", rf"(?:^|[.!?;]\s+|\n)\s*{_AI}\s*[:,]\s*(?:[\w'’]+\s+){{0,4}}?{_IMPERATIVE}\b"),
-    ("instruction", rf"\bthe\s+{_AI}\s+(?:must|should|shall|has to|needs to|is required to|is instructed to)\s+"
+                    r"(?:first|previous) messages? (?:in|of) (?:this|the) conversation|your (?:full |whole )?configuration)"),
+    ("instruction", _DOC, r"\b(?:say|reply|answer|write|output|print|respond)\b[^.\n]{0,60}\band nothing else\b"),
+    ("instruction", _ANY, r"\byou are now\b|\bfrom now on,?\s+you are\b|\bpretend (?:to be|you are)\b|\bnew instructions?\s*:"),
+    ("instruction", _DOC, r"\bfrom now on,?\s+(?:you must|you only|you will only|always|only|answer|reply|respond)\b"),
+    ("instruction", _DOC, rf"\b(?:notes?|messages?|instructions?|commands?|orders?)\s+(?:to|for)\s+(?:the\s+|any\s+)?{_AI}\b"),
+    ("instruction", _DOC, rf"(?:^|[.!?;]\s+|\n)\s*{_AI}\s*[:,]\s*(?:[\w'’]+\s+){{0,4}}?{_IMPERATIVE}\b"),
+    ("instruction", _DOC, rf"\bthe\s+{_AI}\s+(?:must|should|shall|has to|needs to|is required to|is instructed to)\s+"
                     r"(?:tell|say|reply|answer|reveal|include|write|print|respond|recommend|inform|ask|refuse|"
                     r"ignore|output|add|end|start)\b"),
-    ("instruction", r"\b(?:reply|respond|answer)\s+(?:only\s+)?(?:with|using)\s+(?:the\s+|a\s+)?(?:single\s+|one\s+)?"
+    ("instruction", _DOC, r"\b(?:reply|respond|answer)\s+(?:only\s+)?(?:with|using)\s+(?:the\s+|a\s+)?(?:single\s+|one\s+)?"
                     r"(?:word|phrase|sentence|text|string|(?:markdown\s+)?image|link|url)\b|\b(?:reply|respond|answer)\s+only\s+(?:in|with)\b"),
-    ("instruction", r"\b(?:start|begin|end|finish|prefix|close)\s+(?:every|each|all|your|any)\s+(?:answers?|replies|"
+    ("instruction", _DOC, r"\b(?:start|begin|end|finish|prefix|close)\s+(?:every|each|all|your|any)\s+(?:answers?|replies|"
                     r"responses?|messages?)\s+with\b"),
-    ("instruction", r"\bbefore (?:answering|you answer|replying|responding)\b|"
+    ("instruction", _DOC, r"\bbefore (?:answering|you answer|replying|responding)\b|"
                     r"\b(?:in|to|into) (?:your|every|each|the) (?:answer|reply|response)\b"),
-    ("instruction", r"\btell (?:the|every|each|all|any) (?:users?|customers?|visitors?)\b"),
-    ("role-tag", r"<\|(?:im_start|im_end|system|user|assistant|endoftext|eot_id|start_header_id)\|>|<start_of_turn>|"
+    ("instruction", _DOC, r"\btell (?:the|every|each|all|any) (?:users?|customers?|visitors?)\b"),
+    ("role-tag", _ANY, r"<\|(?:im_start|im_end|system|user|assistant|endoftext|eot_id|start_header_id)\|>|<start_of_turn>|"
                  r"\[/?INST\]|<</?SYS>>|</?\s*(?:system|assistant|user|instructions?|document|docs-[0-9a-f]*|context)\s*>"),
-    ("role-tag", r"(?-i:\b(?:SYSTEM|ADMIN|DEVELOPER)\s+(?:MESSAGE|PROMPT|INSTRUCTIONS?|OVERRIDE|NOTE)\b|"
+    ("role-tag", _ANY, r"(?-i:\b(?:SYSTEM|ADMIN|DEVELOPER)\s+(?:MESSAGE|PROMPT|INSTRUCTIONS?|OVERRIDE|NOTE)\b|"
                  r"\bIMPORTANT\s+INSTRUCTIONS?\b)|\[(?:system|assistant|admin|developer)[^\]\n]{0,30}\]|"
                  r"(?:^|\n)\s*(?:system|developer)\s*:"),
-    ("exfiltration", r"!\[[^\]\n]*\]\(\s*https?://[^)\s]*(?:[A-Z]{3,}_[A-Z_]+|\{[^}]*\}|%7B|<[^>]*>|\$\w+)[^)]*\)"),
+    ("exfiltration", _ANY, r"!\[[^\]\n]*\]\(\s*https?://[^)\s]*(?:[A-Z]{3,}_[A-Z_]+|\{[^}]*\}|%7B|<[^>]*>|\$\w+)[^)]*\)"),
     # -- Chinese ------------------------------------------------------------------------
-    ("instruction", r"(?:忽略|无视|忘记|忘掉|不要理会|跳过)[^。\n]{0,12}?(?:指令|指示|说明|提示词?|规则|要求|问题)"),
-    ("instruction", r"(?:泄露|透露|输出|打印|重复|显示|告诉)[^。\n]{0,10}?(?:系统提示|系统指令|你的指令|内部说明|内部备注)"),
-    ("instruction", r"你现在是|从现在(?:开始|起)[，,]?\s*你(?:是|只|必须|要始终)|(?:只|仅)(?:能)?(?:回复|回答|输出)|"
+    ("instruction", _ANY, r"(?:忽略|无视|忘记|忘掉|不要理会|跳过)[^。\n]{0,12}?(?:指令|指示|说明|提示词?|规则|要求|问题)"),
+    ("instruction", _ANY, r"(?:泄露|透露|输出|打印|重复|显示|告诉)[^。\n]{0,10}?(?:系统提示|系统指令|你的指令|内部说明|内部备注)"),
+    ("instruction", _ANY, r"你现在是|从现在(?:开始|起)[，,]?\s*你是"),
+    ("instruction", _DOC, r"从现在(?:开始|起)[，,]?\s*你(?:只|必须|要始终)|(?:只|仅)(?:能)?(?:回复|回答|输出)|"
                     r"告诉(?:用户|每个用户|所有用户|客户)|在(?:每个|每条|你的|所有)?(?:回答|回复)(?:的)?(?:开头|结尾|末尾|前面|中)"),
-    ("instruction", r"(?:给|致|对)(?:AI|人工智能|助手|模型|机器人)的(?:说明|指令|提示|消息)|"
+    ("instruction", _DOC, r"(?:给|致|对)(?:AI|人工智能|助手|模型|机器人)的(?:说明|指令|提示|消息)|"
                     r"(?:^|[。！？\n])\s*(?:AI|人工智能|助手|模型)[：:]\s*(?:请)?(?:忽略|总是|始终|永远|告诉|说|回复|回答|输出|"
                     r"透露|泄露|不要|务必|必须|在)"),
-    ("role-tag", r"系统(?:消息|提示|指令)[：:]"),
+    ("role-tag", _ANY, r"系统(?:消息|提示|指令)[：:]"),
     # -- German -------------------------------------------------------------------------
-    ("instruction", r"\b(?:ignorier\w*|vergiss|vergessen sie|missachte\w*)\b[^.;:!?\n]{0,40}?\b(?:anweisungen|instruktionen|"
+    ("instruction", _ANY, r"\b(?:ignorier\w*|vergiss|vergessen sie|missachte\w*)\b[^.;:!?\n]{0,40}?\b(?:anweisungen|instruktionen|"
                     r"vorgaben|regeln|befehle|frage)\b"),
-    ("instruction", r"\bdu bist (?:jetzt|nun|ab sofort)\b|\bab (?:jetzt|sofort) (?:antwortest|bist|sollst|musst)\b|"
-                    r"\bantworte(?:n sie)? (?:nur|ausschließlich) (?:mit|auf|in)\b|"
-                    r"\b(?:sag|sage|sagen sie|teile|teilen sie)\w* (?:dem|jedem|allen) (?:nutzer|benutzer|kunden)\w*\b|"
-                    r"\b(?:hinweis|anweisung|nachricht)\w* (?:an|für) (?:die|den) (?:ki|assistent\w*|bot|modell)\b|"
+    ("instruction", _ANY, r"\bdu bist (?:jetzt|nun|ab sofort)\b|\bab (?:jetzt|sofort) bist\b|"
                     r"\b(?:gib|nenne|wiederhole|verrate)\w*\b[^.\n]{0,30}?\b(?:systemprompt|systemanweisung\w*|"
                     r"deine anweisungen)\b"),
+    ("instruction", _DOC, r"\bab (?:jetzt|sofort) (?:antwortest|sollst|musst)\b|"
+                    r"\bantworte(?:n sie)? (?:nur|ausschließlich) (?:mit|auf|in)\b|"
+                    r"\b(?:sag|sage|sagen sie|teile|teilen sie)\w* (?:dem|jedem|allen) (?:nutzer|benutzer|kunden)\w*\b|"
+                    r"\b(?:hinweis|anweisung|nachricht)\w* (?:an|für) (?:die|den) (?:ki|assistent\w*|bot|modell)\b"),
     # -- Spanish ------------------------------------------------------------------------
-    ("instruction", r"\b(?:ignora|ignore|ignorar|ignoren|olvida|olvide|olvidar|omite|omitir)\b[^.;:!?\n]{0,40}?"
-                    r"\binstrucciones\b|\bahora eres\b|\ba partir de ahora,?\s+(?:eres|responde|contesta|debes)\b|"
-                    r"\b(?:responde|contesta|responda|conteste)\s+(?:solo|solamente|únicamente)\s+(?:con|en)\b|"
-                    r"\b(?:dile|diga|di)\s+(?:al|a cada|a todos los)\s+(?:usuario|cliente)s?\b|"
-                    r"\b(?:nota|mensaje|instrucci[oó]n)\w* para (?:la|el) (?:ia|asistente|modelo|bot)\b|"
+    ("instruction", _ANY, r"\b(?:ignora|ignore|ignorar|ignoren|olvida|olvide|olvidar|omite|omitir)\b[^.;:!?\n]{0,40}?"
+                    r"\binstrucciones\b|\bahora eres\b|\ba partir de ahora,?\s+eres\b|"
                     r"\b(?:revela|muestra|repite|imprime)\b[^.\n]{0,30}?\b(?:tus instrucciones|"
                     r"(?:el )?(?:prompt|mensaje|instrucciones) del sistema)\b"),
+    ("instruction", _DOC, r"\ba partir de ahora,?\s+(?:responde|contesta|debes)\b|"
+                    r"\b(?:responde|contesta|responda|conteste)\s+(?:solo|solamente|únicamente)\s+(?:con|en)\b|"
+                    r"\b(?:dile|diga|di)\s+(?:al|a cada|a todos los)\s+(?:usuario|cliente)s?\b|"
+                    r"\b(?:nota|mensaje|instrucci[oó]n)\w* para (?:la|el) (?:ia|asistente|modelo|bot)\b"),
     # -- French -------------------------------------------------------------------------
-    ("instruction", r"\b(?:ignore[rz]?|oublie[rz]?|néglige[rz]?)\b[^.;:!?\n]{0,40}?\b(?:instructions|consignes|règles)\b|"
-                    r"\b(?:tu es|vous êtes) maintenant\b|\bà partir de maintenant,?\s+(?:tu|vous|réponds|répondez)\b|"
-                    r"\b(?:réponds|répondez)\s+(?:uniquement|seulement)\s+(?:par|avec|en)\b|"
-                    r"\b(?:dis|dites)\s+(?:à l'|à l’|à chaque |aux )(?:utilisateur|client)s?\b|"
-                    r"\b(?:note|message|instruction)s? (?:à|pour) l['’](?:ia|assistant)\b|"
+    ("instruction", _ANY, r"\b(?:ignore[rz]?|oublie[rz]?|néglige[rz]?)\b[^.;:!?\n]{0,40}?\b(?:instructions|consignes|règles)\b|"
+                    r"\b(?:tu es|vous êtes) maintenant\b|"
                     r"\b(?:révèle|révélez|affiche|affichez|répète|répétez)\b[^.\n]{0,30}?\b(?:tes|vos) instructions\b|"
                     r"\b(?:invite|prompt|message) système\b"),
+    ("instruction", _DOC, r"\bà partir de maintenant,?\s+(?:tu|vous|réponds|répondez)\b|"
+                    r"\b(?:réponds|répondez)\s+(?:uniquement|seulement)\s+(?:par|avec|en)\b|"
+                    r"\b(?:dis|dites)\s+(?:à l'|à l’|à chaque |aux )(?:utilisateur|client)s?\b|"
+                    r"\b(?:note|message|instruction)s? (?:à|pour) l['’](?:ia|assistant)\b"),
     # -- Russian ------------------------------------------------------------------------
-    ("instruction", r"(?:игнорируй|игнорируйте|забудь|забудьте|проигнорируй)\w*[^.;:!?\n]{0,40}?(?:инструкци|указани|правил)\w*|"
-                    r"\bтеперь ты\b|\bотныне\b|\bотвечай(?:те)? только\b|\bскажи(?:те)? (?:пользовател|клиент)\w*|"
-                    r"(?:примечание|сообщение|инструкция) для (?:ии|ассистента|модели|бота)\b|"
-                    r"системн\w+ (?:промпт|подсказк|инструкци|сообщени)\w*"),
+    ("instruction", _ANY, r"(?:игнорируй|игнорируйте|забудь|забудьте|проигнорируй)\w*[^.;:!?\n]{0,40}?(?:инструкци|указани|правил)\w*|"
+                    r"\bтеперь ты\b|системн\w+ (?:промпт|подсказк|инструкци|сообщени)\w*"),
+    ("instruction", _DOC, r"\bотныне\b|\bотвечай(?:те)? только\b|\bскажи(?:те)? (?:пользовател|клиент)\w*|"
+                    r"(?:примечание|сообщение|инструкция) для (?:ии|ассистента|модели|бота)\b"),
     # -- Portuguese ---------------------------------------------------------------------
-    ("instruction", r"\b(?:ignore|ignora|esqueça|esqueca)\b[^.;:!?\n]{0,40}?\binstruções\b|\bagora você é\b|"
-                    r"\bresponda (?:apenas|somente) (?:com|em)\b|\bdiga ao (?:usuário|cliente)\b|"
+    ("instruction", _ANY, r"\b(?:ignore|ignora|esqueça|esqueca)\b[^.;:!?\n]{0,40}?\binstruções\b|\bagora você é\b|"
                     r"\bprompt do sistema\b"),
+    ("instruction", _DOC, r"\bresponda (?:apenas|somente) (?:com|em)\b|\bdiga ao (?:usuário|cliente)\b"),
     # -- Arabic, Hindi, Turkish, Vietnamese, Greek, Romanian, Thai: the commonest forms ---
-    ("instruction", r"(?:تجاهل|تجاهلي|انس|انسَ|تخط)[^.؟!\n]{0,30}?(?:التعليمات|الأوامر|التوجيهات)|أنت الآن|"
-                    r"(?:موجه|تعليمات|رسالة) النظام|أخبر (?:المستخدم|العميل)"),
-    ("instruction", r"(?:निर्देशों|निर्देश|आदेशों)[^।.\n]{0,20}?(?:अनदेखा|नज़रअंदाज़|नजरअंदाज|भूल)|अब (?:तुम|आप) एक (?:\S+ ){1,2}?(?:हो|हैं)(?=\s|$|[।.!?])|"
+    ("instruction", _ANY, r"(?:تجاهل|تجاهلي|انس|انسَ|تخط)[^.؟!\n]{0,30}?(?:التعليمات|الأوامر|التوجيهات)|أنت الآن|"
+                    r"(?:موجه|تعليمات|رسالة) النظام"),
+    ("instruction", _DOC, r"أخبر (?:المستخدم|العميل)"),
+    ("instruction", _ANY, r"(?:निर्देशों|निर्देश|आदेशों)[^।.\n]{0,20}?(?:अनदेखा|नज़रअंदाज़|नजरअंदाज|भूल)|अब (?:तुम|आप) एक (?:\S+ ){1,2}?(?:हो|हैं)(?=\s|$|[।.!?])|"
                     r"सिस्टम प्रॉम्प्ट"),
-    ("instruction", r"\b(?:önceki|tüm|bütün)\b[^.\n]{0,20}?\btalimatlar\w*\b[^.\n]{0,20}?\b(?:yok say|görmezden gel|unut)\w*|"
+    ("instruction", _ANY, r"\b(?:önceki|tüm|bütün)\b[^.\n]{0,20}?\btalimatlar\w*\b[^.\n]{0,20}?\b(?:yok say|görmezden gel|unut)\w*|"
                     r"\bartık sen\b|\bsistem (?:istemi|komutu|talimat)\w*"),
-    ("instruction", r"\bbỏ qua\b[^.\n]{0,30}?\b(?:hướng dẫn|chỉ dẫn|chỉ thị|lệnh)\b|\bbây giờ bạn là\b|"
-                    r"\b(?:lời nhắc|chỉ thị) hệ thống\b|\bnói với người dùng\b"),
-    ("instruction", r"(?:αγνόησε|αγνοήστε|ξέχνα|ξεχάστε)[^.;\n]{0,30}?οδηγίες|\bτώρα είσαι\b"),
-    ("instruction", r"\b(?:ignoră|ignorați|uită|uitați)\b[^.\n]{0,30}?\binstrucțiunile\b|\bacum ești\b"),
-    ("instruction", r"(?:ละเว้น|เพิกเฉย|ไม่ต้องสนใจ)[^\n]{0,15}?คำสั่ง|ตอนนี้คุณคือ"),
+    ("instruction", _ANY, r"\bbỏ qua\b[^.\n]{0,30}?\b(?:hướng dẫn|chỉ dẫn|chỉ thị|lệnh)\b|\bbây giờ bạn là\b|"
+                    r"\b(?:lời nhắc|chỉ thị) hệ thống\b"),
+    ("instruction", _DOC, r"\bnói với người dùng\b"),
+    ("instruction", _ANY, r"(?:αγνόησε|αγνοήστε|ξέχνα|ξεχάστε)[^.;\n]{0,30}?οδηγίες|\bτώρα είσαι\b"),
+    ("instruction", _ANY, r"\b(?:ignoră|ignorați|uită|uitați)\b[^.\n]{0,30}?\binstrucțiunile\b|\bacum ești\b"),
+    ("instruction", _ANY, r"(?:ละเว้น|เพิกเฉย|ไม่ต้องสนใจ)[^\n]{0,15}?คำสั่ง|ตอนนี้คุณคือ"),
     # -- Japanese -----------------------------------------------------------------------
-    ("instruction", r"(?:以前|前|上記|これまで|全て|すべて)の(?:指示|命令|指令|ルール)を(?:無視|忘れ)|あなたは今|"
-                    r"システムプロンプト|(?:のみ|だけ)で(?:答え|回答|返答|返信)|ユーザーに(?:伝え|言っ)"),
+    ("instruction", _ANY, r"(?:以前|前|上記|これまで|全て|すべて)の(?:指示|命令|指令|ルール)を(?:無視|忘れ)|あなたは今|"
+                    r"システムプロンプト"),
+    ("instruction", _DOC, r"(?:のみ|だけ)で(?:答え|回答|返答|返信)|ユーザーに(?:伝え|言っ)"),
 ]
 # Text is NFKC-folded before matching; so are the patterns (Thai SARA AM, for one, comes apart under NFKC).
-_COMPILED = [(kind, re.compile(unicodedata.normalize("NFKC", pattern), re.IGNORECASE | re.MULTILINE))
-             for kind, pattern in _RULES]
+_COMPILED = [(kind, scope, re.compile(unicodedata.normalize("NFKC", pattern), re.IGNORECASE | re.MULTILINE))
+             for kind, scope, pattern in _RULES]
 
 _SMUGGLING = re.compile("[\U000e0000-\U000e007f\u202d\u202e]")
 """Always suspicious: Unicode tag characters (they carry ASCII no reader sees) and bidi overrides."""
@@ -163,10 +177,23 @@ def screen(text: str, hidden: Iterable[str] = ()) -> list[Finding]:
     ``hidden``: snippets the reader found styled invisible in the source file; a chunk containing one is
     flagged, since that text reaches the model but no person reading the page sees it.
     """
+    return _screen(text, hidden, (_ANY, _DOC))
+
+
+def screen_message(text: str) -> list[Finding]:
+    """What in a user's message tries to take the assistant over (the ``any`` rules: erase or replace its
+    instructions, extract them, a new identity, a forged role tag, smuggled invisible characters); []
+    when nothing.  A request about the answer's form ("reply only in German") is not a finding here."""
+    return _screen(text, (), (_ANY,))
+
+
+def _screen(text: str, hidden: Iterable[str], scopes: tuple[str, ...]) -> list[Finding]:
     findings: list[Finding] = []
     seen: set[str] = set()
     folded = unicodedata.normalize("NFKC", text)
-    for kind, pattern in _COMPILED:
+    for kind, scope, pattern in _COMPILED:
+        if scope not in scopes:
+            continue
         for m in pattern.finditer(folded):
             evidence = _shorten(m.group(0))
             if evidence.lower() not in seen:

@@ -107,7 +107,8 @@ def build_admin(rt: Any) -> gr.Blocks:
 
     def activity():
         return (_frame(admin.handoffs(store), ["when", "conversation_id", "message"]),
-                _frame(admin.feedback_rows(store), ["when", "rating", "reason", "question", "answer", "turn_id"]))
+                _frame(admin.feedback_rows(store), ["when", "rating", "reason", "question", "answer", "turn_id"]),
+                _frame(admin.takeovers(store), ["when", "conversation_id", "message", "why"]))
 
     # -- analytics ----------------------------------------------------------
     def analytics():
@@ -192,6 +193,8 @@ def build_admin(rt: Any) -> gr.Blocks:
                 refresh_act = gr.Button("Refresh")
                 handoff_table = gr.Dataframe(label="Handoff requests", interactive=False, wrap=True)
                 feedback_table = gr.Dataframe(label="Feedback", interactive=False, wrap=True)
+                takeover_table = gr.Dataframe(label="Declined: messages that tried to change or extract the "
+                                              "assistant's instructions", interactive=False, wrap=True)
             with gr.Tab("Analytics"):
                 refresh_stats = gr.Button("Refresh")
                 intents_plot = gr.BarPlot(x="day", y="count", color="intent", y_aggregate="sum", y_lim=[0, None],
@@ -241,7 +244,7 @@ def build_admin(rt: Any) -> gr.Blocks:
         search_btn.click(search, filters, [results, search_status])
         results.select(pick, [results], [conv_id, conv_view])
         conv_id.submit(transcript, [conv_id], [conv_view])
-        refresh_act.click(activity, None, [handoff_table, feedback_table])
+        refresh_act.click(activity, None, [handoff_table, feedback_table, takeover_table])
         stats = [intents_plot, lang_plot, rating_plot, no_source]
         refresh_stats.click(analytics, None, stats)
         export_all.click(lambda: export(False), None, [export_file, export_status])
@@ -252,6 +255,6 @@ def build_admin(rt: Any) -> gr.Blocks:
         demo.load(documents, None, [doc_table, doc_status])
         demo.load(flagged, None, [flag_table])
         demo.load(analytics, None, stats)
-        demo.load(activity, None, [handoff_table, feedback_table])
+        demo.load(activity, None, [handoff_table, feedback_table, takeover_table])
         demo.load(current_settings, None, [s_name, s_welcome, s_prompt, s_origins, snippet])
     return demo
