@@ -177,8 +177,17 @@ def _pdf_page_text(page: object, hidden: list[str]) -> str:
         except (TypeError, ValueError):
             return []
 
+    shown: list[bool] = []  # invisibility at each text-showing operator since pypdf last handed text over
+
+    def invisible_now() -> bool:
+        return state["mode"] in (3, 7) or min(state["fill"]) >= 0.95
+
     def before(op: bytes, args: list, cm: object, tm: object) -> None:
-        if op == b"q":
+        # pypdf hands text over (``visit``) at a later operator, when the fill may be black again
+        # ("1 1 1 rg (hidden) Tj 0 0 0 rg T*"): the style that counts is the one it was shown in.
+        if op in (b"Tj", b"TJ", b"'", b'"'):
+            shown.append(invisible_now())
+        elif op == b"q":
             saved.append(dict(state))
         elif op == b"Q" and saved:
             state.update(saved.pop())
@@ -195,7 +204,8 @@ def _pdf_page_text(page: object, hidden: list[str]) -> str:
     def visit(text: str, cm: object, tm: object, font: object, size: object) -> None:
         if not text.strip():
             return
-        invisible = state["mode"] in (3, 7) or min(state["fill"]) >= 0.95
+        invisible = any(shown) if shown else invisible_now()
+        shown.clear()
         if invisible and last_hidden[0] and hidden:
             hidden[-1] += text
         elif invisible:
