@@ -235,6 +235,9 @@ class FakeIndex:
     def save(self):
         self.saved += 1
 
+    def flagged(self):
+        return []  # these uploads hold nothing to flag (screening itself: tests/test_screening.py)
+
     def add_paths(self, paths):
         raise AssertionError("uploads are not re-read from disk")
 
