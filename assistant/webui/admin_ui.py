@@ -108,7 +108,7 @@ def build_admin(rt: Any) -> gr.Blocks:
     def activity():
         return (_frame(admin.handoffs(store), ["when", "conversation_id", "message"]),
                 _frame(admin.feedback_rows(store), ["when", "rating", "reason", "question", "answer", "turn_id"]),
-                _frame(admin.takeovers(store), ["when", "conversation_id", "message", "why"]))
+                _frame(admin.takeovers(store), ["when", "message", "why", "conversation_id"]))
 
     # -- analytics ----------------------------------------------------------
     def analytics():
@@ -194,7 +194,8 @@ def build_admin(rt: Any) -> gr.Blocks:
                 handoff_table = gr.Dataframe(label="Handoff requests", interactive=False, wrap=True)
                 feedback_table = gr.Dataframe(label="Feedback", interactive=False, wrap=True)
                 takeover_table = gr.Dataframe(label="Declined: messages that tried to change or extract the "
-                                              "assistant's instructions", interactive=False, wrap=True)
+                                              "assistant's instructions", interactive=False, wrap=True,
+                                              elem_id="admin-takeovers")
             with gr.Tab("Analytics"):
                 refresh_stats = gr.Button("Refresh")
                 intents_plot = gr.BarPlot(x="day", y="count", color="intent", y_aggregate="sum", y_lim=[0, None],
