@@ -334,11 +334,15 @@ class KnowledgeIndex:
             return []
         dense = self.embeddings[candidates] @ query_vec if query_vec is not None else np.zeros(len(candidates), np.float32)
         bm25 = bm25_all[candidates]
-        fused = fuse(dense, bm25, weight)
+        baseline = float(getattr(self.embedder, "cosine_baseline", 0.0))
+        cover = self._lexical.coverage(query, candidates)  # share of the query's IDF mass in each
+        confidence = 0.0
+        if bm25.size and float(bm25.max()) > 0:
+            confidence = min(1.0, float(cover[int(np.argmax(bm25))]) / self.config.lexical_confidence_coverage)
+        fused = fuse(dense, bm25, weight, baseline if query_vec is not None else 0.0, confidence)
         if floor:
-            baseline = float(getattr(self.embedder, "cosine_baseline", 0.0))
             calibrated = (dense - baseline) / (1.0 - baseline)  # unrelated texts' cosine -> 0
-            ok = relevance(calibrated, self._lexical.coverage(query, candidates), weight) >= self._floor(weight)
+            ok = relevance(calibrated, cover, weight) >= self._floor(weight)
             if coverage > 0 and weight > 0 and getattr(self.embedder, "cross_lingual", False):
                 # A chunk in another language shares no words with the query: only the
                 # (multilingual) dense side can judge it, against its own, lower floor.

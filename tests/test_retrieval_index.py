@@ -240,3 +240,24 @@ def test_a_chunk_close_in_meaning_passes_the_floor_without_sharing_a_word():
                              ExtractedDocument("b.txt", "", (Section("unrelated text about kettles"),), "h2", "txt")])
         hits = index.search("ما هي المدن بكاليفورنيا", k=2, language="ar")
         assert [h.source for h in hits] == (["a.txt"] if found else [])
+
+
+def test_fusion_rescales_cosines_from_the_baseline_and_weighs_bm25_by_how_much_of_the_query_it_matched():
+    import numpy as np
+
+    from retrieval.fusion import fuse
+
+    # e5-like cosines: the right chunk 0.92, a wrong one 0.80 that shares more words with the question.
+    dense, bm25 = np.array([0.92, 0.80]), np.array([1.0, 3.0])
+    # Divided by the best cosine alone, both look alike (1.0 vs 0.87) and BM25 decides.
+    assert np.argmax(fuse(dense, bm25, 0.5)) == 1
+    # Rescaled from e5's baseline of unrelated texts (0.75), the cosines tell them apart.
+    assert np.argmax(fuse(dense, bm25, 0.5, baseline=0.75)) == 0
+    # BM25 whose best match holds little of the query counts little; fully confident, it counts fully.
+    low = fuse(dense, bm25, 0.5, baseline=0.75, lexical_confidence=0.2)
+    assert low[1] < fuse(dense, bm25, 0.5, baseline=0.75)[1] and np.argmax(low) == 0
+    assert np.allclose(fuse(dense, bm25, 0.0, lexical_confidence=0.3), 0.3 * bm25 / 3.0)  # words alone: same order
+    with pytest.raises(Exception, match="lexical_confidence_coverage"):
+        from retrieval.config import RetrievalConfig
+
+        RetrievalConfig(lexical_confidence_coverage=0.0)
