@@ -72,6 +72,14 @@ class RetrievalConfig:
     this floor brings back 4, 3, 0 and 1 of them and lets 2 of 240 off-topic questions' best chunk
     through (their highest rescaled cosines: ar 0.22, ru 0.39, tr 0.31, en 0.28).  1.0 turns it off."""
 
+    min_spread_dense: float = 0.25
+    """A chunk passing on its cosine alone (``min_relevance_dense``) must also stand out from the
+    collection: (cosine - the query's median cosine over the chunks) / (1 - median) at least this
+    (``KnowledgeIndex._spread``).  e5 gives a Chinese request about anything a cosine of 0.84-0.87 with
+    every chunk, so the cosine rule let 99% of off-topic Chinese requests through.  Chosen on the tuning
+    half of xquad-dev (``python -m bench.fusion_sweep``); on the report half, questions that keep a hit
+    0.991 -> 0.989, off-topic xSID requests rejected 0.649 -> 0.848 (zh 0.020 -> 0.647)."""
+
     lexical_confidence_coverage: float = 0.5
     """In the fusion, BM25 counts fully when its best candidate holds at least this share of the query's
     IDF mass, proportionally less below (``fusion.fuse``): a question in another language than the
@@ -96,7 +104,7 @@ class RetrievalConfig:
         if self.device not in DEVICES:
             raise ConfigError(f"retrieval.device must be one of {DEVICES}; got {self.device!r}")
         for name in ("dense_weight", "uncertain_coverage", "min_relevance", "min_relevance_words", "min_relevance_cross",
-                     "min_relevance_dense", "lexical_confidence_coverage"):
+                     "min_relevance_dense", "min_spread_dense", "lexical_confidence_coverage"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"retrieval.{name} must be between 0 and 1; got {value!r}")
