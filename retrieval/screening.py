@@ -58,6 +58,9 @@ user's message alike.  ``document``: text that tells the assistant what to put i
 only with …", "tell the user …", "before answering …") — wrong in a support document, ordinary in a
 message ("answer in one sentence", "reply only in German", "just the number and nothing else")."""
 
+_ZH_IGNORE = r"(?:忽略|无视|忘记|忘掉|不要理会|跳过)[^。\n]{0,12}?"
+_DE_IGNORE = r"\b(?:ignorier\w*|vergiss|vergessen sie|missachte\w*)\b[^.;:!?\n]{0,40}?\b"
+
 _RULES: list[tuple[str, str, str]] = [
     # -- English ------------------------------------------------------------------------
     ("instruction", _ANY, r"\b(?:ignore|disregard|forget|override|bypass|skip)\b[^.;:!?\n]{0,40}?\b(?:instructions?|prompts?|"
@@ -90,7 +93,8 @@ _RULES: list[tuple[str, str, str]] = [
                  r"(?:^|\n)\s*(?:system|developer)\s*:"),
     ("exfiltration", _ANY, r"!\[[^\]\n]*\]\(\s*https?://[^)\s]*(?:[A-Z]{3,}_[A-Z_]+|\{[^}]*\}|%7B|<[^>]*>|\$\w+)[^)]*\)"),
     # -- Chinese ------------------------------------------------------------------------
-    ("instruction", _ANY, r"(?:忽略|无视|忘记|忘掉|不要理会|跳过)[^。\n]{0,12}?(?:指令|指示|说明|提示词?|规则|要求|问题)"),
+    ("instruction", _ANY, rf"{_ZH_IGNORE}(?:指令|指示|说明|提示词?|规则|要求)"),
+    ("instruction", _DOC, rf"{_ZH_IGNORE}问题"),  # a user may well say "forget my question"
     ("instruction", _ANY, r"(?:泄露|透露|输出|打印|重复|显示|告诉)[^。\n]{0,10}?(?:系统提示|系统指令|你的指令|内部说明|内部备注)"),
     ("instruction", _ANY, r"你现在是|从现在(?:开始|起)[，,]?\s*你是"),
     ("instruction", _DOC, r"从现在(?:开始|起)[，,]?\s*你(?:只|必须|要始终)|(?:只|仅)(?:能)?(?:回复|回答|输出)|"
@@ -100,8 +104,8 @@ _RULES: list[tuple[str, str, str]] = [
                     r"透露|泄露|不要|务必|必须|在)"),
     ("role-tag", _ANY, r"系统(?:消息|提示|指令)[：:]"),
     # -- German -------------------------------------------------------------------------
-    ("instruction", _ANY, r"\b(?:ignorier\w*|vergiss|vergessen sie|missachte\w*)\b[^.;:!?\n]{0,40}?\b(?:anweisungen|instruktionen|"
-                    r"vorgaben|regeln|befehle|frage)\b"),
+    ("instruction", _ANY, rf"{_DE_IGNORE}(?:anweisungen|instruktionen|vorgaben|regeln|befehle)\b"),
+    ("instruction", _DOC, rf"{_DE_IGNORE}frage\b"),  # "vergiss meine Frage" is the user's own
     ("instruction", _ANY, r"\bdu bist (?:jetzt|nun|ab sofort)\b|\bab (?:jetzt|sofort) bist\b|"
                     r"\b(?:gib|nenne|wiederhole|verrate)\w*\b[^.\n]{0,30}?\b(?:systemprompt|systemanweisung\w*|"
                     r"deine anweisungen)\b"),

@@ -79,6 +79,8 @@ FORM_REQUESTS = [  # about the answer's form: ordinary in a message, though a do
     "Just give me the phone number and nothing else.",
     "Réponds uniquement en français.",
     "Ignore my previous question, I meant the shipping times.",
+    "Vergiss meine Frage von eben, ich meinte die Lieferzeiten.",
+    "忘记我刚才的问题，我想问运费。",
 ]
 
 
