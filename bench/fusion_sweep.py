@@ -146,6 +146,36 @@ def analyze(half: str) -> None:
         print(f"| {lang} | " + " | ".join(cells) + " |")
 
 
+def floors(half: str) -> None:
+    """The cosine-alone rule with and without a required spread above the query's median cosine."""
+    data = pickle.load(open(CACHE, "rb"))
+    BASE = 0.75
+    def mk(dense_t=0.30, spread_t=None, lex_spread=None):
+        def f(d, b, c):
+            cal = (d - BASE) / (1 - BASE)
+            med = float(np.median(d)); rel = (d - med) / (1 - med)
+            lex = 0.5 * np.clip(cal, 0, 1) + 0.5 * c >= 0.25
+            if lex_spread is not None: lex &= rel >= lex_spread
+            dn = cal >= dense_t
+            if spread_t is not None: dn &= rel >= spread_t
+            return bool((lex | dn).any())
+        return f
+    V = {"current": mk(), "dense rule & spread .2": mk(spread_t=0.2), "dense rule & spread .25": mk(spread_t=0.25),
+         "dense rule & spread .3": mk(spread_t=0.3), "both & spread .15/.3": mk(spread_t=0.3, lex_spread=0.15),
+         "lex & spread .1, dense & .25": mk(spread_t=0.25, lex_spread=0.1)}
+    for half, start in ((half, 0 if half == "tune" else 1),):
+        print(f"\n{half}: answered / off-topic rejected\n| lang | " + " | ".join(V) + " |\n|---" * 1 + "|---" * len(V) + "|")
+        tot = {k: [] for k in V}
+        for lang, (recs, golds) in data["same"].items():
+            off = data["off"].get(lang); cells = []
+            for k, f in V.items():
+                ans = np.mean([f(*recs[i]) for i in range(start, len(recs), 2)])
+                rej = np.mean([not f(*off[i]) for i in range(start, len(off), 2)]) if off else float("nan")
+                tot[k].append((ans, rej)); cells.append(f"{ans:.3f} / {rej:.3f}")
+            print(f"| {lang} | " + " | ".join(cells) + " |")
+        print("| mean | " + " | ".join(f"{np.mean([a for a, _ in tot[k]]):.3f} / {np.nanmean([r for _, r in tot[k]]):.3f}" for k in V) + " |")
+
+
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "tune"
     if what == "collect" or not CACHE.is_file():
@@ -153,3 +183,4 @@ if __name__ == "__main__":
         collect()
     if what != "collect":
         analyze(what)
+        floors(what)
