@@ -42,9 +42,7 @@ def pdf(paragraphs: list[tuple[str, bool]]) -> bytes:
         lines += [(line, style) for line in textwrap.wrap(text, 90) or [""]]
         lines.append(("", ""))
     pages = [lines[i:i + 48] for i in range(0, len(lines), 48)] or [[]]
-    objects: list[str | None] = ["<< /Type /Catalog /Pages 2 0 R >>", None,
-                                 "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"]
-    kids = []
+    streams = []
     for page in pages:
         ops = ["BT /F1 11 Tf 14 TL 56 760 Td"]
         for line, style in page:
@@ -53,8 +51,17 @@ def pdf(paragraphs: list[tuple[str, bool]]) -> bytes:
             else:
                 ops.append(f"({_pdf_string(line)}) Tj T*")
         ops.append("ET")
-        stream = "\n".join(ops).encode("latin-1")
-        objects.append(f"<< /Length {len(stream)} >>\nstream\n{stream.decode('latin-1')}\nendstream")
+        streams.append("\n".join(ops))
+    return pdf_pages(streams)
+
+
+def pdf_pages(streams: list[str]) -> bytes:
+    """A PDF with one page per content stream (Latin-1 operators), text in Helvetica as font F1."""
+    objects: list[str | None] = ["<< /Type /Catalog /Pages 2 0 R >>", None,
+                                 "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"]
+    kids = []
+    for stream in streams:
+        objects.append(f"<< /Length {len(stream.encode('latin-1'))} >>\nstream\n{stream}\nendstream")
         content = len(objects)
         objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {content} 0 R "
                        f"/Resources << /Font << /F1 3 0 R >> >> >>")

@@ -19,26 +19,9 @@ from retrieval.text import count_tokens, detect_language, tokenize
 def minimal_pdf(pages: list[str], before: str = "") -> bytes:
     """A valid PDF with one line of Helvetica text per page (pypdf can read it back); ``before``: content
     stream operators drawn ahead of each line (``1 1 1 rg`` makes it white)."""
-    objects = ["<< /Type /Catalog /Pages 2 0 R >>", None, "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
-    kids = []
-    for text in pages:
-        stream = f"{before} BT /F1 12 Tf 72 720 Td ({text}) Tj ET".strip().encode("latin-1")
-        objects.append(f"<< /Length {len(stream)} >>\nstream\n{stream.decode('latin-1')}\nendstream")
-        content = len(objects)
-        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {content} 0 R "
-                       f"/Resources << /Font << /F1 3 0 R >> >> >>")
-        kids.append(f"{len(objects)} 0 R")
-    objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(kids)} >>"
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n{body}\nendobj\n".encode("latin-1")
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += "".join(f"{o:010d} 00000 n \n" for o in offsets).encode()
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    return bytes(out)
+    from bench.injection_files import pdf_pages
+
+    return pdf_pages([f"{before} BT /F1 12 Tf 72 720 Td ({text}) Tj ET".strip() for text in pages])
 
 
 def write_docx(path: Path) -> None:
