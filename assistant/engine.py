@@ -24,8 +24,8 @@ from .config import ChatConfig, GenerationConfig
 from .errors import AssistantError, InputError
 from .generation import Generation, GenerationResult, PrefixCache
 from .models import LoadedModel
-from .prompting import (DECLINED_TAKEOVER, NOT_FOUND, WITHHELD_ANSWER, LeakGuard, PromptParts, RefusalLocalizer, build_prompt,
-                        system_text)
+from .prompting import (DECLINED_TAKEOVER, NOT_FOUND, WITHHELD_ANSWER, LeakGuard, PromptParts, RefusalLocalizer,
+                        build_prompt, system_text)
 from .store import Store
 from .types import Conversation, Prompt, Source, Turn
 
