@@ -4,7 +4,7 @@ instructions, with the defenses off and on.
     python -m bench.injection                     # 35 + 15 + 35 turns, about 25 minutes on 2 cores with the default model
     python -m bench.injection --model smollm2-135m-instruct   # -> bench/results/injection-smollm2-135m-instruct.md
     python -m bench.injection --max-new-tokens 32 --only direct
-    python -m bench.injection --suite held-out    # 220+ attempts in 8+ languages -> bench/results/injection-suite.md
+    python -m bench.injection --suite held-out    # 116 attacks + 52 controls, 12 languages -> bench/results/injection-suite.md
 
 The **standard** attempts are ``bench/data/injection.jsonl``: direct ones in the user's
 message, ones hidden in an uploaded Markdown document, and benign controls.  The rules of
