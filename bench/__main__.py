@@ -21,6 +21,9 @@ from bench.common import RESULTS_DIR, header, machine, save
 
 ORDER = ["answers", "generation", "lookup", "speed", "retrieval", "understanding", "multiturn", "explain", "finetune", "injection", "screening", "load"]
 RESULT_FILES = {"load": "load-tiny"}  # benchmarks that save under another name
+# runs that are not part of `python -m bench` (slow, or a variant of one) but whose saved results
+# belong in RESULTS.md, after the benchmark they come from
+EXTRA_RESULTS = {"injection": ["injection-suite"]}
 
 
 class _Tee(io.StringIO):
@@ -46,9 +49,10 @@ def collect() -> str:
         f"Last collected on: {machine()}\n",
     ]
     for name in ORDER:
-        path = RESULTS_DIR / f"{RESULT_FILES.get(name, name)}.md"
-        if path.exists():
-            parts.append(path.read_text(encoding="utf-8").rstrip() + "\n")
+        for stem in [RESULT_FILES.get(name, name), *EXTRA_RESULTS.get(name, [])]:
+            path = RESULTS_DIR / f"{stem}.md"
+            if path.exists():
+                parts.append(path.read_text(encoding="utf-8").rstrip() + "\n")
     text = "\n".join(parts)
     (RESULTS_DIR.parent / "RESULTS.md").write_text(text, encoding="utf-8")
     return text
