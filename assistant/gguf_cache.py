@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from . import progress
 from .errors import ModelLoadError
 
 log = logging.getLogger("assistant.models")
@@ -58,26 +59,27 @@ def dequantize_gguf(path: Path, cache_root: Path, chat_template: str | None = No
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    log.info("de-quantising %s once into %s (one to two minutes)", path.name, target)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-        gguf_model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-    except Exception as exc:  # truncated tensors, unknown architecture, bad metadata
-        raise ModelLoadError(f"GGUF file {path} could not be read (corrupt, truncated or unsupported): {exc}") from exc
-    config = gguf_model.config
-    if hasattr(config, "quantization_config"):
-        delattr(config, "quantization_config")
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(gguf_model.state_dict(), strict=False)
-    plain.tie_weights()
-    if not tokenizer.chat_template:
-        tokenizer.chat_template = chat_template or CHATML_TEMPLATE
-    cache_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_root))
-    try:
-        plain.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with progress.step(f"de-quantising {path.name} (once, one to two minutes)", log=log, detail=str(target)):
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+            gguf_model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+        except Exception as exc:  # truncated tensors, unknown architecture, bad metadata
+            raise ModelLoadError(f"GGUF file {path} could not be read (corrupt, truncated or unsupported): "
+                                 f"{exc}") from exc
+        config = gguf_model.config
+        if hasattr(config, "quantization_config"):
+            delattr(config, "quantization_config")
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        plain.load_state_dict(gguf_model.state_dict(), strict=False)
+        plain.tie_weights()
+        if not tokenizer.chat_template:
+            tokenizer.chat_template = chat_template or CHATML_TEMPLATE
+        cache_root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_root))
+        try:
+            plain.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return target

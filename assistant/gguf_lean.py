@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import progress
 from .errors import ModelLoadError
 from .int4 import Weight, packable
 
@@ -170,20 +171,20 @@ def load_or_build(path: Path, cache_root: Path, fingerprint: str, chat_template:
             log.info("lean cache %s is from another version; rebuilding it as %s", ", ".join(stale), target.name)
             for old in stale:
                 shutil.rmtree(cache_root / old, ignore_errors=True)
-        log.info("packing %s once into %s (about a minute)", path.name, target)
-        tensors, config, tokenizer = convert(path)
-        if chat_template and not tokenizer.chat_template:
-            tokenizer.chat_template = chat_template
-        cache_root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_root))
-        try:
-            save_file(tensors, str(tmp / "weights.safetensors"))
-            config.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            (tmp / "lean.json").write_text(json.dumps({"version": CACHE_VERSION, "source": path.name}))
-            os.replace(tmp, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        with progress.step(f"packing {path.name} for this CPU (once, about a minute)", log=log, detail=str(target)):
+            tensors, config, tokenizer = convert(path)
+            if chat_template and not tokenizer.chat_template:
+                tokenizer.chat_template = chat_template
+            cache_root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_root))
+            try:
+                save_file(tensors, str(tmp / "weights.safetensors"))
+                config.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
+                (tmp / "lean.json").write_text(json.dumps({"version": CACHE_VERSION, "source": path.name}))
+                os.replace(tmp, target)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
     try:
         tensors = load_file(str(target / "weights.safetensors"))
         config = AutoConfig.from_pretrained(target)

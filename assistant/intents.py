@@ -30,6 +30,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
+from . import progress
 from .errors import ConfigError, DataFormatError, ModelLoadError
 from .intent_calibration import Calibration, best_in_scope, calibrate, decide, softmax
 from .intent_encoder import MessageEncoder
@@ -462,6 +463,8 @@ def default_model(home: str | Path | None = None, embedder: Any = None, spec_pat
         except ModelLoadError as exc:
             log.warning("retraining the intent model: %s", exc)
             config = _saved_config(folder)
-    model = IntentModel.train(spec, embedder, config)
-    model.save(folder)
+    with progress.step(f"training the intent model on {len(spec.intents)} intents (once)", log=log,
+                       detail=str(folder)):
+        model = IntentModel.train(spec, embedder, config)
+        model.save(folder)
     return model

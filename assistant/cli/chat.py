@@ -4,7 +4,7 @@ On a terminal: streaming answers, multi-line input (end a line with ``\\`` to
 continue, or wrap a block in triple quotes), ``/reset``, ``/sources``,
 ``/explain``, ``/exit``.  When stdin is not a terminal it reads one message
 per line and writes each answer on its own line to stdout, so scripts can
-drive it: ``printf 'What is the capital of France?\\n' | assistant chat``.
+drive it: ``printf 'Which file formats can I upload?\\n' | assistant chat``.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from the command line to the ``finetune`` package, which does the work.
 from __future__ import annotations
 
 import argparse
+import logging
 import shlex
 import sys
 
@@ -66,12 +67,11 @@ def _register_finetune(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--home", help="data folder (default: $ASSISTANT_HOME)")
-    p.set_defaults(handler=run_finetune)
+    p.set_defaults(handler=run_finetune, log_level=logging.INFO)
 
 
 def run_finetune(args: argparse.Namespace) -> int:
     import dataclasses
-    import logging
 
     from finetune.train import TrainConfig, train
 

@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, help="port (default 7860)")
     p.add_argument("--log-format", choices=("text", "json"), default="text",
                    help="json: one JSON object per log line (for log collectors)")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, log_level=logging.INFO)
 
 
 class JsonFormatter(logging.Formatter):
