@@ -227,7 +227,12 @@ class AppConfig:
     port: int = 7860
     api_keys: tuple[str, ...] = ()
     admin_key: str | None = None
-    welcome_message: str = "Hi! Ask me anything about the documents I know."
+    welcome_message: str = "Hi! Ask me anything about the documents I know ({topics})."
+    """Shown above the chat; ``{topics}`` becomes the titles of the documents loaded (the admin area can change
+    it)."""
+    example_prompts: tuple[str, ...] = ()
+    """The chat page's example prompts.  Empty (the default): questions the shipped guide answers while it is
+    what is loaded, else one about what the assistant covers and summaries of the team's largest documents."""
     allowed_origins: tuple[str, ...] = ()
     """Web sites (``https://www.example.com``) allowed to embed the chat (docs/embedding.md); ``*`` any."""
     allowed_image_origins: tuple[str, ...] = ()
@@ -241,10 +246,11 @@ class AppConfig:
         for name in ("port", "rate_limit_per_minute", "max_queue"):
             if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be a whole number; got {getattr(self, name)!r}")
-        for name in ("api_keys", "allowed_origins", "allowed_image_origins"):
+        for name in ("api_keys", "allowed_origins", "allowed_image_origins", "example_prompts"):
             value = getattr(self, name)
-            if isinstance(value, str):
-                value = tuple(v.strip() for v in value.split(",") if v.strip())
+            if isinstance(value, str):  # a prompt may hold commas: it is one prompt
+                value = (value,) if name == "example_prompts" else tuple(v.strip() for v in value.split(",")
+                                                                         if v.strip())
             if not isinstance(value, (tuple, list)) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{name} must be a list of strings; got {value!r:.80}")
             setattr(self, name, tuple(value))
@@ -301,7 +307,7 @@ class AppConfig:
             data["api_keys"] = tuple(k.strip() for k in env("API_KEYS").split(",") if k.strip())
         if env("ADMIN_KEY"):
             data["admin_key"] = env("ADMIN_KEY")
-        for key in ("api_keys", "allowed_origins", "allowed_image_origins"):
+        for key in ("api_keys", "allowed_origins", "allowed_image_origins", "example_prompts"):
             if key in data and isinstance(data[key], list):
                 data[key] = tuple(data[key])
         known = {f.name for f in dataclasses.fields(cls)}

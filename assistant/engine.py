@@ -20,6 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol
 
+from . import scope
 from .config import ChatConfig, GenerationConfig
 from .errors import AssistantError, InputError
 from .generation import Generation, GenerationResult, PrefixCache
@@ -225,11 +226,12 @@ class Engine:
             else:
                 self.store.record_event("no_source", conversation.id, {"turn_id": turn.id, "query": text})
         if u.route != "answer" and u.reply:
-            turn.answer = u.reply
+            # "{topics}" in a reply: the titles of the documents loaded (assistant.scope)
+            turn.answer = scope.fill(u.reply, self.index, u.language)
             if u.route == "handoff":
                 self.store.record_event("handoff", conversation.id, {"turn_id": turn.id, "message": text})
             yield TurnStarted(turn)
-            yield TokenEvent(u.reply)
+            yield TokenEvent(turn.answer)
             yield self._finish(conversation, turn, None)
             return
 

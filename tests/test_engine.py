@@ -101,6 +101,8 @@ def test_out_of_scope_is_answered_from_documents_that_cover_it_else_falls_back(t
     assert covered.route == "answer" and covered.sources
     uncovered = eng.run_turn(conv, "zzqx wvvk plorf?")
     assert uncovered.route == "fallback" and not uncovered.sources and uncovered.answer
+    # the fallback reply says what the loaded documents are about, not some other product
+    assert "Refunds" in uncovered.answer and "{topics}" not in uncovered.answer
     assert any(e.data.get("turn_id") == uncovered.id for e in store.events("no_source"))
 
 

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import gradio as gr
 
-from .. import admin
+from .. import admin, scope
 from ..chatview import (conversation_messages, edited_text, message_roles, message_turn_ids, meta_line,
                         turn_messages)
 from ..engine import TokenEvent, TurnFinished, TurnStarted
@@ -28,12 +28,7 @@ from ..types import Conversation
 
 log = logging.getLogger(__name__)
 
-EXAMPLES = [
-    "What can you help me with?",
-    "How do I upload my own documents?",
-    "What does the Explain button show?",
-    "如何把助手嵌入我的网站？",
-]
+EXAMPLES = list(scope.GUIDE_EXAMPLES)  # while the shipped guide is what is loaded (scope.example_prompts)
 
 CSS = """
 #turn-meta { font-size: 0.8em; opacity: 0.7; min-height: 1.2em; }
@@ -55,9 +50,11 @@ def session_state(state: dict | None) -> dict:
     return state
 
 
-def header_markdown(settings: admin.Settings) -> str:
-    """The page's title and welcome message (set by the admin: Markdown, but no HTML)."""
-    return f"## {escape_html(settings.assistant_name)}\n{escape_html(settings.welcome_message)}"
+def header_markdown(settings: admin.Settings, index: Any = None) -> str:
+    """The page's title and welcome message (set by the admin: Markdown, but no HTML), its ``{topics}`` the
+    titles of the documents loaded, shown literally."""
+    welcome = scope.fill(escape_html(settings.welcome_message), index, escape=literal_markdown)
+    return f"## {escape_html(settings.assistant_name)}\n{welcome}"
 
 
 def context_note(conv: Conversation | None) -> str:
@@ -104,7 +101,7 @@ def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
         conv = open_conversation(state)
         settings = admin.load_settings(store, rt.config)
         # Leave the message box alone: the user may already be typing.
-        return (gr.update(), *view(state, conv)[1:], header_markdown(settings))
+        return (gr.update(), *view(state, conv)[1:], header_markdown(settings, getattr(engine, "index", None)))
 
     def run_turn(state: dict, conv: Conversation, message: str) -> Iterator[tuple[Any, ...]]:
         prior = conversation_messages(conv, origins)
@@ -252,7 +249,7 @@ def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
     with gr.Blocks(title=settings.assistant_name) as demo:
         state = gr.BrowserState({}, storage_key="assistant_session")
         tab = gr.State({})
-        header = gr.Markdown(header_markdown(settings), elem_id="header")
+        header = gr.Markdown(header_markdown(settings, getattr(engine, "index", None)), elem_id="header")
         with gr.Row():
             convs = gr.Dropdown(label="Your conversations", choices=[], value=None, scale=4,
                                 elem_id="conversations", allow_custom_value=False)
@@ -275,7 +272,8 @@ def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
             send_btn = gr.Button("Send", variant="primary", scale=1, elem_id="send")
             stop_btn = gr.Button("Stop", scale=1, elem_id="stop")
             explain_btn = gr.Button("Explain", scale=1, elem_id="explain")
-        gr.Examples(EXAMPLES, inputs=box, label="Examples")
+        examples = scope.example_prompts(getattr(engine, "index", None), getattr(rt.config, "example_prompts", ()))
+        gr.Examples(examples, inputs=box, label="Examples")
         with gr.Accordion("Explanation", open=False, elem_id="explain-panel") as panel:
             explain_md = gr.Markdown("Click **Explain** to see what the last answer (or the message you clicked) "
                                      "was based on.", elem_id="explain-summary")
