@@ -30,6 +30,12 @@ GUIDE_EXAMPLES = (
 )
 
 
+def _documents(index: Any) -> list:
+    """The index's documents; none for no index, or for a search-only one (a remote retriever)."""
+    documents = getattr(index, "documents", None)
+    return list(documents()) if callable(documents) else []
+
+
 def short_title(title: str) -> str:
     """A title as a list item: its part before a colon or dash ("The Explain view: why …" -> "The Explain
     view"), without a trailing full stop."""
@@ -40,8 +46,7 @@ def short_title(title: str) -> str:
 def topics(index: Any, language: str | None = None, limit: int = 3) -> tuple[list[str], int]:
     """Up to ``limit`` document titles, the largest documents first, those in ``language`` (else English)
     preferred; and how many other distinct titles there are."""
-    docs = index.documents() if index is not None else []
-    docs = [d for d in docs if (d.title or "").strip() and getattr(d, "chunks", 1)]
+    docs = [d for d in _documents(index) if (d.title or "").strip() and getattr(d, "chunks", 1)]
     # the user's language, else English, else every document (a list in two scripts reads badly)
     for code in (language, "en"):
         if code:
@@ -81,8 +86,7 @@ def fill(text: str | None, index: Any, language: str | None = None,
 
 def only_the_guide(index: Any) -> bool:
     """True when the index holds the shipped user guide and nothing a team added (or nothing at all)."""
-    docs = index.documents() if index is not None else []
-    return all(DEFAULT_TAG in (d.tags or ()) for d in docs)
+    return all(DEFAULT_TAG in (d.tags or ()) for d in _documents(index))
 
 
 def example_prompts(index: Any, configured: tuple[str, ...] = ()) -> list[str]:
@@ -93,7 +97,7 @@ def example_prompts(index: Any, configured: tuple[str, ...] = ()) -> list[str]:
         return list(configured)
     if only_the_guide(index):
         return list(GUIDE_EXAMPLES)
-    team = [d for d in index.documents() if DEFAULT_TAG not in (d.tags or ()) and (d.title or "").strip()]
+    team = [d for d in _documents(index) if DEFAULT_TAG not in (d.tags or ()) and (d.title or "").strip()]
     team.sort(key=lambda d: (-d.chunks, d.title.lower()))
     seen: list[str] = []
     for d in team:

@@ -171,6 +171,7 @@ def create_app(rt: Runtime, inflight: InFlight | None = None) -> Any:
     from .webui import build_admin, build_chat
     from .webui.admin_ui import CSS as ADMIN_CSS
     from .webui.chat import CSS as CHAT_CSS
+    from .webui.chat import JS as CHAT_JS
 
     inflight = inflight if inflight is not None else InFlight()
     config = rt.config
@@ -283,4 +284,4 @@ def create_app(rt: Runtime, inflight: InFlight | None = None) -> Any:
 
     demo = build_chat(rt, inflight)
     demo.queue(**queue)
-    return gr.mount_gradio_app(api, demo, path="/", css=CHAT_CSS, show_error=False)
+    return gr.mount_gradio_app(api, demo, path="/", css=CHAT_CSS, js=CHAT_JS, show_error=False)

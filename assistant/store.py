@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import StoreError
+from .errors import InputError, StoreError
 from .types import Conversation, Turn
 
 SCHEMA = """
@@ -145,6 +145,15 @@ class Store:
                 )
             ]
 
+    def rename(self, conversation_id: str, owner: str, title: str) -> bool:
+        """Give the owner's conversation a title (its place in the list, by last activity, stays)."""
+        title = " ".join((title or "").split())[:120]
+        if not title:
+            raise InputError("a conversation's title cannot be empty")
+        with self._tx() as db:
+            cur = db.execute("UPDATE conversations SET title=? WHERE id=? AND owner=?", (title, conversation_id, owner))
+            return cur.rowcount > 0
+
     def delete(self, conversation_id: str, owner: str) -> bool:
         with self._tx() as db:
             cur = db.execute("DELETE FROM conversations WHERE id=? AND owner=?", (conversation_id, owner))
@@ -154,7 +163,9 @@ class Store:
         """Persist title, slots and summary (turns are appended separately)."""
         with self._tx() as db:
             db.execute(
-                "UPDATE conversations SET title=?, slots=?, summary=?, summarized=?, updated_at=? WHERE id=?",
+                # a title already stored (the first message's, or the user's rename) is kept
+                "UPDATE conversations SET title=CASE WHEN title='' THEN ? ELSE title END, slots=?, summary=?,"
+                " summarized=?, updated_at=? WHERE id=?",
                 (conv.title, json.dumps(conv.slots), conv.summary, json.dumps(conv.summarized_turns),
                  time.time(), conv.id),
             )
@@ -175,7 +186,9 @@ class Store:
                  turn.route, len(turn.sources), json.dumps(turn.to_dict())),
             )
             db.execute(
-                "UPDATE conversations SET title=?, slots=?, summary=?, summarized=?, updated_at=? WHERE id=?",
+                # a title already stored (the first message's, or the user's rename) is kept
+                "UPDATE conversations SET title=CASE WHEN title='' THEN ? ELSE title END, slots=?, summary=?,"
+                " summarized=?, updated_at=? WHERE id=?",
                 (conv.title, json.dumps(conv.slots), conv.summary, json.dumps(conv.summarized_turns),
                  time.time(), conv.id),
             )

@@ -200,6 +200,12 @@ def FakeHit(chunk_id: str, doc_id: str, text: str, source: str, title: str = "",
 class FakeIndex:
     """Always returns the refund policy passage."""
 
+    def documents(self):
+        from retrieval.types import DocumentInfo
+
+        return [DocumentInfo(doc_id="d1", source="policies/refunds.md", title="Refund policy", kind="md",
+                             content_hash="0", chunks=1, languages=("en",))]
+
     def search(self, query, k=4, language=None):
         return [FakeHit("c1", "d1", "Refunds are paid back to the card within five days.", "policies/refunds.md",
                         title="Refund policy", heading="Timing", score=0.87)]

@@ -162,6 +162,94 @@ def test_chat_in_a_real_browser(server, playwright_browser):
     context.close()
 
 
+def ask(page, text: str) -> None:
+    page.fill("#message textarea", text)
+    page.click("#send")
+    page.wait_for_selector(f"#chat >> text={text}", timeout=30_000)
+    page.wait_for_selector("#chat >> text=Sources (1)", timeout=60_000)
+
+
+def conversation_labels(page) -> list[str]:
+    return [t.strip() for t in page.locator("#conversations label").all_inner_texts()]
+
+
+def test_sidebar_lists_switches_renames_and_deletes_conversations(server, playwright_browser):
+    ARTIFACTS.mkdir(exist_ok=True)
+    store = server.rt.store
+    context = playwright_browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(server.url + "/")
+    page.wait_for_selector("#message textarea", timeout=60_000)
+    ask(page, "How long do refunds take?")
+    page.click("#new")
+    page.wait_for_function("() => !document.querySelector('#chat [data-testid=\"user\"]')", timeout=10_000)
+    ask(page, "Can I pay by invoice?")
+
+    # Both conversations, by title and time, newest first; the open one selected.
+    page.wait_for_function("() => document.querySelectorAll('#conversations label').length == 2", timeout=10_000)
+    labels = conversation_labels(page)
+    assert labels[0].startswith("Can I pay by invoice? · ") and labels[1].startswith("How long do refunds take? · ")
+    assert page.locator("#conversations input:checked").count() == 1
+    page.screenshot(path=str(ARTIFACTS / "browser-chat-1280.png"))
+
+    # Switch to the older one: its messages come back, the other's leave.
+    page.click("#conversations >> text=How long do refunds take?")
+    page.wait_for_function("() => !document.querySelector('#chat').innerText.includes('Can I pay by invoice?')",
+                           timeout=10_000)
+    assert "How long do refunds take?" in page.locator("#chat").inner_text()
+
+    # Rename it; the new title is what the list and the store show.
+    page.fill("#rename-title input, #rename-title textarea", "Refund timing")
+    page.click("#rename")
+    page.wait_for_selector("#conversations >> text=Refund timing", timeout=10_000)
+    owner = next(r[0] for r in store._db.execute("SELECT owner FROM conversations"))
+    assert sorted(t for _, t, _ in store.list(owner)) == ["Can I pay by invoice?", "Refund timing"]
+
+    # Delete asks first; "Keep it" keeps it, "Delete" removes it and empties the chat.
+    page.click("#delete")
+    page.wait_for_selector("#confirm-delete-text >> text=Refund timing", timeout=10_000)
+    page.click("#confirm-delete-no")
+    page.wait_for_selector("#confirm-delete", state="hidden", timeout=10_000)
+    assert len(store.list(owner)) == 2
+    page.click("#delete")
+    page.click("#confirm-delete-yes")
+    page.wait_for_function("() => document.querySelectorAll('#conversations label').length == 1", timeout=10_000)
+    assert [t for _, t, _ in store.list(owner)] == ["Can I pay by invoice?"]
+    assert page.locator("#chat [data-testid='user']").count() == 0
+
+    # After a reload the list is the same.
+    page.reload()
+    page.wait_for_function("() => document.querySelectorAll('#conversations label').length == 1", timeout=30_000)
+    assert conversation_labels(page)[0].startswith("Can I pay by invoice? · ")
+    context.close()
+
+
+def test_the_page_fits_a_phone(server, playwright_browser):
+    ARTIFACTS.mkdir(exist_ok=True)
+    context = playwright_browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    page.goto(server.url + "/")
+    page.wait_for_selector("#message textarea", timeout=60_000)
+    page.wait_for_function("() => !document.querySelector('#sidebar').classList.contains('open')", timeout=15_000)
+    ask(page, "How long do refunds take?")
+    # nothing wider than the screen: no sideways scrolling, the box and its buttons on screen
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 390, width
+    for selector in ("#message textarea", "#send"):
+        box = page.locator(selector).bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, (selector, box)
+    # the sidebar starts closed on a phone; opened, it lists the conversation; picking it closes it again
+    assert "open" not in (page.locator("#sidebar").get_attribute("class") or "")
+    page.screenshot(path=str(ARTIFACTS / "browser-chat-390.png"), full_page=True)
+    page.click("#sidebar .toggle-button")
+    page.wait_for_selector("#conversations >> text=How long do refunds take?", timeout=10_000)
+    page.wait_for_timeout(600)  # the sidebar slides in
+    page.screenshot(path=str(ARTIFACTS / "browser-chat-390-sidebar.png"))
+    page.click("#conversations >> text=How long do refunds take?")
+    page.wait_for_function("() => !document.querySelector('#sidebar').classList.contains('open')", timeout=10_000)
+    context.close()
+
+
 def test_stop_keeps_the_partial_answer(server, playwright_browser):
     context = playwright_browser.new_context()
     page = context.new_page()
@@ -254,7 +342,14 @@ def payloads(where: str, full: bool = True) -> str:
 
 
 class HostileIndex:
-    """A retrieved document whose title, heading, path and text all carry markup."""
+    """A retrieved document whose title, heading, path and text all carry markup (the title reaches the
+    welcome text too)."""
+
+    def documents(self):
+        from retrieval.types import DocumentInfo
+
+        return [DocumentInfo(doc_id="d1", source="policies/refunds.md", kind="md", content_hash="0", chunks=1,
+                             languages=("en",), title="Refunds <img src=x onerror=\"window.__pwned='welcome'\">")]
 
     def search(self, query, k=4, language=None):
         return [FakeHit("c1", "d1", "Refunds take five days. " + payloads("document-text"),
@@ -294,6 +389,9 @@ def test_markup_in_messages_answers_and_documents_never_runs(tmp_path, tiny_lm, 
 
         assert page.evaluate("() => window.__pwned") is None
         assert dialogs == []
+        # the document's title in the welcome text and the example prompts: text, never markup
+        assert "Refunds <img src=x" in page.locator("#header").inner_text()
+        assert page.locator("#header img, #header script, .gradio-container img[src='x']").count() == 0
         for panel in ("#chat", "#explain-summary", "#explain-highlight"):
             assert page.locator(f"{panel} img[src='x'], {panel} script, {panel} iframe").count() == 0, panel
         # Shown as text, not dropped: the user sees what was written.

@@ -85,3 +85,24 @@ os.kill(os.getpid(), signal.SIGKILL)
     conv_id = proc.stdout.strip()
     got = Store(path).get(conv_id, "alice")
     assert [t.answer for t in got.turns] == [f"a{i}" for i in range(5)]
+
+
+def test_rename_keeps_the_title_through_later_turns_and_only_for_the_owner(tmp_path):
+    from assistant.errors import InputError
+
+    store = Store(tmp_path / "db.sqlite")
+    conv = store.create("alice")
+    first = Turn(user="How long do refunds take?\nThanks", answer="Five days.")
+    conv.turns.append(first)
+    store.append_turn(conv, first)
+    assert store.list("alice")[0][1] == "How long do refunds take?"  # the first line of the first message
+    assert store.rename(conv.id, "alice", "  Refund   timing ")
+    assert not store.rename(conv.id, "mallory", "mine now")
+    with pytest.raises(InputError, match="cannot be empty"):
+        store.rename(conv.id, "alice", "   ")
+    # the conversation object the engine holds still has the old title: a later turn must not undo the rename
+    later = Turn(user="And for a gift card?", answer="The same.")
+    conv.turns.append(later)
+    store.append_turn(conv, later)
+    store.save_state(conv)
+    assert [t for _, t, _ in Store(tmp_path / "db.sqlite").list("alice")] == ["Refund timing"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from typing import Any, Iterator
 
@@ -42,6 +43,33 @@ CSS = """
 """
 
 
+# Run once when the page loads.  Gradio's sidebar opens at every width; on a phone (and in the
+# embedded widget on one) it would cover the chat, so there it starts closed and closes again after
+# a conversation is picked or started.
+JS = """
+() => {
+  const narrow = () => window.matchMedia('(max-width: 768px)').matches;
+  const closeSidebar = () => {
+    const bar = document.querySelector('#sidebar');
+    if (bar && bar.classList.contains('open')) bar.querySelector('.toggle-button')?.click();
+  };
+  const setUp = () => {
+    const bar = document.querySelector('#sidebar');
+    if (!bar) return false;
+    if (narrow()) closeSidebar();
+    bar.addEventListener('click', (e) => {
+      if (narrow() && e.target.closest('#conversations label, #new, #confirm-delete-yes')) setTimeout(closeSidebar, 50);
+    });
+    return true;
+  };
+  if (!setUp()) {
+    const timer = setInterval(() => { if (setUp()) clearInterval(timer); }, 100);
+    setTimeout(() => clearInterval(timer), 15000);
+  }
+}
+"""
+
+
 def session_state(state: dict | None) -> dict:
     """The browser's state with a session id (created on first use)."""
     state = dict(state or {})
@@ -55,6 +83,15 @@ def header_markdown(settings: admin.Settings, index: Any = None) -> str:
     titles of the documents loaded, shown literally."""
     welcome = scope.fill(escape_html(settings.welcome_message), index, escape=literal_markdown)
     return f"## {escape_html(settings.assistant_name)}\n{welcome}"
+
+
+def conversation_label(title: str, updated_at: float, now: float | None = None) -> str:
+    """A conversation in the sidebar: its title and when it last changed (the time today, else the date)."""
+    now = time.time() if now is None else now
+    when = time.localtime(updated_at)
+    same_day = time.strftime("%Y-%m-%d", when) == time.strftime("%Y-%m-%d", time.localtime(now))
+    stamp = time.strftime("%H:%M", when) if same_day else time.strftime("%d %b %Y", when).lstrip("0")
+    return f"{title or 'New conversation'} · {stamp}"
 
 
 def context_note(conv: Conversation | None) -> str:
@@ -86,7 +123,7 @@ def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
         return conv
 
     def conv_choices(state: dict) -> Any:
-        items = [(title or "New conversation", cid) for cid, title, _ in store.list(state["session"])]
+        items = [(conversation_label(title, updated), cid) for cid, title, updated in store.list(state["session"])]
         return gr.update(choices=items, value=state.get("conversation"))
 
     def meta_of(conv: Conversation | None) -> str:
@@ -189,6 +226,34 @@ def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
         state["conversation"] = conv_id
         return view(state, open_conversation(state))
 
+    def rename(title: str, state: dict | None):
+        state = session_state(state)
+        conv = open_conversation(state)
+        if conv is None:
+            raise gr.Error("Open a conversation first: there is nothing to rename yet.")
+        try:
+            store.rename(conv.id, state["session"], title)
+        except AssistantError as exc:
+            raise gr.Error(str(exc)) from None
+        return "", conv_choices(state)
+
+    def ask_delete(state: dict | None):
+        state = session_state(state)
+        conv = open_conversation(state)
+        if conv is None:
+            raise gr.Error("Open a conversation first: there is nothing to delete.")
+        name = literal_markdown(conv.title or "New conversation")
+        return gr.update(visible=True), f"Delete **{name}** and its messages? This cannot be undone."
+
+    def delete(state: dict | None):
+        state = session_state(state)
+        conv = open_conversation(state)
+        if conv is not None:
+            engine.forget(conv.id)
+            store.delete(conv.id, state["session"])
+        state.pop("conversation", None)
+        return (*view(state, None), gr.update(visible=False))
+
     def like(state: dict | None, tab: dict | None, data: gr.LikeData):
         state, tab = session_state(state), dict(tab or {})
         conv = open_conversation(state)
@@ -249,11 +314,21 @@ def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
     with gr.Blocks(title=settings.assistant_name) as demo:
         state = gr.BrowserState({}, storage_key="assistant_session")
         tab = gr.State({})
+        with gr.Sidebar(label="Conversations", open=True, width=280, elem_id="sidebar"):
+            new_btn = gr.Button("New conversation", variant="primary", size="sm", elem_id="new")
+            convs = gr.Radio(label="Your conversations", choices=[], value=None, elem_id="conversations",
+                             elem_classes=["conversation-list"])
+            with gr.Row(elem_id="rename-row"):
+                title_box = gr.Textbox(placeholder="New title for this conversation", show_label=False, scale=3,
+                                       elem_id="rename-title", max_lines=1)
+                rename_btn = gr.Button("Rename", size="sm", scale=1, elem_id="rename")
+            delete_btn = gr.Button("Delete conversation", size="sm", variant="stop", elem_id="delete")
+            with gr.Column(visible=False, elem_id="confirm-delete") as confirm_box:
+                confirm_text = gr.Markdown("", elem_id="confirm-delete-text")
+                with gr.Row():
+                    confirm_btn = gr.Button("Delete", size="sm", variant="stop", elem_id="confirm-delete-yes")
+                    cancel_btn = gr.Button("Keep it", size="sm", elem_id="confirm-delete-no")
         header = gr.Markdown(header_markdown(settings, getattr(engine, "index", None)), elem_id="header")
-        with gr.Row():
-            convs = gr.Dropdown(label="Your conversations", choices=[], value=None, scale=4,
-                                elem_id="conversations", allow_custom_value=False)
-            new_btn = gr.Button("New conversation", size="sm", scale=1, elem_id="new")
         # Messages arrive as finished, safe HTML (assistant.safe_markdown): no second Markdown pass, and
         # Gradio's sanitizer would rewrite the links' rel (dropping nofollow).
         chatbot = gr.Chatbot(height=520, label="Chat", elem_id="chat", render_markdown=False, sanitize_html=False,
@@ -298,5 +373,10 @@ def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
         new_btn.click(new_conversation, [state], outputs)
         chatbot.clear(new_conversation, [state], outputs)
         convs.input(switch, [convs, state], outputs)
+        rename_btn.click(rename, [title_box, state], [title_box, convs])
+        title_box.submit(rename, [title_box, state], [title_box, convs])
+        delete_btn.click(ask_delete, [state], [confirm_box, confirm_text])
+        confirm_btn.click(delete, [state], outputs + [confirm_box])
+        cancel_btn.click(lambda: gr.update(visible=False), None, [confirm_box])
         demo.load(load, [state], outputs + [header])
     return demo
