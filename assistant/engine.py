@@ -20,7 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol
 
-from . import scope
+from . import citations, scope
 from .config import ChatConfig, GenerationConfig
 from .errors import AssistantError, InputError
 from .generation import Generation, GenerationResult, PrefixCache
@@ -405,6 +405,9 @@ class Engine:
             self._caches.pop(conversation_id, None)
 
     def _finish(self, conversation: Conversation, turn: Turn, error: str | None) -> TurnFinished:
+        if turn.sources and turn.answer and not turn.citations:
+            turn.citations = citations.cite(turn.answer, [s.text for s in turn.sources])
+            turn.citations_by = "overlap" if turn.citations else ""
         conversation.turns.append(turn)
         self.store.append_turn(conversation, turn)
         return TurnFinished(turn, error)

@@ -193,6 +193,12 @@ class Store:
                  time.time(), conv.id),
             )
 
+    def update_turn(self, conversation_id: str, turn: Turn) -> None:
+        """Store what was learnt about a finished turn later (Explain's citations) in its place."""
+        with self._tx() as db:
+            db.execute("UPDATE turns SET data=? WHERE id=? AND conversation_id=?",
+                       (json.dumps(turn.to_dict()), turn.id, conversation_id))
+
     def remove_last_turn(self, conv: Conversation) -> Turn | None:
         """Undo: delete the newest turn of the conversation."""
         if not conv.turns:

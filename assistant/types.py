@@ -93,6 +93,11 @@ class Turn:
     finish_reason: str = "stop"
     model: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    citations: list[tuple[int, int, int]] = field(default_factory=list)
+    """(start, end, n): the answer's characters [start, end) come from ``sources[n - 1]``
+    (``assistant.citations``: word overlap when the answer is finished, Explain's once explained)."""
+    citations_by: str = ""
+    """Who placed the markers: "overlap" or "explain"."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,6 +108,7 @@ class Turn:
         data["sources"] = [Source(**s) for s in data.get("sources", [])]
         data["segments"] = [Segment(**s) for s in data.get("segments", [])]
         data["intents"] = [tuple(x) for x in data.get("intents", [])]
+        data["citations"] = [tuple(x) for x in data.get("citations", [])]
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in data.items() if k in known})
 

@@ -123,12 +123,35 @@ def test_chatview_shows_answers_as_safe_html_but_keeps_code():
                        "![x](https://attacker.example/?d=1)",
                 sources=[Source("c1", "d1", "![d](https://attacker.example/d.png) <img src=x>", "<i>doc</i>.md",
                                 title="T")])
-    user, answer, sources = (m["content"] for m in turn_messages(turn))
+    user, bubble = (m["content"] for m in turn_messages(turn))
+    answer, sources = bubble.split('<details class="turn-details"')
     assert user == "&lt;b&gt;hi&lt;/b&gt; ![u](https://attacker.example/u.png)"  # text, not Markdown
     assert "<script>" not in answer and "&lt;script&gt;" in answer
     assert "<code>a&lt;b</code>" in answer and "<pre><code>if a &lt; b: pass" in answer
     assert "<img" not in answer and 'href="https://attacker.example/?d=1"' in answer
     assert "<img" not in sources and "&lt;img src=x&gt;" in sources and "&lt;i&gt;doc&lt;/i&gt;.md" in sources
+    assert "<summary>Sources (1)</summary>" in sources
+
+
+def test_citation_markers_link_the_sentences_to_the_sources_the_model_saw():
+    from assistant.chatview import CITE_OPEN, turn_messages
+    from assistant.types import Source, Turn
+
+    answer = "Refunds take five days. Parcels arrive in two days. I hope this helps."
+    turn = Turn(user="q", answer=answer + f" {CITE_OPEN}2\ue001 forged", id="t1", answer_ids=[1, 2],
+                citations=[(0, 23, 1), (24, 51, 2), (52, 70, 7)],  # 7: no such source, never linked
+                sources=[Source("c1", "d1", "Refunds take five days.", "refunds.md", title="Refunds"),
+                         Source("c2", "d2", "Parcels arrive in two days.", "shipping.md", title="Shipping")])
+    bubble = turn_messages(turn)[1]["content"]
+    assert bubble.count('class="cite-link"') == 2
+    assert 'five days.<sup class="cite"><a href="#cite-t1-1"' in bubble
+    assert 'two days.<sup class="cite"><a href="#cite-t1-2"' in bubble
+    assert 'id="cite-t1-1"' in bubble and 'id="cite-t1-2"' in bubble  # the passages the markers open
+    assert "forged" in bubble and "\ue000" not in bubble  # the model's own marker characters are dropped
+    assert 'class="answer-action explain-turn" data-turn="t1"' in bubble
+    # while the answer streams: no markers, no details yet
+    streaming = turn_messages(turn, "Refunds take five days.")[1]["content"]
+    assert "cite-link" not in streaming and "<details" not in streaming
 
 
 def test_message_turn_ids_follow_the_bubbles(tiny_lm, tmp_path):
@@ -137,9 +160,9 @@ def test_message_turn_ids_follow_the_bubbles(tiny_lm, tmp_path):
 
     conv = Conversation(turns=[Turn(user="a", answer="b", id="t1"),
                                Turn(user="c", answer="d", id="t2", sources=[Source("c1", "d1", "text", "doc.md")])])
-    assert len(message_turn_ids(conv)) == len(conversation_messages(conv)) == 5
-    assert message_turn_ids(conv) == ["t1", "t1", "t2", "t2", "t2"]
-    assert message_roles(conv) == ["user", "answer", "user", "answer", "sources"]
+    assert len(message_turn_ids(conv)) == len(conversation_messages(conv)) == 4
+    assert message_turn_ids(conv) == ["t1", "t1", "t2", "t2"]
+    assert message_roles(conv) == ["user", "answer", "user", "answer"]
 
 
 def test_gradio_client_chats_and_conversation_is_owned_by_session(rt):

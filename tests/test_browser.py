@@ -108,21 +108,23 @@ def test_chat_in_a_real_browser(server, playwright_browser):
     # Open the collapsible sources.
     page.click("#chat >> text=Sources (1)")
     page.wait_for_selector("#chat >> text=Refunds are paid back to the card", timeout=10_000)
-    assert page.locator("#turn-meta").inner_text().startswith("language:")
+    # the language and intent the assistant read sit in the answer's details, not under the chat
+    assert page.locator("#chat .turn-meta").inner_text().startswith("language:")
 
-    # Thumb up on the answer.
-    page.locator("#chat button[aria-label='Like']").first.click()
+    # Thumbs down on the answer: a reason box, gone once the reason is sent.
+    page.locator("#chat button[aria-label='Dislike']").first.click()
     page.wait_for_selector("#reason textarea", timeout=10_000)
-    page.fill("#reason textarea", "clear and short")
+    page.fill("#reason textarea", "too vague")
     page.click("#send-reason")
+    page.wait_for_selector("#reason textarea", state="hidden", timeout=10_000)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not any(f.reason for f in store.feedback()):
         time.sleep(0.1)
     feedback = store.feedback()
-    assert [(f.turn_id, f.rating, f.reason) for f in feedback] == [(turn.id, 1, "clear and short")]
+    assert [(f.turn_id, f.rating, f.reason) for f in feedback] == [(turn.id, -1, "too vague")]
 
     # Explain the answer: the chart (or, before the explain modules exist, a clear note).
-    page.click("#explain")
+    page.click("#chat button.explain-turn")
     try:
         import assistant.explainview  # noqa: F401
         page.wait_for_selector("#explain-chart canvas, #explain-chart svg", timeout=120_000)
@@ -248,6 +250,68 @@ def test_the_page_fits_a_phone(server, playwright_browser):
     page.click("#conversations >> text=How long do refunds take?")
     page.wait_for_function("() => !document.querySelector('#sidebar').classList.contains('open')", timeout=10_000)
     context.close()
+
+
+def test_markers_explain_and_feedback_act_on_each_answer(tmp_path, tiny_lm, playwright_browser):
+    from tiny_model import ScriptedBackend
+
+    from assistant.config import ChatConfig, GenerationConfig
+
+    rt = make_runtime(tmp_path, tiny_lm, chat=ChatConfig(context_tokens=1024),
+                      generation=GenerationConfig(max_new_tokens=48))
+    rt.engine.index = FakeIndex()
+    # an answer that repeats its source, as a grounded model's does: its sentence cites it
+    rt.engine.backend = ScriptedBackend("Refunds are paid back to the card within five days. Anything else?",
+                                       tiny_lm.tokenizer)
+    store = rt.store
+    with LiveServer(rt) as server:
+        context = playwright_browser.new_context(viewport={"width": 1280, "height": 1100})
+        page = context.new_page()
+        page.goto(server.url + "/")
+        page.wait_for_selector("#message textarea", timeout=60_000)
+        ask(page, "How long do refunds take?")
+        ask(page, "And for gift cards?")
+        owner = next(r[0] for r in store._db.execute("SELECT owner FROM conversations"))
+        conv = store.get(store.list(owner)[0][0], owner)
+        first, second = conv.turns
+        assert first.citations and first.citations_by == "overlap"
+
+        # The first answer's [1] opens its own sources at passage 1 (they start folded).
+        assert page.locator(f"#details-{first.id}").get_attribute("open") is None
+        marker = page.locator(f"#chat a.cite-link[data-turn='{first.id}']")
+        assert marker.count() == 1 and marker.inner_text() == "[1]"
+        assert page.locator("#chat .answer").first.inner_text().startswith(
+            "Refunds are paid back to the card within five days.[1]")
+        marker.click()
+        page.wait_for_selector(f"#cite-{first.id}-1", state="visible", timeout=10_000)
+        assert page.locator(f"#details-{first.id}").get_attribute("open") is not None
+        assert page.locator(f"#details-{second.id}").get_attribute("open") is None
+        page.screenshot(path=str(ARTIFACTS / "browser-citations.png"))
+
+        # Explain the earlier answer, not the last one; its markers are Explain's afterwards.
+        page.locator(f"#chat button.explain-turn[data-turn='{first.id}']").click()
+        page.wait_for_selector("#explain-summary >> text=Explaining: How long do refunds take?", timeout=120_000)
+        assert "And for gift cards?" not in page.locator("#explain-summary").inner_text()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and store.get(conv.id, owner).turns[0].citations_by != "explain":
+            time.sleep(0.1)
+        assert store.get(conv.id, owner).turns[0].citations_by == "explain"
+
+        # A thumbs-up asks nothing more; a thumbs-down asks why, and the box goes once sent.
+        page.locator("#chat button[aria-label='Like']").nth(1).click()
+        page.wait_for_timeout(800)
+        assert not page.locator("#reason textarea").is_visible()
+        page.locator("#chat button[aria-label='Dislike']").first.click()
+        page.wait_for_selector("#reason textarea", timeout=10_000)
+        page.fill("#reason textarea", "wrong card")
+        page.click("#send-reason")
+        page.wait_for_selector("#reason textarea", state="hidden", timeout=10_000)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(f.reason for f in store.feedback()):
+            time.sleep(0.1)
+        assert sorted((f.turn_id, f.rating, f.reason) for f in store.feedback()) == sorted(
+            [(first.id, -1, "wrong card"), (second.id, 1, "")])
+        context.close()
 
 
 def test_stop_keeps_the_partial_answer(server, playwright_browser):
@@ -382,7 +446,7 @@ def test_markup_in_messages_answers_and_documents_never_runs(tmp_path, tiny_lm, 
         page.wait_for_selector("#chat >> text=Sources (1)", timeout=60_000)
         page.click("#chat >> text=Sources (1)")
         page.wait_for_selector("#chat >> text=Refunds take five days", timeout=10_000)
-        page.click("#explain")
+        page.click("#chat button.explain-turn")
         page.wait_for_selector("#explain-chart canvas, #explain-chart svg", timeout=120_000)
         page.wait_for_timeout(1500)  # give any injected handler the chance to fire
         page.screenshot(path=str(ARTIFACTS / "browser-markup.png"), full_page=True)

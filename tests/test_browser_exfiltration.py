@@ -149,7 +149,7 @@ def test_chat_page_fetches_nothing_named_in_the_answer(setup, playwright_browser
     page.wait_for_selector("#chat >> text=Sources (1)", timeout=60_000)
     page.click("#chat >> text=Sources (1)")
     page.wait_for_selector("#chat blockquote >> text=Refunds take five days", timeout=10_000)
-    page.click("#explain")
+    page.click("#chat button.explain-turn")
     page.wait_for_selector("#explain-chart canvas, #explain-chart svg", timeout=120_000)
     page.wait_for_timeout(1000)
     ARTIFACTS.mkdir(exist_ok=True)

@@ -20,8 +20,8 @@ from typing import Any, Iterator
 import gradio as gr
 
 from .. import admin, scope
-from ..chatview import (conversation_messages, edited_text, message_roles, message_turn_ids, meta_line,
-                        turn_messages)
+from .. import citations
+from ..chatview import conversation_messages, edited_text, message_roles, message_turn_ids, turn_messages
 from ..engine import TokenEvent, TurnFinished, TurnStarted
 from ..errors import AssistantError
 from ..safe_markdown import escape_html, literal_markdown
@@ -32,7 +32,14 @@ log = logging.getLogger(__name__)
 EXAMPLES = list(scope.GUIDE_EXAMPLES)  # while the shipped guide is what is loaded (scope.example_prompts)
 
 CSS = """
-#turn-meta { font-size: 0.8em; opacity: 0.7; min-height: 1.2em; }
+#chat .turn-meta { font-size: 0.8em; opacity: 0.7; margin: 0.2em 0 0.5em; }
+#chat .answer-actions { display: flex; gap: 0.4em; margin: 0.4em 0 0.2em; }
+#chat .answer-action { font-size: 0.8em; padding: 0.1em 0.6em; border: 1px solid var(--border-color-primary);
+  border-radius: 6px; background: transparent; color: inherit; cursor: pointer; }
+#chat .turn-details summary { cursor: pointer; font-size: 0.85em; }
+#chat sup.cite a { text-decoration: none; font-size: 0.8em; padding: 0 0.1em; }
+#chat .passage.flash { background: rgba(255, 200, 0, 0.35); }
+#chat .passage { transition: background 1.5s; border-radius: 4px; }
 #context-note { font-size: 0.85em; color: #b45309; }
 #chat [data-testid='bot'] { white-space: normal; }
 #chat [data-testid='bot'] p { margin: 0.4em 0; }
@@ -45,9 +52,46 @@ CSS = """
 
 # Run once when the page loads.  Gradio's sidebar opens at every width; on a phone (and in the
 # embedded widget on one) it would cover the chat, so there it starts closed and closes again after
-# a conversation is picked or started.
+# a conversation is picked or started.  The answers' own controls (chatview): a [n] marker opens
+# the answer's sources at passage n; Copy copies the answer's text without its markers; Explain
+# hands the answer's turn id to the hidden #explain-target box, whose input event runs Explain.
 JS = """
 () => {
+  document.addEventListener('click', (e) => {
+    const cite = e.target.closest('#chat a.cite-link');
+    if (cite) {
+      e.preventDefault();
+      const details = document.getElementById('details-' + cite.dataset.turn);
+      const passage = document.getElementById('cite-' + cite.dataset.turn + '-' + cite.dataset.n);
+      if (details) details.open = true;
+      if (passage) {
+        passage.scrollIntoView({block: 'nearest', behavior: 'smooth'});
+        passage.classList.add('flash');
+        setTimeout(() => passage.classList.remove('flash'), 1500);
+      }
+      return;
+    }
+    const copy = e.target.closest('#chat button.copy-answer');
+    if (copy) {
+      const answer = document.querySelector('#chat .answer[data-turn="' + copy.dataset.turn + '"]');
+      if (!answer) return;
+      const clone = answer.cloneNode(true);
+      clone.querySelectorAll('sup.cite').forEach((n) => n.remove());
+      const text = clone.innerText.trim();
+      (navigator.clipboard ? navigator.clipboard.writeText(text) : Promise.reject()).then(
+        () => { copy.textContent = 'Copied'; setTimeout(() => { copy.textContent = 'Copy'; }, 1500); },
+        () => { copy.textContent = 'Copy failed'; });
+      return;
+    }
+    const explain = e.target.closest('#chat button.explain-turn');
+    if (explain) {
+      const box = document.querySelector('#explain-target textarea, #explain-target input');
+      if (!box) return;
+      box.value = explain.dataset.turn + ' ' + Date.now();  // a new value each time: a change event
+      box.dispatchEvent(new Event('input', {bubbles: true}));
+      document.getElementById('explain-panel')?.scrollIntoView({block: 'start', behavior: 'smooth'});
+    }
+  });
   const narrow = () => window.matchMedia('(max-width: 768px)').matches;
   const closeSidebar = () => {
     const bar = document.querySelector('#sidebar');
@@ -126,11 +170,8 @@ def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
         items = [(conversation_label(title, updated), cid) for cid, title, updated in store.list(state["session"])]
         return gr.update(choices=items, value=state.get("conversation"))
 
-    def meta_of(conv: Conversation | None) -> str:
-        return meta_line(conv.turns[-1]) if conv and conv.turns else ""
-
     def view(state: dict, conv: Conversation | None, box: str = "") -> tuple[Any, ...]:
-        return box, conversation_messages(conv, origins), state, meta_of(conv), context_note(conv), conv_choices(state)
+        return box, conversation_messages(conv, origins), state, context_note(conv), conv_choices(state)
 
     # -- handlers ------------------------------------------------------
     def load(state: dict | None):
@@ -149,12 +190,10 @@ def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
             for event in events:
                 if isinstance(event, TurnStarted):
                     current = event.turn
-                    yield "", prior + turn_messages(current, "", origins), state, meta_line(current), \
-                        gr.update(), gr.update()
+                    yield "", prior + turn_messages(current, "", origins), state, gr.update(), gr.update()
                 elif isinstance(event, TokenEvent):
                     text += event.text
-                    yield "", prior + turn_messages(current, text, origins), state, gr.update(), \
-                        gr.update(), gr.update()
+                    yield "", prior + turn_messages(current, text, origins), state, gr.update(), gr.update()
                 elif isinstance(event, TurnFinished):
                     if event.error:
                         log.warning("turn %s failed: %s", event.turn.id, event.error)
@@ -267,7 +306,11 @@ def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
         except AssistantError as exc:
             raise gr.Error(str(exc)) from None
         tab.update(rated_turn=ids[index], rating=rating)
-        gr.Info("Thanks for the feedback! You can add a reason below.")
+        if rating > 0:
+            gr.Info("Thanks for the feedback!")
+            return tab, gr.update(visible=False)
+        # after a thumbs-down, ask what was wrong (the box goes away once sent)
+        gr.Info("Thanks for the feedback! What was wrong? You can say below.")
         return tab, gr.update(visible=True)
 
     def save_reason(reason: str, state: dict | None, tab: dict | None):
@@ -281,21 +324,16 @@ def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
         gr.Info("Reason saved.")
         return "", gr.update(visible=False)
 
-    def select(state: dict | None, tab: dict | None, data: gr.SelectData):
-        state, tab = session_state(state), dict(tab or {})
-        ids = message_turn_ids(open_conversation(state))
-        index = data.index if isinstance(data.index, int) else data.index[0]
-        if 0 <= index < len(ids):
-            tab["selected_turn"] = ids[index]
-        return tab
-
-    def explain_turn(state: dict | None, tab: dict | None):
-        state, tab = session_state(state), dict(tab or {})
+    def explain_turn(turn_id: str, state: dict | None):
+        """Explain the answer whose Explain action was clicked (``turn_id``: "<turn id> <click time>"; the
+        newest when empty); its stored ``[n]`` markers become Explain's own."""
+        state = session_state(state)
         conv = open_conversation(state)
-        turns = [t for t in (conv.turns if conv else []) if t.answer_ids or t.answer]
+        turns = [t for t in (conv.turns if conv else []) if t.answer_ids]
         if not turns:
             raise gr.Error("Ask a question first: there is no answer to explain yet.")
-        turn = next((t for t in turns if t.id == tab.get("selected_turn")), turns[-1])
+        wanted = (turn_id or "").split(" ")[0]
+        turn = next((t for t in turns if t.id == wanted), turns[-1])
         try:
             from ..explain import explain
             from ..explainview import highlight_html, importance_chart, summary_markdown
@@ -306,6 +344,10 @@ def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
             expl = explain(rt.lm, turn)
         except AssistantError as exc:
             raise gr.Error(str(exc)) from None
+        if turn.sources:  # shown from the next time the conversation is drawn (re-drawing now would fold
+            # the sources the user has open)
+            turn.citations, turn.citations_by = citations.from_explanation(turn.answer, expl), "explain"
+            store.update_turn(conv.id, turn)
         label = f"**Explaining:** {literal_markdown(turn.user[:120])}\n\n"  # the user's text, as written
         return (label + summary_markdown(expl), importance_chart(expl), highlight_html(expl), gr.update(open=True))
 
@@ -334,9 +376,8 @@ def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
         chatbot = gr.Chatbot(height=520, label="Chat", elem_id="chat", render_markdown=False, sanitize_html=False,
                              editable="user",
                              placeholder="Ask a question about the documents I know.",
-                             buttons=["copy"], latex_delimiters=[])
+                             buttons=[], latex_delimiters=[])  # each answer has its own Copy (its text, not HTML)
         note = gr.Markdown("", elem_id="context-note")
-        meta = gr.Markdown("", elem_id="turn-meta")
         with gr.Row(visible=False, elem_id="reason-row") as reason_row:
             reason = gr.Textbox(placeholder="Optional: what was good or wrong about this answer?", show_label=False,
                                 scale=8, elem_id="reason")
@@ -346,18 +387,19 @@ def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
                              elem_id="message", max_lines=8)
             send_btn = gr.Button("Send", variant="primary", scale=1, elem_id="send")
             stop_btn = gr.Button("Stop", scale=1, elem_id="stop")
-            explain_btn = gr.Button("Explain", scale=1, elem_id="explain")
+        # each answer's Explain action (the page script) writes its turn id here
+        explain_target = gr.Textbox(visible="hidden", elem_id="explain-target", show_label=False)
         examples = scope.example_prompts(getattr(engine, "index", None), getattr(rt.config, "example_prompts", ()))
         gr.Examples(examples, inputs=box, label="Examples")
         with gr.Accordion("Explanation", open=False, elem_id="explain-panel") as panel:
-            explain_md = gr.Markdown("Click **Explain** to see what the last answer (or the message you clicked) "
-                                     "was based on.", elem_id="explain-summary")
+            explain_md = gr.Markdown("Click **Explain** under an answer to see what it was based on.",
+                                     elem_id="explain-summary")
             explain_plot = gr.BarPlot(x="method", y="value", color="source", y_aggregate="sum",
                                       label="Share of each source, by method", elem_id="explain-chart",
                                       height=280)
             explain_html = gr.HTML(elem_id="explain-highlight")
 
-        outputs = [box, chatbot, state, meta, note, convs]
+        outputs = [box, chatbot, state, note, convs]
         box.submit(send, [box, state], outputs, concurrency_id="chat")
         send_btn.click(send, [box, state], outputs, concurrency_id="chat")
         stop_btn.click(stop, [state], None, concurrency_limit=None, queue=False)
@@ -365,11 +407,10 @@ def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
         chatbot.undo(undo, [state], outputs)
         chatbot.edit(edit, [state], outputs, concurrency_id="chat")
         chatbot.like(like, [state, tab], [tab, reason_row])
-        chatbot.select(select, [state, tab], [tab])
         reason_btn.click(save_reason, [reason, state, tab], [reason, reason_row])
         reason.submit(save_reason, [reason, state, tab], [reason, reason_row])
-        explain_btn.click(explain_turn, [state, tab], [explain_md, explain_plot, explain_html, panel],
-                          concurrency_id="chat")
+        explain_target.change(explain_turn, [explain_target, state],
+                             [explain_md, explain_plot, explain_html, panel], concurrency_id="chat")
         new_btn.click(new_conversation, [state], outputs)
         chatbot.clear(new_conversation, [state], outputs)
         convs.input(switch, [convs, state], outputs)
