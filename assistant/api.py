@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .engine import TokenEvent, TurnFinished, TurnStarted, clean_text
 from .errors import AssistantError, AuthError, BusyError, InputError
-from .server import stream_in_thread
+from .streaming import stream_in_thread
 from .types import Turn
 
 log = logging.getLogger(__name__)

@@ -13,15 +13,14 @@ from __future__ import annotations
 import copy
 import logging
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from .errors import ConfigError, InputError
 from .explain_prompt import prepare_rebuild, variant
+from .explain_types import ExplainConfig
 from .models import LoadedModel
 from .types import Turn
 
-if TYPE_CHECKING:
-    from .explain import ExplainConfig
 
 log = logging.getLogger(__name__)
 

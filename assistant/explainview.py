@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .explain import Explanation
+from .explain_types import Explanation
 from .safe_markdown import escape_html, literal_markdown
 
 ATTENTION_SENTENCE = (

@@ -10,7 +10,7 @@ Enforces the allowed embedding origins (CORS for the web component,
 ``frame-ancestors`` for the iframe), sends every response with a
 Content-Security-Policy that lets pages load images, connections and frames
 from this server only (plus ``allowed_image_origins`` for images), and tracks
-the turns in flight so a shutdown stores them.  Knows the runtime and the UI
+the turns in flight (``assistant.streaming``) so a shutdown stores them.  Knows the runtime and the UI
 builders; holds no chat logic of its own.
 """
 
@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import hmac
 import logging
-import queue
-import threading
-import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
@@ -31,95 +28,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 
 from . import admin
 from .runtime import Runtime
+from .streaming import InFlight
 
 log = logging.getLogger(__name__)
-
-
-class InFlight:
-    """The cancel events of the turns being generated right now (UI and API), by owner."""
-
-    def __init__(self) -> None:
-        self._events: dict[threading.Event, str] = {}
-        self._lock = threading.Lock()
-
-    def add(self, cancel: threading.Event, owner: str = "") -> None:
-        with self._lock:
-            self._events[cancel] = owner
-
-    def discard(self, cancel: threading.Event) -> None:
-        with self._lock:
-            self._events.pop(cancel, None)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._events)
-
-    def stop(self, owner: str) -> int:
-        """Stop the turns of one owner (the chat's Stop button); returns how many."""
-        with self._lock:
-            events = [e for e, o in self._events.items() if o == owner]
-        for event in events:
-            event.set()
-        return len(events)
-
-    def cancel_all(self, wait: float = 10.0) -> int:
-        """Stop every turn in flight; the engine stores each as cancelled.  Returns how many were stopped."""
-        with self._lock:
-            events = list(self._events)
-        for event in events:
-            event.set()
-        deadline = time.monotonic() + wait
-        while len(self) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if events:
-            log.info("shutdown: stopped %d turn(s) in flight (%d still running)", len(events), len(self))
-        return len(events)
-
-
-class _Raised:
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-_DONE = object()
-
-
-def stream_in_thread(events: Iterator[Any], cancel: threading.Event, inflight: InFlight | None = None,
-                     owner: str = "") -> Iterator[Any]:
-    """Run an engine turn (a generator) to its end on one dedicated thread and relay its events.
-
-    Torch's inference mode is thread-local, so a generation must not hop
-    between the worker threads Gradio and Starlette resume generators on.  If
-    the consumer leaves early (Stop, closed tab, dropped connection) the turn
-    is cancelled and the engine still stores it; shutdown waits for that
-    through ``inflight``.
-    """
-    relay: queue.Queue[Any] = queue.Queue()
-
-    def work() -> None:
-        try:
-            for event in events:
-                relay.put(event)
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            relay.put(_Raised(exc))
-        finally:
-            if inflight is not None:
-                inflight.discard(cancel)
-            relay.put(_DONE)
-
-    if inflight is not None:
-        inflight.add(cancel, owner)
-    threading.Thread(target=work, name="turn", daemon=True).start()
-    try:
-        while True:
-            item = relay.get()
-            if item is _DONE:
-                return
-            if isinstance(item, _Raised):
-                raise item.exc
-            yield item
-    finally:
-        cancel.set()
 
 
 def origin_of(url: str) -> str:

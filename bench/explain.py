@@ -62,7 +62,8 @@ def argmax(values: list[float]) -> int:
 
 def attribution(lm, system: str, lang: str, n: int, seed: int, minutes: float = 0.0) -> dict[str, float]:
     """Top-1 rates over up to ``n`` questions (fewer when ``minutes`` runs out; ``done`` says how many)."""
-    from assistant.explain import ExplainConfig, explain
+    from assistant.explain import explain
+    from assistant.explain_types import ExplainConfig
 
     paragraphs, questions = load_xquad(lang)
     rng = random.Random(seed)

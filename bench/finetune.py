@@ -41,7 +41,8 @@ def _sgd(tmp: Path) -> tuple[Path, Path]:
 
 def worker(kind: str, steps: int, data: str, quant: str) -> dict:
     """One throughput measurement; returns tokens/s and peak memory."""
-    from finetune.train import TrainConfig, train
+    from finetune.config import TrainConfig
+    from finetune.train import train
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-ft-"))
     cfg = TrainConfig(data=data, out=str(tmp / "out"), base=MODEL, max_steps=steps, batch_size=BATCH,
@@ -152,7 +153,8 @@ def main() -> None:
     from assistant.models import load_model
     from finetune.data import load_dialogues
     from finetune.evaluate import compare, format_table
-    from finetune.train import TrainConfig, train
+    from finetune.config import TrainConfig
+    from finetune.train import train
 
     out = tmp / "sgd-adapter"
     r = train(TrainConfig(data=str(train_path), out=str(out), base=MODEL, max_steps=args.sgd_steps,

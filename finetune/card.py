@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .train import TrainConfig, TrainResult
+    from .config import TrainConfig, TrainResult
 
 
 def write_metrics(out: Path, config: TrainConfig, result: TrainResult, source: str, skipped: int) -> Path:

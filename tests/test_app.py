@@ -43,7 +43,8 @@ class LiveServer:
     def __init__(self, rt) -> None:
         import uvicorn
 
-        from assistant.server import InFlight, create_app
+        from assistant.server import create_app
+        from assistant.streaming import InFlight
 
         self.rt = rt
         self.inflight = InFlight()

@@ -18,15 +18,8 @@ import pytest
 import torch
 
 from assistant.errors import ConfigError, InputError
-from assistant.explain import (
-    ExplainConfig,
-    Explanation,
-    chosen_layers,
-    explain,
-    format_table,
-    split_sentences,
-    token_pieces,
-)
+from assistant.explain import chosen_layers, explain, format_table, split_sentences, token_pieces
+from assistant.explain_types import ExplainConfig, Explanation
 from assistant.explainview import highlight_html, importance_chart, summary_markdown
 from assistant.prompting import PromptParts, build_prompt
 from assistant.types import Source, Turn

@@ -111,7 +111,7 @@ def test_truncation_keeps_whole_replies_only_and_packing(tiny_lm):
 
 
 def test_train_config_rejects_impossible_settings():
-    from finetune.train import TrainConfig
+    from finetune.config import TrainConfig
 
     with pytest.raises(ConfigError, match="lora_r"):
         TrainConfig(data="d.jsonl", out="o", lora_r=0)

@@ -42,7 +42,7 @@ def data_file(tmp_path_factory):
 
 
 def config(base_dir, data_file, out, **kw):
-    from finetune.train import TrainConfig
+    from finetune.config import TrainConfig
 
     settings = dict(data=str(data_file), out=str(out), base=str(base_dir), max_steps=6, batch_size=4,
                     learning_rate=2e-2, warmup=0, logging_steps=1, save_steps=3, eval_fraction=0.0,
@@ -179,7 +179,7 @@ def test_cli_options_cover_train_config():
     import dataclasses
 
     from assistant.cli.finetune import register
-    from finetune.train import TrainConfig
+    from finetune.config import TrainConfig
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _register_finetune(subparsers: argparse._SubParsersAction) -> None:
-    from finetune.train import TRAIN_QUANTIZATIONS
+    from finetune.config import TRAIN_QUANTIZATIONS
 
     p = subparsers.add_parser(
         "finetune", help="train a LoRA / QLoRA adapter on chat data (JSONL)",
@@ -73,7 +73,8 @@ def _register_finetune(subparsers: argparse._SubParsersAction) -> None:
 def run_finetune(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from finetune.train import TrainConfig, train
+    from finetune.config import TrainConfig
+    from finetune.train import train
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in names}

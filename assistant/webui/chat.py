@@ -19,12 +19,12 @@ from typing import Any, Iterator
 
 import gradio as gr
 
-from .. import admin, scope
-from .. import citations
+from .. import admin, citations, scope
 from ..chatview import conversation_messages, edited_text, message_roles, message_turn_ids, turn_messages
 from ..engine import TokenEvent, TurnFinished, TurnStarted
 from ..errors import AssistantError
 from ..safe_markdown import escape_html, literal_markdown
+from ..streaming import InFlight, stream_in_thread
 from ..types import Conversation
 
 log = logging.getLogger(__name__)
@@ -153,8 +153,6 @@ def context_note(conv: Conversation | None) -> str:
 
 def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
     """The chat page over ``rt`` (a ``Runtime``: ``.engine``, ``.store``, ``.lm``, ``.config``)."""
-    from ..server import InFlight, stream_in_thread
-
     store, engine = rt.store, rt.engine
     origins = rt.config.allowed_image_origins  # images in answers load from these only
     inflight = inflight if inflight is not None else InFlight()
