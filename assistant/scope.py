@@ -55,13 +55,18 @@ def topics(index: Any, language: str | None = None, limit: int = 3) -> tuple[lis
             if in_language:
                 docs = in_language
                 break
-    docs.sort(key=lambda d: (-d.chunks, d.title.lower()))
+    titles = _largest_first(docs)
+    return titles[:limit], max(0, len(titles) - limit)
+
+
+def _largest_first(docs: list) -> list[str]:
+    """The documents' short titles, the largest document first, each title once (case aside)."""
     titles: list[str] = []
-    for d in docs:
+    for d in sorted(docs, key=lambda d: (-d.chunks, d.title.lower())):
         t = short_title(d.title)
         if t.lower() not in {x.lower() for x in titles}:
             titles.append(t)
-    return titles[:limit], max(0, len(titles) - limit)
+    return titles
 
 
 def topics_text(index: Any, language: str | None = None, limit: int = 3) -> str:
@@ -98,10 +103,4 @@ def example_prompts(index: Any, configured: tuple[str, ...] = ()) -> list[str]:
     if only_the_guide(index):
         return list(GUIDE_EXAMPLES)
     team = [d for d in _documents(index) if DEFAULT_TAG not in (d.tags or ()) and (d.title or "").strip()]
-    team.sort(key=lambda d: (-d.chunks, d.title.lower()))
-    seen: list[str] = []
-    for d in team:
-        t = short_title(d.title)
-        if t.lower() not in {x.lower() for x in seen}:
-            seen.append(t)
-    return ["What can you help me with?"] + [f"Summarise “{t}”" for t in seen[:2]]
+    return ["What can you help me with?"] + [f"Summarise “{t}”" for t in _largest_first(team)[:2]]

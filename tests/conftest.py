@@ -25,6 +25,15 @@ def tiny_lm():
     return tiny_loaded()
 
 
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory, tiny_lm):
+    """The tiny model saved as a model folder, for a real ``assistant`` process to load with ``--model``."""
+    folder = tmp_path_factory.mktemp("tiny-model")
+    tiny_lm.model.save_pretrained(folder)
+    tiny_lm.tokenizer.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture
 def store():
     from assistant.store import Store

@@ -71,6 +71,23 @@ def server(tmp_path, tiny_lm):
         yield s
 
 
+def wait_until(condition, timeout: float = 10.0) -> None:
+    """Poll ``condition`` (what the server stores after a click) until it holds or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not condition():
+        time.sleep(0.1)
+
+
+def dislike_with_reason(page, store, reason: str) -> None:
+    """Thumbs down on the first answer: the reason box appears, takes the reason, and goes once sent."""
+    page.locator("#chat button[aria-label='Dislike']").first.click()
+    page.wait_for_selector("#reason textarea", timeout=10_000)
+    page.fill("#reason textarea", reason)
+    page.click("#send-reason")
+    page.wait_for_selector("#reason textarea", state="hidden", timeout=10_000)
+    wait_until(lambda: any(f.reason for f in store.feedback()))
+
+
 def bot_texts(page) -> list[str]:
     return page.locator("#chat [data-testid='bot']").all_inner_texts()
 
@@ -112,14 +129,7 @@ def test_chat_in_a_real_browser(server, playwright_browser):
     assert page.locator("#chat .turn-meta").inner_text().startswith("language:")
 
     # Thumbs down on the answer: a reason box, gone once the reason is sent.
-    page.locator("#chat button[aria-label='Dislike']").first.click()
-    page.wait_for_selector("#reason textarea", timeout=10_000)
-    page.fill("#reason textarea", "too vague")
-    page.click("#send-reason")
-    page.wait_for_selector("#reason textarea", state="hidden", timeout=10_000)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not any(f.reason for f in store.feedback()):
-        time.sleep(0.1)
+    dislike_with_reason(page, store, "too vague")
     feedback = store.feedback()
     assert [(f.turn_id, f.rating, f.reason) for f in feedback] == [(turn.id, -1, "too vague")]
 
@@ -292,23 +302,14 @@ def test_markers_explain_and_feedback_act_on_each_answer(tmp_path, tiny_lm, play
         page.locator(f"#chat button.explain-turn[data-turn='{first.id}']").click()
         page.wait_for_selector("#explain-summary >> text=Explaining: How long do refunds take?", timeout=120_000)
         assert "And for gift cards?" not in page.locator("#explain-summary").inner_text()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and store.get(conv.id, owner).turns[0].citations_by != "explain":
-            time.sleep(0.1)
+        wait_until(lambda: store.get(conv.id, owner).turns[0].citations_by == "explain")
         assert store.get(conv.id, owner).turns[0].citations_by == "explain"
 
         # A thumbs-up asks nothing more; a thumbs-down asks why, and the box goes once sent.
         page.locator("#chat button[aria-label='Like']").nth(1).click()
         page.wait_for_timeout(800)
         assert not page.locator("#reason textarea").is_visible()
-        page.locator("#chat button[aria-label='Dislike']").first.click()
-        page.wait_for_selector("#reason textarea", timeout=10_000)
-        page.fill("#reason textarea", "wrong card")
-        page.click("#send-reason")
-        page.wait_for_selector("#reason textarea", state="hidden", timeout=10_000)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not any(f.reason for f in store.feedback()):
-            time.sleep(0.1)
+        dislike_with_reason(page, store, "wrong card")
         assert sorted((f.turn_id, f.rating, f.reason) for f in store.feedback()) == sorted(
             [(first.id, -1, "wrong card"), (second.id, 1, "")])
         context.close()

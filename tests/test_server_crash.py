@@ -58,14 +58,6 @@ def test_concurrent_writes_from_threads_and_connections(tmp_path):
     assert len(fresh.events("no_source")) == 8 * 5
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory, tiny_lm):
-    folder = tmp_path_factory.mktemp("tiny-model")
-    tiny_lm.model.save_pretrained(folder)
-    tiny_lm.tokenizer.save_pretrained(folder)
-    return folder
-
-
 def start_server(home: Path, model_dir: Path, port: int) -> subprocess.Popen:
     env = dict(os.environ, ASSISTANT_API_KEYS=KEY, ASSISTANT_HOME=str(home), HF_HUB_OFFLINE="1",
                PYTHONUNBUFFERED="1")
