@@ -1,11 +1,12 @@
 """Retake the README's screenshot (docs/screenshot.png) with the real default model.
 
 Starts ``assistant serve`` on a free port (the default model, the shipped guide),
-asks one question in Debian's chromium through Playwright, opens the sources,
-clicks Explain, waits for its chart and saves the page.  Prints the answer so
+asks one question in Debian's chromium through Playwright, opens the answer's
+sources (its ``[n]`` markers point into them), with ``--explain`` also runs
+Explain on it and waits for the chart, and saves the page.  Prints the answer so
 that whoever retakes it can check it is right before committing the picture.
 
-    ASSISTANT_HOME=/tmp/home .venv/bin/python scripts/screenshot.py ["question"] [--out docs/screenshot.png]
+    ASSISTANT_HOME=/tmp/home .venv/bin/python scripts/screenshot.py ["question"] [--explain] [--out docs/screenshot.png]
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def main() -> None:
     ap.add_argument("question", nargs="?", default="Which file formats can I upload?")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot.png")
     ap.add_argument("--chromium", default="/usr/bin/chromium")
+    ap.add_argument("--explain", action="store_true", help="also explain the answer (minutes on a CPU)")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -60,16 +62,17 @@ def main() -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=args.chromium, headless=True,
                                         args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
-            page = browser.new_context(viewport={"width": 1200, "height": 1100}).new_page()
+            page = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
             page.goto(url + "/")
             page.wait_for_selector("#message textarea", timeout=120_000)
             page.fill("#message textarea", args.question)
             page.click("#send")
             page.wait_for_selector("#chat >> text=/Sources \\(\\d+\\)/", timeout=300_000)
-            answer = page.locator("#chat [data-testid='bot']").last.inner_text()
+            answer = page.locator("#chat .answer").last.inner_text()
             page.locator("#chat >> text=/Sources \\(\\d+\\)/").last.click()
-            page.click("#explain")
-            page.wait_for_selector("#explain-chart canvas, #explain-chart svg", timeout=300_000)
+            if args.explain:
+                page.locator("#chat button.explain-turn").last.click()
+                page.wait_for_selector("#explain-chart canvas, #explain-chart svg", timeout=900_000)
             time.sleep(1.0)
             args.out.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(args.out), full_page=True)
