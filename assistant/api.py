@@ -5,7 +5,8 @@ rate limits.
 Mapping onto the engine: the last ``user`` message of ``messages`` is the new
 message; earlier user/assistant pairs seed a fresh conversation owned by the
 key (a hash of it — keys are never stored or logged).  The answer's sources
-ride in an extra top-level field ``sources`` (and in the final SSE chunk).
+ride in an extra top-level field ``sources``, which sentence came from which in ``citations`` (both
+also in the final SSE chunk).
 
 Knows the engine, the store and FastAPI; holds no conversation logic itself.
 Domain errors become HTTP statuses here and only here.
@@ -143,6 +144,11 @@ def source_dicts(turn: Turn) -> list[dict[str, Any]]:
              "text": s.text} for s in turn.sources]
 
 
+def citation_dicts(turn: Turn) -> list[dict[str, Any]]:
+    """The answer's ``[n]`` markers: characters ``[start, end)`` of the answer come from ``sources[source - 1]``."""
+    return [{"start": a, "end": b, "source": n} for a, b, n in turn.citations if 1 <= n <= len(turn.sources)]
+
+
 def openai_finish(reason: str) -> str:
     return {"length": "length", "filtered": "content_filter"}.get(reason, "stop")
 
@@ -240,7 +246,7 @@ def create_router(rt: Any, inflight: Any = None) -> APIRouter:
                          "finish_reason": openai_finish(turn.finish_reason)}],
             "usage": {"prompt_tokens": len(turn.prompt_ids), "completion_tokens": len(turn.answer_ids),
                       "total_tokens": len(turn.prompt_ids) + len(turn.answer_ids)},
-            "sources": source_dicts(turn), "conversation_id": conv.id,
+            "sources": source_dicts(turn), "citations": citation_dicts(turn), "conversation_id": conv.id,
             "intent": turn.intent, "language": turn.language,
         }
 
@@ -289,7 +295,8 @@ def _sse(events: Iterator[Any], cid: str, created: int, model: str, conversation
                 yield _chunk(cid, created, model, {"content": event.text})
             elif isinstance(event, TurnFinished):
                 turn = event.turn
-                extra: dict[str, Any] = {"sources": source_dicts(turn), "conversation_id": conversation_id}
+                extra: dict[str, Any] = {"sources": source_dicts(turn), "citations": citation_dicts(turn),
+                                         "conversation_id": conversation_id}
                 if event.error:
                     extra["error"] = {"message": event.error, "type": "server_error"}
                 yield _chunk(cid, created, model, {}, openai_finish(turn.finish_reason), **extra)

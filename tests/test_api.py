@@ -359,3 +359,23 @@ def test_sources_listed_are_the_sources_the_model_saw(tmp_path, tiny_lm):
     turn = rt.store.get(r.json()["conversation_id"], None).turns[-1]
     assert [s.title for s in turn.sources] == ["Short"]
     assert [s.kind for s in turn.segments].count("source") == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_citations_say_which_sentence_came_from_which_source(server, stream):
+    rt = server.rt
+    rt.engine.backend = ScriptedBackend("Refunds are paid back to the card within five days. Anything else?",
+                                       tiny_lm_tokenizer(rt))
+    client = openai_client(server)
+    messages = [{"role": "user", "content": "How long do refunds take?"}]
+    if stream:
+        chunks = list(client.chat.completions.create(model="m", messages=messages, stream=True))
+        content = "".join(c.choices[0].delta.content or "" for c in chunks).strip()
+        extra = chunks[-1].model_extra
+    else:
+        resp = client.chat.completions.create(model="m", messages=messages)
+        content, extra = resp.choices[0].message.content, resp.model_extra
+    assert extra["citations"] == [{"start": 0, "end": 51, "source": 1}]
+    cited = extra["citations"][0]
+    assert content[cited["start"]:cited["end"]] == "Refunds are paid back to the card within five days."
+    assert extra["sources"][cited["source"] - 1]["title"] == "Refund policy"
