@@ -204,6 +204,14 @@ def create_router(rt: Any, inflight: Any = None) -> APIRouter:
         try:
             conv = rt.store.create(owner)
             for user, answer in exchange.history:
+                # The client replays earlier messages; one that tries to take the assistant over would
+                # reach the model through the history, so its exchange is left out (and listed for the admin).
+                if findings := rt.engine.takeover(user):
+                    log.warning("api turn: an earlier message of the request tries to take the assistant over "
+                                "(%s); left out of the history", "; ".join(findings))
+                    rt.store.record_event("takeover", conv.id, {"message": user, "findings": findings,
+                                                                "where": "history"})
+                    continue
                 prior = Turn(user=user, answer=answer, model="client-history")
                 conv.turns.append(prior)
                 rt.store.append_turn(conv, prior)
