@@ -53,10 +53,12 @@ def step(desc: str, *, total: int | None = None, unit: str = "it", unit_scale: b
     started = time.perf_counter()
     if not _isatty(stream):
         print(f"{desc} …", file=stream, flush=True)
+        outcome = "failed after"
         try:
             yield lambda n=1: None
+            outcome = "done in"
         finally:
-            print(f"{desc}: done in {time.perf_counter() - started:.0f} s", file=stream, flush=True)
+            print(f"{desc}: {outcome} {time.perf_counter() - started:.0f} s", file=stream, flush=True)
         return
     from tqdm import tqdm
 

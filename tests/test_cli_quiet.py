@@ -67,6 +67,17 @@ def test_progress_lines_only_where_the_edge_asked_for_them():
     assert lines[1].startswith("packing x (once): done in ") and lines[1].endswith(" s")
     assert "\r" not in out.getvalue()
 
+    failing = io.StringIO()  # a step that raises says so, and the error goes on to the caller
+    progress.enable(failing)
+    try:
+        with progress.step("packing y (once)"):
+            raise ValueError("truncated file")
+    except ValueError:
+        pass
+    finally:
+        progress.disable()
+    assert failing.getvalue().splitlines()[1].startswith("packing y (once): failed after ")
+
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
             return True
