@@ -24,8 +24,8 @@ THIRD_PARTY_LOGGERS = {
     "httpcore": logging.WARNING,
     "urllib3": logging.WARNING,
     "filelock": logging.WARNING,
-    "accelerate": logging.ERROR,
-    "peft": logging.ERROR,
+    "accelerate": logging.WARNING,  # their INFO lines; a finetuning run's warnings still show
+    "peft": logging.WARNING,
 }
 
 # (category, message regex): warnings about library internals a user cannot act on
@@ -39,7 +39,7 @@ KNOWN_WARNINGS = (
 
 
 class ThirdPartyFilter(logging.Filter):
-    """Drops a record from a logger above (or below it) under that logger's level."""
+    """Drops a record of a logger listed above (or of one of its children) below that logger's level."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         name = record.name
