@@ -54,7 +54,7 @@ CSS = """
 # embedded widget on one) it would cover the chat, so there it starts closed and closes again after
 # a conversation is picked or started.  The answers' own controls (chatview): a [n] marker opens
 # the answer's sources at passage n; Copy copies the answer's text without its markers; Explain
-# hands the answer's turn id to the hidden #explain-target box, whose input event runs Explain.
+# hands the answer's turn id to the hidden #explain-target box, whose change event runs Explain.
 JS = """
 () => {
   document.addEventListener('click', (e) => {
