@@ -275,7 +275,8 @@ def test_markers_explain_and_feedback_act_on_each_answer(tmp_path, tiny_lm, play
                                        tiny_lm.tokenizer)
     store = rt.store
     with LiveServer(rt) as server:
-        context = playwright_browser.new_context(viewport={"width": 1280, "height": 1100})
+        context = playwright_browser.new_context(viewport={"width": 1280, "height": 1100},
+                                                 permissions=["clipboard-read", "clipboard-write"])
         page = context.new_page()
         page.goto(server.url + "/")
         page.wait_for_selector("#message textarea", timeout=60_000)
@@ -297,6 +298,12 @@ def test_markers_explain_and_feedback_act_on_each_answer(tmp_path, tiny_lm, play
         assert page.locator(f"#details-{first.id}").get_attribute("open") is not None
         assert page.locator(f"#details-{second.id}").get_attribute("open") is None
         page.screenshot(path=str(ARTIFACTS / "browser-citations.png"))
+
+        # Copy puts the answer's text on the clipboard: no markers, no HTML, no sources.
+        page.locator(f"#chat button.copy-answer[data-turn='{first.id}']").click()
+        page.wait_for_selector(f"#chat button.copy-answer[data-turn='{first.id}'] >> text=Copied", timeout=10_000)
+        assert page.evaluate("() => navigator.clipboard.readText()") == \
+            "Refunds are paid back to the card within five days. Anything else?"
 
         # Explain the earlier answer, not the last one; its markers are Explain's afterwards.
         page.locator(f"#chat button.explain-turn[data-turn='{first.id}']").click()

@@ -78,9 +78,27 @@ JS = """
       const clone = answer.cloneNode(true);
       clone.querySelectorAll('sup.cite').forEach((n) => n.remove());
       const text = clone.innerText.trim();
-      (navigator.clipboard ? navigator.clipboard.writeText(text) : Promise.reject()).then(
-        () => { copy.textContent = 'Copied'; setTimeout(() => { copy.textContent = 'Copy'; }, 1500); },
-        () => { copy.textContent = 'Copy failed'; });
+      const done = (ok) => {
+        copy.textContent = ok ? 'Copied' : 'Copy failed';
+        setTimeout(() => { copy.textContent = 'Copy'; }, 1500);
+      };
+      const fallback = () => {  // no clipboard API outside https and localhost
+        const area = document.createElement('textarea');
+        area.value = text;
+        area.style.position = 'fixed';
+        area.style.left = '-9999px';
+        document.body.appendChild(area);
+        area.select();
+        let ok = false;
+        try { ok = document.execCommand('copy'); } catch (err) { ok = false; }
+        area.remove();
+        done(ok);
+      };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(text).then(() => done(true), fallback);
+      } else {
+        fallback();
+      }
       return;
     }
     const explain = e.target.closest('#chat button.explain-turn');
