@@ -16,7 +16,7 @@ import re
 from typing import Any, Sequence
 
 from . import citations
-from .safe_markdown import escape_html, render_markdown
+from .safe_markdown import escape_attr, escape_html, render_markdown
 from .types import Conversation, Turn
 
 
@@ -34,7 +34,7 @@ def sources_html(turn: Turn) -> str:
         where = " › ".join(escape_html(p) for p in parts if p) or escape_html(s.source)
         page = f", page {s.page}" if s.page else ""
         snippet = escape_html(" ".join(s.text.split())[:240])
-        blocks.append(f'<div class="passage" id="cite-{_attr(turn.id)}-{i}"><p><strong>[{i}] {where}</strong>{page}'
+        blocks.append(f'<div class="passage" id="cite-{escape_attr(turn.id)}-{i}"><p><strong>[{i}] {where}</strong>{page}'
                       f" — <code>{escape_html(s.source)}</code> (score {s.score:.2f})</p>\n"
                       f"<blockquote>{snippet}</blockquote></div>")
     return "\n".join(blocks)
@@ -51,16 +51,12 @@ def meta_line(turn: Turn) -> str:
     return " · ".join(bits)
 
 
-def _attr(text: str) -> str:
-    return html.escape(text, quote=True)
-
-
 def _cite_link(turn: Turn, n: int) -> str:
     if not 1 <= n <= len(turn.sources):
         return ""
     s = turn.sources[n - 1]
-    title = _attr(" › ".join(p for p in (s.title, s.heading) if p) or s.source)
-    tid = _attr(turn.id)
+    title = escape_attr(" › ".join(p for p in (s.title, s.heading) if p) or s.source)
+    tid = escape_attr(turn.id)
     return (f'<sup class="cite"><a href="#cite-{tid}-{n}" class="cite-link" data-turn="{tid}" data-n="{n}" '
             f'title="{title}">[{n}]</a></sup>')
 
@@ -77,7 +73,7 @@ def answer_html(turn: Turn, text: str, image_origins: Sequence[str] = (), cited:
 def details_html(turn: Turn) -> str:
     """What sits under a finished answer: its actions (copy; Explain for an answer the model wrote) and,
     folded, its sources and the language and intent the assistant read."""
-    tid = _attr(turn.id)
+    tid = escape_attr(turn.id)
     actions = [f'<button type="button" class="answer-action copy-answer" data-turn="{tid}">Copy</button>']
     if turn.answer_ids:
         actions.append(f'<button type="button" class="answer-action explain-turn" data-turn="{tid}">Explain</button>')
@@ -96,7 +92,7 @@ def turn_messages(turn: Turn, streaming_text: str | None = None,
     answer = turn.answer if finished else streaming_text
     if turn.finish_reason == "cancelled" and finished:
         answer += " …(stopped)"
-    body = f'<div class="answer" data-turn="{_attr(turn.id)}">{answer_html(turn, answer, image_origins, finished)}</div>'
+    body = f'<div class="answer" data-turn="{escape_attr(turn.id)}">{answer_html(turn, answer, image_origins, finished)}</div>'
     if finished:
         body += "\n" + details_html(turn)
     return [

@@ -46,7 +46,7 @@ def escape_html(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def _attr(text: str) -> str:
+def escape_attr(text: str) -> str:
     return html.escape(text, quote=True)
 
 
@@ -109,14 +109,14 @@ def _image(image_origins: tuple[str, ...], self: Any, tokens: list[Token], idx: 
     src = str(token.attrGet("src") or "")
     alt = self.renderInlineAsText(token.children or [], options, env).strip()
     if origin_of(src) and origin_of(src) in image_origins:
-        return (f'<img src="{_attr(src)}" alt="{_attr(alt)}" loading="lazy" '
+        return (f'<img src="{escape_attr(src)}" alt="{escape_attr(alt)}" loading="lazy" '
                 'referrerpolicy="no-referrer">')
     shown = "(embedded in the text)" if src.lower().startswith("data:") else src
     label = f"[image{': ' + escape_html(alt) if alt else ''}] {escape_html(shown)}"
     note = "Image not loaded: it is not from an allowed image origin"
     if token.meta.get("in_link") or not origin_of(src):
         return f'<span class="blocked-image" title="{note}">{label}</span>'
-    return (f'<a class="blocked-image" href="{_attr(src)}" rel="{LINK_REL}" target="_blank" '
+    return (f'<a class="blocked-image" href="{escape_attr(src)}" rel="{LINK_REL}" target="_blank" '
             f'title="{note}">{label}</a>')
 
 
