@@ -198,6 +198,16 @@ def takeovers(store: Store) -> list[dict[str, Any]]:
             for e in store.events("takeover")]
 
 
+def invented_numbers(store: Store) -> list[dict[str, Any]]:
+    """Answers replaced by the "not in my documents" reply because they stated a number no source gives
+    (the engine's ``invented_number`` events, ``assistant.grounding``): what was asked, what the model
+    would have said, and the numbers.  A fact the documents should hold, or a model making things up."""
+    return [{"when": _when(e.created_at), "conversation_id": e.conversation_id or "",
+             "question": str(e.data.get("message", "")), "withheld answer": str(e.data.get("answer", "")),
+             "numbers": ", ".join(e.data.get("numbers", []))}
+            for e in store.events("invented_number")]
+
+
 def feedback_rows(store: Store) -> list[dict[str, Any]]:
     rows = []
     for fb in store.feedback():
@@ -235,7 +245,7 @@ def unanswered(store: Store) -> list[dict[str, Any]]:
 def analytics_summary(store: Store) -> dict[str, Any]:
     return {"intents_over_time": intents_over_time(store), "languages": languages(store),
             "ratings": ratings(store), "no_source": unanswered(store), "handoffs": len(store.events("handoff")),
-            "takeovers": len(store.events("takeover"))}
+            "takeovers": len(store.events("takeover")), "invented_numbers": len(store.events("invented_number"))}
 
 
 # -- export ------------------------------------------------------------------------

@@ -196,6 +196,11 @@ class ChatConfig:
     """False: a question for which the knowledge index finds no relevant source gets the fixed
     "that is not in my documents" reply in the user's language, without generating (a small model
     would make an answer up).  True: the model answers anyway.  No effect without an index."""
+    check_numbers: bool = True
+    """An answer from sources that states a number none of them gives (nor the system prompt, nor the
+    conversation) — an invented phone number, price, size or date — is replaced by the fixed "not in
+    my documents" reply, and listed in the admin area (``assistant.grounding``).  A number the source
+    writes in words ("five days" answered "5 days") counts as invented."""
 
     def __post_init__(self) -> None:
         if self.max_message_chars < 1:

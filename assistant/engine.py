@@ -24,6 +24,7 @@ from . import citations, scope
 from .config import ChatConfig, GenerationConfig
 from .errors import AssistantError, InputError
 from .generation import Generation, GenerationResult, PrefixCache
+from .grounding import NumberCheck
 from .models import LoadedModel
 from .prompting import (DECLINED_TAKEOVER, NOT_FOUND, WITHHELD_ANSWER, LeakGuard, PromptParts, RefusalLocalizer,
                         build_prompt, system_text)
@@ -252,8 +253,10 @@ class Engine:
         # the turn lists only those the model saw.
         turn.sources = turn.sources[:sum(1 for s in prompt.segments if s.kind == "source")]
         error = leak = localized = None
+        invented: list[str] = []
         gen = stream = None
         guard = self.leak_guard()
+        numbers = self.number_check(conversation, turn)
         refusal = RefusalLocalizer(turn.language)
         try:
             yield TurnStarted(turn)
@@ -268,13 +271,21 @@ class Engine:
                 if leak:  # stop generating; what went out held fewer than min_words of it
                     cancel.set()
                     break
-                # Held back: the tail that could be the start of a secret, or all of a
-                # possible refusal in another language (it is replaced at the end).
+                invented = numbers.unsupported(text, final=False) if numbers is not None else []
+                if invented:  # stop generating; the number itself never went out
+                    cancel.set()
+                    break
+                # Held back: the tail that could be the start of a secret, a number still being
+                # written, or all of a possible refusal in another language (replaced at the end).
                 end = sent if refusal.pending(text) else len(text) - (guard.holdback if guard is not None else 0)
+                if numbers is not None:
+                    end = min(end, numbers.pending(text))
                 if end > sent:
                     yield TokenEvent(text[sent:end])
                     sent = end
-            if not leak and sent < len(text):
+            if not leak and not invented and numbers is not None:
+                invented = numbers.unsupported(text)
+            if not leak and not invented and sent < len(text):
                 localized = refusal.final(text)
                 yield TokenEvent(localized or text[sent:])
         except GeneratorExit:
@@ -303,6 +314,15 @@ class Engine:
             log.warning("turn %s: the answer repeated the %s; withheld", turn.id, leak)
             turn.answer, turn.answer_ids, turn.answer_logprobs = WITHHELD_ANSWER, [], []
             turn.finish_reason = "filtered"
+        elif invented and not error:
+            log.warning("turn %s: the answer states %s, which no source gives; declined", turn.id,
+                        ", ".join(invented))
+            self.store.record_event("invented_number", conversation.id,
+                                    {"turn_id": turn.id, "message": turn.user, "answer": turn.answer,
+                                     "numbers": invented})
+            turn.answer = NOT_FOUND.get(turn.language, NOT_FOUND["en"])
+            turn.answer_ids, turn.answer_logprobs = [], []
+            turn.finish_reason = "filtered"
         if error:
             turn.finish_reason = "error"
         yield self._finish(conversation, turn, error)
@@ -315,6 +335,16 @@ class Engine:
         from retrieval.screening import screen_message
 
         return [str(f) for f in screen_message(message)]
+
+    def number_check(self, conversation: Conversation, turn: Turn) -> NumberCheck | None:
+        """The check of the answer's numbers against what the model is shown (``ChatConfig.check_numbers``);
+        None when it is off or the turn has no sources (an answer without sources is not from them)."""
+        if not (self.chat.check_numbers and turn.sources):
+            return None
+        given = [s.text for s in turn.sources] + [self.chat.system_prompt, turn.user]
+        given += [t for past in conversation.turns for t in (past.user, past.answer)]
+        given += [str(v) for v in conversation.slots.values()]
+        return NumberCheck(given)
 
     def leak_guard(self) -> LeakGuard | None:
         """The output guard for the next turn: the current system prompt and the secrets."""

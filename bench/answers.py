@@ -27,7 +27,10 @@ each in a fresh conversation, for each model and adapter setting side by side.
    of the question is in the answer; facts matched = the share; unanswerable
    questions should be declined.  By split (dev: tune on it; report) and by
    English + Chinese (the guide's own languages) vs the others.
-3. Timing: seconds from the message to the first answer text and to the end of
+3. The number check (``assistant.grounding``): how many answers it replaced by the not-found
+   reply, per kind of question, and how many of the replaced ones were right (its false refusals;
+   the withheld answer is read from the engine's ``invented_number`` event).
+4. Timing: seconds from the message to the first answer text and to the end of
    the turn, p50 / p95, over turns that generated (fixed replies left out).
 
 What it does not know: whether an answer that misses the gold string or a
@@ -113,6 +116,10 @@ class Asked:
     split: str | None = None
     correct: bool | None = None
     facts_matched: float | None = None
+    withheld: str | None = None
+    """The answer the number check replaced by the not-found reply (``assistant.grounding``), if it did."""
+    withheld_right: bool | None = None
+    """Whether that withheld answer was right: contained the gold answer (XQuAD) or every key fact (guide)."""
 
 
 # --- what to run ---------------------------------------------------------------
@@ -229,6 +236,9 @@ def ask(rt: Any, message: str, section: str, setting: str, qid: str, language: s
                   sources=[f"{Path(s.source).parent.name}/{Path(s.source).name}" for s in turn.sources],
                   generated="generate" in turn.timings, first_token_s=first if first is not None else total,
                   turn_s=total, error=finished.error, declined=declined(turn.answer, language, turn.route))
+    withheld = [e for e in rt.store.events("invented_number") if e.conversation_id == conv.id]
+    if withheld:
+        asked.withheld = str(withheld[0].data.get("answer", ""))
     return asked, turn
 
 
@@ -251,6 +261,9 @@ def run_xquad(rt: Any, setting: str, args: argparse.Namespace, indexes: dict[str
                 a.contains_gold = any(normalize_answer(g, lang) in answer for g in case.answers)
                 a.f1 = f1_score(a.answer, case.answers, lang)
                 a.gold_shown = case.paragraph in [Path(s.source).stem for s in turn.sources]
+                if a.withheld is not None:
+                    withheld = normalize_answer(a.withheld, lang)
+                    a.withheld_right = any(normalize_answer(g, lang) in withheld for g in case.answers)
             if not a.declined:
                 a.answer_language = answer_language(a.answer, lang, paragraphs.values(), detect)
             log.info("%s %s %s %s: %r", setting, section, lang, case.id,
@@ -268,6 +281,8 @@ def run_guide(rt: Any, setting: str, questions: list[GuideQuestion], index: Any)
         if q.answerable:
             a.correct = q.correct(a.answer)
             a.facts_matched = facts_fraction(a.answer, q.facts)
+            if a.withheld is not None:
+                a.withheld_right = q.correct(a.withheld)
         log.info("%s guide %s: %r (%s)", setting, q.id, a.answer[:80],
                  ("correct" if a.correct else f"facts {a.facts_matched:.2f}") if q.answerable
                  else ("declined" if a.declined else "answered"))
@@ -326,6 +341,26 @@ def guide_table(records: list[Asked], names: list[str]) -> str:
                "facts matched", "falsely declined", "unanswerable", "declined"], rows)])
 
 
+def number_check_table(records: list[Asked], names: list[str]) -> str:
+    """What the number check did: answers it replaced, per kind of question, and how many of those were
+    right (a cost: a false refusal) or were answers to questions the documents do not answer (a gain)."""
+    rows = []
+    kinds = [("XQuAD, article indexed", lambda r: r.section == "xquad"),
+             ("XQuAD, article not indexed", lambda r: r.section == "xquad-absent"),
+             ("guide, answerable", lambda r: r.section == "guide" and r.correct is not None),
+             ("guide, unanswerable", lambda r: r.section == "guide" and r.correct is None)]
+    for s in names:
+        for kind, pick in kinds:
+            mine = [r for r in records if r.setting == s and pick(r)]
+            held = [r for r in mine if r.withheld is not None]
+            right = sum(bool(r.withheld_right) for r in held) if "not" not in kind and "unanswerable" not in kind \
+                else "—"
+            rows.append([s, kind, len(mine), len(held), right])
+    return "\n".join([
+        "### Number check (answers stating a number no source gives, replaced by the not-found reply)", "",
+        table(["setting", "kind of question", "n", "replaced", "of them right (a false refusal)"], rows)])
+
+
 def timing_table(records: list[Asked], names: list[str]) -> str:
     rows = []
     for s in names:
@@ -348,6 +383,7 @@ def report(records: list[Asked], names: list[str], argv: Sequence[str]) -> str:
         parts.append(xquad_tables(records, names))
     if any(r.section == "guide" for r in records):
         parts.append(guide_table(records, names))
+    parts.append(number_check_table(records, names))
     parts.append(timing_table(records, names))
     return "\n\n".join(parts)
 
