@@ -42,6 +42,8 @@ from retrieval.screening import screen, screen_message  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 INJECTION = Path(__file__).parent / "data" / "injection.jsonl"
+SUITE = Path(__file__).parent / "data" / "injection-suite.jsonl"
+FRESH = Path(__file__).parent / "data" / "takeover-fresh.jsonl"
 
 
 def _rate(flagged: int, total: int) -> str:
@@ -98,6 +100,45 @@ def messages() -> list[tuple[str, list[str]]]:
     return out
 
 
+def fresh_section() -> str:
+    """The message check on takeover attempts written after its jailbreak rules, by someone who had not
+    read them (``bench/data/takeover-fresh.jsonl``), and on the held-out suite's direct attempts."""
+    if not FRESH.is_file():
+        return ""
+    rows = [json.loads(line) for line in FRESH.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for r in rows:
+        r["flagged"] = bool(screen_message(r["message"]))
+    by_lang = []
+    for lang in dict.fromkeys(r["language"] for r in rows):
+        att = [r for r in rows if r["language"] == lang and r["label"] == "attack"]
+        ben = [r for r in rows if r["language"] == lang and r["label"] == "benign"]
+        by_lang.append([lang, f"{sum(r['flagged'] for r in att)}/{len(att)}", f"{sum(r['flagged'] for r in ben)}/{len(ben)}"])
+    att = [r for r in rows if r["label"] == "attack"]
+    ben = [r for r in rows if r["label"] == "benign"]
+    by_lang.append(["all", f"{sum(r['flagged'] for r in att)}/{len(att)} ({_rate(sum(r['flagged'] for r in att), len(att))})",
+                    f"{sum(r['flagged'] for r in ben)}/{len(ben)} ({_rate(sum(r['flagged'] for r in ben), len(ben))})"])
+    families = []
+    for fam in sorted({r["family"] for r in att}):
+        mine = [r for r in att if r["family"] == fam]
+        families.append([fam, len(mine), sum(r["flagged"] for r in mine)])
+    suite = [json.loads(line) for line in SUITE.read_text(encoding="utf-8").splitlines() if line.strip()]
+    direct = [a for a in suite if a["kind"] == "direct"]
+    benign = [a for a in suite if a["kind"] == "benign"]
+    return "\n".join([
+        "### Takeover messages written after the jailbreak rules (bench/data/takeover-fresh.jsonl)", "",
+        "Written by a helper who had read neither the rules nor the other attack sets; declined = the message "
+        "check flags it, so it never reaches the model.", "",
+        table(["language", "attacks declined", "benign declined (false positives)"], by_lang), "",
+        table(["attack family", "n", "declined"], families), "",
+        "Missed attacks: " + ("; ".join(f"{r['id']} “{r['message'][:70]}”" for r in att if not r["flagged"]) or "none"),
+        "", "False positives: " + ("; ".join(f"{r['id']} “{r['message'][:70]}”" for r in ben if r["flagged"]) or "none"),
+        "", f"Held-out suite (bench/data/injection-suite.jsonl), as messages: direct attempts declined "
+        f"{sum(bool(screen_message(a['message'])) for a in direct)}/{len(direct)}, benign controls declined "
+        f"{sum(bool(screen_message(a['message'])) for a in benign)}/{len(benign)}. Not independent for the jailbreak rules: "
+        "they were written after its run showed persona and mode takeovers passing.",
+    ])
+
+
 def main(argv: list[str] | None = None) -> str:
     argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
     rows, examples = [], []
@@ -146,6 +187,7 @@ def main(argv: list[str] | None = None) -> str:
         f"Not flagged as messages: {', '.join(i for k, i, m in as_message if k == 'direct' and not m) or 'none'} "
         "(requests about the answer's form, and questions after the staff code, are left to the output guard).",
     ])
+    md += "\n\n" + fresh_section()
     print(md)
     save("screening", md)
     return md
