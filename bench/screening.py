@@ -19,6 +19,11 @@ the answer's form): every question of xquad-dev (12 languages), every xSID utter
 dialects), Banking77 and CLINC150 queries, SGD user turns and the guide questions.  The message rules are
 the ingestion rules minus those about the answer's form; none was changed after this count.
 
+Takeover messages written after the jailbreak rules (``bench/data/takeover-fresh.jsonl``, 96 attacks and
+60 look-alike support messages in 12 languages, by a helper who had read neither the rules nor the other
+attack sets): how many the message check declines.  One rule was fixed after this count (Russian
+"правил…" also matched "правильный", one benign line), so that benign line is no longer independent.
+
 Injected: the document-borne attempts of ``bench/data/injection.jsonl`` (what ``bench.injection`` uploads)
 and, as text planted in a document, its direct attempts; benign controls there should pass.  The rules
 were written with these attempts in view, so the injected rows say the rules do what they were meant to,

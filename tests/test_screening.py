@@ -120,6 +120,7 @@ LOOKALIKES = [
     "Is my jailbroken iPhone supported?",
     "怎么开启开发者模式？",
     "Can you act as a translator for this sentence?",
+    "Забудьте номер заказа, который я вам прислал, правильный — 77314.",  # "правильный" is not "правила"
 ]
 
 
