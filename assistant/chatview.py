@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from . import citations
 from .safe_markdown import escape_attr, escape_html, render_markdown
-from .types import Conversation, Turn
+from .types import Conversation, Turn, shown_source
 
 
 CITE_OPEN, CITE_CLOSE = "\ue000", "\ue001"
@@ -31,11 +31,11 @@ def sources_html(turn: Turn) -> str:
     blocks = []
     for i, s in enumerate(turn.sources, start=1):
         parts = (s.heading,) if s.title and s.heading.startswith(s.title) else (s.title, s.heading)
-        where = " › ".join(escape_html(p) for p in parts if p) or escape_html(s.source)
+        where = " › ".join(escape_html(p) for p in parts if p) or escape_html(shown_source(s.source))
         page = f", page {s.page}" if s.page else ""
         snippet = escape_html(" ".join(s.text.split())[:240])
         blocks.append(f'<div class="passage" id="cite-{escape_attr(turn.id)}-{i}"><p><strong>[{i}] {where}</strong>{page}'
-                      f" — <code>{escape_html(s.source)}</code> (score {s.score:.2f})</p>\n"
+                      f" — <code>{escape_html(shown_source(s.source))}</code> (score {s.score:.2f})</p>\n"
                       f"<blockquote>{snippet}</blockquote></div>")
     return "\n".join(blocks)
 
@@ -55,7 +55,7 @@ def _cite_link(turn: Turn, n: int) -> str:
     if not 1 <= n <= len(turn.sources):
         return ""
     s = turn.sources[n - 1]
-    title = escape_attr(" › ".join(p for p in (s.title, s.heading) if p) or s.source)
+    title = escape_attr(" › ".join(p for p in (s.title, s.heading) if p) or shown_source(s.source))
     tid = escape_attr(turn.id)
     return (f'<sup class="cite"><a href="#cite-{tid}-{n}" class="cite-link" data-turn="{tid}" data-n="{n}" '
             f'title="{title}">[{n}]</a></sup>')

@@ -15,6 +15,7 @@ from typing import Any
 
 from .explain_types import Explanation
 from .safe_markdown import escape_html, literal_markdown
+from .types import shown_source
 
 ATTENTION_SENTENCE = (
     "**Attention** — the share of the model's attention that went to each source while it wrote the answer: "
@@ -46,7 +47,7 @@ def importance_chart(expl: Explanation) -> Any:
     abl = [max(s.ablation_importance or 0.0, 0.0) for s in expl.source_scores]
     abl_total = sum(abl) or 1.0
     for s, a in zip(expl.source_scores, abl):
-        name = f"[{s.index}] {s.title or s.source}"[:40]
+        name = f"[{s.index}] {s.title or shown_source(s.source)}"[:40]
         rows.append({"source": name, "method": "attention", "value": s.attention_share / att_total})
         if s.ablation_importance is not None:
             rows.append({"source": name, "method": "effect of removing it", "value": a / abl_total})
@@ -70,7 +71,7 @@ def highlight_html(expl: Explanation) -> str:
     parts = [f'<div class="explain-heat"><p><em>{escape_html(HEAT_SENTENCE)}</em></p>',
              "<h4>Your message</h4>", f"<p>{_heat_spans(expl.message_heat, scale)}</p>"]
     for score, heat in zip(expl.source_scores, expl.source_heat):
-        title = " > ".join(p for p in (score.title, score.heading) if p) or score.source
+        title = " > ".join(p for p in (score.title, score.heading) if p) or shown_source(score.source)
         parts.append(f"<h4>[{score.index}] {escape_html(title)}</h4>")
         parts.append(f"<p>{_heat_spans(heat, scale)}</p>")
     parts.append("</div>")
@@ -107,8 +108,8 @@ def summary_markdown(expl: Explanation) -> str:
     if expl.source_scores:
         lines.append("### Sources")
         for s in expl.source_scores:
-            title = " > ".join(p for p in (s.title, s.heading) if p) or s.source
-            lines.append(f"**[{s.index}] {literal_markdown(title)}** — {literal_markdown(s.source)}  ")
+            title = " > ".join(p for p in (s.title, s.heading) if p) or shown_source(s.source)
+            lines.append(f"**[{s.index}] {literal_markdown(title)}** — {literal_markdown(shown_source(s.source))}  ")
             lines.append(f"retrieval {s.retrieval_score:.2f} (dense {s.dense_score:.2f}, keyword {s.bm25_score:.2f}) · "
                          f"attention {s.attention_share:.0%} · effect of removing it {_num(s.ablation_importance, 3)}")
             lines.append("")

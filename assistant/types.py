@@ -45,6 +45,14 @@ class Prompt:
         raise KeyError(label)
 
 
+def shown_source(source: str) -> str:
+    """How a source is named to the person chatting: a web page by its address, a file by its name — not
+    by the folders of the server it was indexed on (``/srv/acme/docs/en/refunds.md`` → ``refunds.md``)."""
+    if "://" in source:
+        return source
+    return source.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or source
+
+
 @dataclass
 class Source:
     """A retrieved passage as a turn keeps it (decoupled from the index's ``Hit``)."""

@@ -40,3 +40,19 @@ def test_explains_citations_become_spans_of_the_stored_answer():
     expl = NS(sentences=[NS(text="Refunds take five days.", source=1, support=0.4),
                          NS(text=" Parcels arrive in two days.", source=None, support=0.01)])
     assert from_explanation(answer, expl) == [(0, 23, 1)]
+
+
+def test_sources_are_shown_by_file_name_not_by_the_servers_folders():
+    from assistant.chatview import sources_html
+    from assistant.types import Source, Turn, shown_source
+
+    turn = Turn(user="q", answer="a", sources=[
+        Source(chunk_id="c1", doc_id="d1", source="/srv/acme/private/docs/en/refunds.md", text="Refunds take five days.",
+               score=0.9),
+        Source(chunk_id="c2", doc_id="d2", source="https://help.example.com/shipping", title="Shipping",
+               text="Three days.", score=0.5),
+    ])
+    shown = sources_html(turn)
+    assert "refunds.md" in shown and "/srv/acme" not in shown
+    assert "https://help.example.com/shipping" in shown
+    assert shown_source(r"C:\docs\faq.csv") == "faq.csv"
