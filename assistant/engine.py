@@ -304,7 +304,7 @@ class Engine:
             log.exception("generation failed")
             error = f"generation failed: {exc}"
         if gen is not None:
-            if leak:
+            if leak or invented:
                 stream.close()
             self._apply_result(turn, gen.result, started)
         if localized and not error:
@@ -318,7 +318,7 @@ class Engine:
             log.warning("turn %s: the answer states %s, which no source gives; declined", turn.id,
                         ", ".join(invented))
             self.store.record_event("invented_number", conversation.id,
-                                    {"turn_id": turn.id, "message": turn.user, "answer": turn.answer,
+                                    {"turn_id": turn.id, "message": turn.user, "answer": text,  # what was generated
                                      "numbers": invented})
             turn.answer = NOT_FOUND.get(turn.language, NOT_FOUND["en"])
             turn.answer_ids, turn.answer_logprobs = [], []

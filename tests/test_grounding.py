@@ -72,7 +72,7 @@ def test_an_invented_number_is_declined_before_it_goes_out(tmp_path, tiny_lm):
     assert stored.answer == "That is not in my documents."
     [row] = invented_numbers(rt.store)
     assert row["numbers"] == "30"
-    assert row["withheld answer"].startswith("Refunds take 30")
+    assert row["withheld answer"].startswith("Refunds take 30")  # what the model had said when it was stopped
     assert row["question"] == "How long do refunds take?"
 
 
