@@ -3,7 +3,7 @@
 Loads the runtime once (model, index, intent model, store) and serves the
 whole server (chat at ``/``, admin area at ``/admin``, OpenAI-compatible API at
 ``/v1``, ``/health``) — the same thing ``assistant serve`` starts.  The UI
-itself is built in ``assistant.webui``; ``build_ui`` returns just the chat
+itself is built in ``assistant.web.chat_page``; ``build_ui`` returns just the chat
 Blocks (for tests and ``gradio app.py`` reloading).
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import gradio as gr
 
 from assistant.runtime import Runtime
-from assistant.webui import build_chat
+from assistant.web.chat_page import build_chat
 
 log = logging.getLogger("assistant.app")
 

@@ -83,11 +83,11 @@ class ModelConfig:
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
     """Attention kernel for generation; explanations switch to eager on demand."""
     fast_decode: FastDecode = "int4"
-    """Weights of the lean CPU forward that generates answers (``assistant.fastdecode``, Llama and Gemma 3
+    """Weights of the lean CPU forward that generates answers (``assistant.generation.fastdecode``, Llama and Gemma 3
     models on CPU; others keep transformers): ``int4`` (4-bit groups for decode, bf16 for prefill),
     ``bfloat16``, ``float32``, or ``off`` to generate with transformers' own forward."""
     decode_batch: int = 8
-    """Most conversations whose decode steps of the lean decoder run as one batch (``assistant.batching``:
+    """Most conversations whose decode steps of the lean decoder run as one batch (``assistant.generation.batching``:
     one read of the weights serves them all); 1 runs each conversation's steps alone."""
     generator: Literal["transformers", "llama.cpp"] = "transformers"
     """What generates answers locally: this process's torch model (with ``fast_decode``), or llama.cpp on the
@@ -144,7 +144,7 @@ class GenerationConfig:
     lookup_tokens: int = 8
     """Prompt-lookup decoding on the lean CPU forward: propose up to this many tokens copied from the
     prompt or the answer where its last tokens occurred before, and check them in one forward pass
-    (``assistant.lookup``).  The answer is the same as without it; only faster.  0: off."""
+    (``assistant.generation.lookup``).  The answer is the same as without it; only faster.  0: off."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_new_tokens, int) or not 1 <= self.max_new_tokens <= 4096:

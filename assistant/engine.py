@@ -20,12 +20,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol
 
-from . import citations, scope
+from .explain import citations
+from . import scope
 from .config import ChatConfig, GenerationConfig
 from .errors import AssistantError, InputError
-from .generation import Generation, GenerationResult, PrefixCache
+from .generation.local import Generation, GenerationResult, PrefixCache
+from .generation.models import LoadedModel
 from .grounding import NumberCheck
-from .models import LoadedModel
 from .prompting import (DECLINED_TAKEOVER, NOT_FOUND, WITHHELD_ANSWER, LeakGuard, PromptParts, RefusalLocalizer,
                         build_prompt, system_text)
 from .store import Store
@@ -142,11 +143,11 @@ class Engine:
 
     # -- understanding -------------------------------------------------
     def understand(self, message: str, conversation: Conversation) -> Understanding:
-        """Language, intents, entities and route through ``understanding.understand``
+        """Language, intents, entities and route through ``understanding.pipeline``
         (the same call the CLI makes); without an intent model, language and
         entities only, and every message is answered."""
-        from .entities import extract
-        from .language import detect
+        from .understanding.entities import extract
+        from .understanding.language import detect
         from .understanding import understand
 
         prior = conversation.languages[-3:]

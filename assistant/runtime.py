@@ -12,7 +12,7 @@ from typing import Any
 
 from .config import AppConfig
 from .engine import Engine
-from .models import LoadedModel, load_model
+from .generation.models import LoadedModel, load_model
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -54,19 +54,19 @@ def build_runtime(
 
         index = default_index(home, embedder=embedder)
     if understanding:
-        from .intents import default_model, load_spec
+        from .understanding.intents import default_model, load_spec
 
         spec = load_spec()
         intents = default_model(home, embedder=embedder)
     backend = None
     if config.model.remote_url:
-        from .remote import RemoteBackend
+        from .generation.remote import RemoteBackend
 
         backend = RemoteBackend(config.model.remote_url, config.model.remote_model, config.model.remote_api_key)
         log.info("generating on %s (model %s)", config.model.remote_url, config.model.remote_model)
     elif config.model.generator == "llama.cpp":
-        from .llamacpp import LlamaCppBackend
-        from .models import gguf_file_of
+        from .generation.llamacpp import LlamaCppBackend
+        from .generation.models import gguf_file_of
 
         backend = LlamaCppBackend(gguf_file_of(config.model.name, home), lm.tokenizer, lm.stop_token_ids,
                                   context=min(lm.context_length, 8192), threads=config.model.threads)

@@ -103,7 +103,7 @@ class Turn:
     timings: dict[str, float] = field(default_factory=dict)
     citations: list[tuple[int, int, int]] = field(default_factory=list)
     """(start, end, n): the answer's characters [start, end) come from ``sources[n - 1]``
-    (``assistant.citations``: word overlap when the answer is finished, Explain's once explained)."""
+    (``assistant.explain.citations``: word overlap when the answer is finished, Explain's once explained)."""
     citations_by: str = ""
     """Who placed the markers: "overlap" or "explain"."""
 

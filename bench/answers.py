@@ -14,7 +14,7 @@ each in a fresh conversation, for each model and adapter setting side by side.
    (declined although the paragraph is indexed; also among the questions
    whose gold paragraph was shown, where the model and not retrieval
    declined), the answer is in the question's language
-   (``assistant.language.detect``; answers it cannot name, such as a bare
+   (``assistant.understanding.language.detect``; answers it cannot name, such as a bare
    number, are left out; an answer that is a verbatim span of an indexed
    paragraph is in that paragraph's language, which is the question's: a
    copied name such as "Los Angeles International Airport" is the right
@@ -126,7 +126,7 @@ class Asked:
 
 def settings(models: Sequence[str], adapter: str | None) -> list[tuple[str, bool]]:
     """(model, with adapter) pairs: ``adapter`` None means both where the registry ships one, else off."""
-    from assistant.models import shipped_adapters
+    from assistant.generation.models import shipped_adapters
 
     out: list[tuple[str, bool]] = []
     for name in models:
@@ -243,7 +243,7 @@ def ask(rt: Any, message: str, section: str, setting: str, qid: str, language: s
 
 
 def run_xquad(rt: Any, setting: str, args: argparse.Namespace, indexes: dict[str, Any], tmp: Path) -> list[Asked]:
-    from assistant.language import detect
+    from assistant.understanding.language import detect
 
     out: list[Asked] = []
     for lang in args.languages:
@@ -391,7 +391,7 @@ def report(records: list[Asked], names: list[str], argv: Sequence[str]) -> str:
 # --- command line ----------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> str:
-    from assistant.models import DEFAULT_MODEL
+    from assistant.generation.models import DEFAULT_MODEL
 
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="python -m bench.answers", description=__doc__,

@@ -62,8 +62,8 @@ def argmax(values: list[float]) -> int:
 
 def attribution(lm, system: str, lang: str, n: int, seed: int, minutes: float = 0.0) -> dict[str, float]:
     """Top-1 rates over up to ``n`` questions (fewer when ``minutes`` runs out; ``done`` says how many)."""
-    from assistant.explain import explain
-    from assistant.explain_types import ExplainConfig
+    from assistant.explain.explainer import explain
+    from assistant.explain.types import ExplainConfig
 
     paragraphs, questions = load_xquad(lang)
     rng = random.Random(seed)
@@ -104,8 +104,8 @@ def attribution(lm, system: str, lang: str, n: int, seed: int, minutes: float = 
 def timing(lm, system: str, reps: int) -> dict[str, float]:
     """explain() on a ~700-token, 4-source prompt vs generating a 40-token answer for it."""
     from assistant.config import GenerationConfig
-    from assistant.explain import explain
-    from assistant.generation import Generation
+    from assistant.explain.explainer import explain
+    from assistant.generation.local import Generation
 
     paragraphs, questions = load_xquad("en")
     rng = random.Random(1)
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     from assistant.config import ChatConfig, ModelConfig
-    from assistant.models import load_model
+    from assistant.generation.models import load_model
     from assistant.prompting import system_text
 
     lm = load_model(ModelConfig(threads=args.threads))

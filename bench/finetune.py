@@ -116,7 +116,7 @@ def main() -> None:
     if args.model:
         os.environ["BENCH_FINETUNE_MODEL"] = MODEL = args.model
     if not MODEL:
-        from assistant.models import DEFAULT_MODEL
+        from assistant.generation.models import DEFAULT_MODEL
 
         os.environ["BENCH_FINETUNE_MODEL"] = MODEL = DEFAULT_MODEL
     if args.worker:
@@ -150,7 +150,7 @@ def main() -> None:
 
     # Short CPU run, then base vs adapter on held-out SGD dialogues.
     from assistant.config import ModelConfig
-    from assistant.models import load_model
+    from assistant.generation.models import load_model
     from finetune.data import load_dialogues
     from finetune.evaluate import compare, format_table
     from finetune.config import TrainConfig

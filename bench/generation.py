@@ -1,7 +1,7 @@
 """Generation speed of the registry models on this machine.
 
 The shipped default (nf4 base, answers from the lean int4 decoder of
-``assistant.fastdecode``), the lean decoder's other weight formats, and
+``assistant.generation.fastdecode``), the lean decoder's other weight formats, and
 transformers' own forward in nf4, int8, bf16 and fp32: decode tokens/s, time
 to first token for a ~700-token prompt, and peak resident memory; the median
 of 3 runs, each configuration in its own process (so peak memory is its own).
@@ -54,8 +54,8 @@ def child(model: str, name: str, runs: int, new_tokens: int) -> dict:
     import resource
 
     from assistant.config import GenerationConfig, ModelConfig
-    from assistant.generation import Generation
-    from assistant.models import load_model
+    from assistant.generation.local import Generation
+    from assistant.generation.models import load_model
 
     lm = load_model(ModelConfig(name=model, adapters=(), **CONFIGS[name]))
     lm.stop_token_ids = ()  # decode exactly `new_tokens` tokens
@@ -81,8 +81,8 @@ def concurrent(model: str, sizes: list[int], new_tokens: int) -> list[list[objec
     import time
 
     from assistant.config import GenerationConfig, ModelConfig
-    from assistant.generation import Generation
-    from assistant.models import load_model
+    from assistant.generation.local import Generation
+    from assistant.generation.models import load_model
 
     lm = load_model(ModelConfig(name=model, adapters=(), **CONFIGS["default: lean int4 decoder"]))
     lm.stop_token_ids = ()
@@ -124,7 +124,7 @@ def llama_cpp(model: str, runs: int, new_tokens: int) -> dict | None:
     import resource
     import time
 
-    from assistant.models import MODELS, gguf_path_for
+    from assistant.generation.models import MODELS, gguf_path_for
     from assistant.config import assistant_home
     from transformers import AutoTokenizer
 
@@ -154,7 +154,7 @@ def llama_cpp(model: str, runs: int, new_tokens: int) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> str:
-    from assistant.models import DEFAULT_MODEL
+    from assistant.generation.models import DEFAULT_MODEL
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=3)

@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> str:
     from assistant import prompting
     from assistant.config import ChatConfig, GenerationConfig, ModelConfig
     from assistant.engine import Engine
-    from assistant.models import load_model
+    from assistant.generation.models import load_model
     from assistant.store import Store
     from bench.common import header, save, table
 

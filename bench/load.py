@@ -136,7 +136,7 @@ def gradio_user(base: str, result: UserResult, turns: int, client: Any = None,
 
 def cross_talk(store: Any, results: list[UserResult], turns: int) -> list[str]:
     """Problems found in the stored conversations and in what each user was shown."""
-    from assistant.api import key_owner
+    from assistant.web.api import key_owner
 
     problems = []
     for r in results:

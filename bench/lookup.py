@@ -1,4 +1,4 @@
-"""Prompt-lookup decoding (``assistant.lookup``) on the default model: decode tokens/s with and without it.
+"""Prompt-lookup decoding (``assistant.generation.lookup``) on the default model: decode tokens/s with and without it.
 
 Grounded answers: questions of ``bench/data/guide_questions.jsonl`` (answerable, dev split first), each
 with the user-guide passages the app's index retrieves for it, in the engine's own prompt; free chat: the
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> str:
 
     from assistant.config import AppConfig
     from assistant.types import Turn
-    from assistant.generation import Generation
+    from assistant.generation.local import Generation
     from assistant.runtime import build_runtime
     from bench.answers import GUIDE_QUESTIONS
 

@@ -27,7 +27,7 @@ QUESTIONS = [
 
 def followup_ttft(lm, runs: int = 5) -> list[list[object]]:
     from assistant.config import GenerationConfig
-    from assistant.generation import Generation, PrefixCache
+    from assistant.generation.local import Generation, PrefixCache
     from assistant.prompting import PromptParts, build_prompt
     from assistant.types import Turn
 
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> str:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args(argv)
-    from assistant.models import load_model
+    from assistant.generation.models import load_model
 
     lm = load_model()
     adapters = f" + adapter {', '.join(Path(a).name for a in lm.adapters)}" if lm.adapters else ""

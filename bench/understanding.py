@@ -34,9 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from assistant.config import assistant_home  # noqa: E402
-from assistant.entities import extract  # noqa: E402
-from assistant.intents import IntentModel, TrainConfig, load_spec  # noqa: E402
-from assistant.language import detect  # noqa: E402
+from assistant.understanding.entities import extract  # noqa: E402
+from assistant.understanding.intents import IntentModel, TrainConfig, load_spec  # noqa: E402
+from assistant.understanding.language import detect  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "datasets"
 # Expected ISO code per xSID file; dialects map to their standard language.

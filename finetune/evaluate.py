@@ -116,7 +116,7 @@ def evaluate(lm: Any, dialogues: Sequence[Dialogue], name: str = "model", max_ne
              max_length: int = 1024, samples: int = 3) -> EvalReport:
     """Score a ``LoadedModel`` on dialogues (their last assistant reply is the reference)."""
     from assistant.config import GenerationConfig
-    from assistant.generation import Generation
+    from assistant.generation.local import Generation
 
     t0 = time.perf_counter()
     settings = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0)

@@ -28,7 +28,7 @@ def merge_adapter(base: str, adapter: str | Path, out: str | Path, home: str | P
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from assistant.config import assistant_home
-    from assistant.models import resolve_source, set_chat_template
+    from assistant.generation.models import resolve_source, set_chat_template
 
     adapter = Path(adapter)
     if not (adapter / "adapter_config.json").is_file():

@@ -83,7 +83,7 @@ def load_base(config: TrainConfig, device: str, quantization: str) -> tuple[Any,
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from assistant.config import assistant_home
-    from assistant.models import resolve_source, set_chat_template
+    from assistant.generation.models import resolve_source, set_chat_template
 
     home = Path(config.home) if config.home else assistant_home()
     source, kind, spec = resolve_source(config.base, home)

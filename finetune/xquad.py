@@ -204,7 +204,7 @@ def evaluate_qa(lm: Any, examples: Sequence[QAExample], max_new_tokens: int = 32
     """Greedy answers with the assistant's other generation defaults (its repetition penalty on the
     answer's own tokens), scored per language (EM / F1 in percent on answerable questions)."""
     from assistant.config import GenerationConfig
-    from assistant.generation import Generation
+    from assistant.generation.local import Generation
 
     settings = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0)
     by_lang: dict[str, list[tuple[QAExample, str]]] = {}
@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{n} training dialogues → {args.out_train}; {m} held-out questions → {args.out_eval}")
         return 0
     from assistant.config import ModelConfig
-    from assistant.models import load_model
+    from assistant.generation.models import load_model
 
     from .evaluate import with_adapter
 

@@ -61,6 +61,6 @@ def real_home() -> Path:
 def real_lm(real_home):
     """The default model (Qwen2.5-Coder-1.5B-Instruct, packed 4-bit from its GGUF), from its PyPI packages (loaded once)."""
     from assistant.config import ModelConfig
-    from assistant.models import load_model
+    from assistant.generation.models import load_model
 
     return load_model(ModelConfig(), home=real_home)

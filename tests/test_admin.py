@@ -39,7 +39,7 @@ def store(tmp_path):
 
 
 def test_analytics(store):
-    from assistant import admin
+    from assistant.web import admin
 
     langs = {r["language"]: r["count"] for r in admin.languages(store)}
     assert langs["en"] == 3 and langs["zh"] == 1
@@ -53,7 +53,7 @@ def test_analytics(store):
 
 
 def test_conversation_view_renders_answers_safely(store):
-    from assistant import admin
+    from assistant.web import admin
     from assistant.types import Turn
 
     conv = store.create("mallory")
@@ -70,7 +70,7 @@ def test_conversation_view_renders_answers_safely(store):
 
 
 def test_search_filters(store):
-    from assistant import admin
+    from assistant.web import admin
     from assistant.errors import InputError
 
     assert [r["user"] for r in admin.search(store, text="refund")] == ["How do refunds work?"]
@@ -86,7 +86,7 @@ def test_search_filters(store):
 
 
 def test_export_round_trips_through_the_finetune_loader(store, tmp_path):
-    from assistant import admin
+    from assistant.web import admin
 
     path = tmp_path / "all.jsonl"
     path.write_text("\n".join(admin.export_jsonl(store, system_prompt="Be brief.")) + "\n", encoding="utf-8")
@@ -112,7 +112,7 @@ def test_export_round_trips_through_the_finetune_loader(store, tmp_path):
 
 
 def test_settings_validate_and_apply(store, tiny_lm):
-    from assistant import admin
+    from assistant.web import admin
     from assistant.config import AppConfig
     from assistant.engine import Engine
     from assistant.errors import InputError
@@ -133,7 +133,7 @@ def test_settings_validate_and_apply(store, tiny_lm):
 
 
 def test_embed_snippet():
-    from assistant import admin
+    from assistant.web import admin
 
     snippet = admin.embed_snippet("https://help.example.com/")
     assert '<script type="module" src="https://help.example.com/gradio.js"></script>' in snippet
@@ -145,7 +145,7 @@ def test_embed_snippet():
 def admin_client(tmp_path, tiny_lm):
     from fastapi.testclient import TestClient
 
-    from assistant.server import create_app
+    from assistant.web.server import create_app
 
     rt = make_runtime(tmp_path, tiny_lm, admin_key="s3cret")
     from assistant.types import Turn
@@ -180,7 +180,7 @@ def test_admin_login_opens_the_admin_app(admin_client):
 def test_admin_disabled_without_a_key(tmp_path, tiny_lm):
     from fastapi.testclient import TestClient
 
-    from assistant.server import create_app
+    from assistant.web.server import create_app
 
     rt = make_runtime(tmp_path, tiny_lm)
     with TestClient(create_app(rt)) as c:
@@ -189,7 +189,7 @@ def test_admin_disabled_without_a_key(tmp_path, tiny_lm):
 
 
 def test_documents_need_an_index():
-    from assistant import admin
+    from assistant.web import admin
     from assistant.errors import InputError
 
     assert admin.document_rows(None) == []
@@ -243,7 +243,7 @@ class FakeIndex:
 
 
 def test_upload_list_remove_rebuild_through_the_index():
-    from assistant import admin
+    from assistant.web import admin
     from assistant.errors import InputError
 
     index, progress = FakeIndex(), []
@@ -263,10 +263,10 @@ def test_admin_switches_the_adapter_and_the_next_turn_uses_it(tmp_path):
     from peft import LoraConfig, get_peft_model
     from tiny_model import tiny_loaded
 
-    from assistant import admin
+    from assistant.web import admin
     from assistant.config import AppConfig, GenerationConfig, ModelConfig
     from assistant.errors import InputError
-    from assistant.generation import Generation
+    from assistant.generation.local import Generation
     from assistant.runtime import build_runtime
 
     base = tiny_loaded()

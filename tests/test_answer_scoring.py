@@ -100,7 +100,7 @@ def test_every_fact_is_in_the_shipped_guide():
 
 
 def test_an_answer_copied_from_the_paragraph_is_in_its_language():
-    from assistant.language import detect
+    from assistant.understanding.language import detect
 
     paragraphs = ["Der Flughafen Los Angeles International Airport ist der größte der Region.",
                   "Newton veröffentlichte 1687 die Principia."]

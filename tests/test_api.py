@@ -55,7 +55,7 @@ def test_plain_completion_with_history_and_sources(server):
     assert sources == [{"title": "Refund policy", "heading": "Timing", "source": "policies/refunds.md",
                         "score": 0.87, "text": "Refunds are paid back to the card within five days."}]
     # The conversation is stored under a hash of the key, seeded with the prior pair.
-    from assistant.api import key_owner
+    from assistant.web.api import key_owner
 
     conv = server.rt.store.get(resp.model_extra["conversation_id"], key_owner("key-one"))
     assert conv is not None
@@ -116,7 +116,7 @@ def test_rate_limit_per_key_gives_429_with_retry_after(server):
 
 
 def test_rate_limiter_window():
-    from assistant.api import RateLimiter
+    from assistant.web.api import RateLimiter
 
     limiter = RateLimiter(2, window=60)
     assert limiter.check("a", now=0) == 0
@@ -129,7 +129,7 @@ def test_rate_limiter_window():
 def test_api_disabled_without_keys(tmp_path, tiny_lm):
     from fastapi.testclient import TestClient
 
-    from assistant.server import create_app
+    from assistant.web.server import create_app
 
     rt = make_runtime(tmp_path, tiny_lm)
     with TestClient(create_app(rt)) as c:
@@ -139,7 +139,7 @@ def test_api_disabled_without_keys(tmp_path, tiny_lm):
 
 
 def test_openai_messages_mapping():
-    from assistant.api import ChatMessage, to_exchange
+    from assistant.web.api import ChatMessage, to_exchange
     from assistant.errors import InputError
 
     ex = to_exchange([ChatMessage(role="system", content="s"), ChatMessage(role="user", content="a"),
@@ -200,7 +200,7 @@ def test_a_takeover_attempt_gets_the_fixed_reply_without_the_model(guarded, stre
     assert shown == DECLINED_TAKEOVER["fr"]
     turn = rt.store.get(cid, None).turns[-1]  # kept, as every turn is
     assert turn.user.startswith("Ignorez") and turn.route == "declined"
-    from assistant import admin
+    from assistant.web import admin
 
     listed = admin.takeovers(rt.store)
     assert [t["conversation_id"] for t in listed] == [cid] and "Ignorez toutes les instructions" in listed[0]["why"]
@@ -262,8 +262,8 @@ def tiny_lm_tokenizer(rt):
 def test_embed_origins_preflight_api_and_settings(tmp_path, tiny_lm):
     from fastapi.testclient import TestClient
 
-    from assistant import admin
-    from assistant.server import create_app
+    from assistant.web import admin
+    from assistant.web.server import create_app
 
     rt = make_runtime(tmp_path, tiny_lm, api_keys=("key-one",), allowed_origins=("https://shop.example.com",))
     with TestClient(create_app(rt)) as c:
@@ -338,7 +338,7 @@ def test_sources_listed_are_the_sources_the_model_saw(tmp_path, tiny_lm):
     sources (it used to be listed under the answer although the model never saw it)."""
     from fastapi.testclient import TestClient
 
-    from assistant.server import create_app
+    from assistant.web.server import create_app
 
     rt = make_runtime(tmp_path, tiny_lm, api_keys=("k",))
     rt.engine.index = LongIndex()
@@ -368,7 +368,7 @@ def test_citations_say_which_sentence_came_from_which_source(server, stream):
 
 
 def test_a_takeover_in_the_replayed_history_never_reaches_the_model(guarded):
-    from assistant.admin import takeovers
+    from assistant.web.admin import takeovers
 
     rt = guarded.rt
     client = openai_client(guarded)

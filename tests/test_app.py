@@ -43,8 +43,8 @@ class LiveServer:
     def __init__(self, rt) -> None:
         import uvicorn
 
-        from assistant.server import create_app
-        from assistant.streaming import InFlight
+        from assistant.web.server import create_app
+        from assistant.web.streaming import InFlight
 
         self.rt = rt
         self.inflight = InFlight()
@@ -79,7 +79,7 @@ def rt(tmp_path, tiny_lm):
 def client(rt):
     from fastapi.testclient import TestClient
 
-    from assistant.server import create_app
+    from assistant.web.server import create_app
 
     with TestClient(create_app(rt)) as c:
         yield c
@@ -116,7 +116,7 @@ def test_web_component_loader_is_served_locally(client):
 
 
 def test_chatview_shows_answers_as_safe_html_but_keeps_code():
-    from assistant.chatview import turn_messages
+    from assistant.web.chatview import turn_messages
     from assistant.types import Source, Turn
 
     turn = Turn(user="<b>hi</b> ![u](https://attacker.example/u.png)",
@@ -135,7 +135,7 @@ def test_chatview_shows_answers_as_safe_html_but_keeps_code():
 
 
 def test_citation_markers_link_the_sentences_to_the_sources_the_model_saw():
-    from assistant.chatview import CITE_OPEN, turn_messages
+    from assistant.web.chatview import CITE_OPEN, turn_messages
     from assistant.types import Source, Turn
 
     answer = "Refunds take five days. Parcels arrive in two days. I hope this helps."
@@ -156,7 +156,7 @@ def test_citation_markers_link_the_sentences_to_the_sources_the_model_saw():
 
 
 def test_message_turn_ids_follow_the_bubbles(tiny_lm, tmp_path):
-    from assistant.chatview import conversation_messages, message_roles, message_turn_ids
+    from assistant.web.chatview import conversation_messages, message_roles, message_turn_ids
     from assistant.types import Conversation, Source, Turn
 
     conv = Conversation(turns=[Turn(user="a", answer="b", id="t1"),

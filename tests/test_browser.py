@@ -136,7 +136,7 @@ def test_chat_in_a_real_browser(server, playwright_browser):
     # Explain the answer: the chart (or, before the explain modules exist, a clear note).
     page.click("#chat button.explain-turn")
     try:
-        import assistant.explainview  # noqa: F401
+        import assistant.explain.view  # noqa: F401
         page.wait_for_selector("#explain-chart canvas, #explain-chart svg", timeout=120_000)
     except ImportError:
         page.wait_for_selector("#explain-summary >> text=Explain is not available yet", timeout=30_000)

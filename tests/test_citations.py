@@ -1,6 +1,6 @@
-"""Citation markers: which source each sentence of an answer came from (assistant.citations)."""
+"""Citation markers: which source each sentence of an answer came from (assistant.explain.citations)."""
 
-from assistant.citations import cite, from_explanation, mark
+from assistant.explain.citations import cite, from_explanation, mark
 
 SOURCES = ["Refunds are paid back to the original card within five days of the return.",
            "Parcels to Europe arrive in two to four working days."]

@@ -108,7 +108,7 @@ def test_augmented_query_is_used_only_when_it_agrees_with_the_message_alone():
 
 
 def test_the_older_messages_note_opens_the_summary_as_text():
-    from assistant.webui.chat import context_note
+    from assistant.web.chat_page import context_note
 
     conv = _conv("first <b>question</b>?", "second?")
     conv.turns[-1].dropped_turns = [conv.turns[0].id]

@@ -79,13 +79,13 @@ class _FixedIntent:
     """An intent model that always answers out_of_scope (the routing under test, not the classifier)."""
 
     def classify(self, text, k=3):
-        from assistant.intents import IntentResult
+        from assistant.understanding.intents import IntentResult
 
         return IntentResult(intent="out_of_scope", confidence=0.9, top=[("out_of_scope", 0.9)], out_of_scope=True)
 
 
 def test_out_of_scope_is_answered_from_documents_that_cover_it_else_falls_back(tiny_lm, store, tmp_path):
-    from assistant.intents import load_spec
+    from assistant.understanding.intents import load_spec
     from retrieval.embedding import HashingEmbedder
     from retrieval.index import KnowledgeIndex
 
@@ -109,14 +109,14 @@ def test_out_of_scope_is_answered_from_documents_that_cover_it_else_falls_back(t
 def test_entity_patterns_from_the_intents_file_reach_the_conversation_slots(tiny_lm, store):
     import dataclasses
 
-    from assistant.intents import load_spec
+    from assistant.understanding.intents import load_spec
 
     spec = load_spec()
     spec = dataclasses.replace(spec, entity_patterns={**spec.entity_patterns, "member_id": r"\bMEM-(\d{4})\b"})
 
     class _Question:
         def classify(self, text, k=3):
-            from assistant.intents import IntentResult
+            from assistant.understanding.intents import IntentResult
 
             return IntentResult(intent="question", confidence=0.9, top=[("question", 0.9)], out_of_scope=False)
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from assistant.entities import DEFAULT_PATTERNS, Entity, extract
+from assistant.understanding.entities import DEFAULT_PATTERNS, Entity, extract
 from assistant.errors import ConfigError, InputError
-from assistant.intents import load_spec
+from assistant.understanding.intents import load_spec
 
 
 def kinds(text, patterns=None):

@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from assistant.errors import ConfigError, InputError
-from assistant.explain import chosen_layers, explain, format_table, split_sentences, token_pieces
-from assistant.explain_types import ExplainConfig, Explanation
-from assistant.explainview import highlight_html, importance_chart, summary_markdown
+from assistant.explain.explainer import chosen_layers, explain, format_table, split_sentences, token_pieces
+from assistant.explain.types import ExplainConfig, Explanation
+from assistant.explain.view import highlight_html, importance_chart, summary_markdown
 from assistant.prompting import PromptParts, build_prompt
 from assistant.types import Source, Turn
 
@@ -54,7 +54,7 @@ def _turn(lm, answer, history=True, sources=None, message="How do refunds work?"
 def copy_lm():
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from assistant.models import wrap_loaded
+    from assistant.generation.models import wrap_loaded
     from tiny_model import tiny_tokenizer
 
     tok = tiny_tokenizer()
@@ -214,7 +214,7 @@ def test_confidence_uses_the_answer_probabilities(tiny_lm):
 def test_a_peft_wrapped_model_works(tiny_lm):
     from peft import LoraConfig, get_peft_model
 
-    from assistant.models import wrap_loaded
+    from assistant.generation.models import wrap_loaded
     from tiny_model import tiny_model
 
     base = tiny_model(len(tiny_lm.tokenizer), seed=1)

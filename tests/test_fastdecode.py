@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from assistant.config import GenerationConfig
-from assistant.fastdecode import FastDecoder
-from assistant.generation import Generation, PrefixCache
+from assistant.generation.fastdecode import FastDecoder
+from assistant.generation.local import Generation, PrefixCache
 
 IDS = list(range(5, 45))
 
@@ -168,7 +168,7 @@ def test_shared_weights_serve_both_forwards_from_one_copy():
     """After ``share_weights`` the transformers model runs on the decoder's packed 4-bit weights: its
     logits (prompt and decode shapes, eager attention for Explain) match the lean forward's, and no
     linear module keeps a weight of its own."""
-    from assistant.shared_weights import PackedLinear, share_weights
+    from assistant.generation.shared_weights import PackedLinear, share_weights
 
     model = _tiny_qwen2()
     ref = _reference_logits(model, IDS)[-1]
@@ -191,7 +191,7 @@ def test_shared_weights_serve_both_forwards_from_one_copy():
 
 
 def test_int4_weight_layout_rows_and_dequantisation_agree_with_the_kernel():
-    from assistant.int4 import Weight
+    from assistant.generation.int4 import Weight
 
     torch.manual_seed(1)
     w, b = torch.randn(192, 96), torch.randn(192)
@@ -211,7 +211,7 @@ def test_int4_weight_layout_rows_and_dequantisation_agree_with_the_kernel():
 
 
 def _pack_by_hand(q, block):
-    """The documented layout (assistant.int4's docstring): byte [b, k, j] = row B b + j | row B b + B/2 + j << 4."""
+    """The documented layout (assistant.generation.int4's docstring): byte [b, k, j] = row B b + j | row B b + B/2 + j << 4."""
     n, k = q.shape
     rows = q.to(torch.uint8).reshape(n // block, block, k)
     return (rows[:, : block // 2] | (rows[:, block // 2:] << 4)).transpose(1, 2).contiguous()
@@ -221,7 +221,7 @@ def test_int4_layout_is_the_cpus_and_weights_packed_elsewhere_are_repacked_on_lo
     """torch packs 4-bit rows in blocks of 64 with AVX-512 and of 32 with AVX2 only: the probe names this
     CPU's block, the documented layout is exactly the kernel's, and a cache written on a CPU of the other
     layout loads to the same products here."""
-    from assistant.int4 import Weight, kernel_block, quantize_groups
+    from assistant.generation.int4 import Weight, kernel_block, quantize_groups
 
     block = kernel_block()
     assert block in (32, 64)
@@ -247,8 +247,8 @@ def test_batched_decoding_gives_each_conversation_its_own_greedy_answer(fmt):
 
     from tiny_model import tiny_tokenizer
 
-    from assistant.batching import DecodeBatcher
-    from assistant.models import wrap_loaded
+    from assistant.generation.batching import DecodeBatcher
+    from assistant.generation.models import wrap_loaded
 
     tok = tiny_tokenizer()
     model = _tiny_qwen2(vocab=448)  # the tokenizer's 400 ids, rounded up to the packed rows' 64
@@ -293,7 +293,7 @@ def test_batched_decoding_gives_each_conversation_its_own_greedy_answer(fmt):
 
 
 def test_a_failing_batched_step_reaches_every_caller_of_that_batch():
-    from assistant.batching import DecodeBatcher
+    from assistant.generation.batching import DecodeBatcher
 
     class Broken:
         def forward(self, ids, cache):

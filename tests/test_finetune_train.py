@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from assistant.config import ModelConfig
-from assistant.models import load_model
+from assistant.generation.models import load_model
 
 QA = [
     ("How do refunds work?", "Refunds are paid back to the card within five days."),

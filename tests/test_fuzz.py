@@ -99,7 +99,7 @@ def api_client(tmp_path_factory, tiny_lm):
     from fastapi.testclient import TestClient
 
     from assistant.config import GenerationConfig
-    from assistant.server import create_app
+    from assistant.web.server import create_app
     from test_app import make_runtime
 
     rt = make_runtime(tmp_path_factory.mktemp("api-fuzz"), tiny_lm, api_keys=("fuzz-key",),
@@ -316,7 +316,7 @@ def _intents_like() -> st.SearchStrategy:
 def test_intents_file_loading(sandbox, data, raw):
     import yaml
 
-    from assistant.intents import load_spec
+    from assistant.understanding.intents import load_spec
 
     path = sandbox / "intents.yaml"
     path.write_text(raw if raw is not None else yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")

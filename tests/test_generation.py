@@ -5,7 +5,7 @@ import torch
 
 from assistant.config import GenerationConfig
 from assistant.errors import ConfigError, GenerationError
-from assistant.generation import Generation, PrefixCache, score_continuation
+from assistant.generation.local import Generation, PrefixCache, score_continuation
 
 
 def _prompt(lm, text="How do refunds work?"):
@@ -104,7 +104,7 @@ def test_a_stream_can_be_resumed_on_another_thread(tiny_lm):
 def test_repetition_penalty_spares_the_prompt(tiny_lm):
     """Quoting a source is what a grounded answer does: only the answer's own earlier tokens
     are penalised, the prompt's are not."""
-    from assistant.generation import _logits_processors
+    from assistant.generation.local import _logits_processors
 
     processors = _logits_processors(GenerationConfig(repetition_penalty=2.0), prompt_length=3)
     ids = torch.tensor([[5, 6, 7, 8]])  # 5, 6, 7: prompt; 8: generated
@@ -122,7 +122,7 @@ def test_repetition_penalty_spares_the_prompt(tiny_lm):
 def test_an_answer_that_starts_over_is_cut_before_the_repeat(tiny_lm):
     """Small models fall into loops; the answer ends where it starts repeating itself, and the
     repeated tokens are never streamed (streaming runs stop_on_repeat - 1 tokens behind)."""
-    from assistant.generation import _repeats
+    from assistant.generation.local import _repeats
 
     prompt = _prompt(tiny_lm)
     free = Generation(tiny_lm, prompt, GenerationConfig(max_new_tokens=80, stop_on_repeat=0)).run()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from assistant.errors import ModelLoadError
-from assistant.gguf_lean import architecture, tensor_weight
+from assistant.generation.gguf_lean import architecture, tensor_weight
 
 
 def _blocks(kind, rows: int, cols: int, seed: int = 0) -> np.ndarray:
@@ -70,7 +70,7 @@ def _tiny_checkpoint():
     from test_fastdecode import _tiny_qwen2
     from tiny_model import tiny_tokenizer
 
-    from assistant.int4 import Weight
+    from assistant.generation.int4 import Weight
 
     tokenizer = tiny_tokenizer()
     model = _tiny_qwen2(vocab=384)
@@ -87,7 +87,7 @@ def test_the_lean_checkpoint_is_cached_rebuilt_for_a_new_version_and_serves_both
                                                                                           caplog):
     import logging
 
-    import assistant.gguf_lean as lean
+    import assistant.generation.gguf_lean as lean
 
     model, tensors, config, tokenizer = _tiny_checkpoint()
     calls = []
@@ -105,14 +105,14 @@ def test_the_lean_checkpoint_is_cached_rebuilt_for_a_new_version_and_serves_both
     assert float((shared - lean_logits).norm() / lean_logits.norm()) < 0.02  # one copy, two forwards
     assert not any(isinstance(m, torch.nn.Linear) for m in again.model.modules())
     monkeypatch.setattr(lean, "CACHE_VERSION", lean.CACHE_VERSION + 1)
-    with caplog.at_level(logging.INFO, logger="assistant.gguf_lean"):
+    with caplog.at_level(logging.INFO, logger="assistant.generation.gguf_lean"):
         rebuilt = lean.load_lean(source, tmp_path / "models", "f1")
     assert len(calls) == 2 and rebuilt.folder != first.folder and not first.folder.exists()
     assert sum("from another version; rebuilding" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_a_damaged_cache_says_how_to_rebuild_it(tmp_path, monkeypatch):
-    import assistant.gguf_lean as lean
+    import assistant.generation.gguf_lean as lean
 
     _, tensors, config, tokenizer = _tiny_checkpoint()
     monkeypatch.setattr(lean, "convert", lambda path: (dict(tensors), config, tokenizer))
@@ -127,7 +127,7 @@ def test_a_lora_adapter_is_merged_into_the_packed_weights(tmp_path, monkeypatch)
     moves the lean logits the way it moves the float model's."""
     from peft import LoraConfig, get_peft_model
 
-    import assistant.gguf_lean as lean
+    import assistant.generation.gguf_lean as lean
 
     model, tensors, config, tokenizer = _tiny_checkpoint()
     monkeypatch.setattr(lean, "convert", lambda path: (dict(tensors), config, tokenizer))

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from assistant.errors import ConfigError, ModelLoadError
-from assistant.intent_encoder import MessageEncoder
-from assistant.intent_tuning import WEIGHTS_FILE, TuningConfig, tune
-from assistant.intents import IntentModel, TrainConfig, default_model, load_spec
+from assistant.understanding.intent_encoder import MessageEncoder
+from assistant.understanding.intent_tuning import WEIGHTS_FILE, TuningConfig, tune
+from assistant.understanding.intents import IntentModel, TrainConfig, default_model, load_spec
 from intent_examples import ENGLISH_PARAPHRASES
 from retrieval.embedding import HashingEmbedder
 

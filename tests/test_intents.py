@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from assistant.errors import ConfigError, DataFormatError, ModelLoadError
-from assistant.intents import (DEFAULT_SPEC_PATH, IntentModel, IntentResult, TrainConfig, default_model, load_spec,
-                               parse_spec)
-from assistant.intent_calibration import KNN_WEIGHTS, calibrate
+from assistant.understanding.intents import (DEFAULT_SPEC_PATH, IntentModel, IntentResult, TrainConfig, default_model,
+                                             load_spec, parse_spec)
+from assistant.understanding.intent_calibration import KNN_WEIGHTS, calibrate
 from intent_examples import ENGLISH_PARAPHRASES, MORE_PARAPHRASES, MULTILINGUAL_PARAPHRASES
 from retrieval.embedding import HashingEmbedder
 
@@ -250,7 +250,7 @@ def test_short_messages_in_many_languages_reach_their_intent(minilm_model):
 
 @pytest.mark.slow
 def test_the_chat_pages_example_prompts_reach_their_intents(minilm_model):
-    from assistant.webui.chat import EXAMPLES
+    from assistant.web.chat_page import EXAMPLES
 
     # The first one gets the capabilities reply; the others are questions about the assistant, answered from its guide.
     assert [minilm_model.classify(t).intent for t in EXAMPLES] == ["capabilities", "question", "question", "question"]
@@ -293,7 +293,7 @@ def test_hashing_embedder_has_no_fast_path(hashing_model):
 
 @pytest.mark.slow
 def test_fast_one_message_embedding_matches_the_embedder_and_is_cached():
-    from assistant.intent_encoder import MessageEncoder
+    from assistant.understanding.intent_encoder import MessageEncoder
     from retrieval.embedding import load_embedder
 
     embedder = load_embedder("all-MiniLM-L6-v2")  # the fast path is for sentence-transformers models

@@ -3,7 +3,7 @@
 import pytest
 
 from assistant.errors import InputError
-from assistant.language import CONFIDENCE_FLOOR, UNKNOWN, LanguageResult, clean_text, detect
+from assistant.understanding.language import CONFIDENCE_FLOOR, UNKNOWN, LanguageResult, clean_text, detect
 
 SENTENCES = {
     "en": "I forgot my password and cannot log in to my account",

@@ -8,8 +8,8 @@ import pytest
 pytest.importorskip("llama_cpp")
 
 from assistant.config import GenerationConfig  # noqa: E402
-from assistant.llamacpp import LlamaCppBackend  # noqa: E402
-from assistant.models import gguf_file_of  # noqa: E402
+from assistant.generation.llamacpp import LlamaCppBackend  # noqa: E402
+from assistant.generation.models import gguf_file_of  # noqa: E402
 from assistant.types import Prompt  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -20,7 +20,7 @@ MODEL = "smollm2-135m-instruct"
 @pytest.fixture(scope="module")
 def smol(real_home):
     from assistant.config import ModelConfig
-    from assistant.models import load_model
+    from assistant.generation.models import load_model
 
     return load_model(ModelConfig(name=MODEL), home=real_home)
 
@@ -49,7 +49,7 @@ def test_the_engine_answers_through_llama_cpp_and_explains_on_transformers(real_
     import dataclasses
 
     from assistant.config import AppConfig
-    from assistant.explain import explain
+    from assistant.explain.explainer import explain
     from assistant.runtime import build_runtime
 
     monkeypatch.setenv("ASSISTANT_HOME", str(real_home))

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from assistant.config import ConfigError, GenerationConfig
-from assistant.fastdecode import FastDecoder
-from assistant.generation import Generation, PrefixCache
-from assistant.lookup import PromptLookup, accept
+from assistant.generation.fastdecode import FastDecoder
+from assistant.generation.local import Generation, PrefixCache
+from assistant.generation.lookup import PromptLookup, accept
 
 
 def test_draft_continues_the_latest_longest_match():

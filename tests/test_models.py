@@ -4,8 +4,8 @@ import pytest
 
 from assistant.config import GenerationConfig, ModelConfig
 from assistant.errors import ModelLoadError
-from assistant.generation import Generation
-from assistant.models import MODELS, load_model, resolve_source
+from assistant.generation.local import Generation
+from assistant.generation.models import MODELS, load_model, resolve_source
 
 
 @pytest.mark.slow
@@ -17,9 +17,9 @@ def test_default_model_loads_offline_on_one_copy_of_4bit_weights_and_answers_fro
     import torch
 
     from assistant.config import ChatConfig
-    from assistant.models import DEFAULT_MODEL
+    from assistant.generation.models import DEFAULT_MODEL
     from assistant.prompting import NOT_FOUND, PromptParts, build_prompt, system_text
-    from assistant.shared_weights import PackedLinear
+    from assistant.generation.shared_weights import PackedLinear
     from assistant.types import Source
 
     assert real_lm.name == DEFAULT_MODEL and real_lm.quantization == "int4" and real_lm.adapters == ()
@@ -65,7 +65,7 @@ def _fake_parts(tmp_path, monkeypatch, contents):
     import hashlib
     import sys
 
-    from assistant.models import ModelSpec
+    from assistant.generation.models import ModelSpec
 
     for i, data in enumerate(contents, start=1):
         folder = tmp_path / "site" / f"fake_part{i}"
@@ -82,7 +82,7 @@ def _fake_parts(tmp_path, monkeypatch, contents):
 
 
 def test_parts_are_assembled_once_and_checked(tmp_path, monkeypatch):
-    from assistant.models import assemble_parts
+    from assistant.generation.models import assemble_parts
 
     spec = _fake_parts(tmp_path, monkeypatch, [b"GGUF" + b"a" * 100, b"b" * 50])
     target = tmp_path / "home" / "fake.gguf"
@@ -93,7 +93,7 @@ def test_parts_are_assembled_once_and_checked(tmp_path, monkeypatch):
 
 
 def test_a_missing_or_damaged_part_names_itself_and_the_pip_command(tmp_path, monkeypatch):
-    from assistant.models import assemble_parts
+    from assistant.generation.models import assemble_parts
 
     spec = _fake_parts(tmp_path, monkeypatch, [b"GGUF" + b"a" * 100, b"b" * 50])
     part2 = tmp_path / "site" / "fake_part2" / "data" / "part02.bin"
@@ -114,7 +114,7 @@ def test_a_missing_or_damaged_part_names_itself_and_the_pip_command(tmp_path, mo
 def test_the_default_model_is_pinned_in_the_project_dependencies():
     from pathlib import Path
 
-    from assistant.models import DEFAULT_MODEL
+    from assistant.generation.models import DEFAULT_MODEL
 
     spec = MODELS[DEFAULT_MODEL]
     pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
@@ -183,7 +183,7 @@ def test_bitsandbytes_failure_falls_back_with_a_log_line(tmp_path, caplog, monke
     """A bitsandbytes backend that fails must fall back to full precision, loudly."""
     from tiny_model import tiny_model, tiny_tokenizer
 
-    import assistant.models as models
+    import assistant.generation.models as models
 
     tok = tiny_tokenizer()
     tiny_model(len(tok)).save_pretrained(tmp_path / "m")
@@ -202,7 +202,7 @@ def test_bitsandbytes_failure_falls_back_with_a_log_line(tmp_path, caplog, monke
 def test_gemma_template_keeps_the_system_prompt():
     from jinja2 import Template
 
-    from assistant.models import GEMMA_CHAT_TEMPLATE
+    from assistant.generation.models import GEMMA_CHAT_TEMPLATE
 
     text = Template(GEMMA_CHAT_TEMPLATE).render(
         bos_token="<bos>", add_generation_prompt=True,
@@ -213,7 +213,7 @@ def test_gemma_template_keeps_the_system_prompt():
 
 
 def test_llama_cpp_generator_needs_a_gguf_model(tmp_path):
-    from assistant.models import gguf_file_of
+    from assistant.generation.models import gguf_file_of
 
     with pytest.raises(ModelLoadError, match="no GGUF file"):
         gguf_file_of(str(tmp_path), tmp_path)
@@ -222,7 +222,7 @@ def test_llama_cpp_generator_needs_a_gguf_model(tmp_path):
 
 @pytest.mark.slow
 def test_the_shipped_gemma_adapter_loads_by_default_and_changes_the_answer(real_home):
-    from assistant.models import shipped_adapters
+    from assistant.generation.models import shipped_adapters
 
     shipped = shipped_adapters("gemma-3-270m")
     assert shipped and shipped[0].endswith("knowledge/adapters/gemma-3-270m")
@@ -240,7 +240,7 @@ def test_training_and_serving_use_the_same_chat_template(tmp_path):
     """A registry model's template wins over a template cached with its weights, in serving and in
     training alike (an adapter trained on one prompt format and served with another never learns
     to stop)."""
-    from assistant.models import CHATML_TEMPLATE, GEMMA_CHAT_TEMPLATE, ModelSpec, set_chat_template
+    from assistant.generation.models import CHATML_TEMPLATE, GEMMA_CHAT_TEMPLATE, ModelSpec, set_chat_template
     from tiny_model import tiny_tokenizer
 
     spec = ModelSpec(name="m", package="p", install="pip install p", chat_template=GEMMA_CHAT_TEMPLATE)

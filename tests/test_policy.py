@@ -2,7 +2,7 @@
 
 import pytest
 
-from assistant.intents import IntentResult, load_spec, parse_spec
+from assistant.understanding.intents import IntentResult, load_spec, parse_spec
 from assistant.policy import HandoffEvent, Route, pick_reply, route
 
 
@@ -63,7 +63,7 @@ def test_every_brief_reply_is_written_in_the_main_languages(spec):
                                               ("شكرا", "ar"), ("grazie mille", "it"), ("terima kasih", "id"),
                                               ("ευχαριστώ", "el"), ("감사합니다", "ko")])
 def test_the_detected_language_picks_the_reply(spec, message, language):
-    from assistant.language import detect
+    from assistant.understanding.language import detect
 
     detected = detect(message).language
     assert detected == language

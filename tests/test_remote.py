@@ -10,7 +10,7 @@ import pytest
 from assistant.config import AppConfig, ChatConfig, GenerationConfig
 from assistant.engine import Engine
 from assistant.errors import GenerationError
-from assistant.remote import RemoteBackend
+from assistant.generation.remote import RemoteBackend
 from assistant.runtime import Runtime
 from assistant.store import Store
 
@@ -25,7 +25,7 @@ def _free_port() -> int:
 def server(tiny_lm, tmp_path):
     import uvicorn
 
-    from assistant.server import create_app
+    from assistant.web.server import create_app
 
     config = AppConfig(home=tmp_path, api_keys=("secret-key",), chat=ChatConfig(context_tokens=512),
                        generation=GenerationConfig(max_new_tokens=8))

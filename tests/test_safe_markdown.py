@@ -134,7 +134,7 @@ def test_literal_markdown_forms_nothing():
 
 
 def test_csp_allows_only_the_server_and_the_configured_image_origins():
-    from assistant.server import content_security_policy
+    from assistant.web.server import content_security_policy
 
     policy = dict(d.split(" ", 1) for d in content_security_policy(("https://cdn.example.com",),
                                                                     ("https://shop.example.com",)).split("; "))

@@ -65,8 +65,8 @@ def test_example_prompts_follow_what_is_loaded(indexes):
 
 
 def test_the_welcome_shows_document_titles_literally(indexes):
-    from assistant.admin import Settings
-    from assistant.webui.chat import header_markdown
+    from assistant.web.admin import Settings
+    from assistant.web.chat_page import header_markdown
 
     _, with_team = indexes
     settings = Settings("Ava", "Hi! Ask me about {topics}.", "prompt", ())
@@ -76,7 +76,7 @@ def test_the_welcome_shows_document_titles_literally(indexes):
 
 
 def test_the_shipped_replies_all_carry_the_placeholder_in_every_language():
-    from assistant.intents import load_spec
+    from assistant.understanding.intents import load_spec
 
     spec = load_spec()
     for name in ("out_of_scope", "capabilities"):

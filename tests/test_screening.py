@@ -281,7 +281,7 @@ def test_an_index_saved_before_screening_is_screened_when_opened(tmp_path):
 
 
 def test_admin_lists_flagged_passages_and_allows_them(tmp_path):
-    from assistant import admin
+    from assistant.web import admin
 
     index = _index(tmp_path)
     report = admin.upload_documents(index, [("shipping.md", INJECTED_DOC.encode()), ("faq.md", POLICY.encode())])

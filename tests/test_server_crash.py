@@ -140,7 +140,7 @@ def gradio_event(port: int, session_hash: str, fn: str, data: list, event_data: 
 
 @pytest.mark.slow
 def test_kill_9_mid_answer_loses_no_finished_turn(tmp_path, tiny_model_dir):
-    from assistant.api import key_owner
+    from assistant.web.api import key_owner
     from assistant.store import Store
 
     port = free_port()

@@ -11,7 +11,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from assistant.models import CHATML_TEMPLATE, LoadedModel, wrap_loaded
+from assistant.generation.models import CHATML_TEMPLATE, LoadedModel, wrap_loaded
 
 CORPUS = [
     "What is the capital of France? Paris is the capital of France.",
@@ -65,7 +65,7 @@ class ScriptedBackend:
     def generate(self, prompt, settings, cancel, cache):
         import re
 
-        from assistant.generation import GenerationResult, TokenDelta
+        from assistant.generation.local import GenerationResult, TokenDelta
 
         backend = self
 

@@ -125,7 +125,7 @@ def print_explanation(rt, conv, out: TextIO) -> None:
         print("(nothing to explain yet)", file=out)
         return
     try:
-        from ..explain import explain, format_table
+        from ..explain.explainer import explain, format_table
     except ImportError:
         print("(explanations are not available in this build)", file=out)
         return

@@ -113,7 +113,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from assistant.config import ModelConfig
-    from assistant.models import load_model
+    from assistant.generation.models import load_model
     from finetune.data import load_dialogues
     from finetune.evaluate import compare, format_table
 

@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import importlib.util
 
-    from ..models import DEFAULT_MODEL, MODELS
+    from ..generation.models import DEFAULT_MODEL, MODELS
 
     for name, spec in MODELS.items():
         installed = importlib.util.find_spec(spec.package) is not None

@@ -41,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ..runtime import build_runtime
-    from ..server import create_app
-    from ..streaming import InFlight
+    from ..web.server import create_app
+    from ..web.streaming import InFlight
 
     log = logging.getLogger("assistant.serve")
     if args.log_format == "json":

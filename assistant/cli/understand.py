@@ -1,6 +1,6 @@
 """``assistant understand`` and ``assistant intents``: wiring only.
 
-The work is done by ``assistant.understanding`` and ``assistant.intents``;
+The work is done by ``assistant.understanding.pipeline`` and ``assistant.understanding.intents``;
 heavy libraries (the embedding model) are imported inside the handlers.
 """
 
@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load(args):
-    from assistant.intents import default_model, load_spec
+    from assistant.understanding.intents import default_model, load_spec
 
     spec = load_spec(args.intents_file)
     return spec, default_model(spec_path=args.intents_file)
@@ -87,7 +87,7 @@ def understand_command(args: argparse.Namespace) -> int:
 def train_command(args: argparse.Namespace) -> int:
     from assistant.config import assistant_home
     from assistant.errors import InputError
-    from assistant.intents import IntentModel, TrainConfig, load_spec
+    from assistant.understanding.intents import IntentModel, TrainConfig, load_spec
     from retrieval.embedding import load_embedder
 
     spec = load_spec(args.file)
@@ -118,7 +118,7 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def list_command(args: argparse.Namespace) -> int:
-    from assistant.intents import load_spec
+    from assistant.understanding.intents import load_spec
 
     spec = load_spec(args.file)
     for intent in spec.intents:

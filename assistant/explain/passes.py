@@ -1,0 +1,210 @@
+"""The model passes behind an explanation: one eager-attention pass over prompt
++ answer (attention per prompt token, answer log-probabilities, KV cache), and
+the ablation passes that score the answer with sources or history left out
+(leave-one-out, or sampled subsets with a linear surrogate), reusing the full
+prompt's KV cache up to the first token that differs.
+
+What the numbers mean is documented in ``explainer``; this module runs the
+forward passes.  Knows nothing about the UI or retrieval.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+from ..errors import ConfigError, InputError
+from .prompt import prepare_rebuild, variant
+from .types import ExplainConfig
+from ..generation.models import LoadedModel
+from ..types import Turn
+
+
+log = logging.getLogger(__name__)
+
+
+def _base_model(model: Any) -> Any:
+    """The transformers model under a peft wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+@contextmanager
+def eager_attention(model: Any) -> Iterator[None]:
+    """Switch the model to eager attention (which returns attention weights) and back."""
+    base = _base_model(model)
+    before = getattr(base.config, "_attn_implementation", None)
+    if before == "eager":
+        yield
+        return
+    base.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        base.set_attn_implementation(before)
+
+
+def attention_modules(model: Any) -> list[Any]:
+    """Self-attention modules of the decoder layers, in layer order."""
+    found = [m for m in _base_model(model).modules()
+             if hasattr(m, "layer_idx") and type(m).__name__.endswith("Attention")]
+    return sorted(found, key=lambda m: m.layer_idx)
+
+
+def chosen_layers(config: ExplainConfig, n_layers: int) -> list[int]:
+    if config.layers == "all":
+        return list(range(n_layers))
+    if config.layers == "last_half":
+        return list(range(n_layers // 2, n_layers))
+    out = []
+    for i in config.layers:
+        j = i + n_layers if i < 0 else i
+        if not 0 <= j < n_layers:
+            raise ConfigError(f"explain.layers: layer {i} does not exist; the model has {n_layers} layers")
+        out.append(j)
+    return sorted(set(out))
+
+
+def _cache_kw(model: Any) -> str:
+    from ..generation.local import cache_argument
+
+    return cache_argument(model)
+
+
+def _answer_logprobs(logits: Any, answer_ids: Any) -> Any:
+    """``logits`` (A+1, vocab) for the positions predicting each answer token (+ the last) → (A,) log-probs."""
+    import torch
+
+    lp = torch.log_softmax(logits[:-1].float(), dim=-1)  # (A, vocab)
+    return lp.gather(1, answer_ids[:, None])[:, 0]
+
+
+def _attention_pass(lm: LoadedModel, prompt_ids: list[int], answer_ids: list[int], config: ExplainConfig) -> tuple[Any, Any, Any, list[int]]:
+    """One eager pass over prompt + answer.
+
+    Returns (per-prompt-token attention weights (P,), answer log-probs (A,), KV cache, layers used).
+    """
+    import torch
+
+    model = lm.model
+    P, A = len(prompt_ids), len(answer_ids)
+    modules = attention_modules(model)
+    if not modules:
+        raise InputError(f"model {lm.name!r}: no attention layers found to explain")
+    layers = chosen_layers(config, len(modules))
+    acc: dict[str, Any] = {"sum": torch.zeros(A, P, dtype=torch.float32, device=lm.device), "n": 0}
+
+    def hook(_module: Any, _args: Any, output: Any) -> None:
+        weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+        if weights is None:
+            raise InputError("the model returned no attention weights even with eager attention")
+        rows = weights[0, :, P - 1: P + A - 1, :P].float()  # (heads, A, P)
+        rows = rows.mean(0) if config.heads == "mean" else rows.amax(0)  # (A, P)
+        if config.ignore_sink and P > 1:
+            rows = rows.clone()
+            rows[:, 0] = 0.0
+        rows = rows / rows.sum(-1, keepdim=True).clamp_min(1e-12)
+        acc["sum"] += rows
+        acc["n"] += 1
+
+    handles = [modules[i].register_forward_hook(hook) for i in layers]
+    ids = torch.tensor([prompt_ids + answer_ids], dtype=torch.long, device=lm.device)
+    try:
+        with eager_attention(model), torch.inference_mode():
+            out = model(input_ids=ids, use_cache=True, logits_to_keep=A + 1)
+    finally:
+        for h in handles:
+            h.remove()
+    target = torch.tensor(answer_ids, dtype=torch.long, device=lm.device)
+    logprobs = _answer_logprobs(out.logits[0], target)
+    per_token = (acc["sum"] / max(acc["n"], 1)).mean(0)  # (P,)
+    per_token = per_token / per_token.sum().clamp_min(1e-12)
+    from ..generation.local import output_cache
+
+    return per_token.cpu(), logprobs.cpu(), output_cache(out), layers
+
+
+def _prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _score_variant(lm: LoadedModel, variant: list[int], answer_ids: list[int], full: list[int], cache: Any,
+                   config: ExplainConfig) -> Any:
+    """Answer log-probs (A,) after ``variant`` (an ablated prompt), reusing ``cache`` of ``full`` + answer."""
+    import torch
+
+    A = len(answer_ids)
+    seq = variant + answer_ids
+    reuse = _prefix_len(seq, full + answer_ids) if (config.reuse_prefix_cache and cache is not None) else 0
+    reuse = min(reuse, len(variant) - 1)
+    kwargs: dict[str, Any] = {}
+    if reuse > 0:
+        try:
+            past = copy.deepcopy(cache)
+            past.crop(-(past.get_seq_length() - reuse))
+            kwargs[_cache_kw(lm.model)] = past
+        except Exception as exc:  # a cache type without crop (sliding windows): recompute in full
+            log.debug("prefix cache not reusable (%s); full pass", exc)
+            reuse = 0
+    ids = torch.tensor([seq[reuse:]], dtype=torch.long, device=lm.device)
+    with torch.inference_mode():
+        out = lm.model(input_ids=ids, use_cache=reuse > 0, logits_to_keep=A + 1, **kwargs)
+    target = torch.tensor(answer_ids, dtype=torch.long, device=lm.device)
+    return _answer_logprobs(out.logits[0], target).cpu()
+
+
+def _ablate(lm: LoadedModel, turn: Turn, answer_ids: list[int], base_lp: Any, cache: Any, config: ExplainConfig,
+            notes: list[str]) -> tuple[str, list[Any], Any | None, int]:
+    """Run the ablations.
+
+    Returns (method, per-source effect vectors (A,) each: log-prob with the source minus without,
+    history effect (A,) or None, number of forward passes).
+    """
+    import numpy as np
+    import torch
+
+    rb, rebuild_notes = prepare_rebuild(lm, turn)
+    notes.extend(rebuild_notes)
+    k = len(rb.source_segments)
+    mode = config.ablation
+    if mode == "auto":
+        mode = "leave_one_out" if k <= config.max_leave_one_out else "sampled"
+    full = list(turn.prompt_ids)
+    passes = 0
+    history_effect = None
+    if rb.history_segments:
+        lp = _score_variant(lm, variant(lm, turn, rb, [True] * k, False), answer_ids, full, cache, config)
+        history_effect = base_lp - lp
+        passes += 1
+    if k == 0:
+        return mode, [], history_effect, passes
+    if mode == "leave_one_out":
+        effects = []
+        for j in range(k):
+            keep = [i != j for i in range(k)]
+            lp = _score_variant(lm, variant(lm, turn, rb, keep, True), answer_ids, full, cache, config)
+            effects.append(base_lp - lp)
+            passes += 1
+        return mode, effects, history_effect, passes
+    # Sampled: each source kept with probability 1/2; fit lp ≈ b + sum_j w_j keep_j per answer token.
+    rng = np.random.default_rng(config.seed)
+    masks = rng.random((config.n_samples, k)) < 0.5  # (n, k)
+    rows, ys = [np.ones(k, dtype=bool)], [base_lp.numpy()]
+    for mask in masks:
+        lp = _score_variant(lm, variant(lm, turn, rb, list(mask), True), answer_ids, full, cache, config)
+        rows.append(mask)
+        ys.append(lp.numpy())
+        passes += 1
+    X = np.concatenate([np.ones((len(rows), 1)), np.array(rows, dtype=float)], axis=1)  # (n+1, k+1)
+    Y = np.stack(ys)  # (n+1, A)
+    ridge = 1e-3 * np.eye(k + 1)
+    ridge[0, 0] = 0.0
+    W = np.linalg.solve(X.T @ X + ridge, X.T @ Y)  # (k+1, A)
+    effects = [torch.from_numpy(W[j + 1]).float() for j in range(k)]
+    return "sampled", effects, history_effect, passes

@@ -1,0 +1,247 @@
+"""A GGUF file straight into packed 4-bit weights, and the small cache they live in.
+
+transformers' own GGUF path de-quantises every tensor to float32 (6.7 GB on
+disk for a 1.5B model, then bitsandbytes re-quantises it).  Here the tensors go
+from the file's blocks to ``int4.Weight`` directly: a Q4_K or Q4_1 block is
+already 4-bit groups of 32 with a scale and a minimum, which is exactly the
+kernel's format, so those pack without any loss; other types (Q6_K, Q8_0, F16,
+F32) are de-quantised with the ``gguf`` package and re-grouped.  The result is
+saved once as one safetensors file (about the GGUF's size) beside the
+tokenizer and config, under a folder named by the file's fingerprint and
+``CACHE_VERSION``; a folder of another version is rebuilt with one log line.
+
+Supported: ``qwen2`` (Qwen2 / Qwen2.5).  Knows nothing about generation: it
+returns tensors and a transformers config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import progress
+from ..errors import ModelLoadError
+from .int4 import Weight, packable
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+"""Bumped whenever what the cache holds changes; an older cache is rebuilt."""
+ARCHITECTURES = ("qwen2",)
+_LAYER_NAMES = {  # GGUF name in block N -> transformers name in layer N
+    "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj", "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
+}
+
+
+@dataclass
+class LeanCheckpoint:
+    """What the cache folder holds, loaded."""
+
+    folder: Path
+    config: Any
+    """The transformers config (``tie_word_embeddings`` true: one matrix serves input and output)."""
+    tensors: dict[str, Any]
+    """Saved ``Weight.state`` entries and plain float tensors (norms), by transformers name."""
+
+
+def _hf_name(gguf_name: str) -> str | None:
+    if gguf_name == "token_embd.weight":
+        return "model.embed_tokens.weight"
+    if gguf_name == "output_norm.weight":
+        return "model.norm.weight"
+    parts = gguf_name.split(".")  # blk.N.attn_q.weight
+    if parts[0] == "blk" and len(parts) == 4 and parts[2] in _LAYER_NAMES:
+        return f"model.layers.{parts[1]}.{_LAYER_NAMES[parts[2]]}.{parts[3]}"
+    return None
+
+
+def _q4k_groups(blocks: Any) -> tuple[Any, Any, Any]:
+    """Q4_K blocks (n, 144 bytes, 256 values each) → (q uint8 (n, 256), scale, low (n, 8) float32)
+    with value = q * scale + low per group of 32 (llama.cpp's ``dequantize_row_q4_K``)."""
+    import numpy as np
+    from gguf.quants import Q4_K
+
+    n = blocks.shape[0]
+    d = blocks[:, 0:2].copy().view(np.float16).astype(np.float32)  # (n, 1)
+    dmin = blocks[:, 2:4].copy().view(np.float16).astype(np.float32)
+    sc, mn = Q4_K.get_scale_min(blocks[:, 4:16].copy())  # (n, 8) each
+    qs = blocks[:, 16:].reshape(n, 4, 1, 32) >> np.array([0, 4], dtype=np.uint8).reshape(1, 1, 2, 1)
+    q = (qs & 0x0F).reshape(n, 256)
+    return q, d * sc.astype(np.float32), -(dmin * mn.astype(np.float32))
+
+
+def _q4_1_groups(blocks: Any) -> tuple[Any, Any, Any]:
+    """Q4_1 blocks (n, 20 bytes, 32 values) → (q (n, 32), scale (n, 1), low (n, 1))."""
+    import numpy as np
+
+    d = blocks[:, 0:2].copy().view(np.float16).astype(np.float32)
+    m = blocks[:, 2:4].copy().view(np.float16).astype(np.float32)
+    qs = blocks[:, 4:]
+    q = np.concatenate([qs & 0x0F, qs >> 4], axis=1)  # low nibbles are values 0..15, high 16..31
+    return q, d, m
+
+
+def tensor_weight(reader_tensor: Any, bias: Any = None) -> Weight:
+    """One 2-D GGUF tensor (shape ne0 = in, ne1 = out) as a packed ``Weight`` (lossless for Q4_K/Q4_1)."""
+    import numpy as np
+    import torch
+    from gguf import GGMLQuantizationType as T
+    from gguf.quants import dequantize
+
+    kind = reader_tensor.tensor_type
+    inp, out = (int(v) for v in reader_tensor.shape[:2])
+    data = np.asarray(reader_tensor.data)
+    if kind in (T.Q4_K, T.Q4_1) and packable(out, inp):
+        blocks = data.reshape(-1, data.shape[-1]) if data.ndim > 1 else data
+        blocks = blocks.reshape(-1, 144 if kind == T.Q4_K else 20)
+        q, scale, low = (_q4k_groups if kind == T.Q4_K else _q4_1_groups)(blocks)
+        q = torch.from_numpy(q.reshape(out, inp).astype(np.int32))
+        scale = torch.from_numpy(np.ascontiguousarray(scale.reshape(out, inp // 32)))
+        low = torch.from_numpy(np.ascontiguousarray(low.reshape(out, inp // 32)))
+        return Weight.from_groups(q, scale, low, bias=bias)
+    w = torch.from_numpy(np.ascontiguousarray(dequantize(data, kind), dtype=np.float32).reshape(out, inp))
+    return Weight.from_float(w, "int4", bias=bias)
+
+
+def _float_tensor(reader_tensor: Any) -> Any:
+    import numpy as np
+    import torch
+    from gguf.quants import dequantize
+
+    values = dequantize(np.asarray(reader_tensor.data), reader_tensor.tensor_type)
+    return torch.from_numpy(np.array(values, dtype=np.float32)).reshape(-1)  # a writable copy
+
+
+def convert(path: Path) -> tuple[dict[str, Any], Any, Any]:
+    """Read ``path``: (tensors by transformers name, config, tokenizer).  Linear weights become
+    ``Weight.state`` entries; the output layer is the token embedding's matrix (tied)."""
+    import torch
+    from gguf import GGUFReader
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        reader = GGUFReader(str(path))
+        arch = reader.fields["general.architecture"].contents()
+    except Exception as exc:  # truncated file, bad header
+        raise ModelLoadError(f"GGUF file {path} could not be read (corrupt or truncated?): {exc}") from exc
+    if arch not in ARCHITECTURES:
+        raise ModelLoadError(f"GGUF file {path}: architecture {arch!r} has no lean loader "
+                             f"({', '.join(ARCHITECTURES)} do)")
+    config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
+    config.tie_word_embeddings = True
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    by_name = {t.name: t for t in reader.tensors}
+    tensors: dict[str, Any] = {}
+    for name, t in by_name.items():
+        hf = _hf_name(name)
+        if hf is None or name.endswith(".bias"):
+            continue  # output.weight: the embedding serves as the output layer (tied)
+        if len(t.shape) == 1 or t.shape[1] == 1:
+            tensors[hf] = _float_tensor(t)
+            continue
+        bias_t = by_name.get(name[: -len(".weight")] + ".bias")
+        bias = _float_tensor(bias_t) if bias_t is not None else None
+        tensors.update(tensor_weight(t, bias).state(hf[: -len(".weight")]))
+    tensors = {k: v.contiguous() if isinstance(v, torch.Tensor) else v for k, v in tensors.items()}
+    return tensors, config, tokenizer
+
+
+def cache_folder(path: Path, cache_root: Path, fingerprint: str) -> Path:
+    return cache_root / f"{path.stem}-{fingerprint}-lean{CACHE_VERSION}"
+
+
+def load_or_build(path: Path, cache_root: Path, fingerprint: str, chat_template: str | None = None) -> LeanCheckpoint:
+    """The lean checkpoint of GGUF ``path``, converting it once into ``cache_root``."""
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoConfig
+
+    target = cache_folder(path, cache_root, fingerprint)
+    if not (target / "lean.json").is_file():
+        stale = sorted(p.name for p in cache_root.glob(f"{path.stem}-{fingerprint}-lean*") if p != target) \
+            if cache_root.is_dir() else []
+        if stale:
+            log.info("lean cache %s is from another version; rebuilding it as %s", ", ".join(stale), target.name)
+            for old in stale:
+                shutil.rmtree(cache_root / old, ignore_errors=True)
+        with progress.step(f"packing {path.name} for this CPU (once, about a minute)", log=log, detail=str(target)):
+            tensors, config, tokenizer = convert(path)
+            if chat_template and not tokenizer.chat_template:
+                tokenizer.chat_template = chat_template
+            cache_root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_root))
+            try:
+                save_file(tensors, str(tmp / "weights.safetensors"))
+                config.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
+                (tmp / "lean.json").write_text(json.dumps({"version": CACHE_VERSION, "source": path.name}))
+                os.replace(tmp, target)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tensors = load_file(str(target / "weights.safetensors"))
+        config = AutoConfig.from_pretrained(target)
+    except Exception as exc:  # a damaged cache: say how to get a fresh one
+        raise ModelLoadError(f"the model cache {target} is damaged ({exc}); delete that folder and start again "
+                             "to rebuild it") from exc
+    return LeanCheckpoint(folder=target, config=config, tensors=tensors)
+
+
+@dataclass
+class LeanModel:
+    model: Any
+    """The transformers model over ``fast``'s weights (``shared_weights``): Explain, scores, ablations."""
+    tokenizer: Any
+    fast: Any
+    """The ``fastdecode.FastDecoder`` that generates answers."""
+    folder: Path
+
+
+def load_lean(path: Path, cache_root: Path, fingerprint: str, adapters: tuple[str, ...] = (),
+              chat_template: str | None = None) -> LeanModel:
+    """GGUF ``path`` as one copy of packed 4-bit weights serving both forwards, adapters merged."""
+    from transformers import AutoTokenizer
+
+    from .fastdecode import FastDecoder
+    from .shared_weights import merge_lora, share_weights, skeleton
+
+    checkpoint = load_or_build(path, cache_root, fingerprint, chat_template)
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint.folder)
+    model = skeleton(checkpoint.config, checkpoint.tensors)
+    for adapter in adapters:
+        merge_lora(model, adapter)
+    fast = FastDecoder.build(model, "int4")
+    if fast is None:
+        raise ModelLoadError(f"GGUF file {path}: the lean decoder does not support this model's settings")
+    share_weights(model, fast)  # q/k/v and gate/up become slices of the fused matrices; the separate ones go
+    return LeanModel(model=model, tokenizer=tokenizer, fast=fast, folder=checkpoint.folder)
+
+
+def architecture(path: Path) -> str:
+    """The ``general.architecture`` of a GGUF file, read from its header alone."""
+    import struct
+
+    with path.open("rb") as fh:
+        if fh.read(4) != b"GGUF":
+            raise ModelLoadError(f"{path} is not a GGUF file")
+        version, _tensors, fields = struct.unpack("<IQQ", fh.read(20))
+        if version < 2:
+            raise ModelLoadError(f"{path}: GGUF version {version} is too old")
+        for _ in range(fields):
+            (klen,) = struct.unpack("<Q", fh.read(8))
+            key = fh.read(klen).decode("utf-8", "replace")
+            (kind,) = struct.unpack("<I", fh.read(4))
+            if kind != 8:  # the architecture is a string (type 8) and comes first in every writer we know
+                return ""
+            (vlen,) = struct.unpack("<Q", fh.read(8))
+            value = fh.read(vlen).decode("utf-8", "replace")
+            if key == "general.architecture":
+                return value
+    return ""

@@ -1,0 +1,341 @@
+"""Token-by-token generation on a local transformers model.
+
+A plain decode loop over the model's KV cache (gpt-fast style) rather than
+``model.generate`` with a streamer thread: it yields each token as it comes,
+stops at once when the caller's ``cancel`` event is set, and keeps every
+answer token's id and log-probability (the explain and confidence features
+need them).  Sampling uses transformers' own logits processors.
+
+Knows nothing about conversations or retrieval: it takes prompt token ids.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Literal, Sequence
+
+from ..config import GenerationConfig
+from ..errors import GenerationError
+from .fastdecode import FastCache
+from .lookup import PromptLookup, accept
+from .models import LoadedModel
+
+FinishReason = Literal["stop", "length", "cancelled", "error"]
+
+
+@dataclass
+class TokenDelta:
+    """One streamed step: the new text (may be empty mid-character) and its token."""
+
+    text: str
+    token_id: int
+    logprob: float
+
+
+@dataclass
+class GenerationResult:
+    text: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    """Log-probability of each answer token under the model (before sampling transforms)."""
+    finish_reason: FinishReason = "stop"
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    """Prompt tokens reused from a previous turn's KV cache (not prefilled again)."""
+    time_to_first_token: float = 0.0
+    total_time: float = 0.0
+    forward_passes: int = 0
+    """Forward passes run: one for the prompt, then one per decode step or checked draft."""
+    draft_tokens: int = 0
+    """Tokens proposed by prompt lookup (``GenerationConfig.lookup_tokens``)."""
+    accepted_draft_tokens: int = 0
+    """Proposed tokens the model agreed with (each saves one forward pass)."""
+
+    @property
+    def decode_tokens_per_second(self) -> float:
+        decode_time = self.total_time - self.time_to_first_token
+        n = len(self.token_ids) - 1
+        return n / decode_time if n > 0 and decode_time > 0 else 0.0
+
+
+def _logits_processors(settings: GenerationConfig, prompt_length: int = 0) -> Any:
+    """Sampling processors.  The repetition penalty counts only the answer's own tokens, not the
+    prompt's: an answer grounded in the sources repeats their words, and penalising that pushes
+    the model off the very text it should quote."""
+    from transformers import (
+        LogitsProcessorList,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    processors = LogitsProcessorList()
+    if settings.repetition_penalty != 1.0:
+        processors.append(RepetitionPenaltyLogitsProcessor(settings.repetition_penalty,
+                                                           prompt_ignore_length=prompt_length))
+    if settings.temperature > 0:
+        processors.append(TemperatureLogitsWarper(settings.temperature))
+        if settings.top_p < 1.0:
+            processors.append(TopPLogitsWarper(settings.top_p))
+    return processors
+
+
+class Generation:
+    """Iterate to stream ``TokenDelta``s; ``result`` is complete once iteration ends.
+
+    ``prefix_cache`` (optional) is a ``PrefixCache`` whose stored KV cache is
+    reused when the new prompt starts with the tokens it holds.
+    """
+
+    def __init__(
+        self,
+        lm: LoadedModel,
+        prompt_ids: Sequence[int],
+        settings: GenerationConfig | None = None,
+        cancel: threading.Event | None = None,
+        prefix_cache: "PrefixCache | None" = None,
+    ) -> None:
+        if not prompt_ids:
+            raise GenerationError("the prompt is empty: nothing to generate from")
+        room = lm.context_length - len(prompt_ids)
+        if room < 1:
+            raise GenerationError(
+                f"the prompt has {len(prompt_ids)} tokens, more than the model's context of {lm.context_length}"
+            )
+        self.lm = lm
+        self.prompt_ids = list(prompt_ids)
+        self.settings = settings or GenerationConfig()
+        self.max_new_tokens = min(self.settings.max_new_tokens, room)
+        self.cancel = cancel or threading.Event()
+        self.prefix_cache = prefix_cache
+        self.result = GenerationResult(prompt_tokens=len(self.prompt_ids))
+
+    def __iter__(self) -> Iterator[TokenDelta]:
+        import torch
+
+        lm, settings, result = self.lm, self.settings, self.result
+        model, tokenizer = lm.model, lm.tokenizer
+        device = lm.device
+        processors = _logits_processors(settings, len(self.prompt_ids))
+        generator = None
+        if settings.temperature > 0:
+            generator = torch.Generator(device="cpu")
+            generator.manual_seed(settings.seed if settings.seed is not None else int(time.time_ns() % 2**31))
+        stop_ids = set(lm.stop_token_ids)
+        repeat = settings.stop_on_repeat
+        hold = max(repeat - 1, 0)  # tokens not streamed yet, so a repeat can be taken back unseen
+        start = time.perf_counter()
+        emitted = ""
+        all_ids = torch.tensor([self.prompt_ids], dtype=torch.long, device=device)
+        fast = lm.fast
+        cache_kw = cache_argument(model)
+        joined: list[bool] = []  # this generation is among the batcher's decoding conversations
+
+        def forward(ids: list[int], cache: Any, keep: int = 1) -> tuple[Any, Any]:
+            """Logits (keep, vocab) after each of the last ``keep`` of ``ids``, and the grown cache."""
+            if fast is not None:
+                cache = cache if cache is not None else fast.new_cache()
+                if len(ids) == 1 and joined:  # a decode step: batched with other conversations'
+                    return lm.batcher.step(ids[0], cache)[None], cache
+                return fast.forward_rows(ids, cache, keep), cache
+            # inference_mode is thread-local: a generator may be resumed on another
+            # thread (Gradio, Starlette), so it wraps each model call, not the loop.
+            with torch.inference_mode():
+                out = model(input_ids=torch.tensor([ids], dtype=torch.long, device=device), use_cache=True,
+                            logits_to_keep=1, **{cache_kw: cache})
+            return out.logits[:, -1, :].float(), output_cache(out)
+
+        cache, todo = (None, self.prompt_ids)
+        if self.prefix_cache is not None:
+            cache, todo = self.prefix_cache.take(self.prompt_ids)
+            if cache is not None and (fast is not None) != isinstance(cache, FastCache):
+                cache, todo = None, self.prompt_ids  # the cache of the other forward: start cold
+            result.cached_tokens = len(self.prompt_ids) - len(todo)
+        past_len = len(self.prompt_ids) - len(todo)
+        """Positions the cache holds that count: prompt + answer tokens before the last one chosen."""
+        # Prompt lookup: only on the lean forward, and only while no other conversation decodes
+        # (then the batch already shares each weight read, and a draft would hold the others up).
+        drafter = PromptLookup(self.prompt_ids) if fast is not None and settings.lookup_tokens else None
+        greedy = settings.temperature <= 0
+        # Draft length adapts: doubled after a fully accepted draft, halved after a rejected one; after a
+        # rejected draft no drafts for a while, longer after each further miss (a rejected draft costs
+        # more than a plain step where the 4-bit kernel's cost grows with rows, as on AVX2 CPUs).
+        draft_len, misses, pause = settings.lookup_tokens, 0, 0
+        try:
+            while True:
+                if len(result.token_ids) >= self.max_new_tokens:
+                    result.finish_reason = "length"
+                    break
+                if self.cancel.is_set():
+                    result.finish_reason = "cancelled"
+                    break
+                draft: list[int] = []
+                if past_len >= len(self.prompt_ids):  # a decode step (the prompt is in the cache)
+                    if lm.batcher is not None and fast is not None and not joined:
+                        lm.batcher.join()
+                        joined.append(True)
+                    if pause:
+                        pause -= 1
+                    elif drafter is not None and (not joined or lm.batcher.active <= 1):
+                        room = min(draft_len, self.max_new_tokens - len(result.token_ids) - 1,
+                                   lm.context_length - past_len - len(todo))
+                        draft = drafter.draft(room)
+                inputs = todo + draft
+                rows, cache = forward(inputs, cache, len(draft) + 1)
+                result.forward_passes += 1
+                result.draft_tokens += len(draft)
+                base = past_len
+                ended = False
+                accepted_before = result.accepted_draft_tokens
+                for j in range(len(draft) + 1):
+                    logits = rows[j:j + 1]
+                    with torch.inference_mode():
+                        logprobs = torch.log_softmax(logits, dim=-1)
+                        scores = processors(all_ids, logits) if len(processors) else logits
+                        proposed = draft[j] if j < len(draft) else None
+                        probs = None if greedy else torch.softmax(scores, dim=-1)[0].cpu()
+                        next_id = accept(scores[0] if greedy else probs, proposed, generator, greedy)
+                    past_len = base + len(todo) + j  # the cache up to this row's input counts
+                    if not result.token_ids and result.time_to_first_token == 0.0:
+                        result.time_to_first_token = time.perf_counter() - start
+                    if next_id in stop_ids:
+                        result.finish_reason = "stop"
+                        ended = True
+                        break
+                    if proposed is not None and next_id == proposed:
+                        result.accepted_draft_tokens += 1
+                    result.token_ids.append(next_id)
+                    result.logprobs.append(float(logprobs[0, next_id]))
+                    all_ids = torch.cat([all_ids, torch.tensor([[next_id]], device=device)], dim=1)
+                    if drafter is not None:
+                        drafter.append([next_id])
+                    if repeat and _repeats(result.token_ids, repeat):
+                        # The answer started over: drop the repeated tokens (never streamed: held back).
+                        del result.token_ids[-repeat:], result.logprobs[-repeat:]
+                        result.finish_reason = "repeat"
+                        ended = True
+                        break
+                    shown = result.token_ids[: len(result.token_ids) - hold]
+                    text = tokenizer.decode(shown, skip_special_tokens=True)
+                    # Hold back an incomplete multi-byte character until it is whole.
+                    delta = text[len(emitted):] if shown and not text.endswith("\ufffd") else ""
+                    if delta:
+                        emitted = text
+                    yield TokenDelta(delta, next_id, result.logprobs[-1])
+                    if next_id != proposed or len(result.token_ids) >= self.max_new_tokens \
+                            or self.cancel.is_set():
+                        break  # the rest of the draft was not the model's (or is not wanted)
+                if isinstance(cache, FastCache):
+                    cache.crop(past_len)  # take back the inputs after the last row used
+                if draft:
+                    taken = result.accepted_draft_tokens - accepted_before
+                    if taken == 0:
+                        misses += 1
+                        draft_len, pause = max(1, draft_len // 2), 4 * misses
+                    else:
+                        misses = 0
+                        if taken == len(draft):
+                            draft_len = min(settings.lookup_tokens, 2 * draft_len)
+                todo = [result.token_ids[-1]] if result.token_ids else todo
+                if ended:
+                    break
+            if hold:  # what was held back is part of the answer after all
+                rest = tokenizer.decode(result.token_ids, skip_special_tokens=True)[len(emitted):]
+                if rest:
+                    emitted += rest
+                    yield TokenDelta(rest, result.token_ids[-1], result.logprobs[-1])
+        finally:
+            if joined:
+                lm.batcher.leave()
+            result.text = tokenizer.decode(result.token_ids, skip_special_tokens=True).strip()
+            result.total_time = time.perf_counter() - start
+            if self.prefix_cache is not None and cache is not None:
+                if isinstance(cache, FastCache):
+                    cache.crop(past_len)  # a stream closed mid-draft leaves unchecked positions behind
+                # The cache now holds prompt + answer tokens except the last sampled one.
+                held = self.prompt_ids + result.token_ids
+                self.prefix_cache.store(held[:past_len], cache)
+
+    def run(self) -> GenerationResult:
+        """Generate to the end without streaming."""
+        for _ in self:
+            pass
+        return self.result
+
+
+def _repeats(ids: list[int], n: int) -> bool:
+    """Whether the last ``n`` tokens already occurred, in that order, earlier in ``ids``."""
+    if len(ids) <= n:
+        return False
+    tail = ids[-n:]
+    return any(ids[i:i + n] == tail for i in range(len(ids) - n))
+
+
+def cache_argument(model: Any) -> str:
+    """Name of the KV-cache argument of ``model.forward``: ``cache`` from
+    transformers 5.2x on, ``past_key_values`` before."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    params = inspect.signature(base.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def output_cache(out: Any) -> Any:
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else getattr(out, "past_key_values", None)
+
+
+class PrefixCache:
+    """The KV cache of one conversation's last prompt + answer, for reuse.
+
+    A follow-up turn's prompt usually starts with the previous turn's prompt
+    and answer; only the new tokens need a prefill.  One per conversation
+    (held by the session), never shared between conversations.
+    """
+
+    def __init__(self) -> None:
+        self.token_ids: list[int] = []
+        self.cache: Any = None
+
+    def take(self, prompt_ids: list[int]) -> tuple[Any, list[int]]:
+        """Return (cache or None, the prompt tokens still to prefill)."""
+        n = 0
+        limit = min(len(self.token_ids), len(prompt_ids) - 1)  # always prefill >= 1 token
+        while n < limit and self.token_ids[n] == prompt_ids[n]:
+            n += 1
+        if self.cache is None or n == 0:
+            self.clear()
+            return None, prompt_ids
+        held = self.cache.get_seq_length()
+        if n < held:
+            # Sliding-window layers (Gemma 3) cannot be rolled back; start cold.
+            if not all(type(layer).__name__ == "DynamicLayer" for layer in getattr(self.cache, "layers", [])):
+                self.clear()
+                return None, prompt_ids
+            self.cache.crop(n - held)  # a negative count: tokens to remove from the end
+        cache, self.cache, self.token_ids = self.cache, None, []
+        return cache, prompt_ids[n:]
+
+    def store(self, token_ids: list[int], cache: Any) -> None:
+        self.token_ids = list(token_ids)
+        self.cache = cache
+
+    def clear(self) -> None:
+        self.token_ids, self.cache = [], None
+
+
+def score_continuation(lm: LoadedModel, prompt_ids: Sequence[int], answer_ids: Sequence[int]) -> list[float]:
+    """Log-probability of each answer token given the prompt (teacher forcing), one forward pass."""
+    import torch
+
+    if not answer_ids:
+        return []
+    ids = torch.tensor([list(prompt_ids) + list(answer_ids)], dtype=torch.long, device=lm.device)
+    with torch.inference_mode():
+        logits = lm.model(input_ids=ids).logits[0].float()  # (seq, vocab)
+    logprobs = torch.log_softmax(logits[len(prompt_ids) - 1: -1], dim=-1)
+    target = torch.tensor(list(answer_ids), device=logprobs.device)
+    return logprobs.gather(1, target[:, None])[:, 0].tolist()

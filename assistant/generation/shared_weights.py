@@ -1,0 +1,178 @@
+"""The transformers model over the lean decoder's weights: one copy in memory.
+
+The lean decoder (``fastdecode``) generates answers; the transformers model
+still serves what needs its internals — the Explain view's attention hooks
+and eager attention, teacher-forced scores, ablations.  Instead of keeping a
+second copy of every matrix for it, ``share_weights`` replaces its linear and
+embedding modules by ``PackedLinear`` / ``PackedEmbedding`` modules over the
+decoder's own ``int4.Weight`` objects (q, k, v as row slices of the fused
+matrix), and the old weights are freed.  ``skeleton`` builds such a model from
+a lean GGUF checkpoint without ever materialising full-precision weights.
+
+The result is for inference only: no gradients, no peft adapters on top (they
+are merged into the decoder's weights first).  Knows nothing about
+conversations or generation.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from .int4 import Weight, bf16_matmul_fast
+
+log = logging.getLogger(__name__)
+
+
+def _nn() -> Any:
+    import torch
+
+    return torch.nn
+
+
+class PackedLinear(_nn().Module):
+    """``nn.Linear``'s forward over a shared ``int4.Weight`` (bias included)."""
+
+    def __init__(self, weight: Weight) -> None:
+        super().__init__()
+        self.weight_store = weight
+        self.in_features, self.out_features = weight.in_features, weight.out_features
+
+    def forward(self, x: Any) -> Any:
+        return self.weight_store(x).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, {self.weight_store.fmt}"
+
+
+class PackedEmbedding(_nn().Module):
+    """``nn.Embedding`` over a shared ``int4.Weight``'s rows, times ``scale`` (Gemma's scaled embedding)."""
+
+    def __init__(self, weight: Weight, scale: float = 1.0, dtype: Any = None) -> None:
+        import torch
+
+        super().__init__()
+        self.weight_store, self.scale = weight, scale
+        self.dtype = dtype or torch.bfloat16
+        self.num_embeddings, self.embedding_dim = weight.out_features, weight.in_features
+
+    def forward(self, ids: Any) -> Any:
+        rows = self.weight_store.rows(ids.reshape(-1))
+        if self.scale != 1.0:
+            rows = rows * self.scale
+        return rows.to(self.dtype).reshape(*ids.shape, self.embedding_dim)
+
+
+def _row_split(config: Any) -> tuple[int, int, int]:
+    heads, kv = config.num_attention_heads, config.num_key_value_heads
+    dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return heads * dim, kv * dim, config.intermediate_size
+
+
+def share_weights(model: Any, fast: Any) -> bool:
+    """Point ``model``'s linear and embedding modules at ``fast``'s weights (in place); the modules they
+    replace — bitsandbytes 4-bit, peft LoRA wrappers, dense copies — are dropped.  False (and nothing
+    changed) where the fused matrices cannot be split on the packed format's 64-row blocks."""
+    import torch
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = base.config
+    q_rows, kv_rows, inter = _row_split(config)
+    if any(w.packed is None for lean in fast.layers for w in (lean.qkv, lean.o, lean.gate_up, lean.down)):
+        return False  # a dense copy would only trade the model's precision for the decoder's: keep both
+    if any(n % 64 for n in (q_rows, kv_rows, inter)):
+        log.info("weights not shared: q/k/v or MLP rows (%d, %d, %d) are not multiples of 64", q_rows, kv_rows, inter)
+        return False
+    dtype = next((p.dtype for p in base.parameters() if p.is_floating_point()), torch.bfloat16)
+    for layer, lean in zip(base.model.layers, fast.layers):
+        attn, mlp = layer.self_attn, layer.mlp
+        attn.q_proj = PackedLinear(lean.qkv.rows_slice(0, q_rows))
+        attn.k_proj = PackedLinear(lean.qkv.rows_slice(q_rows, q_rows + kv_rows))
+        attn.v_proj = PackedLinear(lean.qkv.rows_slice(q_rows + kv_rows, q_rows + 2 * kv_rows))
+        attn.o_proj = PackedLinear(lean.o)
+        mlp.gate_proj = PackedLinear(lean.gate_up.rows_slice(0, inter))
+        mlp.up_proj = PackedLinear(lean.gate_up.rows_slice(inter, 2 * inter))
+        mlp.down_proj = PackedLinear(lean.down)
+    scale = float(getattr(base.model.embed_tokens, "embed_scale", 1.0))
+    base.model.embed_tokens = PackedEmbedding(fast.embed, scale, dtype)
+    base.lm_head = PackedLinear(fast.head)
+    base.config.tie_word_embeddings = fast.head is fast.embed
+    return True
+
+
+def skeleton(config: Any, tensors: dict[str, Any], dtype: Any = None) -> Any:
+    """A transformers causal LM for ``config`` whose linear and embedding modules are ``PackedLinear`` /
+    ``PackedEmbedding`` over the checkpoint's weights (``int4.Weight.state`` entries in ``tensors``) and
+    whose norms come from ``tensors``; nothing is allocated at full size on the way."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    dtype = dtype or (torch.bfloat16 if bf16_matmul_fast() else torch.float32)  # see int4.bf16_matmul_fast
+    config._attn_implementation = "sdpa"
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    base = model.model
+
+    def packed(prefix: str) -> PackedLinear:
+        return PackedLinear(Weight.from_state(tensors, prefix, "int4"))
+
+    for i, layer in enumerate(base.layers):
+        p = f"model.layers.{i}"
+        for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
+            setattr(layer.self_attn, name, packed(f"{p}.self_attn.{name}"))
+        for name in ("gate_proj", "up_proj", "down_proj"):
+            setattr(layer.mlp, name, packed(f"{p}.mlp.{name}"))
+    embed = Weight.from_state(tensors, "model.embed_tokens", "int4")
+    base.embed_tokens = PackedEmbedding(embed, 1.0, dtype)
+    model.lm_head = PackedLinear(embed) if config.tie_word_embeddings else packed("lm_head")
+    # What is left on the meta device: norms (from the checkpoint) and the rotary tables (recomputed).
+    model.to_empty(device="cpu")
+    state = {k: v.to(dtype) for k, v in tensors.items() if k.endswith("norm.weight")}
+    missing = [k for k, _ in model.named_parameters() if k not in state]
+    if missing:
+        raise ValueError(f"the checkpoint lacks {len(missing)} tensors, e.g. {missing[:3]}")
+    model.load_state_dict(state, strict=False, assign=True)
+    base.rotary_emb = type(base.rotary_emb)(config=config)
+    return model.eval().requires_grad_(False)
+
+
+def merge_lora(model: Any, adapter: Path | str) -> int:
+    """Fold a peft LoRA adapter (a folder written by ``assistant finetune``) into ``model``'s
+    ``PackedLinear`` weights: W + (alpha / r) B A, packed again.  Returns how many matrices changed;
+    a target the model lacks, or an adapter of another shape, is a ``ModelLoadError``."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from ..errors import ModelLoadError
+
+    folder = Path(adapter).expanduser()
+    try:
+        settings = json.loads((folder / "adapter_config.json").read_text())
+        tensors = load_file(str(folder / "adapter_model.safetensors"))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"adapter {str(adapter)!r} could not be read: {exc}") from exc
+    r = int(settings.get("r", 8))
+    alpha = float(settings.get("lora_alpha", r))
+    scale = alpha / (r ** 0.5 if settings.get("use_rslora") else r)
+    modules = dict(model.named_modules())
+    changed = 0
+    for key, a in tensors.items():
+        if ".lora_A." not in key:
+            continue
+        b = tensors[key.replace(".lora_A.", ".lora_B.")]
+        name = key.split(".lora_A.")[0].removeprefix("base_model.model.")
+        module = modules.get(name)
+        if not isinstance(module, PackedLinear):
+            raise ModelLoadError(f"adapter {str(adapter)!r} targets {name!r}, which this model has no linear layer for")
+        store = module.weight_store
+        if a.shape[1] != store.in_features or b.shape[0] != store.out_features:
+            raise ModelLoadError(f"adapter {str(adapter)!r} does not fit the base model: {name} is "
+                                 f"{store.out_features}x{store.in_features}, the adapter's is {b.shape[0]}x{a.shape[1]}")
+        w = store.dequantize().float() + scale * (b.float() @ a.float())
+        module.weight_store = Weight.from_float(w, store.fmt, bias=store.bias)
+        changed += 1
+    if changed == 0:
+        raise ModelLoadError(f"adapter {str(adapter)!r} holds no LoRA weights")
+    return changed
