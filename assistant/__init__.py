@@ -1,7 +1,7 @@
 """Offline support chat assistant: the conversation engine and its parts.
 
 One turn, in the order the engine (``engine``) runs it:
-``understanding`` (language, intent, entities) → ``policy`` (the route) →
+``understanding`` (language, intent, entities, and the route ``policy`` picks) →
 retrieval (package ``retrieval``, with ``context`` for follow-up questions) →
 ``prompting`` → ``generation`` (the model and its decode loop) → ``store``.
 ``explain`` works on a finished turn; ``web`` and ``cli`` are the surfaces;

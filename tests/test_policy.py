@@ -3,7 +3,7 @@
 import pytest
 
 from assistant.understanding.intents import IntentResult, load_spec, parse_spec
-from assistant.policy import HandoffEvent, Route, pick_reply, route
+from assistant.understanding.policy import HandoffEvent, Route, pick_reply, route
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ description, what the engine does with it (``action``), replies per language
 and training examples per language, plus extra entity patterns.  This module
 reads and checks that file (errors name the line and the key) and knows
 nothing about classifiers, languages or the LLM; ``assistant.understanding.intents`` trains
-on it and ``assistant.policy`` uses its actions and replies.
+on it and ``assistant.understanding.policy`` uses its actions and replies.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 from .entities import Entity, extract
 from .intents import IntentModel, IntentResult, IntentSpec
 from .language import LanguageResult, detect
-from ..policy import Route, route
+from .policy import Route, route
 
 
 @dataclass(frozen=True)

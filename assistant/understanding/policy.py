@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .understanding.intents import IntentResult, IntentSpec
+from .intents import IntentResult, IntentSpec
 
 log = logging.getLogger(__name__)
 
