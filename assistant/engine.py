@@ -20,10 +20,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol
 
-from .explain import citations
 from . import scope
 from .config import ChatConfig, GenerationConfig
 from .errors import AssistantError, InputError
+from .explain import citations
 from .generation.local import Generation, GenerationResult, PrefixCache
 from .generation.models import LoadedModel
 from .grounding import NumberCheck

@@ -60,7 +60,7 @@ def _turn(rt, text: str, message: str = "How long do refunds take?"):
 
 
 def test_an_invented_number_is_declined_before_it_goes_out(tmp_path, tiny_lm):
-    from assistant.admin import invented_numbers
+    from assistant.web.admin import invented_numbers
 
     rt = make_runtime(tmp_path, tiny_lm)
     rt.engine.index = NumberedIndex()
