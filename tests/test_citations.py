@@ -43,7 +43,7 @@ def test_explains_citations_become_spans_of_the_stored_answer():
 
 
 def test_sources_are_shown_by_file_name_not_by_the_servers_folders():
-    from assistant.chatview import sources_html
+    from assistant.web.chatview import sources_html
     from assistant.types import Source, Turn, shown_source
 
     turn = Turn(user="q", answer="a", sources=[
