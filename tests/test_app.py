@@ -122,7 +122,7 @@ def test_chatview_shows_answers_as_safe_html_but_keeps_code():
     turn = Turn(user="<b>hi</b> ![u](https://attacker.example/u.png)",
                 answer="<script>x</script> and `a<b` and\n```\nif a < b: pass\n```\n"
                        "![x](https://attacker.example/?d=1)",
-                sources=[Source("c1", "d1", "![d](https://attacker.example/d.png) <img src=x>", "<i>doc</i>.md",
+                sources=[Source("c1", "d1", "![d](https://attacker.example/d.png) <img src=x>", "/srv/docs/<b>doc<b>.md",
                                 title="T")])
     user, bubble = (m["content"] for m in turn_messages(turn))
     answer, sources = bubble.split('<details class="turn-details"')
@@ -130,7 +130,8 @@ def test_chatview_shows_answers_as_safe_html_but_keeps_code():
     assert "<script>" not in answer and "&lt;script&gt;" in answer
     assert "<code>a&lt;b</code>" in answer and "<pre><code>if a &lt; b: pass" in answer
     assert "<img" not in answer and 'href="https://attacker.example/?d=1"' in answer
-    assert "<img" not in sources and "&lt;img src=x&gt;" in sources and "&lt;i&gt;doc&lt;/i&gt;.md" in sources
+    assert "<img" not in sources and "&lt;img src=x&gt;" in sources and "&lt;b&gt;doc&lt;b&gt;.md" in sources
+    assert "/srv/docs" not in sources  # named by its file, not by the server's folders
     assert "<summary>Sources (1)</summary>" in sources
 
 

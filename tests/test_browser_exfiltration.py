@@ -84,7 +84,10 @@ def setup(tmp_path_factory, tiny_lm):
     (tmp / "site").mkdir()
     with Site(tmp / "site") as site:
         rt = make_runtime(tmp, tiny_lm, admin_key="admin-pass", allowed_origins=(site.origin,),
-                          allowed_image_origins=(site.origin,), chat=ChatConfig(context_tokens=1024),
+                          allowed_image_origins=(site.origin,),
+                          # the answer's allowed image sits on a port no source names; the number check
+                          # would replace the whole answer, and this test is about how it is drawn
+                          chat=ChatConfig(context_tokens=1024, check_numbers=False),
                           generation=GenerationConfig(max_new_tokens=48))
         rt.engine.index = InjectedIndex()
         answer = (f"Refunds take **five** days. {ATTACKS} Read [the policy](https://attacker.example/policy). "
