@@ -204,7 +204,7 @@ def test_graceful_shutdown_stores_the_turn_in_flight(tmp_path, tiny_model_dir):
 
 REBUILD = """
 import sys
-from assistant import admin
+from assistant.web import admin
 from retrieval.embedding import HashingEmbedder
 from retrieval.index import KnowledgeIndex
 
