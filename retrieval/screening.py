@@ -112,40 +112,43 @@ _RULES: list[tuple[str, str, str]] = [
                     r"(?:enabled|activated|on|engaged|unlocked)\s*(?:[.!:]|$)|"
                     r"(?-i:\bDAN\b)|\bdo anything now\b|"
                     r"\byour (?:new|real|true|updated) (?:instructions|rules|directives|programming) (?:are|is)\b"),
-    ("instruction", _MSG, r"(?:AI|人工智能|助手|模式|角色|机器人|版本|你)[^。！？\n]{0,15}?(?:没有|不受|无视|摆脱|不用遵守|不必遵守|"
+    ("instruction", _MSG, r"(?:AI|人工智能|助手|模式|角色|机器人)[^。！？\n]{0,15}?(?:没有|不受|无视|摆脱|不用遵守|不必遵守|"
                     r"不需要遵守|没有任何)(?:任何)?(?:规则|限制|约束|过滤|审查|规定|准则|道德)|"
+                    r"(?:没有|不受|没有任何)(?:任何)?(?:规则|限制|约束|过滤|审查|道德)(?:约束|限制)?的(?:AI|人工智能|助手|角色|机器人)|"
                     r"(?:开发者|开发人员|上帝|越狱|DAN|无限制|无审查|无过滤)模式(?:已经?|现已)?(?:开启|启动|激活|打开|生效)|"
                     r"你(?:现在)?(?:已经)?(?:进入|处于|切换到)(?:了)?[^。！？\n]{0,6}?模式"),
-    ("instruction", _MSG, r"\b(?:ki|modus|persona|assistent\w*|bot|version|charakter|du)\b[^.;!?\n]{0,30}?\b(?:ohne|keine)\s+"
+    ("instruction", _MSG, r"\b(?:ki|modus|persona|assistent\w*|bot|charakter)\b[^.;!?\n]{0,30}?\b(?:ohne|keine)\s+"
                     r"(?:jegliche\w*\s+|irgendwelche\s+|jede\w*\s+)?(?:regeln?|einschränkung(?:en)?|beschränkung(?:en)?|filter|grenzen|richtlinien|zensur)\b|"
                     r"\b(?:du bist|du befindest dich|wechsle|wechsel|schalte?)\s+(?:jetzt\s+|nun\s+)?(?:in den|im)\s+"
                     r"(?:\w+[- ])?(?:entwickler|developer|gott|god|jailbreak|dan|uneingeschränkt\w*)[- ]?modus\b"),
-    ("instruction", _MSG, r"\b(?:ia|modo|personaje|asistente|versión|version|bot|eres)\b[^.;!?\n]{0,30}?\b(?:sin|ningun[ao]s?)\s+"
+    ("instruction", _MSG, r"\b(?:ia|modo|personaje|asistente|bot)\b[^.;!?\n]{0,30}?\b(?:sin|ningun[ao]s?)\s+"
                     r"(?:ningun[ao]s?\s+)?(?:reglas?|restricci[oó]n(?:es)?|l[ií]mites?|filtros?|censura|pol[ií]ticas?|normas?)\b|"
                     r"\bmodo\s+(?:desarrollador|dios|jailbreak|dan|sin restricciones|sin filtros)\s+(?:est[aá]\s+)?(?:ahora\s+)?"
                     r"(?:activado|activo|habilitado|encendido)\b"),
-    ("instruction", _MSG, r"\b(?:ia|mode|personnage|assistant|version|bot|tu es|vous êtes)\b[^.;!?\n]{0,30}?\b(?:sans|aucune?s?)\s+"
+    ("instruction", _MSG, r"\b(?:ia|mode|personnage|assistant|bot)\b[^.;!?\n]{0,30}?\b(?:sans|aucune?s?)\s+"
                     r"(?:aucune?\s+)?(?:règles?|restrictions?|limites?|filtres?|censure|politiques?|contraintes?)\b|"
                     r"\bmode\s+(?:développeur|dieu|jailbreak|dan|sans restrictions?|sans filtres?)\s+(?:est\s+)?(?:maintenant\s+)?"
                     r"(?:activé|actif|enclenché)\b"),
-    ("instruction", _MSG, r"(?:\bии\b|режим|персонаж|ассистент|бот|верси|\bты\b)[^.;!?\n]{0,30}?\bбез\s+(?:каких-либо\s+|всяких\s+|"
+    ("instruction", _MSG, r"(?:\bии\b|режим|персонаж|ассистент|бот)[^.;!?\n]{0,30}?\bбез\s+(?:каких-либо\s+|всяких\s+|"
                     r"любых\s+)?(?:правил|ограничений|фильтров|цензуры|запретов)|"
                     r"режим\w*\s+(?:разработчика|бога|джейлбрейка|dan|без ограничений)\s+(?:теперь\s+)?(?:включ|активир)\w*"),
-    ("instruction", _MSG, r"\b(?:ia|modo|personagem|assistente|versão|bot|você é)\b[^.;!?\n]{0,30}?\b(?:sem|nenhuma?s?)\s+"
+    ("instruction", _MSG, r"\b(?:ia|modo|personagem|assistente|bot)\b[^.;!?\n]{0,30}?\b(?:sem|nenhuma?s?)\s+"
                     r"(?:nenhuma?\s+)?(?:regras?|restriç(?:ão|ões)|restricoes|limites?|filtros?|censura|políticas?|normas?)\b|"
                     r"\bmodo\s+(?:desenvolvedor|developer|deus|jailbreak|dan|sem restrições|sem filtros)\s+(?:está\s+)?(?:agora\s+)?"
                     r"(?:ativado|ativo|habilitado|ligado)\b"),
-    ("instruction", _MSG, r"(?:AI|アシスタント|モード|キャラ|人格|あなた|お前|君)[^。！？\n]{0,15}?(?:ルール|制限|制約|フィルター|規則|検閲|"
+    ("instruction", _MSG, r"(?:AI|アシスタント|モード|キャラ|人格)[^。！？\n]{0,15}?(?:ルール|制限|制約|フィルター|規則|検閲|"
                     r"倫理)(?:が|の|は)?(?:一切)?(?:ない|無い|なし|無し|から解放)|"
+                    r"(?:ルール|制限|制約|フィルター|規則|検閲)(?:も|が)?(?:一切)?(?:ない|無い|なし|無し)(?:の)?(?:AI|アシスタント|キャラ|人格)|"
                     r"(?:指示|命令|指令|ルール|規則|制限|設定)(?:は|を|も)(?:すべて|全て|一切)?(?:無視|忘れ|破棄|解除)|"
                     r"(?:開発者|デベロッパー|ゴッド|脱獄|ジェイルブレイク|DAN|無制限)モード(?:が|を|に)?(?:有効|オン|起動|開始|発動|切り替え|入)"),
-    ("instruction", _MSG, r"(?:ذكاء|وضع|شخصية|مساعد|نسخة|أنت)[^.؟!\n]{0,30}?(?:بدون|بلا|دون)\s+(?:أي\s+)?(?:قواعد|قيود|حدود|فلاتر|"
+    ("instruction", _MSG, r"(?:ذكاء|وضع|شخصية|مساعد)[^.؟!\n]{0,30}?(?:بدون|بلا|دون)\s+(?:أي\s+)?(?:قواعد|قيود|حدود|فلاتر|"
                     r"رقابة|ضوابط)|وضع\s+(?:المطور|المطورين|الإله|كسر الحماية|DAN|بلا قيود)\s+(?:مفعل|مُفعّل|مفعّل|تم تفعيله|قيد التشغيل)"),
-    ("instruction", _MSG, r"\b(?:ai|trợ lý|chế độ|nhân vật|phiên bản|bạn)\b[^.;!?\n]{0,30}?\b(?:không có|không bị|không cần|bỏ qua mọi)\s+"
+    ("instruction", _MSG, r"\b(?:ai|trợ lý|chế độ|nhân vật)\b[^.;!?\n]{0,30}?\b(?:không có|không bị|không cần|bỏ qua mọi)\s+"
                     r"(?:bất kỳ\s+|mọi\s+)?(?:quy tắc|giới hạn|hạn chế|bộ lọc|kiểm duyệt|ràng buộc)\b|"
                     r"\bchế độ\s+(?:nhà phát triển|developer|thần|jailbreak|dan|không giới hạn)\s+(?:đã\s+)?(?:được\s+)?(?:bật|kích hoạt)"),
-    ("instruction", _MSG, r"(?:AI|एआई|मोड|किरदार|सहायक|वर्ज़न|वर्जन|तुम|आप)[^।.!?\n]{0,30}?(?:बिना|कोई भी|कोई)\s+(?:किसी\s+)?(?:भी\s+)?(?:नियम|प्रतिबंध|"
-                    r"सीमा|सीमाओं|फ़िल्टर|फिल्टर|रोक-टोक|पाबंदी)|(?:डेवलपर|गॉड|जेलब्रेक|DAN)\s+मोड\s+(?:अब\s+)?(?:चालू|सक्रिय|ऑन|एक्टिवेट)"),
+    ("instruction", _MSG, r"(?:AI|एआई|मोड|किरदार|सहायक)[^।.!?\n]{0,30}?(?:बिना|कोई भी|कोई)\s+(?:किसी\s+)?(?:भी\s+)?(?:नियम|प्रतिबंध|"
+                    r"सीमा|सीमाओं|फ़िल्टर|फिल्टर|रोक-टोक|पाबंदी)|(?:बिना|बग़ैर|बगैर)\s+(?:किसी\s+)?(?:भी\s+)?(?:नियम|प्रतिबंध|"
+                    r"सीमा|सीमाओं|फ़िल्टर|फिल्टर|रोक-टोक|पाबंदी)\S*\s+(?:वाले|वाला|वाली)\s+(?:AI|एआई|सहायक|किरदार)|(?:डेवलपर|गॉड|जेलब्रेक|DAN)\s+मोड\s+(?:अब\s+)?(?:चालू|सक्रिय|ऑन|एक्टिवेट)"),
     ("instruction", _MSG, r"\b(?:kuralsız|sınırsız|filtresiz|sansürsüz|kısıtlamasız)\s+(?:bir\s+)?(?:yapay zeka|yz|ai|asistan|mod|karakter|"
                     r"bot|versiyon|sürüm)\w*|\b(?:hiçbir\s+)?(?:kuralı|kısıtlaması|sınırı|filtresi)\s+olmayan\s+(?:bir\s+)?"
                     r"(?:yapay zeka|yz|ai|asistan|karakter|bot)|\b(?:geliştirici|developer|tanrı|jailbreak|dan)\s+mod(?:u)?\s+"

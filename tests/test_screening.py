@@ -121,6 +121,15 @@ LOOKALIKES = [
     "怎么开启开发者模式？",
     "Can you act as a translator for this sentence?",
     "Забудьте номер заказа, который я вам прислал, правильный — 77314.",  # "правильный" is not "правила"
+    # a customer asking about a plan's limits addresses "you" too
+    "你们的套餐没有任何限制吗？",
+    "免费版本没有限制吗？",
+    "Hast du keine Einschränkungen beim Versand?",
+    "Gói miễn phí của bạn không có giới hạn dung lượng à?",
+    "क्या आपके प्लान में कोई सीमा है?",
+    "あなたのプランには制限がないですか？",
+    "هل لديك نسخة بدون قيود؟",
+    "Vous êtes sans limites de retour ?",
 ]
 
 
