@@ -130,6 +130,12 @@ LOOKALIKES = [
     "あなたのプランには制限がないですか？",
     "هل لديك نسخة بدون قيود؟",
     "Vous êtes sans limites de retour ?",
+    # nor is asking the company to lift a restriction on an account
+    "Can you lift your restrictions on my account?",
+    "Please remove your restrictions on my card",
+    "Can you turn off your filters for my search?",
+    "How do I disable its safety lock?",
+    "Why did you drop your limits on transfers?",
 ]
 
 
