@@ -292,12 +292,18 @@ class FastDecoder:
             return self.head(self._rms(x, self.norm))[:, 0].float()
 
     def _attend_one(self, q: Any, keys: Any, values: Any) -> Any:
-        """Attention of one query position (1, heads, 1, dim) over ``keys`` / ``values`` (kv, L, dim): two
-        small matrix products per key-value head group (SDPA's kernel costs ~0.4 ms a call for this shape on
-        2 cores, a tenth of a 1.5B model's decode step over 28 layers); softmax in float32."""
+        """Attention of one query position (1, heads, 1, dim) over ``keys`` / ``values`` (kv, L, dim).
+
+        In bf16, torch's SDPA kernel (measured on 2 Xeon cores with AMX: 56 us a call at 740 keys, against
+        202 us for two bf16 products, whose strided operands are copied first).  In float32 two small
+        matrix products per key-value head group, softmax in float32 (on an AVX2-only EPYC SDPA cost
+        ~0.4 ms a call for this shape, a tenth of a 1.5B model's decode step over 28 layers)."""
         torch = _torch()
         kv, dim = self.kv_heads, self.head_dim
         scale = self.arch.scale if self.arch.scale is not None else dim ** -0.5
+        if q.dtype == torch.bfloat16:
+            return torch.nn.functional.scaled_dot_product_attention(
+                q, keys[None], values[None], scale=scale, enable_gqa=kv != self.heads)  # (1, heads, 1, dim)
         grouped = q.reshape(kv, self.heads // kv, dim)  # (kv, heads per kv, dim)
         scores = torch.matmul(grouped, keys.transpose(1, 2)).float() * scale  # (kv, g, L)
         probs = torch.softmax(scores, dim=-1).to(values.dtype)
