@@ -122,21 +122,46 @@ def test_repetition_penalty_spares_the_prompt(tiny_lm):
 def test_an_answer_that_starts_over_is_cut_before_the_repeat(tiny_lm):
     """Small models fall into loops; the answer ends where it starts repeating itself, and the
     repeated tokens are never streamed (streaming runs stop_on_repeat - 1 tokens behind)."""
-    from assistant.generation.local import _repeats
+    from assistant.generation.local import loop_length, prompt_ngrams
 
     prompt = _prompt(tiny_lm)
     free = Generation(tiny_lm, prompt, GenerationConfig(max_new_tokens=80, stop_on_repeat=0)).run()
     n = 4
-    first = next(t for t in range(n, len(free.token_ids) + 1) if _repeats(free.token_ids[:t], n))  # greedy loops here
+    copied = prompt_ngrams(prompt, n)
+    first = next(t for t in range(n, len(free.token_ids) + 1)
+                 if loop_length(free.token_ids[:t], n, copied))  # greedy loops here
+    dropped = loop_length(free.token_ids[:first], n, copied)
+    assert dropped == n  # the tiny model's loop is of its own text: cut where it starts over
     gen = Generation(tiny_lm, prompt, GenerationConfig(max_new_tokens=80, stop_on_repeat=n))
     streamed = "".join(d.text for d in gen)
     cut = gen.result
     assert cut.finish_reason == "repeat"
     assert cut.token_ids == free.token_ids[: first - n]  # everything before the repeated stretch
-    assert not any(_repeats(cut.token_ids[:t], n) for t in range(1, len(cut.token_ids) + 1))
+    assert not any(loop_length(cut.token_ids[:t], n, copied) for t in range(1, len(cut.token_ids) + 1))
     assert streamed.strip() == cut.text and len(cut.logprobs) == len(cut.token_ids)
     # without a repeat, holding back changes nothing: the same answer, all of it streamed
     short = GenerationConfig(max_new_tokens=first - 1, stop_on_repeat=n)
     held = Generation(tiny_lm, prompt, short)
     assert "".join(d.text for d in held).strip() == held.result.text
     assert held.result.token_ids == free.token_ids[: first - 1] and held.result.finish_reason == "length"
+
+
+def test_a_list_copied_from_the_sources_is_not_taken_for_a_loop():
+    """A grounded list repeats its markup ("`.json` / `.jsonl`"): a stretch the prompt holds counts as a
+    loop only when said twice in a row, and then the second time is dropped; new text that recurs is
+    still cut where it starts over."""
+    from assistant.generation.local import loop_length, prompt_ngrams
+
+    n = 3
+    source = [50, 1, 2, 3, 60, 1, 2, 3, 70]  # "`.md` … `.txt` …": the markup run 1 2 3 twice in a source
+    copied = prompt_ngrams([9, 9] + source + [9], n)
+    answer = [40] + source  # the list, copied
+    assert [loop_length(answer[:t], n, copied) for t in range(1, len(answer) + 1)] == [0] * len(answer)
+    # a run of new text (not in the prompt) that recurs: a loop, cut where it starts over
+    assert loop_length([41, 7, 8, 9, 42, 7, 8, 9], n, copied) == n
+    # a copied sentence said twice in a row (6 tokens, period 6): found when the second time is whole
+    sentence = [50, 1, 2, 3, 60, 1]
+    twice = [40] + sentence + sentence
+    found = [loop_length(twice[:t], n, copied) for t in range(1, len(twice) + 1)]
+    assert found[-1] == len(sentence) and not any(found[:-1])
+    assert twice[: len(twice) - found[-1]] == [40] + sentence

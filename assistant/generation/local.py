@@ -126,6 +126,7 @@ class Generation:
         stop_ids = set(lm.stop_token_ids)
         repeat = settings.stop_on_repeat
         hold = max(repeat - 1, 0)  # tokens not streamed yet, so a repeat can be taken back unseen
+        copied = prompt_ngrams(self.prompt_ids, repeat) if repeat else frozenset()
         start = time.perf_counter()
         emitted = ""
         all_ids = torch.tensor([self.prompt_ids], dtype=torch.long, device=device)
@@ -211,9 +212,12 @@ class Generation:
                     all_ids = torch.cat([all_ids, torch.tensor([[next_id]], device=device)], dim=1)
                     if drafter is not None:
                         drafter.append([next_id])
-                    if repeat and _repeats(result.token_ids, repeat):
-                        # The answer started over: drop the repeated tokens (never streamed: held back).
-                        del result.token_ids[-repeat:], result.logprobs[-repeat:]
+                    looped = loop_length(result.token_ids, repeat, copied) if repeat else 0
+                    if looped:
+                        # The answer started over: drop the repeat (the last ``repeat`` tokens were held
+                        # back, so a loop of new text is never streamed; a copied stretch said twice in a
+                        # row may have been, and the stored answer holds it once).
+                        del result.token_ids[-looped:], result.logprobs[-looped:]
                         result.finish_reason = "repeat"
                         ended = True
                         break
@@ -267,10 +271,39 @@ class Generation:
 
 def _repeats(ids: list[int], n: int) -> bool:
     """Whether the last ``n`` tokens already occurred, in that order, earlier in ``ids``."""
+    return _shift(ids, n) > 0
+
+
+def _shift(ids: list[int], n: int) -> int:
+    """How far back the last ``n`` tokens of ``ids`` occurred before, nearest first (0: they did not)."""
     if len(ids) <= n:
-        return False
+        return 0
     tail = ids[-n:]
-    return any(ids[i:i + n] == tail for i in range(len(ids) - n))
+    for start in range(len(ids) - n - 1, -1, -1):
+        if ids[start:start + n] == tail:
+            return len(ids) - n - start
+    return 0
+
+
+def prompt_ngrams(prompt_ids: Sequence[int], n: int) -> frozenset[tuple[int, ...]]:
+    """Every run of ``n`` consecutive prompt tokens (what an answer may copy from its sources)."""
+    return frozenset(tuple(prompt_ids[i:i + n]) for i in range(len(prompt_ids) - n + 1))
+
+
+def loop_length(ids: list[int], n: int, copied: frozenset[tuple[int, ...]] = frozenset()) -> int:
+    """How many tokens at the end of ``ids`` repeat the answer itself in a loop (0: none), to drop.
+
+    A loop is the last ``n`` tokens occurring earlier in the answer (the loop small models fall into:
+    drop those ``n``).  When those ``n`` tokens are also a run of the prompt (``copied``: a list or a
+    phrase copied from a source, whose markup such as "`` / `.`` recurs innocently), only a whole
+    stretch said twice in a row counts: the last ``p`` tokens equal the ``p`` before them, ``p``
+    being the distance to the earlier occurrence; then those ``p`` are dropped."""
+    shift = _shift(ids, n)
+    if not shift:
+        return 0
+    if tuple(ids[-n:]) not in copied or shift <= n:
+        return n
+    return shift if len(ids) >= 2 * shift and ids[-shift:] == ids[-2 * shift:-shift] else 0
 
 
 def cache_argument(model: Any) -> str:
