@@ -59,6 +59,7 @@ def child(model: str, name: str, runs: int, new_tokens: int) -> dict:
 
     lm = load_model(ModelConfig(name=model, adapters=(), **CONFIGS[name]))
     lm.stop_token_ids = ()  # decode exactly `new_tokens` tokens
+    lm.prefixes = None  # every run prefills the whole prompt (cold), as the first conversation does
     ids = build_prompt_ids(lm.tokenizer)
     settings = GenerationConfig(max_new_tokens=new_tokens, repetition_penalty=1.0)
     Generation(lm, ids[:64], GenerationConfig(max_new_tokens=4)).run()  # warm-up

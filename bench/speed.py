@@ -44,8 +44,11 @@ def followup_ttft(lm, runs: int = 5) -> list[list[object]]:
     final = build_prompt(lm.tokenizer, parts, budget=1800)
     cold, warm, reused = [], [], []
     snapshot_ids, snapshot_cache = cache.token_ids, cache.cache
+    import dataclasses
+
+    alone = dataclasses.replace(lm, prefixes=None)  # cold: not even the system prompt other conversations share
     for _ in range(runs):
-        cold.append(Generation(lm, final.input_ids, GenerationConfig(max_new_tokens=1)).run().time_to_first_token)
+        cold.append(Generation(alone, final.input_ids, GenerationConfig(max_new_tokens=1)).run().time_to_first_token)
         import copy
 
         c = PrefixCache()

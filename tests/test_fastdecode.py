@@ -64,6 +64,37 @@ def test_generation_on_the_fast_path_matches_transformers(tiny_lm):
     assert warm.token_ids == Generation(fast_lm, follow, settings).run().token_ids
 
 
+def test_conversations_share_the_prefilled_system_prompt_and_answer_as_cold(tiny_lm):
+    """The first turns of different conversations start alike (chat template, system prompt): after two
+    cold prompts the common beginning is kept, and a third conversation prefills only what follows it,
+    with the answer of a cold start."""
+    from assistant.generation.prefixes import SharedPrefixes
+
+    fast = FastDecoder.build(tiny_lm.model, "float32")
+    shared_lm = dataclasses.replace(tiny_lm, fast=fast, prefixes=SharedPrefixes(min_tokens=16))
+    cold_lm = dataclasses.replace(tiny_lm, fast=fast, prefixes=None)
+    system = "You are a support assistant. Answer from the documents. " * 3
+
+    def prompt(question):
+        return tiny_lm.tokenizer.apply_chat_template(
+            [{"role": "system", "content": system}, {"role": "user", "content": question}],
+            add_generation_prompt=True, tokenize=True)["input_ids"]
+
+    settings = GenerationConfig(max_new_tokens=12, temperature=0.0, repetition_penalty=1.0)
+    questions = ["How do refunds work?", "Where is my parcel?", "Can I change my address?"]
+    runs = [Generation(shared_lm, prompt(q), settings, prefix_cache=PrefixCache()).run() for q in questions]
+    assert [r.cached_tokens for r in runs[:2]] == [0, 0]  # nothing kept before two prompts were seen
+    common = min(len(prompt(q)) for q in questions)
+    while len({tuple(prompt(q)[:common]) for q in questions}) > 1:
+        common -= 1
+    assert runs[2].cached_tokens == common >= 16  # the third starts after the shared beginning
+    for q, run in zip(questions, runs):
+        assert run.token_ids == Generation(cold_lm, prompt(q), settings).run().token_ids
+    # a prompt that shares too little is prefilled whole
+    other = tiny_lm.tokenizer("Something else entirely", add_special_tokens=False)["input_ids"]
+    assert Generation(shared_lm, other, settings).run().cached_tokens == 0
+
+
 def test_adapters_are_merged_into_the_fast_weights():
     from peft import LoraConfig, get_peft_model
     from tiny_model import tiny_loaded

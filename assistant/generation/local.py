@@ -153,7 +153,12 @@ class Generation:
             cache, todo = self.prefix_cache.take(self.prompt_ids)
             if cache is not None and (fast is not None) != isinstance(cache, FastCache):
                 cache, todo = None, self.prompt_ids  # the cache of the other forward: start cold
-            result.cached_tokens = len(self.prompt_ids) - len(todo)
+        shared = getattr(lm, "prefixes", None) if fast is not None else None
+        learn = False  # a cold prefill: offer its beginning to the other conversations afterwards
+        if cache is None and shared is not None:
+            cache, todo = shared.take(self.prompt_ids)  # the system prompt another conversation prefilled
+            learn = cache is None
+        result.cached_tokens = len(self.prompt_ids) - len(todo)
         past_len = len(self.prompt_ids) - len(todo)
         """Positions the cache holds that count: prompt + answer tokens before the last one chosen."""
         # Prompt lookup: only on the lean forward, and only while no other conversation decodes
@@ -185,6 +190,9 @@ class Generation:
                         draft = drafter.draft(room)
                 inputs = todo + draft
                 rows, cache = forward(inputs, cache, len(draft) + 1)
+                if learn:
+                    shared.learn(self.prompt_ids, cache)
+                    learn = False
                 result.forward_passes += 1
                 result.draft_tokens += len(draft)
                 base = past_len

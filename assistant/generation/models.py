@@ -53,6 +53,9 @@ class LoadedModel:
     """``fastdecode.FastDecoder`` built from ``model`` (with its adapters), or None: generate with ``model``."""
     batcher: Any = None
     """``batching.DecodeBatcher`` over ``fast`` that runs concurrent conversations' decode steps together."""
+    prefixes: Any = None
+    """``prefixes.SharedPrefixes`` of ``fast``: the prompt beginnings (system prompt) conversations share,
+    prefilled once; None without the lean forward."""
 
     def with_model(self, model: Any, adapters: tuple[str, ...] | None = None) -> "LoadedModel":
         """The same loaded model around another module (an adapter attached); the fast decoder,
@@ -61,8 +64,14 @@ class LoadedModel:
 
         fast = FastDecoder.build(model, self.fast.fmt) if self.fast is not None else None
         batcher = _batcher(fast, self.batcher.max_batch) if self.batcher is not None else None
-        return dataclasses.replace(self, model=model, fast=fast, batcher=batcher,
+        return dataclasses.replace(self, model=model, fast=fast, batcher=batcher, prefixes=_prefixes(fast),
                                    adapters=self.adapters if adapters is None else adapters)
+
+
+def _prefixes(fast: Any) -> Any:
+    from .prefixes import SharedPrefixes
+
+    return SharedPrefixes() if fast is not None else None
 
 
 def _batcher(fast: Any, max_batch: int) -> Any:
@@ -287,6 +296,7 @@ def load_model(config: ModelConfig | None = None, home: Path | None = None) -> L
         notes=notes,
         fast=fast,
         batcher=_batcher(fast, config.decode_batch),
+        prefixes=_prefixes(fast),
     )
 
 
@@ -334,7 +344,7 @@ def _load_lean(config: ModelConfig, path: Path, adapters: tuple[str, ...], home:
         context_length=int(model.config.max_position_embeddings or 2048),
         adapters=tuple(adapters), languages=spec.languages if spec else ("*",),
         stop_token_ids=stop_token_ids(tokenizer, model), notes=notes, fast=lean.fast,
-        batcher=_batcher(lean.fast, config.decode_batch),
+        batcher=_batcher(lean.fast, config.decode_batch), prefixes=_prefixes(lean.fast),
     )
 
 
