@@ -17,6 +17,12 @@ in a script written without spaces ("最多10个").  It is supported when its di
 text, or one of its digit groups; or when each of its groups of two or more digits is a group there.
 So "1500" is supported by "1,500" and the reverse, "3.11" by "Python 3.11".
 
+Numbers inside a fenced code block (```` ``` ```` … ```` ``` ````, or one still open while the answer
+streams) are not checked: a snippet the model writes to illustrate an answer ("``<iframe
+src="http://localhost:7860">``" under "how do I embed the chat?") is an example, not a stated fact, and
+declining a right answer over its port cost 2 of the 28 dev-half guide answers (2026-12-05).  The price:
+an invented value inside such a block goes out.
+
 What it cannot know: a number written out in words in the source ("five days" answered as "5 days",
 "五百" as "500") reads as unsupported; a number that is in the sources but is the wrong one for the
 question passes.  Its cost in false refusals is measured by ``bench/answers.py``.
@@ -56,6 +62,14 @@ def numbers(text: str) -> list[str]:
     return out
 
 
+_FENCED = re.compile(r"```.*?(?:```|\Z)", re.S)
+
+
+def _outside_code(text: str) -> str:
+    """``text`` with its fenced code blocks blanked out (an unclosed one to the end)."""
+    return _FENCED.sub(lambda m: " " * len(m.group(0)), text)
+
+
 def _ascii(digits: str) -> str:
     return "".join(c if c.isascii() else str(unicodedata.digit(c, 0)) for c in digits)
 
@@ -93,7 +107,7 @@ class NumberCheck:
         """The answer's numbers that nothing given states.  While the answer is still streaming
         (``final=False``), a number at the end of the text may not be complete yet and waits."""
         text = answer if final else answer[:self.pending(answer)]
-        return [n for n in numbers(text) if not self.supported(n)]
+        return [n for n in numbers(_outside_code(text)) if not self.supported(n)]
 
     @staticmethod
     def pending(answer: str) -> int:

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-REAL_HOME = ROOT / ".assistant-home"
 TOKEN = re.compile(r"\bZQ[0-9]{3}[A-Z]{2}\b")
 
 
@@ -234,11 +233,14 @@ def prepare(home: Path, model: str) -> list[str]:
         lm.model.save_pretrained(folder)
         lm.tokenizer.save_pretrained(folder)
         return ["--model", str(folder), "--quantization", "none", "--no-retrieval", "--no-intents"]
-    # The real default model, with the model cache, index and intent model of the dev home
-    # (read only); conversations go to this run's own database.
+    # The real model, with the model cache, index and intent model of the app's own data folder
+    # ($ASSISTANT_HOME or its default; read only); conversations go to this run's own database.
+    from assistant.config import assistant_home
+
+    real_home = assistant_home()
     for part in ("models", "index", "intents"):
-        if (REAL_HOME / part).exists():
-            (home / part).symlink_to(REAL_HOME / part)
+        if (real_home / part).exists():
+            (home / part).symlink_to(real_home / part)
     return [] if model == "default" else ["--model", model]
 
 
@@ -271,7 +273,7 @@ def main(argv: list[str] | None = None) -> str:
     from bench.common import header, percentile, save, table
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="tiny", help="tiny (default), default (smollm2-135m-instruct) or a model name")
+    p.add_argument("--model", default="tiny", help="tiny (default), default (the registry's default model) or a model name")
     p.add_argument("--users", type=int, default=20)
     p.add_argument("--turns", type=int, default=3)
     p.add_argument("--max-tokens", type=int, default=None, help="answer length (default 16; 24 for real models)")

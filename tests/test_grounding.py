@@ -39,6 +39,16 @@ def test_a_number_still_being_written_waits():
     assert numbers("v2.5 and gpt-4 at 12:30") == ["12:30"]
 
 
+def test_numbers_in_an_example_snippet_are_not_checked():
+    """A code block illustrates; the numbers stated in the prose around it are still checked."""
+    check = NumberCheck([GUIDE])
+    snippet = 'Paste an iframe:\n```html\n<iframe src="http://localhost:8080" width="600"></iframe>\n```\n'
+    assert check.unsupported(snippet) == []
+    assert check.unsupported(snippet + "It loads in 30 seconds.") == ["30"]
+    assert check.unsupported('Paste:\n```html\n<iframe width="600', final=False) == []  # a block still open
+    assert check.unsupported("Set it to `8080`.") == ["8080"]  # inline code states a value: checked
+
+
 class NumberedIndex(FakeIndex):
     def search(self, query, k=4, language=None):
         return [FakeHit("c1", "d1", "Refunds are paid back to the card within 14 days. Call 0800 1234 for help.",
