@@ -140,7 +140,8 @@ class GenerationConfig:
     """Seed for sampling; ``None`` draws a fresh one."""
     stop_on_repeat: int = 8
     """End the answer when its last this-many tokens repeat an earlier stretch of it verbatim (the loop
-    small models fall into), dropping the repeat; streaming runs that many tokens behind. 0: off."""
+    small models fall into), dropping the repeat; streaming holds back only the newest tokens that may
+    still turn out to start such a repeat (``generation.local.Echoes``: usually none or a word). 0: off."""
     lookup_tokens: int = 8
     """Prompt-lookup decoding on the lean CPU forward: propose up to this many tokens copied from the
     prompt or the answer where its last tokens occurred before, and check them in one forward pass

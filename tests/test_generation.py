@@ -146,6 +146,29 @@ def test_an_answer_that_starts_over_is_cut_before_the_repeat(tiny_lm):
     assert held.result.token_ids == free.token_ids[: first - 1] and held.result.finish_reason == "length"
 
 
+def test_streaming_holds_back_only_what_may_start_a_repeat(tiny_lm):
+    """The first words of an answer stream at once (they occurred nowhere before), and a run of tokens
+    that occurred earlier waits until it either breaks off or is dropped as a repeat."""
+    from assistant.generation.local import Echoes
+
+    echoes, ids, held = Echoes(4), [], []
+    for token in [5, 6, 7, 5, 6, 9, 5, 6, 7]:
+        ids.append(token)
+        echoes.add(ids)
+        held.append(echoes.held(ids))
+    assert held == [0, 0, 0, 1, 2, 0, 1, 2, 3]  # "5 6 7" again: all three held, and n = 4 caps at 3
+    prompt = _prompt(tiny_lm)
+
+    def tokens_before_text(settings):
+        for i, delta in enumerate(Generation(tiny_lm, prompt, settings)):
+            if delta.text:
+                return i
+        return None
+
+    plain = tokens_before_text(GenerationConfig(max_new_tokens=20, stop_on_repeat=0))
+    assert tokens_before_text(GenerationConfig(max_new_tokens=20, stop_on_repeat=8)) == plain  # not 7 later
+
+
 def test_a_list_copied_from_the_sources_is_not_taken_for_a_loop():
     """A grounded list repeats its markup ("`.json` / `.jsonl`"): a stretch the prompt holds counts as a
     loop only when said twice in a row, and then the second time is dropped; new text that recurs is
