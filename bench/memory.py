@@ -33,6 +33,17 @@ def memory_of(pid: int) -> tuple[float, float]:
     return int(fields["VmHWM"].split()[0]) / 1024, int(fields["VmRSS"].split()[0]) / 1024
 
 
+def _text_of(content: Any) -> str:
+    """The answer's words from a chat message's content (HTML, possibly in a list of parts)."""
+    import html
+    import re
+
+    if isinstance(content, list):
+        content = " ".join(str(part.get("text", "")) if isinstance(part, dict) else str(part) for part in content)
+    first = str(content).split('<div class="answer-actions">')[0]  # the answer, not its actions and sources
+    return html.unescape(re.sub(r"<[^>]+>", "", first)).strip()
+
+
 def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
@@ -62,7 +73,8 @@ def main(argv: list[str] | None = None) -> str:
             t0 = time.perf_counter()
             out = client.predict(args.question, state, api_name="/send")
             state = out[2]
-            answer = next((m["content"] for m in reversed(out[1]) if m["role"] == "assistant"), "")
+            shown = next((m["content"] for m in reversed(out[1]) if m["role"] == "assistant"), "")
+            answer = _text_of(shown)
             rows.append(["after a chat turn", *memory_of(proc.pid), round(time.perf_counter() - t0, 1)])
             t0 = time.perf_counter()
             explained = client.predict("", state, api_name="/explain_turn")
@@ -76,15 +88,19 @@ def main(argv: list[str] | None = None) -> str:
                 proc.kill()
     finally:
         shutil.rmtree(home, ignore_errors=True)
+    from assistant.generation.models import DEFAULT_MODEL
+
     models = assistant_home() / "models"
+    own = sum(p.stat().st_size for p in models.rglob("*") if p.is_file()
+              and (DEFAULT_MODEL if args.model == "default" else args.model) in str(p.relative_to(models)))
     files = sorted((p for p in models.rglob("*") if p.is_file()), key=lambda p: -p.stat().st_size)
     disk = [[str(p.relative_to(models)), round(p.stat().st_size / 1e6, 1)] for p in files[:6]]
     text = "\n".join([
         header(f"Memory of `assistant serve` ({args.model} model)"),
         table(["moment", "peak RSS (MB)", "RSS now (MB)", "seconds"], [[m, round(a), round(b), s] for m, a, b, s in rows]),
         "", f"Answer shown: {answer[:160]!r}", f"Explain returned: {str(explained[0])[:120]!r}", "",
-        f"Disk under the data folder's models/: {folder_bytes(models) / 1e9:.2f} GB (packages excluded); "
-        "largest files:", "", table(["file", "MB"], disk), "",
+        f"Disk under the data folder's models/: {own / 1e9:.2f} GB for this model (packages excluded), "
+        f"{folder_bytes(models) / 1e9:.2f} GB with the other models benchmarks put there; largest files:", "", table(["file", "MB"], disk), "",
         "`python -m bench.memory " + " ".join(sys.argv[1:] if argv is None else argv) + "`"])
     print(text)
     save("memory", text)
