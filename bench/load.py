@@ -222,6 +222,14 @@ def start_server(home: Path, model_args: list[str], keys: list[str], max_queue: 
     raise RuntimeError("server did not start:\n" + (home / "server.log").read_text()[-3000:])
 
 
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def prepare(home: Path, model: str) -> list[str]:
     """Model arguments for ``assistant serve``; the tiny model is written into ``home``."""
     if model == "tiny":
@@ -304,11 +312,7 @@ def main(argv: list[str] | None = None) -> str:
         store.close()
         bursts = burst(base, keys, args.max_queue + args.burst_extra, max_tokens * 4)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
     load_after = os.getloadavg()
 
     rows = []

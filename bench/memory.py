@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.load import free_port, prepare, start_server
+from bench.load import free_port, prepare, start_server, stop_server
 
 
 def memory_of(pid: int) -> tuple[float, float]:
@@ -81,11 +80,7 @@ def main(argv: list[str] | None = None) -> str:
             rows.append(["after Explain of that answer", *memory_of(proc.pid), round(time.perf_counter() - t0, 1)])
             client.close()
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_server(proc)
     finally:
         shutil.rmtree(home, ignore_errors=True)
     from assistant.generation.models import DEFAULT_MODEL
