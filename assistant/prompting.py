@@ -41,16 +41,9 @@ def new_marker() -> str:
 
 
 def source_block(index: int, source: Source) -> str:
-    """How one source appears in the prompt: ``[n] title > heading`` then its text.  A heading path that
-    starts with the document's title (a Markdown file's first heading is its title) names it once:
-    ``[1] The Explain view > Confidence``, not ``[1] The Explain view > The Explain view > Confidence``
-    (15 tokens less a source, and no noise)."""
-    crumbs: list[str] = []
-    for part in [source.title, *(source.heading or "").split(" > ")]:
-        part = part.strip()
-        if part and (not crumbs or crumbs[-1] != part):
-            crumbs.append(part)
-    return f"[{index}] {' > '.join(crumbs) or source.source}\n{source.text.strip()}"
+    """How one source appears in the prompt: ``[n] title > heading`` then its text."""
+    title = " > ".join(p for p in (source.title, source.heading) if p) or source.source
+    return f"[{index}] {title}\n{source.text.strip()}"
 
 
 @dataclass

@@ -99,18 +99,6 @@ def test_sources_sit_in_one_block_whose_random_tag_a_document_cannot_close(tiny_
     assert len(set(texts)) == 3 and all(re.fullmatch("[0-9a-f]{8}", m) for m in texts)
 
 
-def test_a_source_names_its_document_and_heading_path_once():
-    from assistant.prompting import source_block
-
-    explain = Source(chunk_id="c1", doc_id="d1", source="/docs/explain.md", text="A confidence figure.\n", title="The Explain view",
-                     heading="The Explain view > Confidence")
-    assert source_block(2, explain) == "[2] The Explain view > Confidence\nA confidence figure."
-    faq = Source(chunk_id="c2", doc_id="d2", source="/docs/faq.csv", text="Yes.", title="FAQ", heading="Returns > Electronics")
-    assert source_block(1, faq).splitlines()[0] == "[1] FAQ > Returns > Electronics"
-    bare = Source(chunk_id="c3", doc_id="d3", source="/docs/notes.txt", text="Hours: 9-5.")
-    assert source_block(3, bare).splitlines()[0] == "[3] /docs/notes.txt"
-
-
 def test_the_system_prompt_names_the_fixed_reply_in_the_users_language():
     from assistant.prompting import NOT_FOUND, system_text
 
