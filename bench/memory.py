@@ -49,6 +49,7 @@ def folder_bytes(folder: Path) -> int:
 
 def main(argv: list[str] | None = None) -> str:
     from assistant.config import assistant_home
+    from assistant.generation.models import DEFAULT_MODEL
     from bench.common import header, save, table
     from gradio_client import Client
 
@@ -83,8 +84,6 @@ def main(argv: list[str] | None = None) -> str:
             stop_server(proc)
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    from assistant.generation.models import DEFAULT_MODEL
-
     models = assistant_home() / "models"
     own = sum(p.stat().st_size for p in models.rglob("*") if p.is_file()
               and (DEFAULT_MODEL if args.model == "default" else args.model) in str(p.relative_to(models)))

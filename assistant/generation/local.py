@@ -153,7 +153,7 @@ class Generation:
             cache, todo = self.prefix_cache.take(self.prompt_ids)
             if cache is not None and (fast is not None) != isinstance(cache, FastCache):
                 cache, todo = None, self.prompt_ids  # the cache of the other forward: start cold
-        shared = getattr(lm, "prefixes", None) if fast is not None else None
+        shared = lm.prefixes if fast is not None else None
         learn = False  # a cold prefill: offer its beginning to the other conversations afterwards
         if cache is None and shared is not None:
             cache, todo = shared.take(self.prompt_ids)  # the system prompt another conversation prefilled
@@ -307,11 +307,6 @@ class Echoes:
             if start is not None and start < end - k:
                 return k
         return 0
-
-
-def _repeats(ids: list[int], n: int) -> bool:
-    """Whether the last ``n`` tokens already occurred, in that order, earlier in ``ids``."""
-    return _shift(ids, n) > 0
 
 
 def _shift(ids: list[int], n: int) -> int:

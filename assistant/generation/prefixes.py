@@ -51,8 +51,6 @@ class SharedPrefixes:
         self._max_kept = max_kept
         self._recent: deque[tuple[int, ...]] = deque(maxlen=recent)
         self._lock = threading.Lock()
-        self.hits = 0
-        """Prompts that started from a kept beginning (for benchmarks and the log)."""
 
     def take(self, prompt_ids: Sequence[int]) -> tuple[FastCache | None, list[int]]:
         """A cache holding the longest kept beginning of ``prompt_ids`` (a copy: the caller grows it), and
@@ -67,7 +65,6 @@ class SharedPrefixes:
             if best is None:
                 return None, ids
             self._kept.move_to_end(best)
-            self.hits += 1
             return _copy(self._kept[best], best_len), ids[best_len:]
 
     def learn(self, prompt_ids: Sequence[int], cache: FastCache) -> None:
@@ -83,8 +80,3 @@ class SharedPrefixes:
             self._kept[ids[:shared]] = _copy(cache, shared)
             while len(self._kept) > self._max_kept:
                 self._kept.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._kept.clear()
-            self._recent.clear()
