@@ -28,7 +28,7 @@ from .generation.local import Generation, GenerationResult, PrefixCache
 from .generation.models import LoadedModel
 from .grounding import NumberCheck
 from .prompting import (DECLINED_TAKEOVER, NOT_FOUND, WITHHELD_ANSWER, LeakGuard, PromptParts, RefusalLocalizer,
-                        build_prompt, system_text)
+                        build_prompt, data_tag_pending, strip_data_tags, system_text)
 from .store import Store
 from .types import Conversation, Prompt, Source, Turn
 
@@ -263,11 +263,12 @@ class Engine:
             yield TurnStarted(turn)
             gen = self.backend.generate(prompt, settings, cancel, self._cache_for(conversation.id))
             stream = iter(gen)
-            text, sent = "", 0
+            raw, text, sent = "", "", 0
             for delta in stream:
                 if not delta.text:
                     continue
-                text += delta.text
+                raw += delta.text
+                text = strip_data_tags(raw[:data_tag_pending(raw)])  # the prompt's data tags never go out
                 leak = guard.check(text) if guard is not None else None
                 if leak:  # stop generating; what went out held fewer than min_words of it
                     cancel.set()
@@ -284,6 +285,7 @@ class Engine:
                 if end > sent:
                     yield TokenEvent(text[sent:end])
                     sent = end
+            text = strip_data_tags(raw)
             if not leak and not invented and numbers is not None:
                 invented = numbers.unsupported(text)
             if not leak and not invented and sent < len(text):
@@ -356,7 +358,7 @@ class Engine:
 
     @staticmethod
     def _apply_result(turn: Turn, result: GenerationResult, started: float) -> None:
-        turn.answer = result.text
+        turn.answer = strip_data_tags(result.text)
         turn.answer_ids, turn.answer_logprobs = list(result.token_ids), list(result.logprobs)
         turn.finish_reason = result.finish_reason
         turn.timings["first_token"] = result.time_to_first_token

@@ -40,6 +40,26 @@ def new_marker() -> str:
     return secrets.token_hex(4)
 
 
+DATA_TAG = re.compile(r"\(\s*</?docs-[0-9a-f]{8}>\s*\)|\(docs-[0-9a-f]{8}\)|</?docs-[0-9a-f]{8}>")
+"""A data tag as a model may repeat it in an answer: bare, or as a link target ("[文档](<docs-b6dc9e11>)")."""
+_TAG_START = re.compile(r"\(?(?:</?)?(?:d(?:o(?:c(?:s(?:-[0-9a-f]{0,8}>?\)?)?)?)?)?)?")
+
+
+def strip_data_tags(text: str) -> str:
+    """``text`` without the data tags it repeats: they are the prompt's framing, not an answer's words
+    (and the link a model sometimes makes of one leads nowhere)."""
+    return DATA_TAG.sub("", text)
+
+
+def data_tag_pending(text: str) -> int:
+    """Where a data tag may be starting at the end of streamed ``text`` (``len(text)``: nowhere), so that
+    none of it is shown before ``strip_data_tags`` can tell."""
+    for start in range(max(0, len(text) - 18), len(text)):
+        if text[start] in "(<" and _TAG_START.fullmatch(text, start):
+            return start
+    return len(text)
+
+
 def source_block(index: int, source: Source) -> str:
     """How one source appears in the prompt: ``[n] title > heading`` then its text."""
     title = " > ".join(p for p in (source.title, source.heading) if p) or source.source

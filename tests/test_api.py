@@ -255,6 +255,20 @@ def test_guard_leaves_ordinary_answers_whole(guarded):
     assert chunks[-1].choices[0].finish_reason == "stop"
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_prompts_data_tags_never_reach_the_answer(guarded, stream):
+    """A model sometimes repeats the tag that frames its sources, even as a link ("[文档](<docs-…>)"):
+    streamed in pieces of three characters, no piece of it goes out, and the stored answer is the same."""
+    rt = guarded.rt
+    text = "Use an <iframe> (see [the guide](<docs-b6dc9e11>)) or </docs-0123abcd> a web component (x < y)."
+    rt.engine.backend = ScriptedBackend(text, tiny_lm_tokenizer(rt), split=r"[\s\S]{1,3}")
+    client = openai_client(guarded)
+    shown, _, extra = ask(client, [{"role": "user", "content": "How do I embed the chat?"}], stream)
+    expected = "Use an <iframe> (see [the guide]) or  a web component (x < y)."
+    assert shown.strip() == expected
+    assert rt.store.get(extra["conversation_id"], None).turns[-1].answer == expected
+
+
 def tiny_lm_tokenizer(rt):
     return rt.lm.tokenizer
 
