@@ -139,9 +139,10 @@ class GenerationConfig:
     seed: int | None = None
     """Seed for sampling; ``None`` draws a fresh one."""
     stop_on_repeat: int = 8
-    """End the answer when its last this-many tokens repeat an earlier stretch of it verbatim (the loop
-    small models fall into), dropping the repeat; streaming holds back only the newest tokens that may
-    still turn out to start such a repeat (``generation.local.Echoes``: usually none or a word). 0: off."""
+    """End the answer when it loops (the loop small models fall into): a stretch of at least this many
+    tokens said twice in a row, or a third time (``generation.local.loop_length``), the repeat dropped;
+    streaming holds back only the newest tokens that may still turn out to start such a repeat
+    (``generation.local.Echoes``: usually none or a word). 0: off."""
     lookup_tokens: int = 8
     """Prompt-lookup decoding on the lean CPU forward: propose up to this many tokens copied from the
     prompt or the answer where its last tokens occurred before, and check them in one forward pass

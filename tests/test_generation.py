@@ -170,18 +170,25 @@ def test_streaming_holds_back_only_what_may_start_a_repeat(tiny_lm):
 
 
 def test_a_list_copied_from_the_sources_is_not_taken_for_a_loop():
-    """A grounded list repeats its markup ("`.json` / `.jsonl`"): a stretch the prompt holds counts as a
-    loop only when said twice in a row, and then the second time is dropped; new text that recurs is
-    still cut where it starts over."""
+    """A grounded list repeats its markup ("`.json` / `.jsonl`") and, translated, its phrases ("con
+    `question` y `answer`" for two formats): a loop is a stretch said twice in a row, or new text said a
+    third time; a stretch the prompt holds recurs apart as often as the source has it."""
     from assistant.generation.local import loop_length, prompt_ngrams
 
     n = 3
-    source = [50, 1, 2, 3, 60, 1, 2, 3, 70]  # "`.md` … `.txt` …": the markup run 1 2 3 twice in a source
+    source = [50, 1, 2, 3, 60, 1, 2, 3, 70, 1, 2, 3, 80]  # "`.md` … `.txt` …": markup 1 2 3 thrice
     copied = prompt_ngrams([9, 9] + source + [9], n)
     answer = [40] + source  # the list, copied
     assert [loop_length(answer[:t], n, copied) for t in range(1, len(answer) + 1)] == [0] * len(answer)
-    # a run of new text (not in the prompt) that recurs: a loop, cut where it starts over
-    assert loop_length([41, 7, 8, 9, 42, 7, 8, 9], n, copied) == n
+    # a phrase of new text (not in the prompt) in two items of a list: not a loop; a third time: cut there
+    twice_apart = [41, 7, 8, 9, 42, 7, 8, 9, 43]
+    assert [loop_length(twice_apart[:t], n, copied) for t in range(1, len(twice_apart) + 1)] == [0] * len(twice_apart)
+    assert loop_length(twice_apart + [7, 8, 9], n, copied) == n
+    # new text said again at once: cut where it starts over, short (period <= n) or long
+    assert loop_length([41, 7, 8, 9, 7, 8, 9], n, copied) == n
+    long_loop = [41, 7, 8, 9, 10, 11, 7, 8, 9, 10, 11]
+    found = [loop_length(long_loop[:t], n, copied) for t in range(1, len(long_loop) + 1)]
+    assert found[-1] == 5 and not any(found[:-1]) and long_loop[:-5] == [41, 7, 8, 9, 10, 11]
     # a copied sentence said twice in a row (6 tokens, period 6): found when the second time is whole
     sentence = [50, 1, 2, 3, 60, 1]
     twice = [40] + sentence + sentence

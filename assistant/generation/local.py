@@ -224,9 +224,9 @@ class Generation:
                         drafter.append([next_id])
                     looped = loop_length(result.token_ids, repeat, copied) if repeat else 0
                     if looped:
-                        # The answer started over: drop the repeat (the last ``repeat`` tokens were held
-                        # back, so a loop of new text is never streamed; a copied stretch said twice in a
-                        # row may have been, and the stored answer holds it once).
+                        # The answer started over: drop the repeat (its last ``repeat`` tokens were held
+                        # back unseen; of a longer stretch said twice in a row the start may have streamed,
+                        # and the stored answer holds it once).
                         del result.token_ids[-looped:], result.logprobs[-looped:]
                         result.finish_reason = "repeat"
                         ended = True
@@ -328,17 +328,24 @@ def prompt_ngrams(prompt_ids: Sequence[int], n: int) -> frozenset[tuple[int, ...
 def loop_length(ids: list[int], n: int, copied: frozenset[tuple[int, ...]] = frozenset()) -> int:
     """How many tokens at the end of ``ids`` repeat the answer itself in a loop (0: none), to drop.
 
-    A loop is the last ``n`` tokens occurring earlier in the answer (the loop small models fall into:
-    drop those ``n``).  When those ``n`` tokens are also a run of the prompt (``copied``: a list or a
-    phrase copied from a source, whose markup such as "`` / `.`` recurs innocently), only a whole
-    stretch said twice in a row counts: the last ``p`` tokens equal the ``p`` before them, ``p``
-    being the distance to the earlier occurrence; then those ``p`` are dropped."""
+    The last ``n`` tokens occurred earlier in the answer, ``p`` tokens back.  A loop, the kind small
+    models fall into, is a stretch said twice in a row: ``p <= n`` (the ``n`` overlap their earlier
+    occurrence; drop ``n``), or the last ``p`` tokens equal the ``p`` before them (drop those ``p``).
+    Parallel items of a list repeat a phrase without being a loop ("`.csv` with `question` and
+    `answer` columns, or `.json` with `question` and `answer` fields", also when the answer translates
+    the source), so a phrase of new text that recurs apart counts only on its third time (drop that
+    one), and one the prompt holds (``copied``: markup such as "`` / `.`` in a list copied from a
+    source) never does."""
     shift = _shift(ids, n)
     if not shift:
         return 0
-    if tuple(ids[-n:]) not in copied or shift <= n:
+    if shift <= n:
         return n
-    return shift if len(ids) >= 2 * shift and ids[-shift:] == ids[-2 * shift:-shift] else 0
+    if len(ids) >= 2 * shift and ids[-shift:] == ids[-2 * shift:-shift]:
+        return shift
+    if tuple(ids[-n:]) in copied:
+        return 0
+    return n if _shift(ids[:-shift], n) else 0
 
 
 def cache_argument(model: Any) -> str:
