@@ -239,6 +239,10 @@ def test_int4_weight_layout_rows_and_dequantisation_agree_with_the_kernel():
     part = packed.rows_slice(64, 192)
     assert torch.allclose(part(x).float(), kernel[:, 64:192], atol=0.3)
     assert part.packed.data_ptr() == packed.packed[64 // packed.block:].data_ptr()  # a view, not a copy
+    # its slices, put back together in order, are the matrix itself; anything else is a new one
+    assert Weight.concat([packed.rows_slice(0, 64), part]) is packed
+    again = Weight.concat([part, packed.rows_slice(0, 64)])
+    assert again is not packed and torch.equal(again.dequantize()[:128], packed.dequantize()[64:])
 
 
 def _pack_by_hand(q, block):

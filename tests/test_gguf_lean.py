@@ -104,6 +104,13 @@ def test_the_lean_checkpoint_is_cached_rebuilt_for_a_new_version_and_serves_both
     assert float((lean_logits - reference).norm() / reference.norm()) < 0.2  # 4-bit groups, random model
     assert float((shared - lean_logits).norm() / lean_logits.norm()) < 0.02  # one copy, two forwards
     assert not any(isinstance(m, torch.nn.Linear) for m in again.model.modules())
+    # q, k, v and gate, up are stored as the one matrix the decoder multiplies, and used as stored
+    from safetensors import safe_open
+
+    with safe_open(str(again.folder / "weights.safetensors"), "pt") as f:
+        stored = set(f.keys())
+    assert "model.layers.0.self_attn.qkv_proj.packed" in stored and "model.layers.0.mlp.gate_up_proj.packed" in stored
+    assert not any(".q_proj." in k or ".up_proj." in k for k in stored)
     monkeypatch.setattr(lean, "CACHE_VERSION", lean.CACHE_VERSION + 1)
     with caplog.at_level(logging.INFO, logger="assistant.generation.gguf_lean"):
         rebuilt = lean.load_lean(source, tmp_path / "models", "f1")

@@ -144,6 +144,8 @@ class Weight:
         """bf16 (in / 32, out, 2): per group the scale and the value of q = 8."""
         self.dense = dense
         self.bias = bias
+        self.parent: tuple["Weight", int, int] | None = None
+        """(weight, start, stop) when this is ``rows_slice`` of it: ``concat`` of all its slices is it."""
 
     # ---- construction ---------------------------------------------------------------------
 
@@ -172,9 +174,14 @@ class Weight:
 
     @classmethod
     def concat(cls, parts: list["Weight"]) -> "Weight":
-        """The matrices of ``parts`` stacked by output rows (q, k, v into one product)."""
+        """The matrices of ``parts`` stacked by output rows (q, k, v into one product); where they are the
+        ``rows_slice``s of one matrix, in order, that matrix itself (a checkpoint that stores them fused)."""
         torch = _torch()
         first = parts[0]
+        spans = [p.parent for p in parts]
+        if all(s is not None and s[0] is spans[0][0] for s in spans) and spans[0][1] == 0 \
+                and spans[-1][2] == spans[0][0].out_features and all(a[2] == b[1] for a, b in zip(spans, spans[1:])):
+            return spans[0][0]  # the slices of one stored matrix, in order: that matrix, no copy
         biases = [p.bias for p in parts]
         bias = None if all(b is None for b in biases) else torch.cat(
             [b if b is not None else torch.zeros(p.out_features) for b, p in zip(biases, parts)])
@@ -190,12 +197,15 @@ class Weight:
         the small scale table is copied).  Both ends must be multiples of 64 for a packed weight."""
         bias = None if self.bias is None else self.bias[start:stop]
         if self.packed is None:
-            return Weight(stop - start, self.in_features, self.fmt, dense=self.dense[start:stop], bias=bias)
-        assert start % _ROW_BLOCK == 0 and stop % _ROW_BLOCK == 0, (start, stop)
-        block = self.block
-        return Weight(stop - start, self.in_features, "int4",
-                      packed=self.packed[start // block: stop // block],
-                      scale_zero=self.scale_zero[:, start:stop].contiguous(), bias=bias)
+            part = Weight(stop - start, self.in_features, self.fmt, dense=self.dense[start:stop], bias=bias)
+        else:
+            assert start % _ROW_BLOCK == 0 and stop % _ROW_BLOCK == 0, (start, stop)
+            block = self.block
+            part = Weight(stop - start, self.in_features, "int4",
+                          packed=self.packed[start // block: stop // block],
+                          scale_zero=self.scale_zero[:, start:stop].contiguous(), bias=bias)
+        part.parent = (self, start, stop)
+        return part
 
     # ---- use ------------------------------------------------------------------------------
 

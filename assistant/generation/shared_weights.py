@@ -70,6 +70,17 @@ def _row_split(config: Any) -> tuple[int, int, int]:
     return heads * dim, kv * dim, config.intermediate_size
 
 
+def fused_splits(config: Any) -> dict[str, list[tuple[str, int, int]]] | None:
+    """Where each layer's fused matrices split: {"self_attn.qkv_proj": [("q_proj", 0, q), …], …}, or
+    None where a split would not fall on the packed format's 64-row blocks."""
+    q_rows, kv_rows, inter = _row_split(config)
+    if any(n % 64 for n in (q_rows, kv_rows, inter)):
+        return None
+    return {"self_attn.qkv_proj": [("q_proj", 0, q_rows), ("k_proj", q_rows, q_rows + kv_rows),
+                                   ("v_proj", q_rows + kv_rows, q_rows + 2 * kv_rows)],
+            "mlp.gate_up_proj": [("gate_proj", 0, inter), ("up_proj", inter, 2 * inter)]}
+
+
 def share_weights(model: Any, fast: Any) -> bool:
     """Point ``model``'s linear and embedding modules at ``fast``'s weights (in place); the modules they
     replace — bitsandbytes 4-bit, peft LoRA wrappers, dense copies — are dropped.  False (and nothing
@@ -117,12 +128,21 @@ def skeleton(config: Any, tensors: dict[str, Any], dtype: Any = None) -> Any:
     def packed(prefix: str) -> PackedLinear:
         return PackedLinear(Weight.from_state(tensors, prefix, "int4"))
 
+    splits = fused_splits(config) or {}
     for i, layer in enumerate(base.layers):
         p = f"model.layers.{i}"
+        for fused, parts in splits.items():  # stored as one matrix (gguf_lean.fuse): row slices of it
+            if f"{p}.{fused}.packed" in tensors:
+                whole = Weight.from_state(tensors, f"{p}.{fused}", "int4")
+                module = getattr(layer, fused.split(".")[0])
+                for name, start, stop in parts:
+                    setattr(module, name, PackedLinear(whole.rows_slice(start, stop)))
         for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
-            setattr(layer.self_attn, name, packed(f"{p}.self_attn.{name}"))
+            if not isinstance(getattr(layer.self_attn, name), PackedLinear):
+                setattr(layer.self_attn, name, packed(f"{p}.self_attn.{name}"))
         for name in ("gate_proj", "up_proj", "down_proj"):
-            setattr(layer.mlp, name, packed(f"{p}.mlp.{name}"))
+            if not isinstance(getattr(layer.mlp, name), PackedLinear):
+                setattr(layer.mlp, name, packed(f"{p}.mlp.{name}"))
     embed = Weight.from_state(tensors, "model.embed_tokens", "int4")
     base.embed_tokens = PackedEmbedding(embed, 1.0, dtype)
     model.lm_head = PackedLinear(embed) if config.tie_word_embeddings else packed("lm_head")
