@@ -187,7 +187,7 @@ def cache_folder(path: Path, cache_root: Path, fingerprint: str) -> Path:
 
 def load_or_build(path: Path, cache_root: Path, fingerprint: str, chat_template: str | None = None) -> LeanCheckpoint:
     """The lean checkpoint of GGUF ``path``, converting it once into ``cache_root``."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
     from transformers import AutoConfig
 
     target = cache_folder(path, cache_root, fingerprint)
@@ -214,12 +214,44 @@ def load_or_build(path: Path, cache_root: Path, fingerprint: str, chat_template:
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     try:
-        tensors = load_file(str(target / "weights.safetensors"))
+        tensors = read_tensors(target / "weights.safetensors")
         config = AutoConfig.from_pretrained(target)
     except Exception as exc:  # a damaged cache: say how to get a fresh one
         raise ModelLoadError(f"the model cache {target} is damaged ({exc}); delete that folder and start again "
                              "to rebuild it") from exc
     return LeanCheckpoint(folder=target, config=config, tensors=tensors)
+
+
+_DTYPES = {"U8": "uint8", "I8": "int8", "I32": "int32", "I64": "int64", "F16": "float16", "BF16": "bfloat16",
+           "F32": "float32"}
+
+
+def read_tensors(path: Path) -> dict[str, Any]:
+    """A safetensors file's tensors, read into one block of memory that they are views of.
+
+    Not memory-mapped: decode steps read every weight, and from the file's page-cache pages they ran
+    at 11.2 tok/s against 12.0 from a private copy (``bench.generation``, 2 Xeon cores); and not
+    ``safetensors.torch.load``, which would hold the bytes and a copy of each tensor at once."""
+    import struct
+
+    import torch
+
+    with path.open("rb") as fh:
+        (size,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(fh.read(size))
+        header.pop("__metadata__", None)
+        start = 8 + size
+        data = bytearray(path.stat().st_size - start)
+        if fh.readinto(data) != len(data):
+            raise ValueError(f"{path.name} is shorter than its header says")
+    tensors = {}
+    for name, info in header.items():
+        dtype = getattr(torch, _DTYPES[info["dtype"]])
+        begin, end = info["data_offsets"]
+        flat = torch.frombuffer(data, dtype=torch.uint8, offset=begin, count=end - begin) if end > begin \
+            else torch.empty(0, dtype=torch.uint8)
+        tensors[name] = flat.view(dtype).reshape(info["shape"])
+    return tensors
 
 
 @dataclass
