@@ -156,3 +156,47 @@ def test_a_lora_adapter_is_merged_into_the_packed_weights(tmp_path, monkeypatch)
     assert float((with_adapter - without).norm() / without.norm()) > 0.1  # the adapter matters
 
 
+
+
+def test_llama_q_and_k_rows_are_put_back_in_transformers_order():
+    """llama.cpp's converter interleaves the rotary halves of each head's q and k rows; the lean loader
+    undoes that by taking rows in ``_unpermute`` order (its ``permute``, as convert_hf_to_gguf.py writes it)."""
+    from gguf import GGMLQuantizationType as T
+
+    from assistant.generation.gguf_lean import _hf_name, _unpermute
+
+    heads, dim, cols = 4, 16, 64
+    hf = np.random.default_rng(0).normal(size=(heads * dim, cols)).astype(np.float32)
+    gguf_rows = hf.reshape(heads, 2, dim // 2, cols).swapaxes(1, 2).reshape(hf.shape)  # llama.cpp's permute
+    assert np.array_equal(gguf_rows[_unpermute(heads * dim, heads)], hf)
+    tensor = SimpleNamespace(tensor_type=T.F32, shape=np.array([cols, heads * dim]), data=gguf_rows)
+    got = tensor_weight(tensor, order=_unpermute(heads * dim, heads)).dequantize().float()
+    assert float((got - torch.from_numpy(hf)).norm() / np.linalg.norm(hf)) < 0.1  # re-grouped to 4 bits
+    # Gemma 3's extra norms find their transformers names; Qwen2's and Llama's "ffn_norm" is another one
+    assert _hf_name("blk.3.ffn_norm.weight", "gemma3") == "model.layers.3.pre_feedforward_layernorm.weight"
+    assert _hf_name("blk.3.post_ffw_norm.weight", "gemma3") == "model.layers.3.post_feedforward_layernorm.weight"
+    assert _hf_name("blk.3.attn_q_norm.weight", "gemma3") == "model.layers.3.self_attn.q_norm.weight"
+    assert _hf_name("blk.3.ffn_norm.weight", "llama") == "model.layers.3.post_attention_layernorm.weight"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["smollm2-135m-instruct", "gemma-3-270m"])
+def test_the_small_registry_models_load_as_one_packed_copy_that_agrees_with_transformers(name, real_home):
+    """SmolLM2 (llama) and Gemma 3 load from their GGUF as packed 4-bit weights, one copy for generation
+    and Explain, and predict what transformers' own de-quantised model predicts."""
+    from assistant.config import ModelConfig
+    from assistant.generation.models import load_model
+
+    lean = load_model(ModelConfig(name=name, adapters=()), home=real_home)
+    assert lean.quantization == "int4" and lean.fast is not None
+    assert not any(isinstance(m, torch.nn.Linear) for m in lean.model.modules())
+    reference = load_model(ModelConfig(name=name, quantization="none", fast_decode="off", adapters=()), home=real_home)
+    ids = lean.tokenizer("The capital of France is Paris. The capital of Italy is")["input_ids"]
+    with torch.inference_mode():
+        want = reference.model(torch.tensor([ids])).logits[0, -1].float()
+        explain = lean.model(torch.tensor([ids])).logits[0, -1].float()
+    decode = lean.fast.forward(ids, lean.fast.new_cache()).float().reshape(-1)
+    for got in (explain, decode):
+        assert int(got.argmax()) == int(want.argmax())
+        assert float((got - want).norm() / want.norm()) < 0.25  # the file's 5- and 8-bit tensors re-grouped to 4 bits
+    assert float((explain - decode).norm() / decode.norm()) < 0.03  # one copy, two forwards

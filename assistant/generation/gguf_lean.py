@@ -10,8 +10,10 @@ saved once as one safetensors file (about the GGUF's size) beside the
 tokenizer and config, under a folder named by the file's fingerprint and
 ``CACHE_VERSION``; a folder of another version is rebuilt with one log line.
 
-Supported: ``qwen2`` (Qwen2 / Qwen2.5).  Knows nothing about generation: it
-returns tensors and a transformers config.
+Supported: ``qwen2`` (Qwen2 / Qwen2.5), ``llama`` (SmolLM2; llama.cpp stores
+its q and k rows interleaved for its RoPE, put back here) and ``gemma3`` (its
+norms are stored as ``1 + weight``, put back to transformers' ``weight``).
+Knows nothing about generation: it returns tensors and a transformers config.
 """
 
 from __future__ import annotations
@@ -33,12 +35,15 @@ log = logging.getLogger(__name__)
 
 CACHE_VERSION = 2
 """Bumped whenever what the cache holds changes; an older cache is rebuilt."""
-ARCHITECTURES = ("qwen2",)
+ARCHITECTURES = ("qwen2", "llama", "gemma3")
 _LAYER_NAMES = {  # GGUF name in block N -> transformers name in layer N
     "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
     "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
     "ffn_down": "mlp.down_proj", "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
 }
+_GEMMA3_NAMES = {**_LAYER_NAMES, "ffn_norm": "pre_feedforward_layernorm", "post_attention_norm":
+                 "post_attention_layernorm", "post_ffw_norm": "post_feedforward_layernorm",
+                 "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm"}
 
 
 @dataclass
@@ -52,15 +57,24 @@ class LeanCheckpoint:
     """Saved ``Weight.state`` entries and plain float tensors (norms), by transformers name."""
 
 
-def _hf_name(gguf_name: str) -> str | None:
+def _hf_name(gguf_name: str, arch: str = "qwen2") -> str | None:
     if gguf_name == "token_embd.weight":
         return "model.embed_tokens.weight"
     if gguf_name == "output_norm.weight":
         return "model.norm.weight"
+    names = _GEMMA3_NAMES if arch == "gemma3" else _LAYER_NAMES
     parts = gguf_name.split(".")  # blk.N.attn_q.weight
-    if parts[0] == "blk" and len(parts) == 4 and parts[2] in _LAYER_NAMES:
-        return f"model.layers.{parts[1]}.{_LAYER_NAMES[parts[2]]}.{parts[3]}"
+    if parts[0] == "blk" and len(parts) == 4 and parts[2] in names:
+        return f"model.layers.{parts[1]}.{names[parts[2]]}.{parts[3]}"
     return None
+
+
+def _unpermute(rows: int, heads: int) -> Any:
+    """The row order that undoes llama.cpp's interleaving of a Llama q or k matrix (``heads`` of them):
+    its row h, d, j (j the half of the rotary pair) holds transformers' row h, j, d."""
+    import numpy as np
+
+    return np.arange(rows).reshape(heads, rows // heads // 2, 2).swapaxes(1, 2).reshape(-1)
 
 
 def _q4k_groups(blocks: Any) -> tuple[Any, Any, Any]:
@@ -89,8 +103,9 @@ def _q4_1_groups(blocks: Any) -> tuple[Any, Any, Any]:
     return q, d, m
 
 
-def tensor_weight(reader_tensor: Any, bias: Any = None) -> Weight:
-    """One 2-D GGUF tensor (shape ne0 = in, ne1 = out) as a packed ``Weight`` (lossless for Q4_K/Q4_1)."""
+def tensor_weight(reader_tensor: Any, bias: Any = None, order: Any = None) -> Weight:
+    """One 2-D GGUF tensor (shape ne0 = in, ne1 = out) as a packed ``Weight`` (lossless for Q4_K/Q4_1),
+    its rows taken in ``order`` where given (4-bit groups run along rows, so that is lossless too)."""
     import numpy as np
     import torch
     from gguf import GGMLQuantizationType as T
@@ -103,12 +118,14 @@ def tensor_weight(reader_tensor: Any, bias: Any = None) -> Weight:
         blocks = data.reshape(-1, data.shape[-1]) if data.ndim > 1 else data
         blocks = blocks.reshape(-1, 144 if kind == T.Q4_K else 20)
         q, scale, low = (_q4k_groups if kind == T.Q4_K else _q4_1_groups)(blocks)
-        q = torch.from_numpy(q.reshape(out, inp).astype(np.int32))
-        scale = torch.from_numpy(np.ascontiguousarray(scale.reshape(out, inp // 32)))
-        low = torch.from_numpy(np.ascontiguousarray(low.reshape(out, inp // 32)))
-        return Weight.from_groups(q, scale, low, bias=bias)
-    w = torch.from_numpy(np.ascontiguousarray(dequantize(data, kind), dtype=np.float32).reshape(out, inp))
-    return Weight.from_float(w, "int4", bias=bias)
+        q, scale, low = q.reshape(out, inp), scale.reshape(out, inp // 32), low.reshape(out, inp // 32)
+        if order is not None:
+            q, scale, low = q[order], scale[order], low[order]
+        return Weight.from_groups(torch.from_numpy(q.astype(np.int32)), torch.from_numpy(np.ascontiguousarray(scale)),
+                                  torch.from_numpy(np.ascontiguousarray(low)), bias=bias)
+    w = np.asarray(dequantize(data, kind), dtype=np.float32).reshape(out, inp)
+    return Weight.from_float(torch.from_numpy(np.ascontiguousarray(w if order is None else w[order])), "int4",
+                             bias=bias)
 
 
 def _float_tensor(reader_tensor: Any) -> Any:
@@ -122,7 +139,7 @@ def _float_tensor(reader_tensor: Any) -> Any:
 
 def convert(path: Path) -> tuple[dict[str, Any], Any, Any]:
     """Read ``path``: (tensors by transformers name, config, tokenizer).  Linear weights become
-    ``Weight.state`` entries; the output layer is the token embedding's matrix (tied)."""
+    ``Weight.state`` entries; the output layer is the token embedding's matrix where the model ties them."""
     import torch
     from gguf import GGUFReader
     from transformers import AutoConfig, AutoTokenizer
@@ -136,20 +153,27 @@ def convert(path: Path) -> tuple[dict[str, Any], Any, Any]:
         raise ModelLoadError(f"GGUF file {path}: architecture {arch!r} has no lean loader "
                              f"({', '.join(ARCHITECTURES)} do)")
     config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
-    config.tie_word_embeddings = True
+    # Qwen2.5's files carry an output matrix beside the embedding although the model ties them: the
+    # embedding serves both (one matrix less).  Elsewhere an output matrix means an untied model.
+    untied = arch != "qwen2" and any(t.name == "output.weight" for t in reader.tensors)
+    config.tie_word_embeddings = not untied
     tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     by_name = {t.name: t for t in reader.tensors}
     tensors: dict[str, Any] = {}
     for name, t in by_name.items():
-        hf = _hf_name(name)
+        hf = "lm_head.weight" if untied and name == "output.weight" else _hf_name(name, arch)
         if hf is None or name.endswith(".bias"):
-            continue  # output.weight: the embedding serves as the output layer (tied)
+            continue  # output.weight of a tied model: the embedding serves as the output layer
         if len(t.shape) == 1 or t.shape[1] == 1:
-            tensors[hf] = _float_tensor(t)
+            tensors[hf] = _float_tensor(t) - (1.0 if arch == "gemma3" and hf.endswith("norm.weight") else 0.0)
             continue
         bias_t = by_name.get(name[: -len(".weight")] + ".bias")
         bias = _float_tensor(bias_t) if bias_t is not None else None
-        tensors.update(tensor_weight(t, bias).state(hf[: -len(".weight")]))
+        order = None
+        if arch == "llama" and hf.endswith(("q_proj.weight", "k_proj.weight")):
+            heads = config.num_attention_heads if "q_proj" in hf else config.num_key_value_heads
+            order = _unpermute(int(t.shape[1]), heads)
+        tensors.update(tensor_weight(t, bias, order).state(hf[: -len(".weight")]))
     tensors = {k: v.contiguous() if isinstance(v, torch.Tensor) else v for k, v in tensors.items()}
     return tensors, config, tokenizer
 

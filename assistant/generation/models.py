@@ -309,10 +309,8 @@ def _lean_gguf(config: ModelConfig, device: str, home: Path) -> Path | None:
     if device != "cpu" or config.fast_decode != "int4" or config.quantization == "none":
         return None
     if config.name in MODELS:
-        spec = MODELS[config.name]
-        if not spec.parts:  # the registry's lean models are the assembled ones (Qwen2)
-            return None
-        return gguf_path_for(spec, home)
+        path = gguf_path_for(MODELS[config.name], home)
+        return path if architecture(path) in ARCHITECTURES else None
     if not config.name.lower().endswith(".gguf"):
         return None
     path = Path(config.name).expanduser()

@@ -105,7 +105,8 @@ def share_weights(model: Any, fast: Any) -> bool:
         mlp.gate_proj = PackedLinear(lean.gate_up.rows_slice(0, inter))
         mlp.up_proj = PackedLinear(lean.gate_up.rows_slice(inter, 2 * inter))
         mlp.down_proj = PackedLinear(lean.down)
-    scale = float(getattr(base.model.embed_tokens, "embed_scale", 1.0))
+    embed = base.model.embed_tokens
+    scale = embed.scale if isinstance(embed, PackedEmbedding) else float(getattr(embed, "embed_scale", 1.0))
     base.model.embed_tokens = PackedEmbedding(fast.embed, scale, dtype)
     base.lm_head = PackedLinear(fast.head)
     base.config.tie_word_embeddings = fast.head is fast.embed
@@ -144,7 +145,7 @@ def skeleton(config: Any, tensors: dict[str, Any], dtype: Any = None) -> Any:
             if not isinstance(getattr(layer.mlp, name), PackedLinear):
                 setattr(layer.mlp, name, packed(f"{p}.mlp.{name}"))
     embed = Weight.from_state(tensors, "model.embed_tokens", "int4")
-    base.embed_tokens = PackedEmbedding(embed, 1.0, dtype)
+    base.embed_tokens = PackedEmbedding(embed, float(getattr(base.embed_tokens, "scalar_embed_scale", 1.0)), dtype)
     model.lm_head = PackedLinear(embed) if config.tie_word_embeddings else packed("lm_head")
     # What is left on the meta device: norms (from the checkpoint) and the rotary tables (recomputed).
     model.to_empty(device="cpu")
