@@ -361,6 +361,27 @@ def number_check_table(records: list[Asked], names: list[str]) -> str:
         table(["setting", "kind of question", "n", "replaced", "of them right (a false refusal)"], rows)])
 
 
+def route_table(records: list[Asked], names: list[str]) -> str:
+    """How often a question the documents answer never reached the model: the intent model routed it to a
+    canned reply (a greeting, "what can you do", feedback…) or, with no source found, to the out-of-scope
+    reply.  Issue #20's target: under 2%."""
+    rows = []
+    answerable = [("XQuAD, article indexed", lambda r: r.section == "xquad"),
+                  ("guide, answerable", lambda r: r.section == "guide" and r.correct is not None)]
+    for s in names:
+        for kind, pick in answerable:
+            mine = [r for r in records if r.setting == s and pick(r)]
+            canned = [r for r in mine if r.route not in ("answer", "fallback")]
+            fallback = [r for r in mine if r.route == "fallback"]
+            rows.append([s, kind, len(mine), len(canned), len(fallback),
+                         rate([r.route != "answer" for r in mine]),
+                         "; ".join(f"{r.id} ({r.language}) → {r.route}" for r in canned + fallback)[:300]])
+    return "\n".join([
+        "### Routes (questions the documents answer that got a canned reply instead of an answer)", "",
+        table(["setting", "kind of question", "n", "canned reply", "out of scope, no source", "short-circuited",
+               "which"], rows)])
+
+
 def timing_table(records: list[Asked], names: list[str]) -> str:
     rows = []
     for s in names:
@@ -384,6 +405,7 @@ def report(records: list[Asked], names: list[str], argv: Sequence[str]) -> str:
     if any(r.section == "guide" for r in records):
         parts.append(guide_table(records, names))
     parts.append(number_check_table(records, names))
+    parts.append(route_table(records, names))
     parts.append(timing_table(records, names))
     return "\n\n".join(parts)
 
