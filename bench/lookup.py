@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> str:
     from bench.answers import GUIDE_QUESTIONS
 
     rt = build_runtime(AppConfig.load(), store_path=":memory:")
+    # Both runs of a prompt prefill it whole: taking the system prompt from another conversation's prefill
+    # (generation.prefixes) rounds differently in bf16, and the answers could then differ for that reason.
+    rt.lm.prefixes = None
     questions = sorted((q for q in load_questions(GUIDE_QUESTIONS) if q.answerable), key=lambda q: q.split != "dev")
     base = dataclasses.replace(rt.engine.generation, max_new_tokens=args.max_new_tokens)
     rows, same, total = [], 0, 0

@@ -63,11 +63,12 @@ QUESTIONS = [
 ]
 
 
-@pytest.mark.parametrize("penalty", [1.0, 1.3])
-def test_greedy_lookup_gives_exactly_the_tokens_of_plain_decoding(tiny_lm, penalty):
+@pytest.mark.parametrize("penalty,fmt", [(1.0, "float32"), (1.3, "float32"), (1.0, "bfloat16")])
+def test_greedy_lookup_gives_exactly_the_tokens_of_plain_decoding(tiny_lm, penalty, fmt):
     """Several prompts, long enough answers that the tiny model repeats itself (so drafts are proposed
-    and accepted): the same tokens and log-probabilities, in fewer forward passes."""
-    lm = _fast(tiny_lm)
+    and accepted): the same tokens and log-probabilities, in fewer forward passes; in bf16 too, where
+    one attention call over the draft's rows rounded differently from row-by-row decoding."""
+    lm = _fast(tiny_lm, fmt)
     accepted = passes_saved = 0
     for text in QUESTIONS:
         prompt = _prompt(tiny_lm.tokenizer, text)
@@ -139,3 +140,25 @@ def test_the_lookup_switch_on_the_command_line(tmp_path):
     assert config_from_args(parser.parse_args(home + ["--config", str(config)])).generation.lookup_tokens == 0
     on = parser.parse_args(home + ["--config", str(config), "--lookup", "on"])
     assert config_from_args(on).generation.lookup_tokens == GenerationConfig.lookup_tokens
+
+
+@pytest.mark.slow
+def test_greedy_lookup_on_the_real_default_model_gives_the_same_answers(real_lm):
+    """The default model answering from a source it can copy from, and chatting freely: the same tokens
+    with lookup on as off, and some of them accepted from drafts."""
+    import dataclasses as dc
+
+    real = dc.replace(real_lm, prefixes=None, batcher=None)  # both runs prefill cold, decode alone
+    source = ("Reference: To embed the assistant on your website, paste the snippet from the admin area. "
+              "Two forms are offered: an iframe that shows the chat page, and a web component that adds a chat "
+              "button in the corner of the page.")
+    settings = GenerationConfig(max_new_tokens=40, temperature=0.0, lookup_tokens=0)
+    accepted = 0
+    for text in (source + "\n\nQuestion: How do I embed the assistant on my website?", "Explain what a CPU cache is."):
+        prompt = _prompt(real.tokenizer, text)
+        off = Generation(real, prompt, settings).run()
+        on = Generation(real, prompt, dataclasses.replace(settings, lookup_tokens=8)).run()
+        assert on.token_ids == off.token_ids
+        accepted += on.accepted_draft_tokens
+    assert accepted > 0
+

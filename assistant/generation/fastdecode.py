@@ -255,6 +255,15 @@ class FastDecoder:
                 values = cache.values[i, :, first:end]
                 if n == 1:
                     att = self._attend_one(q, keys, values)
+                elif keep == n:  # a draft being checked: each row attends as its own decode step would,
+                    # so that the check's logits are bit for bit plain decoding's (one SDPA call over all rows
+                    # rounds differently in bf16, and greedy answers then differed at near-ties: 5 of 16)
+                    rows = []
+                    for j in range(n):
+                        start = max(0, past + j + 1 - layer.window) if layer.window else 0
+                        rows.append(self._attend_one(q[:, :, j:j + 1], cache.keys[i, :, start:past + j + 1],
+                                                     cache.values[i, :, start:past + j + 1]))
+                    att = torch.cat(rows, dim=2)
                 else:
                     att = F.scaled_dot_product_attention(q, keys[None], values[None], attn_mask=mask,
                                                          scale=arch.scale, enable_gqa=kv != heads)  # (1, heads, n, dim)
