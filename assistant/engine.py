@@ -28,7 +28,7 @@ from .generation.local import Generation, GenerationResult, PrefixCache
 from .generation.models import LoadedModel
 from .grounding import NumberCheck
 from .prompting import (DECLINED_TAKEOVER, NOT_FOUND, WITHHELD_ANSWER, LeakGuard, PromptParts, RefusalLocalizer,
-                        build_prompt, data_tag_pending, strip_data_tags, system_text)
+                        TagStripper, build_prompt, system_text)
 from .store import Store
 from .types import Conversation, Prompt, Source, Turn
 
@@ -259,6 +259,7 @@ class Engine:
         guard = self.leak_guard()
         numbers = self.number_check(conversation, turn)
         refusal = RefusalLocalizer(turn.language)
+        tags = TagStripper.of(prompt)
         try:
             yield TurnStarted(turn)
             gen = self.backend.generate(prompt, settings, cancel, self._cache_for(conversation.id))
@@ -268,7 +269,7 @@ class Engine:
                 if not delta.text:
                     continue
                 raw += delta.text
-                text = strip_data_tags(raw[:data_tag_pending(raw)])  # the prompt's data tags never go out
+                text = tags.strip(raw[:tags.pending(raw)])  # the prompt's data tag never goes out
                 leak = guard.check(text) if guard is not None else None
                 if leak:  # stop generating; what went out held fewer than min_words of it
                     cancel.set()
@@ -285,7 +286,7 @@ class Engine:
                 if end > sent:
                     yield TokenEvent(text[sent:end])
                     sent = end
-            text = strip_data_tags(raw)
+            text = tags.strip(raw)
             if not leak and not invented and numbers is not None:
                 invented = numbers.unsupported(text)
             if not leak and not invented and sent < len(text):
@@ -297,7 +298,7 @@ class Engine:
             cancel.set()
             if gen is not None and stream is not None:
                 stream.close()
-                self._apply_result(turn, gen.result, started)
+                self._apply_result(turn, gen.result, started, tags)
             turn.finish_reason = "cancelled"
             self._finish(conversation, turn, None)
             raise
@@ -309,7 +310,7 @@ class Engine:
         if gen is not None:
             if leak or invented:
                 stream.close()
-            self._apply_result(turn, gen.result, started)
+            self._apply_result(turn, gen.result, started, tags)
         if localized and not error:
             log.info("turn %s: the refusal came in another language than %s; replaced", turn.id, turn.language)
             turn.answer, turn.answer_ids, turn.answer_logprobs = localized, [], []
@@ -357,8 +358,8 @@ class Engine:
                          tuple(self.secrets) + tuple(self.chat.secrets))
 
     @staticmethod
-    def _apply_result(turn: Turn, result: GenerationResult, started: float) -> None:
-        turn.answer = strip_data_tags(result.text)
+    def _apply_result(turn: Turn, result: GenerationResult, started: float, tags: TagStripper) -> None:
+        turn.answer = tags.strip(result.text)
         turn.answer_ids, turn.answer_logprobs = list(result.token_ids), list(result.logprobs)
         turn.finish_reason = result.finish_reason
         turn.timings["first_token"] = result.time_to_first_token

@@ -40,24 +40,41 @@ def new_marker() -> str:
     return secrets.token_hex(4)
 
 
-DATA_TAG = re.compile(r"\(\s*</?docs-[0-9a-f]{8}>\s*\)|\(docs-[0-9a-f]{8}\)|</?docs-[0-9a-f]{8}>")
-"""A data tag as a model may repeat it in an answer: bare, or as a link target ("[文档](<docs-b6dc9e11>)")."""
-_TAG_START = re.compile(r"\(?(?:</?)?(?:d(?:o(?:c(?:s(?:-[0-9a-f]{0,8}>?\)?)?)?)?)?)?")
+class TagStripper:
+    """Takes the prompt's data tag (``<docs-XXXXXXXX>``, this prompt's suffix) out of an answer: a model
+    sometimes repeats it, bare, as a link ("[文档](<docs-b6dc9e11>)") or as an address
+    ("[https://docs-8d8a0620](https://docs-8d8a0620)").  It is the prompt's framing, not the answer's
+    words, and the link leads nowhere.  Only this prompt's suffix is matched, so no other text is."""
 
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+        tag = rf"(?:https?://)?/?docs-{re.escape(marker)}/?" if marker else None
+        # Only ever removed, never rewritten (a link's label stays as it is): what streamed before a tag
+        # is then always the start of what is stored.
+        self.pattern = re.compile(rf"\(\s*<?{tag}>?\s*\)|</?{tag}>|{tag}") if tag else None
+        self.forms = [f.format(m=marker) for f in ("(<docs-{m}>)", "(https://docs-{m})", "(http://docs-{m})",
+                                                    "(docs-{m})", "</docs-{m}>", "<docs-{m}>", "https://docs-{m}",
+                                                    "http://docs-{m}", "docs-{m}")] if marker else []
 
-def strip_data_tags(text: str) -> str:
-    """``text`` without the data tags it repeats: they are the prompt's framing, not an answer's words
-    (and the link a model sometimes makes of one leads nowhere)."""
-    return DATA_TAG.sub("", text)
+    @classmethod
+    def of(cls, prompt: Prompt) -> "TagStripper":
+        found = MARKER.search(prompt.messages[-1]["content"]) if prompt.messages else None
+        return cls(found.group(1) if found else "")
 
+    def strip(self, text: str) -> str:
+        if self.pattern is None:
+            return text
+        return self.pattern.sub("", text)
 
-def data_tag_pending(text: str) -> int:
-    """Where a data tag may be starting at the end of streamed ``text`` (``len(text)``: nowhere), so that
-    none of it is shown before ``strip_data_tags`` can tell."""
-    for start in range(max(0, len(text) - 18), len(text)):
-        if text[start] in "(<" and _TAG_START.fullmatch(text, start):
-            return start
-    return len(text)
+    def pending(self, text: str) -> int:
+        """Where the tag may be starting at the end of streamed ``text`` (``len(text)``: nowhere), so that
+        none of it is shown before ``strip`` can tell."""
+        longest = max((len(f) for f in self.forms), default=0)
+        for start in range(max(0, len(text) - longest), len(text)):
+            tail = text[start:]
+            if (start == 0 or not text[start - 1].isalnum()) and any(f.startswith(tail) for f in self.forms):
+                return start
+        return len(text)
 
 
 def source_block(index: int, source: Source) -> str:

@@ -255,16 +255,32 @@ def test_guard_leaves_ordinary_answers_whole(guarded):
     assert chunks[-1].choices[0].finish_reason == "stop"
 
 
+class TagEchoBackend(ScriptedBackend):
+    """Says ``text`` with ``{m}`` replaced by the data tag's suffix of the prompt it is given, as a model
+    repeating the framing of its sources would."""
+
+    def generate(self, prompt, settings, cancel, cache):
+        from assistant.prompting import MARKER
+
+        marker = MARKER.search(prompt.messages[-1]["content"]).group(1)
+        return ScriptedBackend(self.text.replace("{m}", marker), self.tokenizer, split=self.split).generate(
+            prompt, settings, cancel, cache)
+
+
 @pytest.mark.parametrize("stream", [False, True])
-def test_the_prompts_data_tags_never_reach_the_answer(guarded, stream):
-    """A model sometimes repeats the tag that frames its sources, even as a link ("[文档](<docs-…>)"):
-    streamed in pieces of three characters, no piece of it goes out, and the stored answer is the same."""
+def test_the_prompts_data_tag_never_reaches_the_answer(guarded, stream):
+    """A model sometimes repeats the tag that frames its sources, bare, as a link target or as an address:
+    streamed in pieces of three characters, no piece of it goes out, the stored answer is the same, and
+    text that only looks like a tag stays."""
     rt = guarded.rt
-    text = "Use an <iframe> (see [the guide](<docs-b6dc9e11>)) or </docs-0123abcd> a web component (x < y)."
-    rt.engine.backend = ScriptedBackend(text, tiny_lm_tokenizer(rt), split=r"[\s\S]{1,3}")
+    rt.engine.index = FakeIndex()  # sources, so the prompt frames them with a tag
+    text = ("Use an <iframe> (see [the guide](<docs-{m}>)) or </docs-{m}> a web component (x < y), "
+            "[https://docs-{m}](https://docs-{m}) and docs-{m}. Not docs-0123abcd.")
+    rt.engine.backend = TagEchoBackend(text, tiny_lm_tokenizer(rt), split=r"[\s\S]{1,3}")
     client = openai_client(guarded)
-    shown, _, extra = ask(client, [{"role": "user", "content": "How do I embed the chat?"}], stream)
-    expected = "Use an <iframe> (see [the guide]) or  a web component (x < y)."
+    shown, _, extra = ask(client, [{"role": "user", "content": "How do I embed the assistant on my website?"}],
+                          stream)
+    expected = "Use an <iframe> (see [the guide]) or  a web component (x < y), [] and . Not docs-0123abcd."
     assert shown.strip() == expected
     assert rt.store.get(extra["conversation_id"], None).turns[-1].answer == expected
 
