@@ -334,6 +334,9 @@ def _load_lean(config: ModelConfig, path: Path, adapters: tuple[str, ...], home:
                      spec.chat_template if spec else None)
     tokenizer, model = lean.tokenizer, lean.model
     notes = ["packed 4-bit weights from the GGUF file, one copy for generation and Explain"]
+    # Another generator (llama.cpp, a remote server) answers: the packed weights stay for Explain, under
+    # the transformers model; no decoder, batcher or shared prefill is kept for answers it will not write.
+    fast = lean.fast if config.generator == "transformers" and not config.remote_url else None
     if set_chat_template(tokenizer, spec) == "chatml":
         notes.append("tokenizer has no chat template; using ChatML")
     return LoadedModel(
@@ -341,8 +344,8 @@ def _load_lean(config: ModelConfig, path: Path, adapters: tuple[str, ...], home:
         device="cpu", dtype=str(lean.fast.dtype).removeprefix("torch.") if lean.fast is not None else "bfloat16",
         context_length=int(model.config.max_position_embeddings or 2048),
         adapters=tuple(adapters), languages=spec.languages if spec else ("*",),
-        stop_token_ids=stop_token_ids(tokenizer, model), notes=notes, fast=lean.fast,
-        batcher=_batcher(lean.fast, config.decode_batch), prefixes=_prefixes(lean.fast),
+        stop_token_ids=stop_token_ids(tokenizer, model), notes=notes, fast=fast,
+        batcher=_batcher(fast, config.decode_batch), prefixes=_prefixes(fast),
     )
 
 
