@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> str:
     from assistant.explain.citations import cite, from_explanation
     from bench.answer_scoring import load_questions
     from bench.answers import GUIDE_QUESTIONS, guide_sample, runtime_for
-    from bench.common import header, save, table
+    from bench.common import header, median, save, table
     from retrieval import default_index
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -126,11 +126,10 @@ def main(argv: list[str] | None = None) -> str:
         ["marked sentences stating a key fact: cited source holds it", share("fact_overlap_ok", "fact_overlap"),
          share("fact_explain_ok", "fact_explain")],
     ]
-    explain_s.sort()
     text = "\n".join([
         header(f"Citation markers: word overlap (at answer time) vs Explain (ablation), {model}"),
         f"{len(rows)} answers to answerable guide questions, {totals.get('sentences', 0)} sentences; "
-        f"Explain took {explain_s[len(explain_s) // 2]:.1f} s per answer (median)." if explain_s else "no answers",
+        f"Explain took {median(explain_s):.1f} s per answer (median)." if explain_s else "no answers",
         "", table(["", "overlap", "Explain"], summary), "",
         table(["question", "sentences", "overlap marks", "Explain marks", "same source", "overlap: fact in cited source",
                "Explain: fact in cited source"], rows), "",

@@ -178,30 +178,24 @@ def convert(path: Path) -> tuple[dict[str, Any], Any, Any]:
     return tensors, config, tokenizer
 
 
-FUSED = {"self_attn.qkv_proj": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
-         "mlp.gate_up_proj": ("mlp.gate_proj", "mlp.up_proj")}
-"""Matrices the lean decoder multiplies as one, stored as one (``shared_weights.skeleton`` splits them)."""
-
-
 def fuse(tensors: dict[str, Any], config: Any) -> None:
-    """Store each layer's q, k, v and gate, up as one matrix (in place): the decoder multiplies them
-    fused, and loading the fused matrix from the cache's memory map copies nothing (stored apart, they
-    were copied into one at every start, and the file's pages of the separate ones stayed in memory
-    too: ~430 MB of the 1.5B model).  Left apart where a split would not fall on packed row blocks."""
+    """Store each layer's q, k, v and gate, up as the one matrix the decoder multiplies (in place), split
+    where ``shared_weights.fused_splits`` says: stored apart, they were copied into one at every start,
+    while the cache file's pages of the separate ones stayed in memory too (~430 MB of the 1.5B model).
+    Left apart where a split would not fall on packed row blocks."""
     from .shared_weights import fused_splits
 
-    splits = fused_splits(config)
-    if splits is None:
-        return
+    splits = fused_splits(config) or {}
     for i in range(config.num_hidden_layers):
-        for fused, names in FUSED.items():
-            prefixes = [f"model.layers.{i}.{n}" for n in names]
+        for fused, parts in splits.items():
+            module = fused.split(".")[0]  # self_attn or mlp
+            prefixes = [f"model.layers.{i}.{module}.{name}" for name, _, _ in parts]
             if not all(f"{p}.packed" in tensors for p in prefixes):
                 continue
             whole = Weight.concat([Weight.from_state(tensors, p, "int4") for p in prefixes])
             for p in prefixes:
-                for key in [k for k in tensors if k.startswith(p + ".")]:
-                    del tensors[key]
+                for part in ("packed", "scale_zero", "dense", "bias"):  # Weight.state's entries
+                    tensors.pop(f"{p}.{part}", None)
             tensors.update(whole.state(f"model.layers.{i}.{fused}"))
 
 
