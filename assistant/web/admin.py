@@ -208,6 +208,23 @@ def invented_numbers(store: Store) -> list[dict[str, Any]]:
             for e in store.events("invented_number")]
 
 
+def answer_checks(store: Store) -> list[dict[str, Any]]:
+    """Answers an output check changed (``assistant.grounding``): addresses taken out because no source
+    names their host (the engine's ``foreign_link`` events: an injected image or link, or one the model
+    made up), and answers that repeated the user's message back (``echo``: replaced by the "not in my
+    documents" reply), newest last."""
+    rows = [{"when": _when(e.created_at), "conversation_id": e.conversation_id or "",
+             "question": str(e.data.get("message", "")), "check": "address removed",
+             "detail": ", ".join(e.data.get("addresses", [])), "at": e.created_at}
+            for e in store.events("foreign_link")]
+    rows += [{"when": _when(e.created_at), "conversation_id": e.conversation_id or "",
+              "question": str(e.data.get("message", "")), "check": "repeated the message",
+              "detail": str(e.data.get("answer", "")), "at": e.created_at}
+             for e in store.events("echo")]
+    rows.sort(key=lambda r: r.pop("at"))
+    return rows
+
+
 def feedback_rows(store: Store) -> list[dict[str, Any]]:
     rows = []
     for fb in store.feedback():

@@ -110,7 +110,8 @@ def build_admin(rt: Any) -> gr.Blocks:
                 _frame(admin.feedback_rows(store), ["when", "rating", "reason", "question", "answer", "turn_id"]),
                 _frame(admin.takeovers(store), ["when", "message", "why", "conversation_id"]),
                 _frame(admin.invented_numbers(store), ["when", "question", "withheld answer", "numbers",
-                                                       "conversation_id"]))
+                                                       "conversation_id"]),
+                _frame(admin.answer_checks(store), ["when", "question", "check", "detail", "conversation_id"]))
 
     # -- analytics ----------------------------------------------------------
     def analytics():
@@ -201,6 +202,9 @@ def build_admin(rt: Any) -> gr.Blocks:
                 invented_table = gr.Dataframe(label="Declined: answers that stated a number no document gives "
                                               "(add the fact to the documents if it is right)", interactive=False,
                                               wrap=True, elem_id="admin-invented-numbers")
+                checks_table = gr.Dataframe(label="Changed: addresses no document names, taken out of answers; "
+                                            "answers that repeated the message back", interactive=False,
+                                            wrap=True, elem_id="admin-answer-checks")
             with gr.Tab("Analytics"):
                 refresh_stats = gr.Button("Refresh")
                 intents_plot = gr.BarPlot(x="day", y="count", color="intent", y_aggregate="sum", y_lim=[0, None],
@@ -250,7 +254,8 @@ def build_admin(rt: Any) -> gr.Blocks:
         search_btn.click(search, filters, [results, search_status])
         results.select(pick, [results], [conv_id, conv_view])
         conv_id.submit(transcript, [conv_id], [conv_view])
-        refresh_act.click(activity, None, [handoff_table, feedback_table, takeover_table, invented_table])
+        refresh_act.click(activity, None,
+                          [handoff_table, feedback_table, takeover_table, invented_table, checks_table])
         stats = [intents_plot, lang_plot, rating_plot, no_source]
         refresh_stats.click(analytics, None, stats)
         export_all.click(lambda: export(False), None, [export_file, export_status])
@@ -261,6 +266,7 @@ def build_admin(rt: Any) -> gr.Blocks:
         demo.load(documents, None, [doc_table, doc_status])
         demo.load(flagged, None, [flag_table])
         demo.load(analytics, None, stats)
-        demo.load(activity, None, [handoff_table, feedback_table, takeover_table, invented_table])
+        demo.load(activity, None, [handoff_table, feedback_table, takeover_table, invented_table,
+                                   checks_table])
         demo.load(current_settings, None, [s_name, s_welcome, s_prompt, s_origins, snippet])
     return demo
