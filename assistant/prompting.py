@@ -51,10 +51,13 @@ class TagStripper:
         tag = rf"(?:https?://)?/?docs-{re.escape(marker)}/?" if marker else None
         # Only ever removed, never rewritten (a link's label stays as it is): what streamed before a tag
         # is then always the start of what is stored.
-        self.pattern = re.compile(rf"\(\s*<?{tag}>?\s*\)|</?{tag}>|{tag}") if tag else None
-        self.forms = [f.format(m=marker) for f in ("(<docs-{m}>)", "(https://docs-{m})", "(http://docs-{m})",
-                                                    "(docs-{m})", "</docs-{m}>", "<docs-{m}>", "https://docs-{m}",
-                                                    "http://docs-{m}", "docs-{m}")] if marker else []
+        # A link whose words are the tag too ("[https://docs-…](https://docs-…)") goes whole, brackets and all.
+        self.pattern = re.compile(rf"\[\s*<?{tag}>?\s*\](?:\(\s*<?{tag}>?\s*\))?|"
+                                  rf"\(\s*<?{tag}>?\s*\)|</?{tag}>|{tag}") if tag else None
+        self.forms = [f.format(m=marker) for f in ("[https://docs-{m}]", "[http://docs-{m}]", "[<docs-{m}>]",
+                                                    "[docs-{m}]", "(<docs-{m}>)", "(https://docs-{m})",
+                                                    "(http://docs-{m})", "(docs-{m})", "</docs-{m}>", "<docs-{m}>",
+                                                    "https://docs-{m}", "http://docs-{m}", "docs-{m}")] if marker else []
 
     @classmethod
     def of(cls, prompt: Prompt) -> "TagStripper":

@@ -280,7 +280,7 @@ def test_the_prompts_data_tag_never_reaches_the_answer(guarded, stream):
     client = openai_client(guarded)
     shown, _, extra = ask(client, [{"role": "user", "content": "How do I embed the assistant on my website?"}],
                           stream)
-    expected = "Use an <iframe> (see [the guide]) or  a web component (x < y), [] and . Not docs-0123abcd."
+    expected = "Use an <iframe> (see [the guide]) or  a web component (x < y),  and . Not docs-0123abcd."
     assert shown.strip() == expected
     assert rt.store.get(extra["conversation_id"], None).turns[-1].answer == expected
 
