@@ -139,6 +139,13 @@ _OPEN_URL = re.compile(rf"(?:<|(?<![A-Za-z0-9]))(?:(?:https?:)?//[^{_STOP_URL}]*
                        rf"w(?:w(?:w(?:\.[^{_STOP_URL}]*)?)?)?)$|<$", re.I)
 
 
+def _masked(text: str) -> str:
+    """``text`` with its whole Markdown images, links and ``<address>``es blanked out."""
+    for pattern in (_MD_IMAGE, _MD_LINK, _AUTOLINK):
+        text = pattern.sub(lambda m: " " * len(m.group(0)), text)
+    return text
+
+
 def _bare_host(host: str) -> str:
     host = host.lower().strip(".")
     return host[4:] if host.startswith("www.") else host
@@ -189,7 +196,7 @@ class LinkCheck:
         """The addresses in ``answer`` on hosts nothing given names."""
         found = [m.group(1) for m in _MD_IMAGE.finditer(answer)] + [m.group(2) for m in _MD_LINK.finditer(answer)]
         found += [m.group(1) for m in _AUTOLINK.finditer(answer)]
-        found += [m.group(0).rstrip(_TRAILING_URL) for m in _BARE.finditer(answer)]
+        found += [m.group(0).rstrip(_TRAILING_URL) for m in _BARE.finditer(_masked(answer))]
         return list(dict.fromkeys(u for u in found if not self.allowed(u)))
 
     def clean(self, answer: str) -> str:
@@ -212,9 +219,7 @@ class LinkCheck:
     def pending(answer: str) -> int:
         """Where an image, link or address that may still be growing starts at the end of ``answer``
         (its length when none does)."""
-        masked = answer  # whole images, links and <addresses> are not growing any more
-        for pattern in (_MD_IMAGE, _MD_LINK, _AUTOLINK):
-            masked = pattern.sub(lambda m: " " * len(m.group(0)), masked)
+        masked = _masked(answer)  # whole images, links and <addresses> are not growing any more
         starts = [m.start() for m in (_OPEN_LINK.search(masked), _OPEN_URL.search(masked)) if m]
         return min(starts, default=len(answer))
 

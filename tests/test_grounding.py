@@ -145,6 +145,7 @@ def test_foreign_lists_the_addresses_and_hosts_are_read_as_a_browser_would():
     check = LinkCheck([SHOWN])
     assert check.foreign("![a](https://x.example/1) [b](https://docs.acme.example/) https://y.example/2.") == [
         "https://x.example/1", "https://y.example/2"]
+    assert check.foreign("访问 [https://chat.example](https://chat.example)。") == ["https://chat.example"]  # once
     assert url_host("https://user@Docs.ACME.example:8443/x") == "docs.acme.example"
     # a host that merely ends with a named one's letters is another host
     assert check.foreign("https://evilacme.example/") == ["https://evilacme.example/"]
