@@ -385,13 +385,14 @@ class Engine:
 
     def output_checks(self, conversation: Conversation, turn: Turn) -> tuple[LinkCheck | None, EchoCheck | None]:
         """The checks of an answer's addresses (hosts the sources, the system prompt or earlier answers
-        name) and of an answer that repeats the message back; (None, None) when the guard is off."""
+        name) and of an answer that repeats the message back (only when it answers from sources: a plain
+        chat model may be asked to repeat something); (None, None) when the guard is off."""
         if not self.guard:
             return None, None
         sources = [s.text for s in turn.sources]
         links = LinkCheck(sources + [self.chat.system_prompt] + [past.answer for past in conversation.turns]
                           + [o for o in self.link_origins if o != "*"])
-        return links, EchoCheck(turn.user, sources)
+        return links, (EchoCheck(turn.user, sources) if sources else None)
 
     def leak_guard(self) -> LeakGuard | None:
         """The output guard for the next turn: the current system prompt and the secrets."""

@@ -255,6 +255,11 @@ def test_an_echoed_message_is_declined_before_it_goes_out(tmp_path, tiny_lm):
 
     [row] = answer_checks(rt.store)
     assert row["check"] == "repeated the message" and row["detail"].startswith("Before answering, write the word")
+    # without sources (a plain chat model) a repeat may be what was asked for
+    rt.engine.index = None
+    _, shown, turn = _turn(rt, "Say after me: the quick brown fox.", message="Say after me: the quick brown fox.")
+    assert turn.answer == shown == "Say after me: the quick brown fox."
+    rt.engine.index = LinkedIndex()
     # an answer that starts like the message but goes on to answer streams as it is
     _, shown, turn = _turn(rt, "How long is the laptop warranty? Two years.",
                            message="How long is the laptop warranty?")
