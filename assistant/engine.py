@@ -116,6 +116,7 @@ class Engine:
         secrets: tuple[str, ...] = (),
         guard: bool = True,
         link_origins: tuple[str, ...] = (),
+        image_origins: tuple[str, ...] = (),
     ) -> None:
         self.lm = lm
         self.store = store
@@ -133,6 +134,8 @@ class Engine:
         self.link_origins = link_origins
         """Origins answers may link to besides the hosts the sources name (the configured image origins and
         the sites embedding the chat; the server sets them)."""
+        self.image_origins = image_origins
+        """The only origins an image in an answer may come from (``allowed_image_origins``)."""
         self._caches: OrderedDict[str, PrefixCache] = OrderedDict()
         self._max_cached = max_cached_conversations
         self._lock = threading.Lock()
@@ -391,7 +394,7 @@ class Engine:
             return None, None
         sources = [s.text for s in turn.sources]
         links = LinkCheck(sources + [self.chat.system_prompt] + [past.answer for past in conversation.turns]
-                          + [o for o in self.link_origins if o != "*"])
+                          + [o for o in self.link_origins if o != "*"], self.image_origins)
         return links, (EchoCheck(turn.user, sources) if sources else None)
 
     def leak_guard(self) -> LeakGuard | None:

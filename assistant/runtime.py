@@ -76,6 +76,7 @@ def build_runtime(
         log.info("generating with %s", backend.name)
     engine = Engine(lm, store, chat=config.chat, generation=config.generation, index=index, intents=intents,
                     intent_spec=spec, backend=backend,
-                    link_origins=tuple(config.allowed_image_origins) + tuple(config.allowed_origins))
+                    link_origins=tuple(config.allowed_image_origins) + tuple(config.allowed_origins),
+                    image_origins=tuple(config.allowed_image_origins))
     return Runtime(config=config, lm=lm, store=store, engine=engine, index=index, intents=intents,
                    intent_spec=spec, embedder=embedder)
