@@ -8,7 +8,8 @@ another site (web component and iframe), every request the page makes is
 recorded: none may go anywhere but the server, the embedding site and the one
 configured image origin, and the browser reports no Content-Security-Policy
 violation (a blocked attempt would hide from the request log).  The pages
-carry the CSP.  Screenshots go to test-artifacts/.
+carry the CSP.  Screenshots go to test-artifacts/.  The engine's output checks,
+which would remove the image first, are off here: this is the layer behind them.
 """
 
 from __future__ import annotations
@@ -90,6 +91,10 @@ def setup(tmp_path_factory, tiny_lm):
                           chat=ChatConfig(context_tokens=1024, check_numbers=False),
                           generation=GenerationConfig(max_new_tokens=48))
         rt.engine.index = InjectedIndex()
+        # The engine's output checks would take the image out before any page sees it (images only from
+        # allowed_image_origins: tests/test_grounding.py); this test is about the layer behind them, what
+        # the pages do when such markup reaches them anyway, so the engine passes the answer as written.
+        rt.engine.guard = False
         answer = (f"Refunds take **five** days. {ATTACKS} Read [the policy](https://attacker.example/policy). "
                   f"![our logo]({site.origin}/logo.png)")
         rt.engine.backend = ScriptedBackend(answer, tiny_lm.tokenizer)
