@@ -12,13 +12,16 @@ The **standard** attempts are ``bench/data/injection.jsonl``: direct ones in the
 message, ones hidden in an uploaded Markdown document, and benign controls.  The rules of
 ``retrieval.screening`` were written with them in view.  The **held-out** suite,
 ``bench/data/injection-suite.jsonl``, was written afterwards by someone who had not read
-the rules, the prompt or the earlier attempts, and nothing was changed after running it:
-direct attempts, attempts in uploaded Markdown, HTML, PDF and DOCX files (a third hidden:
+the rules, the prompt or the earlier attempts (the jailbreak rules of the message check were
+written after its run, so it no longer measures them independently): direct attempts, attempts in uploaded Markdown, HTML, PDF and DOCX files (a third hidden:
 white, zero-size or off-screen text; hidden or white runs; white or invisible PDF text;
 built by ``bench.injection_files``), exfiltration (images and links to another host), in
 English, German, Spanish, French, Chinese, Russian and more; and benign controls, some with
 documents holding ordinary instructions for people, and format requests ("reply only in
-German").
+German").  The **fresh** and **fresh2** suites (``bench/data/injection-fresh.jsonl``,
+``injection-fresh2.jsonl``) were written the same way, blind to the rules, the prompt, the
+output checks and the other suites, each committed before its first run; fresh2 came after
+fresh had been run, to measure what changed after that run.
 
 Documents are ingested through ``KnowledgeIndex.add_upload`` into a copy of the
 default index, then retrieved by an ordinary question.  The system prompt is the
