@@ -36,6 +36,8 @@ import re
 import unicodedata
 from typing import Iterable
 
+from .safe_markdown import URL_TRAILING
+
 _SEP = r"[.,:/\-\u00a0\u202f' ]"
 NUMBER = re.compile(rf"\d+(?:{_SEP}\d+)*")
 """Digits and the separators between them (``numbers`` drops those glued to a word)."""
@@ -133,7 +135,6 @@ _LOOPBACK = frozenset({"localhost", "127.0.0.1", "0.0.0.0", "::1"})
 """Hosts an address may always name: the reader's own machine (this server's examples run there, and
 no one else receives what is sent to it)."""
 _DOMAIN = re.compile(r"(?<![\w/.-])((?:[a-z0-9-]+\.)+[a-z]{2,})(?![\w-])", re.I)
-_TRAILING_URL = ".,;:!?'\")]}*_~"
 _OPEN_LINK = re.compile(r"!?\[[^\]\n]{0,300}(?:\](?:\([^)\n]{0,500})?)?$|!$")
 _OPEN_URL = re.compile(rf"(?:<|(?<![A-Za-z0-9]))(?:(?:https?:)?//[^{_STOP_URL}]*|h(?:t(?:t(?:p(?:s?(?::/?)?)?)?)?)?|"
                        rf"w(?:w(?:w(?:\.[^{_STOP_URL}]*)?)?)?)$|<$", re.I)
@@ -205,7 +206,7 @@ class LinkCheck:
         """The addresses in ``answer`` on hosts nothing given names."""
         found = [m.group(1) for m in _MD_IMAGE.finditer(answer) if not self.allowed(m.group(1), image=True)]
         links = [m.group(2) for m in _MD_LINK.finditer(answer)] + [m.group(1) for m in _AUTOLINK.finditer(answer)]
-        links += [m.group(0).rstrip(_TRAILING_URL) for m in _BARE.finditer(_masked(answer))]
+        links += [m.group(0).rstrip(URL_TRAILING) for m in _BARE.finditer(_masked(answer))]
         return list(dict.fromkeys(found + [u for u in links if not self.allowed(u)]))
 
     def clean(self, answer: str) -> str:
@@ -216,7 +217,7 @@ class LinkCheck:
         text = _AUTOLINK.sub(lambda m: m.group(0) if self.allowed(m.group(1)) else gone, text)
 
         def bare(m: re.Match[str]) -> str:
-            url = m.group(0).rstrip(_TRAILING_URL)
+            url = m.group(0).rstrip(URL_TRAILING)
             if self.allowed(url):
                 return m.group(0)
             path = _URL_PATH.sub("", url).split("?")[0].split("#")[0]

@@ -47,7 +47,6 @@ class TagStripper:
     words, and the link leads nowhere.  Only this prompt's suffix is matched, so no other text is."""
 
     def __init__(self, marker: str) -> None:
-        self.marker = marker
         tag = rf"(?:https?://)?/?docs-{re.escape(marker)}/?" if marker else None
         # Only ever removed, never rewritten (a link's label stays as it is): what streamed before a tag
         # is then always the start of what is stored.

@@ -37,7 +37,8 @@ from markdown_it.token import Token
 
 LINK_REL = "noopener noreferrer nofollow"
 _BARE_URL = re.compile(r"https?://[^\s<>\"'`]+", re.I)
-_TRAILING = ".,;:!?'\")]}*_~"
+URL_TRAILING = ".,;:!?'\")]}*_~"
+"""Punctuation after a bare address that ends the sentence, not the address."""
 _ASCII_PUNCT = re.compile(r"([!\"#$%'()*+,\-./:;=?@\[\\\]^_`{|}~])")
 
 
@@ -169,7 +170,7 @@ def _split_urls(md: MarkdownIt, token: Token) -> list[Token]:
 
 def _trim(url: str) -> str:
     """Drop trailing punctuation that belongs to the sentence (a ``)`` only when unbalanced)."""
-    while url and url[-1] in _TRAILING:
+    while url and url[-1] in URL_TRAILING:
         if url[-1] == ")" and url.count("(") >= url.count(")"):
             break
         url = url[:-1]
