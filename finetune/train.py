@@ -63,7 +63,7 @@ def target_modules_for(model: Any, setting: str = "auto") -> list[str] | str:
 
 
 def resolve_training_setup(config: TrainConfig) -> tuple[str, str]:
-    """(device, quantization) actually used: QLoRA on CUDA, full precision on CPU unless overridden."""
+    """(device, quantization) actually used: QLoRA on CUDA, an unquantized base on CPU unless overridden."""
     import torch
 
     device = config.device
@@ -77,7 +77,23 @@ def resolve_training_setup(config: TrainConfig) -> tuple[str, str]:
     return device, quantization
 
 
-def load_base(config: TrainConfig, device: str, quantization: str) -> tuple[Any, Any, str]:
+def resolve_precision(config: TrainConfig, device: str) -> str:
+    """The compute precision actually used: ``auto`` is bf16 on a CUDA GPU that has it (else fp16)
+    and fp32 on CPU; fp16 needs CUDA."""
+    import torch
+
+    precision = config.precision
+    if precision == "auto":
+        if device != "cuda":
+            return "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision == "fp16" and device != "cuda":
+        raise ConfigError("finetune.precision fp16 needs a CUDA GPU; on CPU use bf16 or fp32")
+    return precision
+
+
+def load_base(config: TrainConfig, device: str, quantization: str,
+              precision: str = "fp32") -> tuple[Any, Any, str]:
     """(model, tokenizer, source folder) of the base model, ready for peft."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -94,9 +110,7 @@ def load_base(config: TrainConfig, device: str, quantization: str) -> tuple[Any,
     set_chat_template(tokenizer, spec)  # the template the assistant serves this model with
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    dtype = torch.float32
-    if device == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     kwargs: dict[str, Any] = {"dtype": dtype}
     if quantization == "nf4":
         from transformers import BitsAndBytesConfig
@@ -235,7 +249,8 @@ def train(config: TrainConfig) -> TrainResult:
                 raise ConfigError(f"finetune.resume: no checkpoint in {ckpt_dir}; run without --resume first")
     set_seed(config.seed)
     device, quantization = resolve_training_setup(config)
-    model, tokenizer, source = load_base(config, device, quantization)
+    precision = resolve_precision(config, device)
+    model, tokenizer, source = load_base(config, device, quantization, precision)
     train_e, eval_e, skipped = build_datasets(config, tokenizer)
     if skipped:
         log.warning("skipped %d invalid line(s)", skipped)
@@ -255,8 +270,8 @@ def train(config: TrainConfig) -> TrainResult:
     lora.base_model_name_or_path = config.base  # the name the user gave, not a cache folder of this machine
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    log.info("LoRA r=%d on %s: %d trainable of %d parameters (%s, %s)", lora.r,
-             lora.target_modules, trainable, total, device, quantization)
+    log.info("LoRA r=%d on %s: %d trainable of %d parameters (%s, %s, %s)", lora.r,
+             lora.target_modules, trainable, total, device, quantization, precision)
 
     has_eval = bool(eval_e)
     args = TrainingArguments(
@@ -284,8 +299,8 @@ def train(config: TrainConfig) -> TrainResult:
         seed=config.seed,
         data_seed=config.seed,
         use_cpu=device == "cpu",
-        bf16=device == "cuda" and torch.cuda.is_bf16_supported(),
-        fp16=device == "cuda" and not torch.cuda.is_bf16_supported(),
+        bf16=precision == "bf16",  # autocast; on CPU too
+        fp16=precision == "fp16",
         report_to="none",
         remove_unused_columns=False,
         include_num_input_tokens_seen="non_padding",
@@ -322,7 +337,8 @@ def train(config: TrainConfig) -> TrainResult:
         tokens_per_second=tokens / seconds if seconds > 0 else 0.0,
         peak_memory_mb=_peak_memory_mb(device), trainable_parameters=trainable, total_parameters=total,
         stopped_early=bool(config.early_stopping_patience) and state.global_step < state.max_steps,
-        loss_history=losses, eval_history=evals, skipped_lines=skipped, model=trainer.model,
+        loss_history=losses, eval_history=evals, skipped_lines=skipped, precision=precision,
+        model=trainer.model,
     )
     if trainer.is_world_process_zero():
         out.mkdir(parents=True, exist_ok=True)

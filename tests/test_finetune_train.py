@@ -174,6 +174,31 @@ def test_qlora_path_trains_on_a_4bit_base(base_dir, data_file, tmp_path):
     assert all(p.abs().sum() > 0 for n, p in result.model.named_parameters() if "lora_B" in n)
 
 
+def test_bf16_on_cpu_keeps_the_base_in_bf16_and_trains_fp32_lora(base_dir, data_file, tmp_path):
+    from finetune.train import train
+
+    result = train(config(base_dir, data_file, tmp_path / "bf16", max_steps=3, save_steps=3, precision="bf16",
+                          device="cpu"))
+    assert result.precision == "bf16" and result.device == "cpu"
+    params = dict(result.model.named_parameters())
+    assert {p.dtype for n, p in params.items() if "lora_" in n} == {torch.float32}
+    assert {p.dtype for n, p in params.items() if "lora_" not in n} == {torch.bfloat16}
+    assert all(p.abs().sum() > 0 for n, p in params.items() if "lora_B" in n)
+    assert result.last_loss < result.first_loss
+    card = (tmp_path / "bf16" / "README.md").read_text(encoding="utf-8")
+    assert "bf16 compute" in card
+
+
+def test_fp16_without_cuda_is_refused(base_dir, data_file, tmp_path):
+    from assistant.errors import ConfigError
+    from finetune.train import train
+
+    if torch.cuda.is_available():
+        pytest.skip("fp16 is allowed where CUDA is present")
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
+        train(config(base_dir, data_file, tmp_path / "fp16", max_steps=1, precision="fp16"))
+
+
 def test_cli_options_cover_train_config():
     import argparse
     import dataclasses
