@@ -143,10 +143,12 @@ def runtime_for(name: str, with_adapter: bool, args: argparse.Namespace) -> Any:
     """The app's runtime for one setting: its config (file + ``ASSISTANT_*`` env), this model and adapter
     choice; no knowledge index (each section sets its own) and an in-memory store."""
     from assistant.config import AppConfig
+    from assistant.generation.models import shipped_adapters
     from assistant.runtime import build_runtime
 
     config = AppConfig.load(**({"home": args.home} if args.home else {}))
-    config.model = dataclasses.replace(config.model, name=name, adapters=None if with_adapter else (),
+    adapters = shipped_adapters(name) if with_adapter else ()  # the shipped one even where it is off by default
+    config.model = dataclasses.replace(config.model, name=name, adapters=adapters,
                                        **({"threads": args.threads} if args.threads else {}))
     if args.max_new_tokens:
         config.generation = dataclasses.replace(config.generation, max_new_tokens=args.max_new_tokens)

@@ -236,6 +236,21 @@ def test_the_shipped_gemma_adapter_loads_by_default_and_changes_the_answer(real_
     assert Generation(with_adapter, ids, settings).run().logprobs != Generation(base, ids, settings).run().logprobs
 
 
+def test_a_shipped_adapter_turned_off_stays_listed_but_does_not_load(monkeypatch, tmp_path):
+    import dataclasses
+
+    from assistant.generation import models, registry
+    from assistant.web.admin import adapter_choices
+
+    shipped = models.shipped_adapters("gemma-3-270m")
+    assert shipped and models.default_adapters("gemma-3-270m") == shipped
+    off = dataclasses.replace(registry.MODELS["gemma-3-270m"], adapter_by_default=False)
+    monkeypatch.setitem(registry.MODELS, "gemma-3-270m", off)
+    assert models.default_adapters("gemma-3-270m") == ()
+    assert models.shipped_adapters("gemma-3-270m") == shipped
+    assert shipped[0] in adapter_choices(tmp_path, "gemma-3-270m")
+
+
 def test_training_and_serving_use_the_same_chat_template(tmp_path):
     """A registry model's template wins over a template cached with its weights, in serving and in
     training alike (an adapter trained on one prompt format and served with another never learns

@@ -90,6 +90,12 @@ def shipped_adapters(name: str) -> tuple[str, ...]:
     return (str(folder),) if name in MODELS and (folder / "adapter_config.json").is_file() else ()
 
 
+def default_adapters(name: str) -> tuple[str, ...]:
+    """The adapters model ``name`` loads when none is asked for: its shipped one, unless the registry
+    ships that one turned off (``ModelSpec.adapter_by_default``)."""
+    return shipped_adapters(name) if name in MODELS and MODELS[name].adapter_by_default else ()
+
+
 def known_models() -> list[str]:
     return sorted(MODELS)
 
@@ -222,7 +228,7 @@ def load_model(config: ModelConfig | None = None, home: Path | None = None) -> L
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
-    adapters = config.adapters if config.adapters is not None else shipped_adapters(config.name)
+    adapters = config.adapters if config.adapters is not None else default_adapters(config.name)
     lean = _lean_gguf(config, device, home)
     if lean is not None:
         return _load_lean(config, lean, adapters, home)

