@@ -26,7 +26,7 @@ from .errors import AssistantError, InputError
 from .explain import citations
 from .generation.local import Generation, GenerationResult, PrefixCache
 from .generation.models import LoadedModel
-from .grounding import EchoCheck, LinkCheck, NumberCheck
+from .grounding import EchoCheck, LinkCheck, NumberCheck, QuoteCheck
 from .prompting import (DECLINED_TAKEOVER, NOT_FOUND, WITHHELD_ANSWER, LeakGuard, PromptParts, RefusalLocalizer,
                         TagStripper, build_prompt, system_text)
 from .store import Store
@@ -268,18 +268,21 @@ class Engine:
         numbers = self.number_check(conversation, turn)
         refusal = RefusalLocalizer(turn.language)
         tags = TagStripper.of(prompt)
-        links, echo = self.output_checks(conversation, turn)
+        links, echo, quotes = self.output_checks(conversation, turn)
         echoed = False
 
         def shown(raw: str, final: bool = False) -> str:
             """What of ``raw`` (the generated text) the user may see: no data tag, no address on a host
-            nothing given names; while streaming, nothing from a tag or an address still being written."""
+            nothing given names, no passage the user quoted that nothing given says; while streaming,
+            nothing from a tag, an address or such a passage still being written."""
             if not final:
                 raw = raw[:tags.pending(raw)]
             text = tags.strip(raw)
-            if links is None:
-                return text
-            return links.clean(text if final else text[:links.pending(text)])
+            if links is not None:
+                text = links.clean(text if final else text[:links.pending(text)])
+            if quotes is not None:
+                text = quotes.clean(text if final else text[:quotes.pending(text)])
+            return text
 
         try:
             yield TurnStarted(turn)
@@ -312,6 +315,9 @@ class Engine:
             if not leak and not invented and numbers is not None:
                 invented = numbers.unsupported(text)
             echoed = not leak and not invented and echo is not None and echo.echo(text)
+            # an answer that was only the dictated passage: nothing of it is left to show
+            echoed = echoed or (not leak and not invented and not text.strip() and quotes is not None
+                                and bool(quotes.dictated(tags.strip(raw))))
             if not leak and not invented and not echoed and sent < len(text):
                 localized = refusal.final(text)
                 yield TokenEvent(localized or text[sent:])
@@ -339,6 +345,11 @@ class Engine:
                             ", ".join(foreign))
                 self.store.record_event("foreign_link", conversation.id,
                                         {"turn_id": turn.id, "message": turn.user, "addresses": foreign})
+            if quotes is not None and (dictated := quotes.dictated(tags.strip(gen.result.text))):
+                log.warning("turn %s: the answer wrote out text the user quoted, which no source says; taken out",
+                            turn.id)
+                self.store.record_event("dictated", conversation.id,
+                                        {"turn_id": turn.id, "message": turn.user, "passages": dictated})
         if localized and not error:
             log.info("turn %s: the refusal came in another language than %s; replaced", turn.id, turn.language)
             turn.answer, turn.answer_ids, turn.answer_logprobs = localized, [], []
@@ -386,16 +397,20 @@ class Engine:
         given += [str(v) for v in conversation.slots.values()]
         return NumberCheck(given)
 
-    def output_checks(self, conversation: Conversation, turn: Turn) -> tuple[LinkCheck | None, EchoCheck | None]:
+    def output_checks(self, conversation: Conversation,
+                      turn: Turn) -> tuple[LinkCheck | None, EchoCheck | None, QuoteCheck | None]:
         """The checks of an answer's addresses (hosts the sources, the system prompt or earlier answers
-        name) and of an answer that repeats the message back (only when it answers from sources: a plain
-        chat model may be asked to repeat something); (None, None) when the guard is off."""
+        name), of an answer that repeats the message back, and of text the user quoted written out (the
+        last two only when it answers from sources: a plain chat model may be asked to repeat something);
+        all None when the guard is off."""
         if not self.guard:
-            return None, None
+            return None, None, None
         sources = [s.text for s in turn.sources]
         links = LinkCheck(sources + [self.chat.system_prompt] + [past.answer for past in conversation.turns]
                           + [o for o in self.link_origins if o != "*"], self.image_origins)
-        return links, (EchoCheck(turn.user, sources) if sources else None)
+        if not sources:
+            return links, None, None
+        return links, EchoCheck(turn.user, sources), QuoteCheck(turn.user, sources + [self.chat.system_prompt])
 
     def leak_guard(self) -> LeakGuard | None:
         """The output guard for the next turn: the current system prompt and the secrets."""
