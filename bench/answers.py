@@ -437,12 +437,19 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--home", help="data folder for the model cache and intent model (default: $ASSISTANT_HOME); "
                                    "indexes and conversations go to a temporary folder")
     ap.add_argument("--out", type=Path, help="write every answer with its scores to this JSON file")
+    ap.add_argument("--plain-sources", action="store_true",
+                    help="sources under a plain 'Documents:' header instead of the shipped untrusted-data framing "
+                         "(spotlighting off, as bench.injection's 'off'), to measure what the framing costs answers")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.plain_sources:
+        from assistant import prompting
+
+        prompting.SOURCES_HEADER = "Documents:"
 
     questions = [] if args.skip_guide else guide_sample(load_questions(GUIDE_QUESTIONS), args.limit_guide)
     runs = settings(args.model or [DEFAULT_MODEL], args.adapter)
-    names = [f"{m} {'+adapter' if on else 'base'}" for m, on in runs]
+    names = [f"{m} {'+adapter' if on else 'base'}{', plain sources' if args.plain_sources else ''}" for m, on in runs]
     records: list[Asked] = []
     indexes: dict[str, Any] = {}  # built once, with the first runtime's embedder (every setting loads the same)
     with tempfile.TemporaryDirectory(prefix="bench-answers-") as tmp:
