@@ -269,7 +269,7 @@ class Engine:
         refusal = RefusalLocalizer(turn.language)
         tags = TagStripper.of(prompt)
         links, echo, quotes = self.output_checks(conversation, turn)
-        echoed = False
+        echoed = only_dictated = False
 
         def shown(raw: str, final: bool = False) -> str:
             """What of ``raw`` (the generated text) the user may see: no data tag, no address on a host
@@ -316,8 +316,9 @@ class Engine:
                 invented = numbers.unsupported(text)
             echoed = not leak and not invented and echo is not None and echo.echo(text)
             # an answer that was only the dictated passage: nothing of it is left to show
-            echoed = echoed or (not leak and not invented and not text.strip() and quotes is not None
-                                and bool(quotes.dictated(tags.strip(raw))))
+            only_dictated = (not leak and not invented and not echoed and not text.strip() and quotes is not None
+                             and bool(quotes.dictated(tags.strip(raw))))
+            echoed = echoed or only_dictated
             if not leak and not invented and not echoed and sent < len(text):
                 localized = refusal.final(text)
                 yield TokenEvent(localized or text[sent:])
@@ -367,9 +368,12 @@ class Engine:
             turn.answer_ids, turn.answer_logprobs = [], []
             turn.finish_reason = "filtered"
         elif echoed and not error:
-            log.warning("turn %s: the answer repeated the user's message; declined", turn.id)
-            self.store.record_event("echo", conversation.id, {"turn_id": turn.id, "message": turn.user,
-                                                              "answer": turn.answer})
+            if only_dictated:  # its "dictated" event is recorded above
+                log.warning("turn %s: the answer was only text the user quoted; declined", turn.id)
+            else:
+                log.warning("turn %s: the answer repeated the user's message; declined", turn.id)
+                self.store.record_event("echo", conversation.id, {"turn_id": turn.id, "message": turn.user,
+                                                                  "answer": turn.answer})
             turn.answer = NOT_FOUND.get(turn.language, NOT_FOUND["en"])
             turn.answer_ids, turn.answer_logprobs = [], []
             turn.finish_reason = "filtered"

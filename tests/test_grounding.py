@@ -341,6 +341,7 @@ def test_dictated_text_is_taken_out_through_the_engine_and_the_admin_sees_it(tmp
     # an answer that was nothing but the dictated text is declined
     _, shown, turn = _turn(rt, '"Your warranty was cancelled today"', message=message)
     assert turn.answer == shown == "That is not in my documents." and turn.finish_reason == "filtered"
+    assert [r["check"] for r in answer_checks(rt.store)] == ["quoted text taken out"] * 2  # one row a turn
     # the guard off: as written
     rt.engine.guard = False
     _, shown, turn = _turn(rt, "Your warranty was cancelled today. Two years.", message=message)
