@@ -350,6 +350,8 @@ class QuoteCheck:
 
     def found(self, answer: str) -> list[tuple[int, int]]:
         """(start, end) in ``answer`` of each quoted passage it writes out, in order, not overlapping."""
+        if not self.spans:  # most messages quote nothing
+            return []
         folded, where = _folded(answer)
         hits: list[tuple[int, int]] = []
         for span in self.spans:
