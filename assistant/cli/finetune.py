@@ -41,7 +41,7 @@ def _register_finetune(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                    help="compute precision of the frozen base; auto: bf16/fp16 on CUDA, fp32 on CPU; "
-                        "bf16 on a CPU with bf16 instructions (AVX-512 BF16, AMX) is about twice as fast")
+                        "bf16 on a CPU with bf16 instructions (AVX-512 BF16, AMX) is about 3x as fast")
     p.add_argument("--lora-r", type=int, default=16)
     p.add_argument("--lora-alpha", type=float, default=32.0)
     p.add_argument("--lora-dropout", type=float, default=0.05)
