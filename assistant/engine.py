@@ -26,10 +26,10 @@ from .errors import AssistantError, InputError
 from .explain import citations
 from .generation.local import Generation, GenerationResult, PrefixCache
 from .generation.models import LoadedModel
-from .grounding import EchoCheck, LinkCheck, NumberCheck, QuoteCheck
-from .prompting import (DECLINED_TAKEOVER, NOT_FOUND, WITHHELD_ANSWER, LeakGuard, PromptParts, RefusalLocalizer,
-                        TagStripper, build_prompt, system_text)
+from .prompting import (DECLINED_TAKEOVER, NOT_FOUND, WITHHELD_ANSWER, PromptParts, RefusalLocalizer, build_prompt,
+                        system_text)
 from .store import Store
+from .turn_checks import TurnChecks
 from .types import Conversation, Prompt, Source, Turn
 
 log = logging.getLogger(__name__)
@@ -264,25 +264,13 @@ class Engine:
         error = leak = localized = None
         invented: list[str] = []
         gen = stream = None
-        guard = self.leak_guard()
-        numbers = self.number_check(conversation, turn)
+        checks = TurnChecks.for_turn(self.chat, conversation, turn, prompt, guard=self.guard, secrets=self.secrets,
+                                     link_origins=self.link_origins, image_origins=self.image_origins)
+        guard, numbers, tags, links, echo, quotes = (checks.guard, checks.numbers, checks.tags, checks.links,
+                                                     checks.echo, checks.quotes)
+        shown = checks.shown
         refusal = RefusalLocalizer(turn.language)
-        tags = TagStripper.of(prompt)
-        links, echo, quotes = self.output_checks(conversation, turn)
         echoed = only_dictated = False
-
-        def shown(raw: str, final: bool = False) -> str:
-            """What of ``raw`` (the generated text) the user may see: no data tag, no address on a host
-            nothing given names, no passage the user quoted that nothing given says; while streaming,
-            nothing from a tag, an address or such a passage still being written."""
-            if not final:
-                raw = raw[:tags.pending(raw)]
-            text = tags.strip(raw)
-            if links is not None:
-                text = links.clean(text if final else text[:links.pending(text)])
-            if quotes is not None:
-                text = quotes.clean(text if final else text[:quotes.pending(text)])
-            return text
 
         try:
             yield TurnStarted(turn)
@@ -390,38 +378,6 @@ class Engine:
         from retrieval.screening import screen_message
 
         return [str(f) for f in screen_message(message)]
-
-    def number_check(self, conversation: Conversation, turn: Turn) -> NumberCheck | None:
-        """The check of the answer's numbers against what the model is shown (``ChatConfig.check_numbers``);
-        None when it is off or the turn has no sources (an answer without sources is not from them)."""
-        if not (self.chat.check_numbers and turn.sources):
-            return None
-        given = [s.text for s in turn.sources] + [self.chat.system_prompt, turn.user]
-        given += [t for past in conversation.turns for t in (past.user, past.answer)]
-        given += [str(v) for v in conversation.slots.values()]
-        return NumberCheck(given)
-
-    def output_checks(self, conversation: Conversation,
-                      turn: Turn) -> tuple[LinkCheck | None, EchoCheck | None, QuoteCheck | None]:
-        """The checks of an answer's addresses (hosts the sources, the system prompt or earlier answers
-        name), of an answer that repeats the message back, and of text the user quoted written out (the
-        last two only when it answers from sources: a plain chat model may be asked to repeat something);
-        all None when the guard is off."""
-        if not self.guard:
-            return None, None, None
-        sources = [s.text for s in turn.sources]
-        links = LinkCheck(sources + [self.chat.system_prompt] + [past.answer for past in conversation.turns]
-                          + [o for o in self.link_origins if o != "*"], self.image_origins)
-        if not sources:
-            return links, None, None
-        return links, EchoCheck(turn.user, sources), QuoteCheck(turn.user, sources + [self.chat.system_prompt])
-
-    def leak_guard(self) -> LeakGuard | None:
-        """The output guard for the next turn: the current system prompt and the secrets."""
-        if not self.guard:
-            return None
-        return LeakGuard([self.chat.system_prompt.replace("{name}", self.chat.assistant_name)],
-                         tuple(self.secrets) + tuple(self.chat.secrets))
 
     @staticmethod
     def _apply_result(turn: Turn, result: GenerationResult, started: float, shown: Callable[..., str]) -> None:
