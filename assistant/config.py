@@ -7,7 +7,10 @@ Environment variables are read here and nowhere else.  All of them start with
                          ``$XDG_CACHE_HOME/offline-assistant`` or ``~/.cache/offline-assistant``
 ``ASSISTANT_CONFIG``     path of a YAML/JSON config file (see ``AppConfig.load``)
 ``ASSISTANT_MODEL``      model name, Hugging Face id, folder or ``.gguf`` file
-``ASSISTANT_ADAPTER``    LoRA adapter folder(s), comma-separated; ``none`` disables (unset: the shipped one)
+``ASSISTANT_ADAPTER``    LoRA adapter folder(s), comma-separated; ``none`` disables (unset: the shipped one),
+                         the retry adapter too
+``ASSISTANT_RETRY_ADAPTER`` LoRA adapter folder that answers again when the model declines; ``none`` disables
+                         (unset: the shipped one where the registry says so)
 ``ASSISTANT_DEVICE``     ``auto`` | ``cpu`` | ``cuda``
 ``ASSISTANT_THREADS``    CPU threads for torch (0 = torch's default)
 ``ASSISTANT_FAST_DECODE`` weights of the lean CPU decoder: int4, bfloat16, float32 or off
@@ -80,6 +83,11 @@ class ModelConfig:
     adapters: tuple[str, ...] | None = None
     """LoRA adapter folders loaded with peft on top of the base, in order; ``None`` (the default) loads
     the adapter shipped for the model in ``knowledge/adapters/`` when there is one, ``()`` none."""
+    retry_adapter: str | None = None
+    """A LoRA adapter folder kept beside the weights (unmerged) that answers a second time when the model
+    declines a question its sources were shown for (``ChatConfig.retry_declines``); lean decoder only.
+    ``None`` (the default): the shipped adapter where the registry says so (``ModelSpec.adapter_on_decline``);
+    ``""`` or ``none``: no second try."""
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
     """Attention kernel for generation; explanations switch to eager on demand."""
     fast_decode: FastDecode = "int4"
@@ -122,6 +130,8 @@ class ModelConfig:
             self.adapters = tuple(a for a in self.adapters.split(",") if a.strip())
         if self.adapters is not None:
             self.adapters = tuple(self.adapters)
+        if isinstance(self.retry_adapter, str) and self.retry_adapter.strip().lower() in ("", "none"):
+            self.retry_adapter = ""
 
 
 @dataclass
@@ -203,6 +213,11 @@ class ChatConfig:
     conversation) — an invented phone number, price, size or date — is replaced by the fixed "not in
     my documents" reply, and listed in the admin area (``assistant.grounding``).  A number the source
     writes in words ("five days" answered "5 days") counts as invented."""
+    retry_declines: bool = True
+    """When the model answers a question it was shown sources for with the fixed "not in my documents"
+    reply, ask once more with the retry adapter (``ModelConfig.retry_adapter``), and show that answer
+    instead (it passes the same checks; a second decline stands).  The refusal is held back until then,
+    so the user sees one answer.  No effect without a retry adapter."""
 
     def __post_init__(self) -> None:
         if self.max_message_chars < 1:
@@ -294,6 +309,10 @@ class AppConfig:
         if env("ADAPTER"):
             adapter = env("ADAPTER")
             model["adapters"] = () if adapter.lower() == "none" else tuple(adapter.split(","))
+            if adapter.lower() == "none":
+                model["retry_adapter"] = ""  # no adapter at all, as --no-adapter
+        if env("RETRY_ADAPTER"):
+            model["retry_adapter"] = env("RETRY_ADAPTER")
         if env("REMOTE_URL"):
             model["remote_url"] = env("REMOTE_URL")
         if env("REMOTE_MODEL"):

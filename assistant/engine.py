@@ -18,6 +18,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
 from . import scope
@@ -82,9 +83,14 @@ class LocalBackend:
         self.lm = lm
         self.name = lm.name
 
+    @property
+    def can_retry(self) -> bool:
+        """Whether an adapter is attached that may answer a declined question again (``generate(adapter=True)``)."""
+        return bool(self.lm.retry_adapter) and self.lm.fast is not None and self.lm.fast.has_lora
+
     def generate(self, prompt: Prompt, settings: GenerationConfig, cancel: threading.Event,
-                 cache: PrefixCache | None) -> Generation:
-        return Generation(self.lm, prompt.input_ids, settings, cancel, prefix_cache=cache)
+                 cache: PrefixCache | None, adapter: bool = False) -> Generation:
+        return Generation(self.lm, prompt.input_ids, settings, cancel, prefix_cache=cache, adapter=adapter)
 
 
 @dataclass
@@ -269,47 +275,60 @@ class Engine:
         guard, numbers, tags, links, echo, quotes = (checks.guard, checks.numbers, checks.tags, checks.links,
                                                      checks.echo, checks.quotes)
         shown = checks.shown
-        refusal = RefusalLocalizer(turn.language)
+        # A decline of a question with sources may be answered again by the retry adapter: hold it back.
+        retry = self.chat.retry_declines and bool(turn.sources) and getattr(self.backend, "can_retry", False)
+        refusal = RefusalLocalizer(turn.language, hold_own=retry)
         echoed = only_dictated = False
+        adapter = False
 
         try:
             yield TurnStarted(turn)
-            gen = self.backend.generate(prompt, settings, cancel, self._cache_for(conversation.id))
-            stream = iter(gen)
-            raw, text, sent = "", "", 0
-            for delta in stream:
-                if not delta.text:
+            while True:  # the base model's answer; once more with the retry adapter after a decline
+                gen = self.backend.generate(prompt, settings, cancel, self._cache_for(conversation.id),
+                                            **({"adapter": True} if adapter else {}))
+                stream = iter(gen)
+                raw, text, sent = "", "", 0
+                for delta in stream:
+                    if not delta.text:
+                        continue
+                    raw += delta.text
+                    text = shown(raw)
+                    leak = guard.check(text) if guard is not None else None
+                    if leak:  # stop generating; what went out held fewer than min_words of it
+                        cancel.set()
+                        break
+                    invented = numbers.unsupported(text, final=False) if numbers is not None else []
+                    if invented:  # stop generating; the number itself never went out
+                        cancel.set()
+                        break
+                    # Held back: the tail that could be the start of a secret, a number still being
+                    # written, or all of a possible refusal in another language (replaced at the end).
+                    held = refusal.pending(text) or (echo is not None and echo.pending(text))
+                    end = sent if held else len(text) - (guard.holdback if guard is not None else 0)
+                    if numbers is not None:
+                        end = min(end, numbers.pending(text))
+                    if end > sent:
+                        yield TokenEvent(text[sent:end])
+                        sent = end
+                text = shown(raw, final=True)
+                if not leak and not invented and numbers is not None:
+                    invented = numbers.unsupported(text)
+                echoed = not leak and not invented and echo is not None and echo.echo(text)
+                # an answer that was only the dictated passage: nothing of it is left to show
+                only_dictated = (not leak and not invented and not echoed and not text.strip() and quotes is not None
+                                 and bool(quotes.dictated(tags.strip(raw))))
+                echoed = echoed or only_dictated
+                if (retry and not adapter and not leak and not invented and not echoed and sent == 0
+                        and refusal.refused(text) and not cancel.is_set()):
+                    turn.timings["declined_after"] = gen.result.total_time
+                    log.info("turn %s: the model declined although sources were shown; asking the retry adapter",
+                             turn.id)
+                    adapter = True
                     continue
-                raw += delta.text
-                text = shown(raw)
-                leak = guard.check(text) if guard is not None else None
-                if leak:  # stop generating; what went out held fewer than min_words of it
-                    cancel.set()
-                    break
-                invented = numbers.unsupported(text, final=False) if numbers is not None else []
-                if invented:  # stop generating; the number itself never went out
-                    cancel.set()
-                    break
-                # Held back: the tail that could be the start of a secret, a number still being
-                # written, or all of a possible refusal in another language (replaced at the end).
-                held = refusal.pending(text) or (echo is not None and echo.pending(text))
-                end = sent if held else len(text) - (guard.holdback if guard is not None else 0)
-                if numbers is not None:
-                    end = min(end, numbers.pending(text))
-                if end > sent:
-                    yield TokenEvent(text[sent:end])
-                    sent = end
-            text = shown(raw, final=True)
-            if not leak and not invented and numbers is not None:
-                invented = numbers.unsupported(text)
-            echoed = not leak and not invented and echo is not None and echo.echo(text)
-            # an answer that was only the dictated passage: nothing of it is left to show
-            only_dictated = (not leak and not invented and not echoed and not text.strip() and quotes is not None
-                             and bool(quotes.dictated(tags.strip(raw))))
-            echoed = echoed or only_dictated
-            if not leak and not invented and not echoed and sent < len(text):
-                localized = refusal.final(text)
-                yield TokenEvent(localized or text[sent:])
+                if not leak and not invented and not echoed and sent < len(text):
+                    localized = refusal.final(text)
+                    yield TokenEvent(localized or text[sent:])
+                break
         except GeneratorExit:
             # The caller stopped listening (UI stop button, closed connection):
             # keep what was produced, store the turn, then let the generator close.
@@ -317,6 +336,8 @@ class Engine:
             if gen is not None and stream is not None:
                 stream.close()
                 self._apply_result(turn, gen.result, started, shown)
+                if adapter:
+                    self._note_retry(conversation, turn, gen.result)
             turn.finish_reason = "cancelled"
             self._finish(conversation, turn, None)
             raise
@@ -329,6 +350,8 @@ class Engine:
             if leak or invented:
                 stream.close()
             self._apply_result(turn, gen.result, started, shown)
+            if adapter:  # the second try: its times count from the first one's start
+                self._note_retry(conversation, turn, gen.result)
             if links is not None and (foreign := links.foreign(tags.strip(gen.result.text))):
                 log.warning("turn %s: the answer linked to %s, which no source names; address removed", turn.id,
                             ", ".join(foreign))
@@ -378,6 +401,18 @@ class Engine:
         from retrieval.screening import screen_message
 
         return [str(f) for f in screen_message(message)]
+
+    def _note_retry(self, conversation: Conversation, turn: Turn, result: GenerationResult) -> None:
+        """A turn the retry adapter answered again after the model declined: times from the first try's
+        start, the adapter named with the model, and an event for the admin area."""
+        first = turn.timings.get("declined_after", 0.0)
+        for key in ("first_token", "generate"):
+            if turn.timings.get(key) is not None:
+                turn.timings[key] += first
+        turn.model = f"{turn.model} + retry adapter {Path(self.lm.retry_adapter or 'adapter').name}"
+        answered = not RefusalLocalizer.refused(result.text)
+        self.store.record_event("retried", conversation.id, {"turn_id": turn.id, "message": turn.user,
+                                                             "answered": answered})
 
     @staticmethod
     def _apply_result(turn: Turn, result: GenerationResult, started: float, shown: Callable[..., str]) -> None:

@@ -285,14 +285,22 @@ class RefusalLocalizer:
     ``final`` at the end.  Does nothing for an unknown language.
     """
 
-    def __init__(self, language: str) -> None:
+    def __init__(self, language: str, hold_own: bool = False) -> None:
         self.target = NOT_FOUND.get(language, NOT_FOUND["en"]) if language in LANGUAGE_NAMES else None
         self._foreign = tuple(p for p in NOT_FOUND.values() if p != self.target) if self.target else ()
+        self._held = tuple(NOT_FOUND.values()) if hold_own else self._foreign
+        """What ``pending`` holds back: foreign refusals, and with ``hold_own`` every refusal (the engine
+        may answer again instead of refusing: ``ChatConfig.retry_declines``)."""
 
     def pending(self, text: str) -> bool:
-        """Whether ``text`` (the answer so far) is still the start of another language's refusal."""
+        """Whether ``text`` (the answer so far) is still the start of a refusal it holds back."""
         head = text.strip()
-        return bool(head) and any(p.startswith(head) for p in self._foreign)
+        return bool(head) and any(p.startswith(head) for p in self._held)
+
+    @staticmethod
+    def refused(text: str) -> bool:
+        """Whether ``text`` is the fixed refusal, in any language."""
+        return text.strip() in NOT_FOUND.values()
 
     def final(self, text: str) -> str | None:
         """The user's refusal when the whole answer is another language's refusal, else ``None``."""

@@ -30,7 +30,9 @@ each in a fresh conversation, for each model and adapter setting side by side.
 3. The number check (``assistant.grounding``): how many answers it replaced by the not-found
    reply, per kind of question, and how many of the replaced ones were right (its false refusals;
    the withheld answer is read from the engine's ``invented_number`` event).
-4. Timing: seconds from the message to the first answer text and to the end of
+4. Second tries: questions the model declined that the retry adapter was asked again
+   (``ChatConfig.retry_declines``), how many it answered, and how many of those were right.
+5. Timing: seconds from the message to the first answer text and to the end of
    the turn, p50 / p95, over turns that generated (fixed replies left out).
 
 What it does not know: whether an answer that misses the gold string or a
@@ -120,6 +122,8 @@ class Asked:
     """The answer the number check replaced by the not-found reply (``assistant.grounding``), if it did."""
     withheld_right: bool | None = None
     """Whether that withheld answer was right: contained the gold answer (XQuAD) or every key fact (guide)."""
+    retried: bool = False
+    """The model declined and the retry adapter answered again (``ChatConfig.retry_declines``)."""
 
 
 # --- what to run ---------------------------------------------------------------
@@ -148,7 +152,8 @@ def runtime_for(name: str, with_adapter: bool, args: argparse.Namespace) -> Any:
 
     config = AppConfig.load(**({"home": args.home} if args.home else {}))
     adapters = shipped_adapters(name) if with_adapter else ()  # the shipped one even where it is off by default
-    config.model = dataclasses.replace(config.model, name=name, adapters=adapters,
+    retry = {"retry_adapter": ""} if args.retry == "off" else {}
+    config.model = dataclasses.replace(config.model, name=name, adapters=adapters, **retry,
                                        **({"threads": args.threads} if args.threads else {}))
     if args.max_new_tokens:
         config.generation = dataclasses.replace(config.generation, max_new_tokens=args.max_new_tokens)
@@ -156,6 +161,15 @@ def runtime_for(name: str, with_adapter: bool, args: argparse.Namespace) -> Any:
     if with_adapter and not rt.lm.adapters:
         log.warning("%s: no adapter was loaded", name)
     return rt
+
+
+def retry_label(name: str, with_adapter: bool, args: argparse.Namespace) -> str:
+    """", adapter on declines" for a setting whose declines the retry adapter answers again."""
+    from assistant.config import AppConfig
+    from assistant.generation.models import retry_adapter_of
+
+    model = dataclasses.replace(AppConfig.load().model, name=name, **({"retry_adapter": ""} if args.retry == "off" else {}))
+    return ", adapter on declines" if not with_adapter and retry_adapter_of(model) else ""
 
 
 def guide_sample(questions: list[GuideQuestion], limit: int) -> list[GuideQuestion]:
@@ -237,7 +251,8 @@ def ask(rt: Any, message: str, section: str, setting: str, qid: str, language: s
                   answer=turn.answer, route=turn.route,
                   sources=[f"{Path(s.source).parent.name}/{Path(s.source).name}" for s in turn.sources],
                   generated="generate" in turn.timings, first_token_s=first if first is not None else total,
-                  turn_s=total, error=finished.error, declined=declined(turn.answer, language, turn.route))
+                  turn_s=total, error=finished.error, declined=declined(turn.answer, language, turn.route),
+                  retried="declined_after" in turn.timings)
     withheld = [e for e in rt.store.events("invented_number") if e.conversation_id == conv.id]
     if withheld:
         asked.withheld = str(withheld[0].data.get("answer", ""))
@@ -384,6 +399,28 @@ def route_table(records: list[Asked], names: list[str]) -> str:
                "which"], rows)])
 
 
+def retry_table(records: list[Asked], names: list[str]) -> str:
+    """The second tries: declines the retry adapter was asked about again, what it answered, and whether
+    that was right (answerable) or should have stayed a decline (not answerable)."""
+    rows = []
+    kinds = [("XQuAD, article indexed", lambda r: r.section == "xquad", lambda r: r.contains_gold),
+             ("XQuAD, article not indexed", lambda r: r.section == "xquad-absent", None),
+             ("guide, answerable", lambda r: r.section == "guide" and r.correct is not None, lambda r: r.correct),
+             ("guide, unanswerable", lambda r: r.section == "guide" and r.correct is None, None)]
+    for s in names:
+        for kind, pick, right in kinds:
+            mine = [r for r in records if r.setting == s and pick(r)]
+            tried = [r for r in mine if r.retried]
+            answered = [r for r in tried if not r.declined]
+            rows.append([s, kind, len(mine), len(tried), len(answered),
+                         sum(bool(right(r)) for r in answered) if right else "—",
+                         "—" if right else len(answered)])
+    return "\n".join([
+        "### Second tries (the model declined; the retry adapter was asked again)", "",
+        table(["setting", "kind of question", "n", "retried", "answered", "of them right",
+               "answered, should have declined"], rows)])
+
+
 def timing_table(records: list[Asked], names: list[str]) -> str:
     rows = []
     for s in names:
@@ -408,6 +445,8 @@ def report(records: list[Asked], names: list[str], argv: Sequence[str]) -> str:
         parts.append(guide_table(records, names))
     parts.append(number_check_table(records, names))
     parts.append(route_table(records, names))
+    if any(r.retried for r in records):
+        parts.append(retry_table(records, names))
     parts.append(timing_table(records, names))
     return "\n\n".join(parts)
 
@@ -440,6 +479,9 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--plain-sources", action="store_true",
                     help="sources under a plain 'Documents:' header instead of the shipped untrusted-data framing "
                          "(spotlighting off, as bench.injection's 'off'), to measure what the framing costs answers")
+    ap.add_argument("--retry", choices=("on", "off"), default="on",
+                    help="on (the app's default): a decline is asked again with the retry adapter where the registry "
+                         "ships one for it (ModelSpec.adapter_on_decline); off: the model's first answer stands")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     if args.plain_sources:
@@ -449,7 +491,8 @@ def main(argv: list[str] | None = None) -> str:
 
     questions = [] if args.skip_guide else guide_sample(load_questions(GUIDE_QUESTIONS), args.limit_guide)
     runs = settings(args.model or [DEFAULT_MODEL], args.adapter)
-    names = [f"{m} {'+adapter' if on else 'base'}{', plain sources' if args.plain_sources else ''}" for m, on in runs]
+    names = [f"{m} {'+adapter' if on else 'base'}{retry_label(m, on, args)}"
+             f"{', plain sources' if args.plain_sources else ''}" for m, on in runs]
     records: list[Asked] = []
     indexes: dict[str, Any] = {}  # built once, with the first runtime's embedder (every setting loads the same)
     with tempfile.TemporaryDirectory(prefix="bench-answers-") as tmp:

@@ -181,3 +181,81 @@ def test_a_question_no_document_covers_gets_the_refusal_unless_configured(tiny_l
     assert german.answer == (made_up if answer_without_sources else NOT_FOUND["de"])
     assert bool(german.prompt_ids) == answer_without_sources  # the fixed reply generated nothing
     assert any(e.data.get("turn_id") == german.id for e in store.events("no_source"))
+
+
+class _DeclineThenAnswer:
+    """Stands in for a model whose first answer is ``first`` and whose retry adapter (``adapter=True``)
+    says ``second``: the two scripted streams, and the calls made."""
+
+    def __init__(self, first, second, tokenizer, can_retry=True):
+        from tiny_model import ScriptedBackend
+
+        self.first, self.second = ScriptedBackend(first, tokenizer), ScriptedBackend(second, tokenizer)
+        self.name, self.can_retry, self.calls = "tiny-llama", can_retry, []
+
+    def generate(self, prompt, settings, cancel, cache, adapter=False):
+        self.calls.append(adapter)
+        return (self.second if adapter else self.first).generate(prompt, settings, cancel, cache)
+
+
+def _refund_index(tmp_path):
+    from retrieval.embedding import HashingEmbedder
+    from retrieval.index import KnowledgeIndex
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "refunds.md").write_text("# Refunds\n\nRefunds are paid back to the original card within five days.\n")
+    index = KnowledgeIndex.create(tmp_path / "index", HashingEmbedder())
+    index.add_paths([docs])
+    return index
+
+
+@pytest.mark.parametrize("retry_declines", [True, False])
+def test_a_decline_with_sources_is_asked_again_with_the_retry_adapter(tiny_lm, store, tmp_path, retry_declines):
+    """The model declines although a source was shown: the retry adapter answers, and the user sees only
+    that answer (the refusal is never streamed); the admin area lists the second try."""
+    from assistant.prompting import NOT_FOUND
+    from assistant.web.admin import answer_checks
+
+    backend = _DeclineThenAnswer(NOT_FOUND["de"], "Innerhalb von fünf Tagen.", tiny_lm.tokenizer)
+    eng = Engine(tiny_lm, store, chat=ChatConfig(context_tokens=512, retry_declines=retry_declines),
+                 generation=GenerationConfig(max_new_tokens=8), index=_refund_index(tmp_path), backend=backend)
+    conv = store.create("alice")
+    events = list(eng.respond(conv, "Wie lange dauert eine Rückerstattung auf die Karte bei Refunds?"))
+    streamed = "".join(e.text for e in events if isinstance(e, TokenEvent))
+    turn = store.get(conv.id, "alice").turns[0]
+    assert turn.sources
+    if retry_declines:
+        assert backend.calls == [False, True]
+        assert streamed.strip() == turn.answer == "Innerhalb von fünf Tagen."
+        assert "retry adapter" in turn.model and turn.timings["first_token"] >= turn.timings["declined_after"]
+        assert [e.data["answered"] for e in store.events("retried")] == [True]
+        assert [r["check"] for r in answer_checks(store)] == ["declined, asked the retry adapter"]
+    else:
+        assert backend.calls == [False]
+        assert streamed.strip() == turn.answer == NOT_FOUND["de"]
+        assert store.events("retried") == [] and turn.model == "tiny-llama"
+
+
+def test_a_second_decline_stands_and_answers_are_not_asked_twice(tiny_lm, store, tmp_path):
+    from assistant.prompting import NOT_FOUND
+
+    index = _refund_index(tmp_path)
+    twice = _DeclineThenAnswer(NOT_FOUND["en"], NOT_FOUND["zh"], tiny_lm.tokenizer)
+    eng = Engine(tiny_lm, store, chat=ChatConfig(context_tokens=512), generation=GenerationConfig(max_new_tokens=8),
+                 index=index, backend=twice)
+    conv = store.create("alice")
+    turn = eng.run_turn(conv, "How many days until refunds reach the original card?")
+    assert twice.calls == [False, True] and turn.answer == NOT_FOUND["en"]  # the adapter's Chinese one, localized
+    assert [e.data["answered"] for e in store.events("retried")] == [False]
+    answered = _DeclineThenAnswer("Within five days.", "never asked", tiny_lm.tokenizer)
+    eng = Engine(tiny_lm, store, chat=ChatConfig(context_tokens=512), generation=GenerationConfig(max_new_tokens=8),
+                 index=index, backend=answered)
+    assert eng.run_turn(conv, "How many days until refunds reach the original card?").answer == "Within five days."
+    assert answered.calls == [False]
+    # no adapter attached: the decline stands
+    alone = _DeclineThenAnswer(NOT_FOUND["en"], "never asked", tiny_lm.tokenizer, can_retry=False)
+    eng = Engine(tiny_lm, store, chat=ChatConfig(context_tokens=512), generation=GenerationConfig(max_new_tokens=8),
+                 index=index, backend=alone)
+    assert eng.run_turn(conv, "How many days until refunds reach the original card?").answer == NOT_FOUND["en"]
+    assert alone.calls == [False]

@@ -336,3 +336,94 @@ def test_a_failing_batched_step_reaches_every_caller_of_that_batch():
 
     with pytest.raises(RuntimeError, match="kernel failed"):
         DecodeBatcher(Broken()).step(3, object())
+
+
+def _random_adapter(model, folder, targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                            "down_proj")):
+    """A peft LoRA adapter on ``model`` with trained-looking (non-zero) B matrices, saved to ``folder``;
+    returns the peft model (``model`` is changed in place)."""
+    from peft import LoraConfig, get_peft_model
+
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=list(targets)))
+    torch.manual_seed(3)
+    for name, p in peft_model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.3)
+    peft_model.eval()
+    peft_model.save_pretrained(folder)
+    return peft_model
+
+
+def test_an_attached_adapter_changes_only_the_sequences_that_ask_for_it(tmp_path):
+    """An adapter kept beside the weights (``attach_lora``): a cache made with ``adapter=True`` gets the
+    adapted model's logits (peft's, through prefill and decode steps), any other cache the base model's,
+    bit for bit as before; a batch never mixes the two."""
+    from assistant.errors import ModelLoadError
+
+    model = _tiny_qwen2(vocab=448)
+    fast = FastDecoder.build(model, "float32")  # before peft wraps the modules: the base weights
+    plain = fast.forward(IDS, fast.new_cache())
+    with pytest.raises(ValueError, match="no adapter attached"):
+        fast.new_cache(adapter=True)
+    peft_model = _random_adapter(model, tmp_path / "adapter")
+    assert fast.attach_lora(tmp_path / "adapter") == 4 * len(fast.layers)  # qkv, o, gate_up, down per layer
+    adapted = _reference_logits(peft_model, IDS)
+    with peft_model.disable_adapter():
+        base = _reference_logits(peft_model, IDS)
+    assert not torch.allclose(adapted[-1], base[-1], atol=1e-2)  # the adapter matters
+    on, off = fast.new_cache(adapter=True), fast.new_cache()
+    assert torch.allclose(fast.forward(IDS[:30], on), adapted[29], atol=1e-4)
+    for i in range(30, 34):  # decode steps keep the adapter
+        assert torch.allclose(fast.forward([IDS[i]], on), adapted[i], atol=1e-4)
+    assert torch.equal(fast.forward(IDS, off), plain)
+    with pytest.raises(ValueError, match="mixes"):
+        fast.forward_batch([5, 6], [fast.new_cache(adapter=True), fast.new_cache()])
+    # an adapter for another model is refused with the reason
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    narrow = Qwen2ForCausalLM(Qwen2Config(vocab_size=448, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                          num_attention_heads=4, num_key_value_heads=2))
+    _random_adapter(narrow, tmp_path / "other", targets=("q_proj",))
+    with pytest.raises(ModelLoadError, match="does not fit the base model"):
+        FastDecoder.build(_tiny_qwen2(vocab=448), "float32").attach_lora(tmp_path / "other")
+
+
+def test_generations_with_and_without_the_adapter_share_the_batcher(tmp_path):
+    """Two conversations decoding at once, one with the retry adapter: each gets the tokens it gets
+    alone (the batcher runs the adapted steps apart from the base ones), and the adapted one takes no
+    prefix cache from the other forward."""
+    import threading
+
+    from tiny_model import tiny_tokenizer
+
+    from assistant.generation.batching import DecodeBatcher
+    from assistant.generation.models import wrap_loaded
+
+    tok = tiny_tokenizer()
+    model = _tiny_qwen2(vocab=448)
+    fast = FastDecoder.build(model, "float32")
+    _random_adapter(model, tmp_path / "adapter")
+    fast.attach_lora(tmp_path / "adapter")
+    alone = dataclasses.replace(wrap_loaded(model, tok, name="tiny-qwen2"), fast=fast, retry_adapter=str(tmp_path),
+                                stop_token_ids=(tok.convert_tokens_to_ids("<|im_end|>"),))
+    together = dataclasses.replace(alone, batcher=DecodeBatcher(fast, max_batch=8))
+    prompt = tok.apply_chat_template([{"role": "user", "content": "How do refunds work?"}], add_generation_prompt=True,
+                                     tokenize=True)["input_ids"]
+    settings = GenerationConfig(max_new_tokens=12, temperature=0.0, repetition_penalty=1.0, stop_on_repeat=0)
+    expected = [Generation(alone, prompt, settings, adapter=a).run().token_ids for a in (False, True)]
+    assert expected[0] != expected[1]
+    got: list = [None, None]
+    start = threading.Barrier(2)
+    prefix = PrefixCache()
+
+    def run(i):
+        start.wait()
+        got[i] = Generation(together, prompt, settings, prefix_cache=prefix if i else None, adapter=bool(i)).run()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [g.token_ids for g in got] == expected
+    assert prefix.take(prompt)[0] is None  # the adapted run stored no cache for base turns to take

@@ -268,3 +268,43 @@ def test_training_and_serving_use_the_same_chat_template(tmp_path):
     bare = tiny_tokenizer()
     bare.chat_template = None
     assert set_chat_template(bare, None) == "chatml" and bare.chat_template == CHATML_TEMPLATE
+
+
+def test_the_retry_adapter_is_the_shipped_one_where_the_registry_says_so(monkeypatch):
+    import argparse
+
+    from assistant.cli.options import add_model_options, config_from_args
+    from assistant.generation import models
+
+    qwen = models.shipped_adapters("qwen2.5-coder-1.5b-instruct")
+    assert qwen and models.MODELS["qwen2.5-coder-1.5b-instruct"].adapter_on_decline
+    assert models.retry_adapter_of(ModelConfig(name="qwen2.5-coder-1.5b-instruct")) == qwen[0]
+    assert models.retry_adapter_of(ModelConfig(name="gemma-3-270m")) == ""  # its adapter is merged, not a retry
+    assert models.retry_adapter_of(ModelConfig(name="qwen2.5-coder-1.5b-instruct", retry_adapter="none")) == ""
+    assert models.retry_adapter_of(ModelConfig(name="qwen2.5-coder-1.5b-instruct", retry_adapter="/a/b")) == "/a/b"
+    parser = argparse.ArgumentParser()
+    add_model_options(parser)
+    for env in ("ASSISTANT_RETRY_ADAPTER", "ASSISTANT_ADAPTER", "ASSISTANT_CONFIG"):
+        monkeypatch.delenv(env, raising=False)
+    assert config_from_args(parser.parse_args([])).model.retry_adapter is None
+    assert config_from_args(parser.parse_args(["--no-adapter"])).model.retry_adapter == ""
+    assert config_from_args(parser.parse_args(["--retry-adapter", "none"])).model.retry_adapter == ""
+    monkeypatch.setenv("ASSISTANT_ADAPTER", "none")
+    assert config_from_args(parser.parse_args([])).model.retry_adapter == ""
+    monkeypatch.setenv("ASSISTANT_RETRY_ADAPTER", "/x/y")
+    assert config_from_args(parser.parse_args([])).model.retry_adapter == "/x/y"
+
+
+def test_a_missing_retry_adapter_is_a_clear_load_error(tmp_path):
+    from assistant.generation.models import _attach_retry
+
+    class Fast:
+        has_lora = False
+
+        def attach_lora(self, folder):
+            raise AssertionError("not reached")
+
+    with pytest.raises(ModelLoadError, match="retry adapter .*no adapter_config.json.*none"):
+        _attach_retry(ModelConfig(name="x", retry_adapter=str(tmp_path)), Fast(), (), [])
+    notes: list = []
+    assert _attach_retry(ModelConfig(name="x", retry_adapter=str(tmp_path)), None, (), notes) == ""  # no lean decoder

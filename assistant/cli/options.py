@@ -14,7 +14,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--model", help="registry name, Hugging Face id, model folder or .gguf file")
     g.add_argument("--adapter", action="append",
                    help="LoRA adapter folder (repeatable; default: the adapter shipped for the model)")
-    g.add_argument("--no-adapter", action="store_true", help="do not load any adapter, not even the shipped one")
+    g.add_argument("--no-adapter", action="store_true",
+                   help="do not load any adapter, not even the shipped one (nor the retry adapter)")
+    g.add_argument("--retry-adapter", metavar="DIR|none",
+                   help="LoRA adapter that answers again when the model declines a question it had sources for "
+                        "(default: the shipped one where the registry says so); none: no second try")
     g.add_argument("--quantization", choices=QUANTIZATIONS)
     g.add_argument("--compute-dtype", choices=COMPUTE_DTYPES)
     g.add_argument("--device", choices=DEVICES)
@@ -49,8 +53,11 @@ def config_from_args(args: argparse.Namespace) -> AppConfig:
                                                   ("remote_model", "remote_model")) if getattr(args, a, None) is not None}
     if getattr(args, "adapter", None):
         changes["adapters"] = tuple(args.adapter)
+    if getattr(args, "retry_adapter", None):
+        changes["retry_adapter"] = args.retry_adapter
     if getattr(args, "no_adapter", False):
         changes["adapters"] = ()
+        changes["retry_adapter"] = ""
     config.model = dataclasses.replace(model, **changes)
     gen = {k: getattr(args, k) for k in ("max_new_tokens", "temperature", "top_p", "repetition_penalty")
            if getattr(args, k, None) is not None}

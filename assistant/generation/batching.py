@@ -95,7 +95,10 @@ class DecodeBatcher:
                     if left <= 0:
                         break
                     self._wake.wait(left)
-                batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
+                # one batch runs with or without the attached adapter (``FastCache.adapter``): the others wait
+                lora = getattr(self._pending[0].cache, "adapter", False)
+                batch = [s for s in self._pending if getattr(s.cache, "adapter", False) == lora][: self.max_batch]
+                self._pending = [s for s in self._pending if all(s is not b for b in batch)]
             try:
                 if len(batch) == 1:
                     logits = self.fast.forward([batch[0].token], batch[0].cache)[None]

@@ -23,7 +23,13 @@ It produces the logits of the last position (or, to check a speculative draft, o
 the last few: ``forward_rows``).  What needs the model's
 internals (attention for the Explain view, teacher-forced scores) runs on the
 transformers model, which ``shared_weights.share_weights`` points at these same
-weights, so there is one copy in memory.  Other architectures get ``None``
+weights, so there is one copy in memory.
+
+A LoRA adapter can also stay beside the weights instead of merged into them
+(``attach_lora``): each adapted product then adds ``(x A^T) B^T`` (B scaled),
+for the sequences whose ``FastCache`` was made with ``adapter=True`` only.  One
+copy of the 4-bit weights serves both the base model and the adapted one, turn
+by turn (the engine asks the adapter again when the base declines).  Other architectures get ``None``
 from ``FastDecoder.build`` and keep the transformers path.
 
 Knows nothing about tokenization, sampling or conversations.
@@ -66,6 +72,22 @@ class _Layer:
     """Gemma 3's sandwich norms: on the attention output, and on the MLP output
     (then ``norm_mlp`` is its pre-MLP norm)."""
     post_mlp: Any = None
+    lora: "dict[str, _LowRank] | None" = None
+    """Unmerged adapter deltas by product ("qkv", "o", "gate_up", "down"), added for adapted sequences."""
+
+
+@dataclass
+class _LowRank:
+    """``x -> (x A^T) B^T``: one LoRA delta (scale folded into B), or several side by side for a fused
+    product (A stacked, B block-diagonal over each part's output rows)."""
+
+    a_t: Any
+    """(in, rank)"""
+    b_t: Any
+    """(rank, out)"""
+
+    def __call__(self, x: Any) -> Any:
+        return (x.to(self.a_t.dtype) @ self.a_t) @ self.b_t
 
 
 @dataclass(frozen=True)
@@ -88,9 +110,11 @@ class FastCache:
     ``get_seq_length()`` and ``crop(n)`` (negative n: drop from the end).
     """
 
-    def __init__(self, layers: int, kv_heads: int, head_dim: int, dtype: Any) -> None:
+    def __init__(self, layers: int, kv_heads: int, head_dim: int, dtype: Any, adapter: bool = False) -> None:
         torch = _torch()
         self.length = 0
+        self.adapter = adapter
+        """The sequence runs with the decoder's attached adapter (``FastDecoder.attach_lora``)."""
         self.keys = torch.zeros((layers, kv_heads, 0, head_dim), dtype=dtype)  # (layers, kv_heads, capacity, dim)
         self.values = torch.zeros((layers, kv_heads, 0, head_dim), dtype=dtype)
 
@@ -190,8 +214,59 @@ class FastDecoder:
                 head = linear(base.lm_head)
         return cls(embed, layers, norm(base.model.norm), head, base.model.rotary_emb, config, fmt, arch)
 
-    def new_cache(self) -> FastCache:
-        return FastCache(len(self.layers), self.kv_heads, self.head_dim, self.dtype)
+    def new_cache(self, adapter: bool = False) -> FastCache:
+        """An empty cache; ``adapter``: the sequence runs with the attached adapter (``attach_lora``)."""
+        if adapter and not self.has_lora:
+            raise ValueError("this decoder has no adapter attached")
+        return FastCache(len(self.layers), self.kv_heads, self.head_dim, self.dtype, adapter)
+
+    @property
+    def has_lora(self) -> bool:
+        return any(layer.lora for layer in self.layers)
+
+    def attach_lora(self, adapter: Any) -> int:
+        """Keep the LoRA adapter in folder ``adapter`` beside the weights, unmerged, for sequences whose
+        cache asks for it (``new_cache(adapter=True)``); the base weights stay as they are.  Returns how
+        many products gained a delta; an adapter of another shape is a ``ModelLoadError``."""
+        from ..errors import ModelLoadError
+        from .shared_weights import read_lora
+
+        torch = _torch()
+        scale, pairs = read_lora(adapter)
+        q, kv, inter = self.heads * self.head_dim, self.kv_heads * self.head_dim, self.intermediate
+        products = {"qkv": ("self_attn", [("q_proj", 0, q), ("k_proj", q, q + kv), ("v_proj", q + kv, q + 2 * kv)]),
+                    "o": ("self_attn", [("o_proj", 0, None)]),
+                    "gate_up": ("mlp", [("gate_proj", 0, inter), ("up_proj", inter, 2 * inter)]),
+                    "down": ("mlp", [("down_proj", 0, None)])}
+        known = {f"model.layers.{i}.{group}.{name}" for i in range(len(self.layers))
+                 for group, parts in products.values() for name, _, _ in parts}
+        if unknown := sorted(set(pairs) - known):
+            raise ModelLoadError(f"adapter {str(adapter)!r} targets {unknown[0]!r}, which this decoder has no product for")
+        changed = 0
+        for i, layer in enumerate(self.layers):
+            deltas = {}
+            for product, (group, parts) in products.items():
+                weight: Weight = getattr(layer, product)
+                found = [(pairs[f"model.layers.{i}.{group}.{name}"], start, stop if stop is not None else weight.out_features)
+                         for name, start, stop in parts if f"model.layers.{i}.{group}.{name}" in pairs]
+                if not found:
+                    continue
+                rank = sum(a.shape[0] for (a, _), _, _ in found)
+                a_t = torch.zeros(weight.in_features, rank)
+                b_t = torch.zeros(rank, weight.out_features)
+                col = 0
+                for (a, b), start, stop in found:
+                    if a.shape[1] != weight.in_features or b.shape[0] != stop - start:
+                        raise ModelLoadError(f"adapter {str(adapter)!r} does not fit the base model: layer {i} "
+                                             f"{product} expects {stop - start}x{weight.in_features}, the adapter's "
+                                             f"is {b.shape[0]}x{a.shape[1]}")
+                    a_t[:, col:col + a.shape[0]] = a.float().t()
+                    b_t[col:col + a.shape[0], start:stop] = scale * b.float().t()
+                    col += a.shape[0]
+                deltas[product] = _LowRank(a_t.to(self.dtype).contiguous(), b_t.to(self.dtype).contiguous())
+                changed += 1
+            layer.lora = deltas or None
+        return changed
 
     # ---- forward --------------------------------------------------------------------------
 
@@ -244,10 +319,11 @@ class FastDecoder:
             band = torch.ones(n, end, dtype=torch.bool).triu(diagonal=past - w + 1)
             mask = (band & causal) if causal is not None else band
             windowed[w] = (first, mask[:, first:] if n > 1 else None)
+        lora = cache.adapter
         with torch.inference_mode():
             x = self._embed(ids)[None]  # (1, n, hidden)
             for i, layer in enumerate(self.layers):
-                q, k, v = self._qkv(layer, x, *ropes[layer.rope])  # (1, heads | kv, n, dim)
+                q, k, v = self._qkv(layer, x, *ropes[layer.rope], lora=lora)  # (1, heads | kv, n, dim)
                 cache.keys[i, :, past:end] = k[0]
                 cache.values[i, :, past:end] = v[0]
                 first, mask = windowed.get(layer.window, (0, causal))
@@ -267,15 +343,19 @@ class FastDecoder:
                 else:
                     att = F.scaled_dot_product_attention(q, keys[None], values[None], attn_mask=mask,
                                                          scale=arch.scale, enable_gqa=kv != heads)  # (1, heads, n, dim)
-                x = self._rest(layer, x, att)
+                x = self._rest(layer, x, att, lora)
             cache.length = end
             return self.head(self._rms(x[:, -keep:], self.norm))[0].float()
 
     def forward_batch(self, ids: list[int], caches: list[FastCache]) -> Any:
         """One decode step of several sequences at once: logits (B, vocab) after ``ids[b]``, appended to
         ``caches[b]``.  Every matrix product reads its weights once for all B rows (the decode kernel's
-        cost hardly grows with the rows); only attention runs per sequence, over its own cache."""
+        cost hardly grows with the rows); only attention runs per sequence, over its own cache.  The
+        caches must agree on ``adapter``."""
         torch = _torch()
+        lora = caches[0].adapter
+        if any(c.adapter != lora for c in caches):
+            raise ValueError("a batch mixes sequences with and without the adapter")
         pasts = [c.length for c in caches]
         for c in caches:
             c.reserve(c.length + 1)
@@ -287,7 +367,7 @@ class FastDecoder:
         with torch.inference_mode():
             x = self._embed(ids)[:, None]  # (B, 1, hidden)
             for i, layer in enumerate(self.layers):
-                q, k, v = self._qkv(layer, x, *ropes[layer.rope])  # (B, heads | kv, 1, dim)
+                q, k, v = self._qkv(layer, x, *ropes[layer.rope], lora=lora)  # (B, heads | kv, 1, dim)
                 outs = []
                 for b, (cache, past) in enumerate(zip(caches, pasts)):
                     cache.keys[i, :, past] = k[b, :, 0]
@@ -295,7 +375,7 @@ class FastDecoder:
                     first = max(0, past + 1 - layer.window) if layer.window else 0
                     outs.append(self._attend_one(q[b:b + 1], cache.keys[i, :, first:past + 1],
                                                  cache.values[i, :, first:past + 1]))  # (1, heads, 1, dim)
-                x = self._rest(layer, x, torch.cat(outs))
+                x = self._rest(layer, x, torch.cat(outs), lora)
             for c in caches:
                 c.length += 1
             return self.head(self._rms(x, self.norm))[:, 0].float()
@@ -324,12 +404,13 @@ class FastDecoder:
         x = self.embed.rows(torch.tensor(ids))
         return (x * self.arch.embed_scale if self.arch.embed_scale != 1.0 else x).to(self.dtype)
 
-    def _qkv(self, layer: _Layer, x: Any, cos: Any, sin: Any) -> tuple[Any, Any, Any]:
-        """Queries (B, heads, n, dim), keys and values (B, kv, n, dim) of ``x`` (B, n, hidden), RoPE applied."""
+    def _qkv(self, layer: _Layer, x: Any, cos: Any, sin: Any, lora: bool = False) -> tuple[Any, Any, Any]:
+        """Queries (B, heads, n, dim), keys and values (B, kv, n, dim) of ``x`` (B, n, hidden), RoPE applied;
+        ``lora``: with the attached adapter's deltas."""
         torch = _torch()
         heads, kv, dim = self.heads, self.kv_heads, self.head_dim
         B, n = x.shape[:2]
-        qkv = layer.qkv(self._rms(x, layer.norm_attn))  # (B, n, (heads + 2 kv) * dim)
+        qkv = self._product(layer, "qkv", self._rms(x, layer.norm_attn), lora)  # (B, n, (heads + 2 kv) * dim)
         qkv = qkv.view(B, n, heads + 2 * kv, dim).transpose(1, 2)  # (B, heads + 2 kv, n, dim)
         qk = qkv[:, : heads + kv]
         if layer.q_norm is not None:  # per-head norms before RoPE
@@ -337,16 +418,23 @@ class FastDecoder:
         qk = self._rotate(qk, cos, sin)  # queries and keys in one go
         return qk[:, :heads], qk[:, heads:], qkv[:, heads + kv:]
 
-    def _rest(self, layer: _Layer, x: Any, att: Any) -> Any:
+    @staticmethod
+    def _product(layer: _Layer, name: str, x: Any, lora: bool) -> Any:
+        """``x`` times the layer's ``name`` matrix, plus the adapter's delta when ``lora`` and it has one."""
+        out = getattr(layer, name)(x)
+        delta = layer.lora.get(name) if lora and layer.lora else None
+        return out if delta is None else out + delta(x).to(out.dtype)
+
+    def _rest(self, layer: _Layer, x: Any, att: Any, lora: bool = False) -> Any:
         """The layer after attention: output projection, residual, MLP, residual; ``att`` (B, heads, n, dim)."""
         F = _torch().nn.functional
         B, n = x.shape[:2]
-        out = layer.o(att.transpose(1, 2).reshape(B, n, self.heads * self.head_dim))
+        out = self._product(layer, "o", att.transpose(1, 2).reshape(B, n, self.heads * self.head_dim), lora)
         x = x + (self._rms(out, layer.post_attn) if layer.post_attn is not None else out)
-        gu = layer.gate_up(self._rms(x, layer.norm_mlp))  # (B, n, 2 * intermediate)
+        gu = self._product(layer, "gate_up", self._rms(x, layer.norm_mlp), lora)  # (B, n, 2 * intermediate)
         gate = gu[..., : self.intermediate]
         gate = F.gelu(gate, approximate="tanh") if self.arch.gelu else F.silu(gate)
-        out = layer.down(gate * gu[..., self.intermediate:])
+        out = self._product(layer, "down", gate * gu[..., self.intermediate:], lora)
         return x + (self._rms(out, layer.post_mlp) if layer.post_mlp is not None else out)
 
 

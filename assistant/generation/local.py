@@ -86,7 +86,9 @@ class Generation:
     """Iterate to stream ``TokenDelta``s; ``result`` is complete once iteration ends.
 
     ``prefix_cache`` (optional) is a ``PrefixCache`` whose stored KV cache is
-    reused when the new prompt starts with the tokens it holds.
+    reused when the new prompt starts with the tokens it holds.  ``adapter``: generate
+    with the lean decoder's attached adapter (``LoadedModel.retry_adapter``); its keys
+    and values differ from the base's, so no prefix cache is taken or stored then.
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class Generation:
         settings: GenerationConfig | None = None,
         cancel: threading.Event | None = None,
         prefix_cache: "PrefixCache | None" = None,
+        adapter: bool = False,
     ) -> None:
         if not prompt_ids:
             raise GenerationError("the prompt is empty: nothing to generate from")
@@ -109,7 +112,10 @@ class Generation:
         self.settings = settings or GenerationConfig()
         self.max_new_tokens = min(self.settings.max_new_tokens, room)
         self.cancel = cancel or threading.Event()
-        self.prefix_cache = prefix_cache
+        if adapter and (lm.fast is None or not lm.fast.has_lora):
+            raise GenerationError("no adapter is attached to the lean decoder: nothing to answer again with")
+        self.adapter = adapter
+        self.prefix_cache = None if adapter else prefix_cache
         self.result = GenerationResult(prompt_tokens=len(self.prompt_ids))
 
     def __iter__(self) -> Iterator[TokenDelta]:
@@ -137,7 +143,7 @@ class Generation:
         def forward(ids: list[int], cache: Any, keep: int = 1) -> tuple[Any, Any]:
             """Logits (keep, vocab) after each of the last ``keep`` of ``ids``, and the grown cache."""
             if fast is not None:
-                cache = cache if cache is not None else fast.new_cache()
+                cache = cache if cache is not None else fast.new_cache(adapter=self.adapter)
                 if len(ids) == 1 and joined:  # a decode step: batched with other conversations'
                     return lm.batcher.step(ids[0], cache)[None], cache
                 return fast.forward_rows(ids, cache, keep), cache
@@ -153,7 +159,7 @@ class Generation:
             cache, todo = self.prefix_cache.take(self.prompt_ids)
             if cache is not None and (fast is not None) != isinstance(cache, FastCache):
                 cache, todo = None, self.prompt_ids  # the cache of the other forward: start cold
-        shared = lm.prefixes if fast is not None else None
+        shared = lm.prefixes if fast is not None and not self.adapter else None
         learn = False  # a cold prefill: offer its beginning to the other conversations afterwards
         if cache is None and shared is not None:
             cache, todo = shared.take(self.prompt_ids)  # the system prompt another conversation prefilled

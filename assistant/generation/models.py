@@ -46,6 +46,9 @@ class LoadedModel:
     dtype: str
     context_length: int
     adapters: tuple[str, ...] = ()
+    retry_adapter: str = ""
+    """The adapter kept unmerged beside the weights (``FastDecoder.attach_lora``) that answers again when
+    the model declines; "" when there is none."""
     languages: tuple[str, ...] = ("*",)
     stop_token_ids: tuple[int, ...] = ()
     notes: list[str] = field(default_factory=list)
@@ -63,6 +66,8 @@ class LoadedModel:
         from .fastdecode import FastDecoder
 
         fast = FastDecoder.build(model, self.fast.fmt) if self.fast is not None else None
+        if fast is not None and self.retry_adapter:
+            fast.attach_lora(self.retry_adapter)
         batcher = _batcher(fast, self.batcher.max_batch) if self.batcher is not None else None
         return dataclasses.replace(self, model=model, fast=fast, batcher=batcher, prefixes=_prefixes(fast),
                                    adapters=self.adapters if adapters is None else adapters)
@@ -94,6 +99,16 @@ def default_adapters(name: str) -> tuple[str, ...]:
     """The adapters model ``name`` loads when none is asked for: its shipped one, unless the registry
     ships that one turned off (``ModelSpec.adapter_by_default``)."""
     return shipped_adapters(name) if name in MODELS and MODELS[name].adapter_by_default else ()
+
+
+def retry_adapter_of(config: ModelConfig) -> str:
+    """The adapter folder that answers again when the model declines: ``config.retry_adapter``, or where
+    that is None the shipped one if the registry says so (``ModelSpec.adapter_on_decline``); "" for none."""
+    if config.retry_adapter is not None:
+        return config.retry_adapter
+    spec = MODELS.get(config.name)
+    shipped = shipped_adapters(config.name)
+    return shipped[0] if spec is not None and spec.adapter_on_decline and shipped else ""
 
 
 def known_models() -> list[str]:
@@ -286,6 +301,7 @@ def load_model(config: ModelConfig | None = None, home: Path | None = None) -> L
 
                 if share_weights(model, fast):  # one copy: the 4-bit model's own weights are dropped
                     notes.append("one copy of the weights serves generation and Explain")
+    retry = _attach_retry(config, fast, adapters, notes)
     context = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
     return LoadedModel(
         model=model,
@@ -297,6 +313,7 @@ def load_model(config: ModelConfig | None = None, home: Path | None = None) -> L
         dtype=str(dtype).replace("torch.", ""),
         context_length=context,
         adapters=tuple(adapters),
+        retry_adapter=retry,
         languages=spec.languages if spec else ("*",),
         stop_token_ids=stop_token_ids(tokenizer, model),
         notes=notes,
@@ -304,6 +321,26 @@ def load_model(config: ModelConfig | None = None, home: Path | None = None) -> L
         batcher=_batcher(fast, config.decode_batch),
         prefixes=_prefixes(fast),
     )
+
+
+def _attach_retry(config: ModelConfig, fast: Any, adapters: tuple[str, ...], notes: list[str]) -> str:
+    """Attach the retry adapter (``retry_adapter_of``) to the lean decoder ``fast``, unmerged; returns its
+    folder, or "" where there is none, no lean decoder writes the answers, or it is merged already."""
+    retry = retry_adapter_of(config)
+    if not retry:
+        return ""
+    if fast is None:
+        log.info("no second try with adapter %s: it needs the lean CPU decoder, which does not write the answers",
+                 retry)
+        return ""
+    if Path(retry).expanduser().resolve() in {Path(a).expanduser().resolve() for a in adapters}:
+        return ""  # merged into every answer already
+    if not (Path(retry).expanduser() / "adapter_config.json").is_file():
+        raise ModelLoadError(f"retry adapter {retry!r}: no adapter_config.json there; give a folder written by "
+                             "`assistant finetune`, or set retry_adapter to none")
+    fast.attach_lora(retry)
+    notes.append(f"adapter {Path(retry).name} kept beside the weights: it answers again when the model declines")
+    return retry
 
 
 def _lean_gguf(config: ModelConfig, device: str, home: Path) -> Path | None:
@@ -345,11 +382,12 @@ def _load_lean(config: ModelConfig, path: Path, adapters: tuple[str, ...], home:
     fast = lean.fast if config.generator == "transformers" and not config.remote_url else None
     if set_chat_template(tokenizer, spec) == "chatml":
         notes.append("tokenizer has no chat template; using ChatML")
+    retry = _attach_retry(config, fast, adapters, notes)
     return LoadedModel(
         model=model, tokenizer=tokenizer, name=config.name, source=str(lean.folder), quantization="int4",
         device="cpu", dtype=str(lean.fast.dtype).removeprefix("torch.") if lean.fast is not None else "bfloat16",
         context_length=int(model.config.max_position_embeddings or 2048),
-        adapters=tuple(adapters), languages=spec.languages if spec else ("*",),
+        adapters=tuple(adapters), retry_adapter=retry, languages=spec.languages if spec else ("*",),
         stop_token_ids=stop_token_ids(tokenizer, model), notes=notes, fast=fast,
         batcher=_batcher(fast, config.decode_batch), prefixes=_prefixes(fast),
     )

