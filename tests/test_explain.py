@@ -115,6 +115,12 @@ def test_segments_tile_the_prompt_and_shares_sum_to_one(tiny_lm):
     # the heat covers the message's own words (not the template markup)
     assert "".join(t for t, _ in expl.message_heat).strip() == "How do refunds work?"
     assert "".join(t for t, _ in expl.source_heat[2]).strip() == TEXTS[2]
+    assert expl.notes == [] or not any("retry adapter" in n for n in expl.notes)
+    # an answer the retry adapter wrote says so, and which weights explained it (here no adapter is loaded)
+    turn.timings["declined_after"] = 1.5
+    again = explain(tiny_lm, turn, ExplainConfig(ablation="none"))
+    assert any("retry adapter" in n and "model alone" in n for n in again.notes)
+    assert [s.attention_share for s in again.segments] == [s.attention_share for s in segs]
 
 
 @pytest.mark.parametrize("heads,layers", [("mean", "last_half"), ("max", "all"), ("mean", [-1])])

@@ -200,3 +200,35 @@ def test_the_small_registry_models_load_as_one_packed_copy_that_agrees_with_tran
         assert int(got.argmax()) == int(want.argmax())
         assert float((got - want).norm() / want.norm()) < 0.25  # the file's 5- and 8-bit tensors re-grouped to 4 bits
     assert float((explain - decode).norm() / decode.norm()) < 0.03  # one copy, two forwards
+
+
+def test_the_retry_adapter_reaches_the_explain_model_only_inside_adapter_active(tmp_path, monkeypatch):
+    """The adapter kept unmerged beside the packed weights (the retry adapter) changes the transformers
+    model that Explain runs, over the same bytes, only inside ``adapter_active()``: there it agrees with
+    the decoder's adapted forward, outside with its base forward."""
+    from peft import LoraConfig, get_peft_model
+
+    import assistant.generation.gguf_lean as lean
+    from assistant.generation.shared_weights import adapter_active, share_lora
+
+    model, tensors, config, tokenizer = _tiny_checkpoint()
+    monkeypatch.setattr(lean, "convert", lambda path: (dict(tensors), config, tokenizer))
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj",
+                                                                                    "down_proj"]))
+    for name, p in peft_model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.3)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    loaded = lean.load_lean(tmp_path / "tiny.gguf", tmp_path / "models", "f1")
+    loaded.fast.attach_lora(tmp_path / "adapter")
+    assert share_lora(loaded.model, loaded.fast)
+    ids = list(range(5, 45))
+    adapted = loaded.fast.forward(ids, loaded.fast.new_cache(adapter=True))
+    base = loaded.fast.forward(ids, loaded.fast.new_cache())
+    with torch.inference_mode():
+        outside = loaded.model(torch.tensor([ids])).logits[0, -1].float()
+        with adapter_active():
+            inside = loaded.model(torch.tensor([ids])).logits[0, -1].float()
+    assert float((adapted - base).norm() / base.norm()) > 0.1  # the adapter matters
+    assert float((inside - adapted).norm() / adapted.norm()) < 0.02
+    assert float((outside - base).norm() / base.norm()) < 0.02

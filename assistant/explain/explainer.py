@@ -126,7 +126,22 @@ def _confidence(turn: Turn, logprobs: list[float], pieces: list[tuple[str, int, 
 
 
 def explain(lm: LoadedModel, turn: Turn, config: ExplainConfig | None = None) -> Explanation:
-    """Explain a finished answer (see the module docstring for the methods)."""
+    """Explain a finished answer (see the module docstring for the methods).  An answer the retry adapter
+    wrote after the model declined (``ChatConfig.retry_declines``) is explained with that adapter on."""
+    from ..generation.shared_weights import adapter_active
+
+    retried = "declined_after" in turn.timings
+    shared = retried and any(getattr(m, "lora", None) is not None for m in lm.model.modules())
+    with adapter_active(shared):
+        expl = _explain(lm, turn, config)
+    if retried:
+        expl.notes.append("this answer was written by the retry adapter after the model declined; explained "
+                          + ("with that adapter" if shared else "with the model alone (the adapter is not "
+                             "loaded on this model's weights)"))
+    return expl
+
+
+def _explain(lm: LoadedModel, turn: Turn, config: ExplainConfig | None = None) -> Explanation:
     config = config or ExplainConfig()
     started = time.perf_counter()
     answer_ids = check_turn(lm, turn)

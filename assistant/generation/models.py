@@ -67,7 +67,10 @@ class LoadedModel:
 
         fast = FastDecoder.build(model, self.fast.fmt) if self.fast is not None else None
         if fast is not None and self.retry_adapter:
+            from .shared_weights import share_lora
+
             fast.attach_lora(self.retry_adapter)
+            share_lora(model, fast)
         batcher = _batcher(fast, self.batcher.max_batch) if self.batcher is not None else None
         return dataclasses.replace(self, model=model, fast=fast, batcher=batcher, prefixes=_prefixes(fast),
                                    adapters=self.adapters if adapters is None else adapters)
@@ -301,7 +304,7 @@ def load_model(config: ModelConfig | None = None, home: Path | None = None) -> L
 
                 if share_weights(model, fast):  # one copy: the 4-bit model's own weights are dropped
                     notes.append("one copy of the weights serves generation and Explain")
-    retry = _attach_retry(config, fast, adapters, notes)
+    retry = _attach_retry(config, fast, adapters, notes, model)
     context = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
     return LoadedModel(
         model=model,
@@ -323,9 +326,11 @@ def load_model(config: ModelConfig | None = None, home: Path | None = None) -> L
     )
 
 
-def _attach_retry(config: ModelConfig, fast: Any, adapters: tuple[str, ...], notes: list[str]) -> str:
-    """Attach the retry adapter (``retry_adapter_of``) to the lean decoder ``fast``, unmerged; returns its
-    folder, or "" where there is none, no lean decoder writes the answers, or it is merged already."""
+def _attach_retry(config: ModelConfig, fast: Any, adapters: tuple[str, ...], notes: list[str],
+                  model: Any = None) -> str:
+    """Attach the retry adapter (``retry_adapter_of``) to the lean decoder ``fast``, unmerged, and to
+    ``model``'s modules over the same weights (Explain); returns its folder, or "" where there is none,
+    no lean decoder writes the answers, or it is merged already."""
     retry = retry_adapter_of(config)
     if not retry:
         return ""
@@ -340,6 +345,11 @@ def _attach_retry(config: ModelConfig, fast: Any, adapters: tuple[str, ...], not
                              "`assistant finetune`, or set retry_adapter to none")
     fast.attach_lora(retry)
     notes.append(f"adapter {Path(retry).name} kept beside the weights: it answers again when the model declines")
+    if model is not None:
+        from .shared_weights import share_lora
+
+        if not share_lora(model, fast):
+            notes.append("Explain shows the base model's view of answers the retry adapter wrote")
     return retry
 
 
@@ -382,7 +392,7 @@ def _load_lean(config: ModelConfig, path: Path, adapters: tuple[str, ...], home:
     fast = lean.fast if config.generator == "transformers" and not config.remote_url else None
     if set_chat_template(tokenizer, spec) == "chatml":
         notes.append("tokenizer has no chat template; using ChatML")
-    retry = _attach_retry(config, fast, adapters, notes)
+    retry = _attach_retry(config, fast, adapters, notes, model)
     return LoadedModel(
         model=model, tokenizer=tokenizer, name=config.name, source=str(lean.folder), quantization="int4",
         device="cpu", dtype=str(lean.fast.dtype).removeprefix("torch.") if lean.fast is not None else "bfloat16",

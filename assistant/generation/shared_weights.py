@@ -10,12 +10,17 @@ matrix), and the old weights are freed.  ``skeleton`` builds such a model from
 a lean GGUF checkpoint without ever materialising full-precision weights.
 
 The result is for inference only: no gradients, no peft adapters on top (they
-are merged into the decoder's weights first).  Knows nothing about
-conversations or generation.
+are merged into the decoder's weights first).  An adapter the decoder keeps
+unmerged (``FastDecoder.attach_lora``: the retry adapter) reaches these modules
+too (``share_lora``) and applies inside ``adapter_active()`` only, so Explain
+runs the model that wrote the answer.  Knows nothing about conversations or
+generation.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,18 @@ from typing import Any
 from .int4 import Weight, bf16_matmul_fast
 
 log = logging.getLogger(__name__)
+
+_ADAPTER = contextvars.ContextVar("shared_weights_adapter", default=False)
+
+
+@contextlib.contextmanager
+def adapter_active(on: bool = True) -> Any:
+    """Within this block (this thread), ``PackedLinear`` modules add their unmerged adapter's delta."""
+    token = _ADAPTER.set(on)
+    try:
+        yield
+    finally:
+        _ADAPTER.reset(token)
 
 
 def _nn() -> Any:
@@ -38,9 +55,16 @@ class PackedLinear(_nn().Module):
         super().__init__()
         self.weight_store = weight
         self.in_features, self.out_features = weight.in_features, weight.out_features
+        self.lora: tuple[Any, int, int] | None = None
+        """(the decoder's ``_LowRank`` of the fused product, first row, end row): this module's unmerged
+        adapter delta, added inside ``adapter_active()``."""
 
     def forward(self, x: Any) -> Any:
-        return self.weight_store(x).to(x.dtype)
+        out = self.weight_store(x).to(x.dtype)
+        if self.lora is not None and _ADAPTER.get():
+            delta, start, stop = self.lora
+            out = out + ((x.to(delta.a_t.dtype) @ delta.a_t) @ delta.b_t[:, start:stop]).to(out.dtype)
+        return out
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, {self.weight_store.fmt}"
@@ -110,6 +134,29 @@ def share_weights(model: Any, fast: Any) -> bool:
     base.model.embed_tokens = PackedEmbedding(fast.embed, scale, dtype)
     base.lm_head = PackedLinear(fast.head)
     base.config.tie_word_embeddings = fast.head is fast.embed
+    return True
+
+
+def share_lora(model: Any, fast: Any) -> bool:
+    """Point ``model``'s ``PackedLinear`` modules (after ``share_weights``) at the deltas of the adapter
+    ``fast`` keeps unmerged (``FastDecoder.attach_lora``); False (nothing changed) where the modules are
+    not the decoder's."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    q_rows, kv_rows, inter = _row_split(base.config)
+    parts = {"qkv": [("self_attn", "q_proj", 0, q_rows), ("self_attn", "k_proj", q_rows, q_rows + kv_rows),
+                     ("self_attn", "v_proj", q_rows + kv_rows, q_rows + 2 * kv_rows)],
+             "o": [("self_attn", "o_proj", 0, None)],
+             "gate_up": [("mlp", "gate_proj", 0, inter), ("mlp", "up_proj", inter, 2 * inter)],
+             "down": [("mlp", "down_proj", 0, None)]}
+    if not all(isinstance(getattr(getattr(layer, group), name), PackedLinear)
+               for layer in base.model.layers for group_parts in parts.values() for group, name, _, _ in group_parts):
+        return False
+    for layer, lean in zip(base.model.layers, fast.layers):
+        for product, group_parts in parts.items():
+            delta = (lean.lora or {}).get(product)
+            for group, name, start, stop in group_parts:
+                module = getattr(getattr(layer, group), name)
+                module.lora = None if delta is None else (delta, start, stop if stop is not None else module.out_features)
     return True
 
 
