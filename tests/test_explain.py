@@ -120,6 +120,7 @@ def test_segments_tile_the_prompt_and_shares_sum_to_one(tiny_lm):
     turn.timings["declined_after"] = 1.5
     again = explain(tiny_lm, turn, ExplainConfig(ablation="none"))
     assert any("retry adapter" in n and "model alone" in n for n in again.notes)
+    assert "written by the retry adapter" in summary_markdown(again)
     assert [s.attention_share for s in again.segments] == [s.attention_share for s in segs]
 
 

@@ -103,6 +103,7 @@ def summary_markdown(expl: Explanation) -> str:
                          else "**the answer is not grounded in any source**"))
     if c.low_confidence_spans:
         lines.append("- unsure about: " + ", ".join(f"“{literal_markdown(s)}”" for s in c.low_confidence_spans[:5]))
+    lines += [f"- {literal_markdown(note)}" for note in expl.notes]  # e.g. which weights wrote and explained it
     lines += ["", "### Answer with citations", cited_answer(expl), "", "### What the charts mean",
               "- " + ATTENTION_SENTENCE, "- " + ABLATION_SENTENCE, "- " + HEAT_SENTENCE, ""]
     if expl.source_scores:
