@@ -90,7 +90,8 @@ class LocalBackend:
 
     def generate(self, prompt: Prompt, settings: GenerationConfig, cancel: threading.Event,
                  cache: PrefixCache | None, adapter: bool = False) -> Generation:
-        return Generation(self.lm, prompt.input_ids, settings, cancel, prefix_cache=cache, adapter=adapter)
+        return Generation(self.lm, prompt.input_ids, settings, cancel, prefix_cache=cache, adapter=adapter,
+                          shared_until=prompt.shared_until)
 
 
 @dataclass

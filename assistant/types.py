@@ -38,6 +38,13 @@ class Prompt:
     """Ids of history turns that did not fit the token budget."""
     budget: int = 0
 
+    @property
+    def shared_until(self) -> int:
+        """Where the beginning every conversation shares ends: the system segment (chat template and
+        system prompt; the sources' random data tag comes after it), or 0 when there is none to split at."""
+        first = self.segments[0] if self.segments else None
+        return first.end if first is not None and first.kind == "system" and first.end < len(self.input_ids) else 0
+
     def segment(self, label: str) -> Segment:
         for seg in self.segments:
             if seg.label == label:

@@ -95,6 +95,35 @@ def test_conversations_share_the_prefilled_system_prompt_and_answer_as_cold(tiny
     assert Generation(shared_lm, other, settings).run().cached_tokens == 0
 
 
+def test_a_prompt_gives_the_same_answer_cached_or_cold_where_its_shared_beginning_is_known():
+    """With 4-bit weights and bf16 activations one pass over a whole prompt rounds differently from two
+    passes split where a cached system prompt ends.  Told where the shared beginning ends
+    (``shared_until``), a cold prompt is prefilled in those same two passes and that beginning is kept:
+    the second conversation takes it from the cache and gets the first one's answer, bit for bit."""
+    from tiny_model import tiny_tokenizer
+
+    from assistant.generation.models import wrap_loaded
+    from assistant.generation.prefixes import SharedPrefixes
+
+    tok = tiny_tokenizer()
+    model = _tiny_qwen2(vocab=448)
+    fast = FastDecoder.build(model, "int4")
+    lm = dataclasses.replace(wrap_loaded(model, tok, name="tiny-qwen2"), fast=fast,
+                             prefixes=SharedPrefixes(min_tokens=16))
+    system = tok.apply_chat_template([{"role": "system", "content": "You answer from the documents. " * 4}],
+                                     tokenize=True)["input_ids"]
+    prompt = tok.apply_chat_template([{"role": "system", "content": "You answer from the documents. " * 4},
+                                      {"role": "user", "content": "How do refunds work? " * 6}],
+                                     add_generation_prompt=True, tokenize=True)["input_ids"]
+    split = len(system)
+    assert prompt[:split] == system and split >= 16
+    settings = GenerationConfig(max_new_tokens=10, temperature=0.0, repetition_penalty=1.0, stop_on_repeat=0)
+    cold = Generation(lm, prompt, settings, shared_until=split).run()
+    cached = Generation(lm, prompt, settings, shared_until=split).run()
+    assert (cold.cached_tokens, cached.cached_tokens) == (0, split)  # kept after one cold prompt
+    assert cached.token_ids == cold.token_ids and cached.logprobs == cold.logprobs
+
+
 def test_adapters_are_merged_into_the_fast_weights():
     from peft import LoraConfig, get_peft_model
     from tiny_model import tiny_loaded

@@ -99,6 +99,7 @@ class Generation:
         cancel: threading.Event | None = None,
         prefix_cache: "PrefixCache | None" = None,
         adapter: bool = False,
+        shared_until: int = 0,
     ) -> None:
         if not prompt_ids:
             raise GenerationError("the prompt is empty: nothing to generate from")
@@ -115,6 +116,11 @@ class Generation:
         if adapter and (lm.fast is None or not lm.fast.has_lora):
             raise GenerationError("no adapter is attached to the lean decoder: nothing to answer again with")
         self.adapter = adapter
+        self.shared_until = shared_until
+        """Where the beginning conversations share ends (the system prompt: ``Prompt.shared_until``).  On the
+        lean forward a cold prompt is prefilled in two passes split there, as it is when that beginning
+        comes from ``lm.prefixes``: the same prompt gives the same answer whether or not it was cached
+        (one pass over the whole prompt rounds differently in bf16, and greedy answers then differed)."""
         self.prefix_cache = None if adapter else prefix_cache
         self.result = GenerationResult(prompt_tokens=len(self.prompt_ids))
 
@@ -165,6 +171,14 @@ class Generation:
             cache, todo = shared.take(self.prompt_ids)  # the system prompt another conversation prefilled
             learn = cache is None
         result.cached_tokens = len(self.prompt_ids) - len(todo)
+        split = self.shared_until
+        if fast is not None and cache is None and 0 < split < len(self.prompt_ids):
+            cache = fast.new_cache(adapter=self.adapter)
+            fast.forward_rows(self.prompt_ids[:split], cache, 1)  # the shared beginning, as its own pass
+            todo = self.prompt_ids[split:]
+            if learn:
+                shared.learn(self.prompt_ids, cache, split)
+                learn = False
         past_len = len(self.prompt_ids) - len(todo)
         """Positions the cache holds that count: prompt + answer tokens before the last one chosen."""
         # Prompt lookup: only on the lean forward, and only while no other conversation decodes

@@ -67,12 +67,14 @@ class SharedPrefixes:
             self._kept.move_to_end(best)
             return _copy(self._kept[best], best_len), ids[best_len:]
 
-    def learn(self, prompt_ids: Sequence[int], cache: FastCache) -> None:
+    def learn(self, prompt_ids: Sequence[int], cache: FastCache, boundary: int | None = None) -> None:
         """After a cold prefill of ``prompt_ids`` into ``cache``: keep the beginning it shares with a recent
-        cold prompt, if long enough and not kept already."""
+        cold prompt, if long enough and not kept already; or, where the caller knows where the shared
+        beginning ends (``boundary``: the system prompt), exactly that beginning."""
         ids = tuple(prompt_ids)
         with self._lock:
-            shared = max((_common(ids, other) for other in self._recent), default=0)
+            shared = max((_common(ids, other) for other in self._recent), default=0) if boundary is None \
+                else boundary
             self._recent.append(ids)
             shared = min(shared, cache.length)
             if shared < self.min_tokens or any(_common(key, ids) >= shared for key in self._kept):
