@@ -64,12 +64,14 @@ class TagStripper:
         # Only ever removed, never rewritten (a link's label stays as it is): what streamed before a tag
         # is then always the start of what is stored.
         # A link whose words are the tag too ("[https://docs-…](https://docs-…)") goes whole, brackets and all.
+        # The tag with "docs" translated ("[文档-90195e41]"): the suffix goes, the word stays ("[文档]").
         self.pattern = re.compile(rf"\[\s*<?{tag}>?\s*\](?:\(\s*<?{tag}>?\s*\))?|"
-                                  rf"\(\s*<?{tag}>?\s*\)|</?{tag}>|{tag}") if tag else None
+                                  rf"\(\s*<?{tag}>?\s*\)|</?{tag}>|{tag}|-{re.escape(marker)}") if tag else None
         self.forms = [f.format(m=marker) for f in ("[https://docs-{m}]", "[http://docs-{m}]", "[<docs-{m}>]",
                                                     "[docs-{m}]", "(<docs-{m}>)", "(https://docs-{m})",
                                                     "(http://docs-{m})", "(docs-{m})", "</docs-{m}>", "<docs-{m}>",
-                                                    "https://docs-{m}", "http://docs-{m}", "docs-{m}")] if marker else []
+                                                    "https://docs-{m}", "http://docs-{m}", "docs-{m}", "-{m}")] \
+            if marker else []
 
     @classmethod
     def of(cls, prompt: Prompt) -> "TagStripper":

@@ -275,12 +275,13 @@ def test_the_prompts_data_tag_never_reaches_the_answer(guarded, stream):
     rt = guarded.rt
     rt.engine.index = FakeIndex()  # sources, so the prompt frames them with a tag
     text = ("Use an <iframe> (see [the guide](<docs-{m}>)) or </docs-{m}> a web component (x < y), "
-            "[https://docs-{m}](https://docs-{m}) and docs-{m}. Not docs-0123abcd.")
+            "[https://docs-{m}](https://docs-{m}) and docs-{m}. Not docs-0123abcd. See [文档-{m}] or x-y.")
     rt.engine.backend = TagEchoBackend(text, tiny_lm_tokenizer(rt), split=r"[\s\S]{1,3}")
     client = openai_client(guarded)
     shown, _, extra = ask(client, [{"role": "user", "content": "How do I embed the assistant on my website?"}],
                           stream)
-    expected = "Use an <iframe> (see [the guide]) or  a web component (x < y),  and . Not docs-0123abcd."
+    expected = ("Use an <iframe> (see [the guide]) or  a web component (x < y),  and . Not docs-0123abcd. "
+                "See [文档] or x-y.")  # the tag with "docs" translated loses its suffix
     assert shown.strip() == expected
     assert rt.store.get(extra["conversation_id"], None).turns[-1].answer == expected
 
