@@ -122,6 +122,18 @@ def test_a_prompt_gives_the_same_answer_cached_or_cold_where_its_shared_beginnin
     cached = Generation(lm, prompt, settings, shared_until=split).run()
     assert (cold.cached_tokens, cached.cached_tokens) == (0, split)  # kept after one cold prompt
     assert cached.token_ids == cold.token_ids and cached.logprobs == cold.logprobs
+    # another system prompt that starts with the same words (another language's): not split where the two
+    # part, so its answer is the same as when it comes first
+    other_system = [{"role": "system", "content": "You answer from the documents. " * 3 + "Antworte auf Deutsch."}]
+    other = tok.apply_chat_template(other_system + [{"role": "user", "content": "How do refunds work? " * 6}],
+                                    add_generation_prompt=True, tokenize=True)["input_ids"]
+    other_split = len(tok.apply_chat_template(other_system, tokenize=True)["input_ids"])
+    common = next(i for i, (a, b) in enumerate(zip(prompt, other)) if a != b)
+    assert 16 <= common < split  # they share a beginning, longer than the cache's least
+    after = Generation(lm, other, settings, shared_until=other_split).run()
+    first = Generation(dataclasses.replace(lm, prefixes=SharedPrefixes(min_tokens=16)), other, settings,
+                       shared_until=other_split).run()
+    assert after.cached_tokens == 0 and after.logprobs == first.logprobs
 
 
 def test_adapters_are_merged_into_the_fast_weights():

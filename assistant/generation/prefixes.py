@@ -50,6 +50,9 @@ class SharedPrefixes:
         self._kept: OrderedDict[tuple[int, ...], FastCache] = OrderedDict()  # least recently used first
         self._max_kept = max_kept
         self._recent: deque[tuple[int, ...]] = deque(maxlen=recent)
+        self._whole: set[tuple[int, ...]] = set()
+        """Kept beginnings whose end the caller named (``learn``'s ``boundary``): used whole or not at all,
+        so a prompt is always split at the same place, cached or cold (``Generation.shared_until``)."""
         self._lock = threading.Lock()
 
     def take(self, prompt_ids: Sequence[int]) -> tuple[FastCache | None, list[int]]:
@@ -60,6 +63,8 @@ class SharedPrefixes:
             best, best_len = None, 0
             for key in self._kept:
                 n = min(_common(key, ids), len(ids) - 1)  # always prefill >= 1 token
+                if key in self._whole and n < len(key):
+                    continue  # another language's system prompt: sharing only its first words would split elsewhere
                 if n >= self.min_tokens and n > best_len:
                     best, best_len = key, n
             if best is None:
@@ -77,8 +82,12 @@ class SharedPrefixes:
                 else boundary
             self._recent.append(ids)
             shared = min(shared, cache.length)
-            if shared < self.min_tokens or any(_common(key, ids) >= shared for key in self._kept):
+            known = ids[:shared] in self._kept if boundary is not None else \
+                any(_common(key, ids) >= shared for key in self._kept)
+            if shared < self.min_tokens or known:
                 return
             self._kept[ids[:shared]] = _copy(cache, shared)
+            if boundary is not None:
+                self._whole.add(ids[:shared])
             while len(self._kept) > self._max_kept:
-                self._kept.popitem(last=False)
+                self._whole.discard(self._kept.popitem(last=False)[0])
