@@ -97,7 +97,7 @@ MODELS: dict[str, ModelSpec] = {
         # bench/answers.py, 2026-12-05: XQuAD contains gold 0.56 -> 0.69, false refusals 0.17 -> 0.03, but the
         # user guide 44 -> 37 of 52 right (terse answers drop list items and steps); see its model card.
         # So it is not merged into every answer; it answers again where the base declines (same benchmark:
-        # contains gold 0.56 -> 0.65, false refusals 0.17 -> 0.07, guide 46 of 52, every absent one declined).
+        # contains gold 0.56 -> 0.64, false refusals 0.17 -> 0.06, guide 46 of 52, every absent one declined).
         adapter_by_default=False,
         adapter_on_decline=True,
     ),
