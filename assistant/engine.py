@@ -19,13 +19,14 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Iterator
 
 from . import scope
 from .config import ChatConfig, GenerationConfig
 from .errors import AssistantError, InputError
 from .explain import citations
-from .generation.local import Generation, GenerationResult, PrefixCache
+from .backends import Backend, LocalBackend
+from .generation.local import GenerationResult, PrefixCache
 from .generation.models import LoadedModel
 from .prompting import (DECLINED_TAKEOVER, NOT_FOUND, WITHHELD_ANSWER, PromptParts, RefusalLocalizer, build_prompt,
                         system_text)
@@ -64,34 +65,6 @@ class TurnFinished:
 
 
 EngineEvent = TurnStarted | TokenEvent | TurnFinished
-
-
-class Backend(Protocol):
-    """Something that turns a prompt into streamed text."""
-
-    name: str
-
-    def generate(self, prompt: Prompt, settings: GenerationConfig, cancel: threading.Event,
-                 cache: PrefixCache | None) -> "Generation | Any":
-        ...
-
-
-class LocalBackend:
-    """Generation on the local transformers model."""
-
-    def __init__(self, lm: LoadedModel) -> None:
-        self.lm = lm
-        self.name = lm.name
-
-    @property
-    def can_retry(self) -> bool:
-        """Whether an adapter is attached that may answer a declined question again (``generate(adapter=True)``)."""
-        return bool(self.lm.retry_adapter) and self.lm.fast is not None and self.lm.fast.has_lora
-
-    def generate(self, prompt: Prompt, settings: GenerationConfig, cancel: threading.Event,
-                 cache: PrefixCache | None, adapter: bool = False) -> Generation:
-        return Generation(self.lm, prompt.input_ids, settings, cancel, prefix_cache=cache, adapter=adapter,
-                          shared_until=prompt.shared_until)
 
 
 @dataclass
