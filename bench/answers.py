@@ -41,7 +41,8 @@ whether a matched fact sits in an otherwise wrong answer; a refusal worded
 freely by the model, rather than the engine's fixed replies, counts as an
 answer (see ``bench/answer_scoring.py``).  Timings are of this machine, with
 whatever else runs on it.  The answers repeat from run to run (greedy decoding, the data tag's key
-fixed here, a cold prompt prefilled as a cached one is), so two runs differ where the code does.
+fixed here, a cold prompt prefilled as a cached one is), so two runs of the same questions differ where the code does (asked in another order, 1 answer
+in 20 still changed: a cause not yet found).
 
     python -m bench.answers --model gemma-3-270m --adapter both --per-language 20
     python -m bench.answers --per-language 2 --absent-per-language 1 --languages en zh --limit-guide 6 --out a.json
