@@ -213,6 +213,12 @@ class ChatConfig:
     conversation) — an invented phone number, price, size or date — is replaced by the fixed "not in
     my documents" reply, and listed in the admin area (``assistant.grounding``).  A number the source
     writes in words ("five days" answered "5 days") counts as invented."""
+    reply_confidence: float = 0.65
+    """A message the intent model routes to a brief fixed reply (greeting, thanks, feedback, "what can you
+    do?") with less confidence than this is looked up in the documents first, and answered from them when
+    they cover it, as an out-of-scope message is: "纤毛是用来做什么的？" ("what are cilia used for?") sits
+    close to "这个机器人是做什么的？" ("what is this bot for?").  0 always replies; 1 looks every such message up.
+    Chosen on xquad-dev's dev half and ``knowledge/intents_validation.jsonl`` (see ``bench/understanding.py``)."""
     retry_declines: bool = True
     """When the model answers a question it was shown sources for with the fixed "not in my documents"
     reply, ask once more with the retry adapter (``ModelConfig.retry_adapter``), and show that answer
@@ -226,6 +232,8 @@ class ChatConfig:
             raise ConfigError(f"chat.context_tokens must be >= 256; got {self.context_tokens}")
         if not 0 <= self.summary_tokens <= self.context_tokens // 2:
             raise ConfigError(f"chat.summary_tokens must be from 0 to half of context_tokens; got {self.summary_tokens}")
+        if not 0.0 <= self.reply_confidence <= 1.0:
+            raise ConfigError(f"chat.reply_confidence must be from 0 to 1; got {self.reply_confidence}")
         if not 0 <= self.retrieval_k <= 20:
             raise ConfigError(f"chat.retrieval_k must be from 0 to 20; got {self.retrieval_k}")
         if isinstance(self.secrets, str) or not all(isinstance(x, str) for x in self.secrets):

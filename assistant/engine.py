@@ -67,6 +67,14 @@ class TurnFinished:
 EngineEvent = TurnStarted | TokenEvent | TurnFinished
 
 
+def looked_up(route: str, intent_confidence: float, chat: ChatConfig) -> bool:
+    """Whether a message routed to a fixed reply is looked up in the documents first, and answered from
+    them when they cover it: an "out of scope" one always, one taken for small talk when the intent model
+    is unsure (``ChatConfig.reply_confidence``: "what are cilia used for?" is not "what is this bot
+    for?").  A request for a person never is."""
+    return route == "fallback" or (route == "reply" and intent_confidence < chat.reply_confidence)
+
+
 @dataclass
 class Understanding:
     language: str = "unknown"
@@ -208,12 +216,11 @@ class Engine:
             return
         retrieved: tuple[str, list[Any]] | None = None
         t0 = time.perf_counter()
-        if u.route == "fallback" and self.index is not None:
-            # An "out of scope" message that the documents do cover is answered from them.
+        if looked_up(u.route, u.intent_confidence, self.chat) and self.index is not None:
             retrieved = self._retrieve(conversation, text, u.language)
             if retrieved[1]:
                 u.route = turn.route = "answer"
-            else:
+            elif u.route == "fallback":
                 self.store.record_event("no_source", conversation.id, {"turn_id": turn.id, "query": text})
         if u.route != "answer" and u.reply:
             # "{topics}" in a reply: the titles of the documents loaded (assistant.scope)

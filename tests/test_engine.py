@@ -106,6 +106,44 @@ def test_out_of_scope_is_answered_from_documents_that_cover_it_else_falls_back(t
     assert any(e.data.get("turn_id") == uncovered.id for e in store.events("no_source"))
 
 
+class _Chitchat:
+    """An intent model that takes every message for small talk, with the confidence given."""
+
+    def __init__(self, confidence):
+        self.confidence = confidence
+
+    def classify(self, text, k=3):
+        from assistant.understanding.intents import IntentResult
+
+        return IntentResult(intent="chitchat", confidence=self.confidence, top=[("chitchat", self.confidence)],
+                            out_of_scope=False)
+
+
+@pytest.mark.parametrize("confidence, looked_up", [(0.4, True), (0.99, False)])
+def test_an_unsure_small_talk_route_is_answered_from_documents_that_cover_the_message(
+        tiny_lm, store, tmp_path, confidence, looked_up):
+    from assistant.understanding.intents import load_spec
+    from retrieval.embedding import HashingEmbedder
+    from retrieval.index import KnowledgeIndex
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "cilia.md").write_text("# Ctenophores\n\nComb-like bands of cilia are called ctenes.\n")
+    index = KnowledgeIndex.create(tmp_path / "index", HashingEmbedder())
+    index.add_paths([docs])
+    eng = Engine(tiny_lm, store, chat=ChatConfig(context_tokens=512), generation=GenerationConfig(max_new_tokens=4),
+                 index=index, intents=_Chitchat(confidence), intent_spec=load_spec())
+    conv = store.create("alice")
+    covered = eng.run_turn(conv, "Comb-like bands of cilia are called what?")
+    assert (covered.route == "answer" and bool(covered.sources)) == looked_up
+    if not looked_up:  # sure small talk gets the file's reply, without a search
+        assert covered.route == "reply" and covered.answer == load_spec().get("chitchat").replies["en"]
+    # nothing in the documents: the small-talk reply, and no "unanswered question" for the admin area
+    uncovered = eng.run_turn(conv, "zzqx wvvk plorf?")
+    assert uncovered.route == "reply" and not uncovered.sources and uncovered.answer
+    assert not store.events("no_source")
+
+
 def test_entity_patterns_from_the_intents_file_reach_the_conversation_slots(tiny_lm, store):
     import dataclasses
 
