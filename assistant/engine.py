@@ -459,6 +459,20 @@ class Engine:
         prompt.dropped_turns = folded + [t for t in prompt.dropped_turns if t not in folded]
         return prompt
 
+    def branch(self, conversation: Conversation, turn_id: str) -> Conversation:
+        """A new conversation that stops just before the turn ``turn_id`` (copies of the turns before
+        it, their slots and, where it still fits, their summary), so that turn's question can be asked
+        again there; ``conversation`` is left whole."""
+        at = next((i for i, t in enumerate(conversation.turns) if t.id == turn_id), None)
+        if at is None:
+            raise InputError("that answer is not in this conversation any more; reload the page")
+        title = f"{conversation.title or 'New conversation'} (branch)"[:120]
+        new = self.store.branch(conversation, at, title)
+        for turn in new.turns:
+            self._update_slots(new, turn.entities)
+        self.store.save_state(new)
+        return new
+
     def _update_slots(self, conversation: Conversation, found: list[dict[str, Any]]) -> None:
         for entity in found:
             conversation.slots[entity["kind"]] = entity["value"]

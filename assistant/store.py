@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -198,6 +198,24 @@ class Store:
         with self._tx() as db:
             db.execute("UPDATE turns SET data=? WHERE id=? AND conversation_id=?",
                        (json.dumps(turn.to_dict()), turn.id, conversation_id))
+
+    def branch(self, conv: Conversation, turns: int, title: str = "") -> Conversation:
+        """A new conversation of the same owner holding copies (new ids) of ``conv``'s first ``turns``
+        turns, titled ``title``; ``conv`` stays as it is.  Its running summary comes along when every turn
+        it stands for is copied; its slots are left to the caller (``Engine.branch``)."""
+        if not 0 <= turns <= len(conv.turns):
+            raise InputError(f"a branch keeps 0 to {len(conv.turns)} turns; got {turns}")
+        new = self.create(conv.owner, title or conv.title)
+        ids: dict[str, str] = {}
+        for turn in conv.turns[:turns]:
+            copy = replace(turn, id=uuid.uuid4().hex[:16], dropped_turns=[ids.get(t, t) for t in turn.dropped_turns])
+            ids[turn.id] = copy.id
+            new.turns.append(copy)
+            self.append_turn(new, copy)
+        if conv.summarized_turns and all(t in ids for t in conv.summarized_turns):
+            new.summary, new.summarized_turns = conv.summary, [ids[t] for t in conv.summarized_turns]
+            self.save_state(new)
+        return new
 
     def remove_last_turn(self, conv: Conversation) -> Turn | None:
         """Undo: delete the newest turn of the conversation."""

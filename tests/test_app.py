@@ -187,7 +187,7 @@ def test_gradio_client_chats_and_conversation_is_owned_by_session(rt):
         assert result[1] == [] and "conversation" not in result[2]
 
 
-def test_undo_retry_and_new_conversation_through_the_gradio_api(rt):
+def test_undo_regenerate_and_new_conversation_through_the_gradio_api(rt):
     from gradio_client import Client
 
     with LiveServer(rt) as server:
@@ -199,10 +199,11 @@ def test_undo_retry_and_new_conversation_through_the_gradio_api(rt):
         assert [t.user for t in conv.turns] == ["First question", "Second question"]
         first_answer_id = conv.turns[0].id
 
-        box, messages, state = client.predict(state, api_name="/retry")[:3]
+        last_id = conv.turns[1].id
+        box, messages, state = client.predict(f"{last_id} 1", state, api_name="/regenerate")[:3]
         conv = rt.store.get(state["conversation"], "session-undo")
         assert [t.user for t in conv.turns] == ["First question", "Second question"]
-        assert conv.turns[0].id == first_answer_id
+        assert conv.turns[0].id == first_answer_id and conv.turns[1].id != last_id
 
         box, messages, state = client.predict(state, api_name="/undo")[:3]
         assert box == "Second question"  # back in the message box for editing

@@ -322,6 +322,50 @@ def test_markers_explain_and_feedback_act_on_each_answer(tmp_path, tiny_lm, play
         context.close()
 
 
+def test_regenerate_answers_the_last_question_again_and_branches_from_an_earlier_one(server, playwright_browser):
+    store = server.rt.store
+    context = playwright_browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(server.url + "/")
+    page.wait_for_selector("#message textarea", timeout=60_000)
+    ask(page, "How long do refunds take?")
+    ask(page, "And for gift cards?")
+    owner = next(r[0] for r in store._db.execute("SELECT owner FROM conversations"))
+    cid = store.list(owner)[0][0]
+    wait_until(lambda: len(store.get(cid, owner).turns) == 2, timeout=60)
+    first, second = store.get(cid, owner).turns
+    page.wait_for_function("() => document.querySelectorAll('#chat button.regenerate-turn').length == 2",
+                           timeout=30_000)
+    assert "new conversation" in page.locator(f"#chat button.regenerate-turn[data-turn='{first.id}']").get_attribute("title")
+
+    # The last answer is answered again in its place.
+    page.locator(f"#chat button.regenerate-turn[data-turn='{second.id}']").click()
+    wait_until(lambda: len(ids := [t.id for t in store.get(cid, owner).turns]) == 2 and ids[1] != second.id,
+               timeout=60)
+    again = store.get(cid, owner).turns
+    assert [t.user for t in again] == ["How long do refunds take?", "And for gift cards?"]
+    assert again[0].id == first.id and again[1].id != second.id and len(store.list(owner)) == 1
+
+    # An earlier one: a new conversation that stops at its question, open in the chat and the sidebar;
+    # the first conversation keeps both its turns.
+    page.locator(f"#chat button.regenerate-turn[data-turn='{first.id}']").click()
+    page.wait_for_function("() => document.querySelectorAll('#conversations label').length == 2", timeout=60_000)
+    wait_until(lambda: len(store.get(store.list(owner)[0][0], owner).turns) == 1
+               and store.get(store.list(owner)[0][0], owner).turns[0].answer, timeout=60)
+    branch_id, title, _ = store.list(owner)[0]
+    branch = store.get(branch_id, owner)
+    assert title == "How long do refunds take? (branch)" and branch_id != cid
+    assert [t.user for t in branch.turns] == ["How long do refunds take?"] and branch.turns[0].id != first.id
+    assert [t.id for t in store.get(cid, owner).turns] == [t.id for t in again]
+    page.wait_for_function("() => !document.querySelector('#chat').innerText.includes('And for gift cards?')",
+                           timeout=30_000)
+    assert page.locator("#conversations input:checked").count() == 1
+    assert conversation_labels(page)[0].startswith("How long do refunds take? (branch) · ")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-branch.png"))
+    context.close()
+
+
 def test_stop_keeps_the_partial_answer(server, playwright_browser):
     context = playwright_browser.new_context()
     page = context.new_page()

@@ -297,3 +297,16 @@ def test_a_second_decline_stands_and_answers_are_not_asked_twice(tiny_lm, store,
                  index=index, backend=alone)
     assert eng.run_turn(conv, "How many days until refunds reach the original card?").answer == NOT_FOUND["en"]
     assert alone.calls == [False]
+
+
+def test_a_branch_ends_before_the_turn_asked_again_and_carries_only_the_slots_said_before_it(engine, store):
+    conv = store.create("alice")
+    engine.run_turn(conv, "My order 48213 has not arrived")
+    second = engine.run_turn(conv, "Actually it is order 55120, where is it?")
+    assert conv.slots.get("order_id") == "55120"
+    branch = engine.branch(conv, second.id)
+    assert [t.user for t in branch.turns] == ["My order 48213 has not arrived"]
+    assert store.get(branch.id, "alice").slots == {"order_id": "48213"}
+    assert len(store.get(conv.id, "alice").turns) == 2
+    with pytest.raises(InputError, match="not in this conversation"):
+        engine.branch(conv, "no-such-turn")

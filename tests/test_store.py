@@ -106,3 +106,33 @@ def test_rename_keeps_the_title_through_later_turns_and_only_for_the_owner(tmp_p
     store.append_turn(conv, later)
     store.save_state(conv)
     assert [t for _, t, _ in Store(tmp_path / "db.sqlite").list("alice")] == ["Refund timing"]
+
+
+def test_a_branch_copies_the_turns_before_a_point_and_leaves_the_original_whole(tmp_path):
+    from assistant.errors import InputError
+
+    store = Store(tmp_path / "db.sqlite")
+    conv = store.create("alice")
+    turns = [Turn(user=f"question {i}", answer=f"answer {i}") for i in range(3)]
+    turns[2].dropped_turns = [turns[0].id]
+    for t in turns:
+        conv.turns.append(t)
+        store.append_turn(conv, t)
+    conv.summary, conv.summarized_turns = "they asked question 0", [turns[0].id]
+    store.save_state(conv)
+
+    branch = store.branch(conv, 2, "Mine (branch)")
+    again = Store(tmp_path / "db.sqlite")  # what was committed, not the objects in hand
+    stored = again.get(branch.id, "alice")
+    assert stored.title == "Mine (branch)" and again.get(branch.id, "mallory") is None
+    assert [(t.user, t.answer) for t in stored.turns] == [("question 0", "answer 0"), ("question 1", "answer 1")]
+    assert not {t.id for t in stored.turns} & {t.id for t in turns}  # copies: feedback on one is not on the other
+    # the summary of turn 0 came along, pointing at its copy
+    assert stored.summary == "they asked question 0" and stored.summarized_turns == [stored.turns[0].id]
+    assert [t.user for t in again.get(conv.id, "alice").turns] == ["question 0", "question 1", "question 2"]
+    # a branch before the summarised turns leaves the summary behind; dropped turns point at the copies
+    assert store.branch(conv, 0).turns == [] and again.get(store.branch(conv, 0).id, "alice").summary == ""
+    full = store.branch(conv, 3)
+    assert full.turns[2].dropped_turns == [full.turns[0].id]
+    with pytest.raises(InputError, match="0 to 3 turns"):
+        store.branch(conv, 4)

@@ -1,4 +1,4 @@
-"""The end-user chat: streaming answers, stop, retry, edit / undo, new
+"""The end-user chat: streaming answers, stop, regenerate (any answer), edit / undo, new
 conversation, a list of one's own conversations, example prompts, sources,
 thumbs with a reason, and the Explain panel.
 
@@ -55,8 +55,9 @@ CSS = """
 # Run once when the page loads.  Gradio's sidebar opens at every width; on a phone (and in the
 # embedded widget on one) it would cover the chat, so there it starts closed and closes again after
 # a conversation is picked or started.  The answers' own controls (chatview): a [n] marker opens
-# the answer's sources at passage n; Copy copies the answer's text without its markers; Explain
-# hands the answer's turn id to the hidden #explain-target box, whose change event runs Explain.
+# the answer's sources at passage n; Copy copies the answer's text without its markers; Regenerate
+# and Explain hand the answer's turn id to the hidden #regenerate-target / #explain-target box,
+# whose change event answers again / runs Explain.
 JS = """
 () => {
   document.addEventListener('click', (e) => {
@@ -101,6 +102,14 @@ JS = """
       } else {
         fallback();
       }
+      return;
+    }
+    const again = e.target.closest('#chat button.regenerate-turn');
+    if (again) {
+      const box = document.querySelector('#regenerate-target textarea, #regenerate-target input');
+      if (!box) return;
+      box.value = again.dataset.turn + ' ' + Date.now();  // a new value each time: a change event
+      box.dispatchEvent(new Event('input', {bubbles: true}));
       return;
     }
     const explain = e.target.closest('#chat button.explain-turn');
@@ -238,15 +247,25 @@ def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
         state = session_state(state)
         inflight.stop(state["session"])
 
-    def retry(state: dict | None) -> Iterator[tuple[Any, ...]]:
+    def regenerate(target: str, state: dict | None) -> Iterator[tuple[Any, ...]]:
+        """Answer a turn's question again (``target``: "<turn id> <click time>"): the last answer in its
+        place; an earlier one in a new conversation that stops before it (``Engine.branch``), which the
+        sidebar then shows open; the conversation it came from keeps every turn."""
         state = session_state(state)
         conv = open_conversation(state)
-        if conv is None or not conv.turns:
+        turn_id = (target or "").split(" ")[0]
+        turn = next((t for t in conv.turns if t.id == turn_id), None) if conv else None
+        if turn is None:
+            gr.Warning("That answer is no longer in the open conversation.")
             yield view(state, conv)
             return
-        last = store.remove_last_turn(conv)
-        engine.forget(conv.id)
-        yield from run_turn(state, conv, last.user)
+        if turn is conv.turns[-1]:
+            store.remove_last_turn(conv)
+            engine.forget(conv.id)
+        else:
+            conv = engine.branch(conv, turn.id)
+            state["conversation"] = conv.id
+        yield from run_turn(state, conv, turn.user)
 
     def undo(state: dict | None):
         state = session_state(state)
@@ -405,8 +424,9 @@ def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
                              elem_id="message", max_lines=8)
             send_btn = gr.Button("Send", variant="primary", scale=1, elem_id="send")
             stop_btn = gr.Button("Stop", scale=1, elem_id="stop")
-        # each answer's Explain action (the page script) writes its turn id here
+        # each answer's Explain / Regenerate action (the page script) writes its turn id here
         explain_target = gr.Textbox(visible="hidden", elem_id="explain-target", show_label=False)
+        regenerate_target = gr.Textbox(visible="hidden", elem_id="regenerate-target", show_label=False)
         examples = scope.example_prompts(getattr(engine, "index", None), getattr(rt.config, "example_prompts", ()))
         gr.Examples(examples, inputs=box, label="Examples")
         with gr.Accordion("Explanation", open=False, elem_id="explain-panel") as panel:
@@ -421,7 +441,7 @@ def build_chat(rt: Any, inflight: Any = None) -> gr.Blocks:
         box.submit(send, [box, state], outputs, concurrency_id="chat")
         send_btn.click(send, [box, state], outputs, concurrency_id="chat")
         stop_btn.click(stop, [state], None, concurrency_limit=None, queue=False)
-        chatbot.retry(retry, [state], outputs, concurrency_id="chat")
+        regenerate_target.change(regenerate, [regenerate_target, state], outputs, concurrency_id="chat")
         chatbot.undo(undo, [state], outputs)
         chatbot.edit(edit, [state], outputs, concurrency_id="chat")
         chatbot.like(like, [state, tab], [tab, reason_row])

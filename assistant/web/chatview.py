@@ -2,7 +2,7 @@
 
 Converts ``Conversation``/``Turn`` values into Gradio ``messages`` dicts whose
 content is ready-made HTML: the answer with its ``[n]`` citation markers, its
-actions (copy, Explain) and, folded under it, its sources and the language and
+actions (copy, regenerate, Explain) and, folded under it, its sources and the language and
 intent the assistant read.  Every piece of model or document text goes through
 ``assistant.safe_markdown`` here; the chat shows the HTML as it is (no second
 Markdown pass).  Knows nothing about Gradio's components; the engine knows
@@ -70,11 +70,20 @@ def answer_html(turn: Turn, text: str, image_origins: Sequence[str] = (), cited:
     return re.sub(f"{CITE_OPEN}(\\d+){CITE_CLOSE}", lambda m: _cite_link(turn, int(m.group(1))), out)
 
 
-def details_html(turn: Turn) -> str:
-    """What sits under a finished answer: its actions (copy; Explain for an answer the model wrote) and,
-    folded, its sources and the language and intent the assistant read."""
+REGENERATE_TIP = {
+    True: "Answer this question again",
+    False: "Answer this question again in a new conversation that ends here; this one stays as it is",
+}
+
+
+def details_html(turn: Turn, last: bool = True) -> str:
+    """What sits under a finished answer: its actions (copy; regenerate, in place for the ``last`` answer,
+    else in a branch; Explain for an answer the model wrote) and, folded, its sources and the language
+    and intent the assistant read."""
     tid = escape_attr(turn.id)
-    actions = [f'<button type="button" class="answer-action copy-answer" data-turn="{tid}">Copy</button>']
+    actions = [f'<button type="button" class="answer-action copy-answer" data-turn="{tid}">Copy</button>',
+               f'<button type="button" class="answer-action regenerate-turn" data-turn="{tid}" '
+               f'title="{REGENERATE_TIP[last]}">Regenerate</button>']
     if turn.answer_ids:
         actions.append(f'<button type="button" class="answer-action explain-turn" data-turn="{tid}">Explain</button>')
     label = f"Sources ({len(turn.sources)})" if turn.sources else "Details"
@@ -85,7 +94,7 @@ def details_html(turn: Turn) -> str:
 
 
 def turn_messages(turn: Turn, streaming_text: str | None = None,
-                  image_origins: Sequence[str] = ()) -> list[dict[str, Any]]:
+                  image_origins: Sequence[str] = (), last: bool = True) -> list[dict[str, Any]]:
     """The chat bubbles of one turn as HTML: the user's (text), then the answer (Markdown made safe;
     images load only from ``image_origins``; ``[n]`` markers) with its actions and folded details."""
     finished = streaming_text is None
@@ -94,7 +103,7 @@ def turn_messages(turn: Turn, streaming_text: str | None = None,
         answer += " …(stopped)"
     body = f'<div class="answer" data-turn="{escape_attr(turn.id)}">{answer_html(turn, answer, image_origins, finished)}</div>'
     if finished:
-        body += "\n" + details_html(turn)
+        body += "\n" + details_html(turn, last)
     return [
         {"role": "user", "content": escape_html(turn.user)},
         {"role": "assistant", "content": body},
@@ -129,5 +138,5 @@ def conversation_messages(conv: Conversation | None, image_origins: Sequence[str
         return []
     out: list[dict[str, Any]] = []
     for turn in conv.turns:
-        out.extend(turn_messages(turn, image_origins=image_origins))
+        out.extend(turn_messages(turn, image_origins=image_origins, last=turn is conv.turns[-1]))
     return out
