@@ -1,7 +1,8 @@
 """Citation markers at answer time (word overlap) against Explain's (leave-one-source-out), on real answers.
 
 The chat puts ``[n]`` after each sentence as soon as an answer is finished, from word overlap with the
-sources the model saw (``assistant.explain.citations.cite``); once the user explains the answer, the
+sources the model saw, else from the words a translation keeps (anchors: code, names, acronyms;
+``assistant.explain.citations.cite``; the "word overlap only" column is the same without anchors); once the user explains the answer, the
 markers become Explain's: the source whose removal lowers that sentence's likelihood most
 (``from_explanation``).  The overlap markers are a cheap stand-in for Explain's, which cost a further
 prompt pass per source.  This measures how good a stand-in they are, on the user-guide questions of
@@ -93,7 +94,11 @@ def main(argv: list[str] | None = None) -> str:
 
     model = args.model or DEFAULT_MODEL
     questions = guide_sample([q for q in load_questions(GUIDE_QUESTIONS) if q.answerable], args.questions)
-    rt = runtime_for(model, True, argparse.Namespace(home=None, threads=None, max_new_tokens=None))
+    from assistant.generation.models import default_adapters
+
+    # as shipped: the model's adapter where it is on by default, the retry adapter on declines
+    rt = runtime_for(model, bool(default_adapters(model)),
+                     argparse.Namespace(home=None, threads=None, max_new_tokens=None, retry="on"))
     totals: dict[str, int] = {}
     rows, explain_s = [], []
     with tempfile.TemporaryDirectory(prefix="bench-citations-") as tmp:
@@ -104,15 +109,19 @@ def main(argv: list[str] | None = None) -> str:
             if not turn.sources or not turn.answer_ids:
                 log.info("%s: no generated answer with sources (%r)", q.id, turn.answer[:60])
                 continue
-            overlap = cite(turn.answer, [s.text for s in turn.sources])
+            texts = [s.text for s in turn.sources]
+            overlap = cite(turn.answer, texts)
             t0 = time.perf_counter()
             explained = from_explanation(turn.answer, explain(rt.lm, turn))
             explain_s.append(time.perf_counter() - t0)
-            counts = score(turn.answer, [s.text for s in turn.sources], q.facts, overlap, explained)
+            counts = score(turn.answer, texts, q.facts, overlap, explained)
+            words = score(turn.answer, texts, q.facts, cite(turn.answer, texts, by_anchors=False), explained)
+            counts.update({f"words_{k}": words[k] for k in ("overlap", "same", "both", "fact_overlap",
+                                                             "fact_overlap_ok")})
             for k, v in counts.items():
                 totals[k] = totals.get(k, 0) + v
-            rows.append([q.id, counts["sentences"], counts["overlap"], counts["explain"], counts["same"],
-                         f"{counts['fact_overlap_ok']}/{counts['fact_overlap']}",
+            rows.append([q.id, q.language, counts["sentences"], counts["words_overlap"], counts["overlap"],
+                         counts["explain"], counts["same"], f"{counts['fact_overlap_ok']}/{counts['fact_overlap']}",
                          f"{counts['fact_explain_ok']}/{counts['fact_explain']}"])
             log.info("%s: %s", q.id, counts)
             rt.engine.forget(conv.id)
@@ -121,18 +130,21 @@ def main(argv: list[str] | None = None) -> str:
         return f"{totals.get(a, 0) / totals[b]:.2f} ({totals.get(a, 0)}/{totals[b]})" if totals.get(b) else "—"
 
     summary = [
-        ["sentences marked", share("overlap", "sentences"), share("explain", "sentences")],
-        ["marked by both: same source", share("same", "both"), share("same", "both")],
-        ["marked sentences stating a key fact: cited source holds it", share("fact_overlap_ok", "fact_overlap"),
+        ["sentences marked", share("words_overlap", "sentences"), share("overlap", "sentences"),
+         share("explain", "sentences")],
+        ["marked by it and Explain: same source", share("words_same", "words_both"), share("same", "both"), "—"],
+        ["marked sentences stating a key fact: cited source holds it",
+         share("words_fact_overlap_ok", "words_fact_overlap"), share("fact_overlap_ok", "fact_overlap"),
          share("fact_explain_ok", "fact_explain")],
     ]
     text = "\n".join([
-        header(f"Citation markers: word overlap (at answer time) vs Explain (ablation), {model}"),
+        header(f"Citation markers: at answer time (word overlap, then anchors) vs Explain (ablation), {model}"),
         f"{len(rows)} answers to answerable guide questions, {totals.get('sentences', 0)} sentences; "
         f"Explain took {median(explain_s):.1f} s per answer (median)." if explain_s else "no answers",
-        "", table(["", "overlap", "Explain"], summary), "",
-        table(["question", "sentences", "overlap marks", "Explain marks", "same source", "overlap: fact in cited source",
-               "Explain: fact in cited source"], rows), "",
+        "", table(["", "word overlap only", "chat: word overlap, then anchors", "Explain"], summary), "",
+        table(["question", "language", "sentences", "word overlap marks", "chat marks", "Explain marks",
+               "chat and Explain: same source", "chat: fact in cited source", "Explain: fact in cited source"],
+              rows), "",
         "`python -m bench.citations " + " ".join(sys.argv[1:] if argv is None else argv) + "`"])
     print(text)
     save("citations", text)

@@ -1,6 +1,6 @@
 """Citation markers: which source each sentence of an answer came from (assistant.explain.citations)."""
 
-from assistant.explain.citations import cite, from_explanation, mark
+from assistant.explain.citations import anchors, cite, from_explanation, mark
 
 SOURCES = ["Refunds are paid back to the original card within five days of the return.",
            "Parcels to Europe arrive in two to four working days."]
@@ -24,6 +24,32 @@ def test_short_sentences_need_every_word_and_nothing_comes_from_no_sources():
     assert cite("Five days.", SOURCES) == [(0, 10, 1)]
     assert cite("Ten days.", SOURCES) == []
     assert cite("Refunds take five days.", []) == []
+
+
+GUIDE = ["Start the assistant with the adapter loaded: `assistant chat --adapter ./my-adapter`, or set "
+         "`ASSISTANT_ADAPTER=./my-adapter` for the server.",
+         "Supported formats: Markdown (`.md`) and plain text (`.txt`), web pages (`.html`), PDF with a text "
+         "layer (`.pdf`) and Word documents (`.docx`).",
+         "Open the admin area (it needs the admin key set with `ASSISTANT_ADMIN_KEY`) and choose Upload."]
+
+
+def test_a_sentence_translated_from_its_source_cites_it_by_the_words_a_translation_keeps():
+    answer = ("Für den Server setzen Sie `ASSISTANT_ADAPTER=./my-adapter`. Sie können Markdown (.md), Text "
+              "(.txt), HTML, PDF und Word (.docx) hochladen. 管理区需要用 ASSISTANT_ADMIN_KEY 设置的密钥。"
+              "Vielen Dank für Ihre Geduld.")
+    got = [(answer[a:b].strip(), n) for a, b, n in cite(answer, GUIDE)]
+    assert got == [("Für den Server setzen Sie `ASSISTANT_ADAPTER=./my-adapter`.", 1),
+                   ("Sie können Markdown (.md), Text (.txt), HTML, PDF und Word (.docx) hochladen.", 2),
+                   ("管理区需要用 ASSISTANT_ADMIN_KEY 设置的密钥。", 3)]  # the thanks keeps no word: no marker
+    assert [n for *_, n in cite(answer, GUIDE, by_anchors=False)] == [2]  # word overlap alone: the list only
+
+
+def test_anchors_no_source_holds_or_holds_only_a_few_of_cite_nothing():
+    assert cite("Setzen Sie `ASSISTANT_RETRY=1` und `--threads 4`.", GUIDE) == []
+    # one anchor of three in a source is not enough
+    assert cite("Sie brauchen `ASSISTANT_ADMIN_KEY`, `OPENAI_KEY` und `HF_TOKEN`.", GUIDE) == []
+    assert anchors("Die Antwort kommt in 5 Sekunden, per E-Mail.") == set()  # short numbers, native words
+    assert anchors("使用 assistant index list 命令查看 PDF。") == {"assistant", "index", "list", "pdf"}
 
 
 def test_markers_go_after_the_last_of_a_run_and_never_inside_code():
