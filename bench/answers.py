@@ -69,7 +69,8 @@ if __package__ in (None, ""):  # run as a file: python bench/answers.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench.answer_scoring import GuideQuestion, answer_language, declined, facts_fraction, load_questions  # noqa: E402
+from bench.answer_scoring import (GuideQuestion, answer_language, declined, facts_fraction, load_questions,  # noqa: E402
+                                   prose_language)
 from bench.answers_report import Asked, report  # noqa: E402
 from bench.common import DATASETS, save  # noqa: E402
 from finetune.xquad import LANGUAGES, f1_score, load_language, normalize_answer, split_articles  # noqa: E402
@@ -254,11 +255,15 @@ def run_xquad(rt: Any, setting: str, args: argparse.Namespace, indexes: dict[str
 
 
 def run_guide(rt: Any, setting: str, questions: list[GuideQuestion], index: Any) -> list[Asked]:
+    from assistant.understanding.language import detect
+
     out: list[Asked] = []
     rt.engine.index = index
     for q in questions:
         a, _ = ask(rt, q.question, "guide", setting, q.id, q.language)
         a.split = q.split
+        if not a.declined:
+            a.answer_language = prose_language(a.answer, detect)
         if q.answerable:
             a.correct = q.correct(a.answer)
             a.facts_matched = facts_fraction(a.answer, q.facts)

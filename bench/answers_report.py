@@ -38,7 +38,8 @@ class Asked:
     gold_shown: bool | None = None
     answer_language: str | None = None
     """Language of a non-declined XQuAD answer: detected, or the question's where the answer is
-    a verbatim span of an indexed paragraph (``bench.answer_scoring.answer_language``)."""
+    a verbatim span of an indexed paragraph (``bench.answer_scoring.answer_language``); of a guide
+    answer, its prose's, code and file names left out (``prose_language``)."""
     split: str | None = None
     correct: bool | None = None
     facts_matched: float | None = None
@@ -89,14 +90,17 @@ def guide_table(records: list[Asked], names: list[str]) -> str:
             mine = [r for r in records if r.setting == s and r.section == "guide" and split in ("all", r.split)]
             ans = [r for r in mine if r.correct is not None]
             un = [r for r in mine if r.correct is None]
+            named = [r for r in ans if r.answer_language not in (None, "unknown")]
             rows.append([s, split, len(ans), rate(r.correct for r in ans if r.language in GUIDE_OWN_LANGUAGES),
                          rate(r.correct for r in ans if r.language not in GUIDE_OWN_LANGUAGES),
                          rate(r.correct for r in ans), rate(r.facts_matched for r in ans),
-                         rate(r.declined for r in ans), len(un), rate(r.declined for r in un)])
+                         rate(r.declined for r in ans), rate(r.answer_language == r.language for r in named),
+                         len(named), len(un), rate(r.declined for r in un)])
     return "\n".join([
         "### User guide (knowledge/docs)", "",
         table(["setting", "split", "answerable", "correct en+zh", "correct other languages", "correct",
-               "facts matched", "falsely declined", "unanswerable", "declined"], rows)])
+               "facts matched", "falsely declined", "answer in question's language", "(answers named)",
+               "unanswerable", "declined"], rows)])
 
 
 def number_check_table(records: list[Asked], names: list[str]) -> str:
