@@ -29,7 +29,6 @@ from .backends import Backend, LocalBackend
 from .generation.local import GenerationResult, PrefixCache
 from .generation.models import LoadedModel
 from .prompting import (DECLINED_TAKEOVER, NOT_FOUND, WITHHELD_ANSWER, PromptParts, RefusalLocalizer, build_prompt,
-                        reminder,
                         system_text)
 from .store import Store
 from .turn_checks import TurnChecks
@@ -444,7 +443,6 @@ class Engine:
         for _ in range(4):
             folded = set(conversation.summarized_turns)
             parts = PromptParts(
-                remind=reminder(turn.language, turn.sources),
                 system=system_text(base, turn.language, conversation.slots),
                 message=message,
                 history=[t for t in conversation.turns if t.finish_reason != "error" and t.id not in folded],

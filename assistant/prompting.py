@@ -111,19 +111,6 @@ class PromptParts:
     summary: str = ""
     marker: str = ""
     """The data tags' random suffix (``new_marker``); ``build_prompt`` draws one when empty."""
-    remind: str = ""
-    """A language code: the question is followed by "Answer in <that language>." (``reminder``)."""
-
-
-def reminder(language: str, sources: Sequence[Source]) -> str:
-    """``language`` when a source the model is shown is written in another one, else "": a small model
-    that reads an English passage for a German question tends to copy it in English, the system
-    prompt's "always answer in German" notwithstanding; the reminder after the question is the last
-    thing it reads.  Decided once per turn, over all its sources (Explain's prompts without a source
-    keep it)."""
-    if language in LANGUAGE_NAMES and any(s.language and s.language != language for s in sources):
-        return language
-    return ""
 
 
 def system_text(base: str, language: str, slots: dict[str, str] | None = None) -> str:
@@ -141,8 +128,7 @@ def system_text(base: str, language: str, slots: dict[str, str] | None = None) -
     return "\n".join(parts)
 
 
-def _user_content(message: str, sources: Sequence[Source], marker: str = "",
-                  remind: str = "") -> tuple[str, list[tuple[int, int]], int]:
+def _user_content(message: str, sources: Sequence[Source], marker: str = "") -> tuple[str, list[tuple[int, int]], int]:
     """Final user message; returns (content, char span of each source block, start of the question)."""
     if not sources:
         return message.strip(), [], 0
@@ -156,8 +142,6 @@ def _user_content(message: str, sources: Sequence[Source], marker: str = "",
     content = content[:-1] + f"</docs-{marker}>\n\n"
     question_at = len(content)
     content += "Question: " + message.strip()
-    if remind:
-        content += f"\n\nAnswer in {LANGUAGE_NAMES[remind]}."
     return content, spans, question_at
 
 
@@ -169,7 +153,7 @@ def _messages(parts: PromptParts, history: Sequence[Turn], sources: Sequence[Sou
     for turn in history:
         messages.append({"role": "user", "content": turn.user.strip()})
         messages.append({"role": "assistant", "content": turn.answer.strip()})
-    messages.append({"role": "user", "content": _user_content(parts.message, sources, parts.marker, parts.remind)[0]})
+    messages.append({"role": "user", "content": _user_content(parts.message, sources, parts.marker)[0]})
     return messages
 
 
@@ -248,7 +232,7 @@ def _tokenize_with_segments(tokenizer: Any, parts: PromptParts, history: Sequenc
     for i, turn in enumerate(history):
         place("history", f"history:{i + 1}", turn.user.strip(), ref=i)
         pos = max(pos, text.find(turn.answer.strip(), pos) + len(turn.answer.strip()))
-    content, spans, question_at = _user_content(parts.message, sources, parts.marker, parts.remind)
+    content, spans, question_at = _user_content(parts.message, sources, parts.marker)
     content_at = text.find(content, pos)
     if content_at < 0:
         content_at = pos

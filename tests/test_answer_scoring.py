@@ -132,3 +132,14 @@ def test_xquad_dev_and_report_questions_never_share_an_id_in_any_language():
     en = {c.id for c in xquad_cases("en", 10, 0, 0, "report")[1]}
     zh = {c.id for c in xquad_cases("zh", 10, 0, 0, "report")[1]}
     assert en != zh
+
+
+def test_a_guide_answers_language_is_its_prose_without_code_and_file_names():
+    from assistant.understanding.language import detect
+    from bench.answer_scoring import prose_language
+
+    assert prose_language("`ASSISTANT_ADMIN_KEY`", detect) == "unknown"  # a variable is in no language
+    assert prose_language("`assistant index add ./new-manual.pdf`", detect) == "unknown"
+    assert prose_language("Setzen Sie dafür die Umgebungsvariable `ASSISTANT_ADMIN_KEY` auf dem Server.", detect) == "de"
+    copied = "Markdown (`.md`) y plain text (`.txt`), web pages (`.html`); menus, footers and other page furniture are removed"
+    assert prose_language(copied, detect) == "en"  # the English source copied into a Spanish answer

@@ -171,19 +171,3 @@ def test_the_data_tag_is_the_same_for_the_same_question_and_sources_and_unknown_
     monkeypatch.setattr(prompting, "MARKER_KEY", b"another process")
     assert a != prompting.new_marker("How long?\x00Refunds take five days.")
     assert prompting.new_marker() != prompting.new_marker()  # without a seed: random
-
-
-def test_a_question_shown_sources_in_another_language_ends_with_the_language_to_answer_in(tiny_lm):
-    from assistant.prompting import reminder
-
-    english = Source(chunk_id="c", doc_id="d", text="Upload Markdown or PDF files.", source="documents.md", language="en")
-    assert reminder("de", [english]) == "de" and reminder("en", [english]) == ""
-    assert reminder("de", [Source(chunk_id="c", doc_id="d", text="x", source="s", language="")]) == ""
-    assert reminder("xx", [english]) == ""  # a language the prompt has no name for
-    prompt = build_prompt(tiny_lm.tokenizer, PromptParts(system="S.", message="Welche Formate?", sources=[english],
-                                                         remind=reminder("de", [english])), budget=900)
-    user = prompt.messages[-1]["content"]
-    assert user.endswith("Question: Welche Formate?\n\nAnswer in German.")
-    plain = build_prompt(tiny_lm.tokenizer, PromptParts(system="S.", message="Which formats?", sources=[english]),
-                         budget=900)
-    assert plain.messages[-1]["content"].endswith("Question: Which formats?")
