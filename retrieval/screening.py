@@ -144,7 +144,10 @@ _RULES: list[tuple[str, str, str]] = [
                     r"(?:指示|命令|指令|ルール|規則|制限|設定)(?:は|を|も)(?:すべて|全て|一切)?(?:無視|忘れ|破棄|解除)|"
                     r"(?:開発者|デベロッパー|ゴッド|脱獄|ジェイルブレイク|DAN|無制限)モード(?:が|を|に)?(?:有効|オン|起動|開始|発動|切り替え|入)"),
     ("instruction", _MSG, r"(?:ذكاء|وضع|شخصية|مساعد)[^.؟!\n]{0,30}?(?:بدون|بلا|دون)\s+(?:أي\s+)?(?:قواعد|قيود|حدود|فلاتر|"
-                    r"رقابة|ضوابط)|وضع\s+(?:المطور|المطورين|الإله|كسر الحماية|DAN|بلا قيود)\s+(?:مفعل|مُفعّل|مفعّل|تم تفعيله|قيد التشغيل)"),
+                    r"رقابة|ضوابط)|وضع\s+(?:المطور|المطورين|الإله|كسر الحماية|DAN|بلا قيود)\s+(?:مفعل|مُفعّل|مفعّل|تم تفعيله|قيد التشغيل)|"
+                    # verb first, as Arabic mostly puts it: "تم تفعيل وضع المطور" (developer mode has been enabled)
+                    r"(?:^|[.!؟?\n]\s*)\W*(?:لقد\s+)?(?:تم|جرى)\s+(?:تفعيل|تشغيل)\s+وضع\s+(?:المطور|المطورين|الإله|"
+                    r"كسر الحماية|DAN|بلا قيود)(?:\s+(?:الآن|بنجاح))?\s*(?:[.!:؛]|$)"),
     ("instruction", _MSG, r"\b(?:ai|trợ lý|chế độ|nhân vật)\b[^.;!?\n]{0,30}?\b(?:không có|không bị|không cần|bỏ qua mọi)\s+"
                     r"(?:bất kỳ\s+|mọi\s+)?(?:quy tắc|giới hạn|hạn chế|bộ lọc|kiểm duyệt|ràng buộc)\b|"
                     r"\bchế độ\s+(?:nhà phát triển|developer|thần|jailbreak|dan|không giới hạn)\s+(?:đã\s+)?(?:được\s+)?(?:bật|kích hoạt)"),
@@ -226,6 +229,10 @@ _RULES: list[tuple[str, str, str]] = [
 _COMPILED = [(kind, scope, re.compile(unicodedata.normalize("NFKC", pattern), re.IGNORECASE | re.MULTILINE))
              for kind, scope, pattern in _RULES]
 
+_HARAKAT = re.compile("[\u064b-\u065f\u0670\u0640]")
+"""Arabic short-vowel and shadda marks and the tatweel, optional in writing ("المطوّر" is "المطور"): left out
+before matching, as the rules are written without them."""
+
 _SMUGGLING = re.compile("[\U000e0000-\U000e007f\u202d\u202e]")
 """Always suspicious: Unicode tag characters (they carry ASCII no reader sees) and bidi overrides."""
 _INVISIBLE = re.compile("[\u200b-\u200d\u2060-\u2064\ufeff\u180e\u202a-\u202c\u2066-\u2069]")
@@ -258,7 +265,7 @@ def screen_message(text: str) -> list[Finding]:
 def _screen(text: str, hidden: Iterable[str], scopes: tuple[str, ...]) -> list[Finding]:
     findings: list[Finding] = []
     seen: set[str] = set()
-    folded = unicodedata.normalize("NFKC", text)
+    folded = _HARAKAT.sub("", unicodedata.normalize("NFKC", text))
     for kind, scope, pattern in _COMPILED:
         if scope not in scopes:
             continue
