@@ -181,6 +181,15 @@ def ask(page, text: str) -> None:
     page.wait_for_selector("#chat >> text=Sources (1)", timeout=60_000)
 
 
+def open_chat(browser, server, width: int = 1280, height: int = 900):
+    """(context, page) with the chat page loaded and ready for a message."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.goto(server.url + "/")
+    page.wait_for_selector("#message textarea", timeout=60_000)
+    return context, page
+
+
 def conversation_labels(page) -> list[str]:
     return [t.strip() for t in page.locator("#conversations label").all_inner_texts()]
 
@@ -188,10 +197,7 @@ def conversation_labels(page) -> list[str]:
 def test_sidebar_lists_switches_renames_and_deletes_conversations(server, playwright_browser):
     ARTIFACTS.mkdir(exist_ok=True)
     store = server.rt.store
-    context = playwright_browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.goto(server.url + "/")
-    page.wait_for_selector("#message textarea", timeout=60_000)
+    context, page = open_chat(playwright_browser, server)
     ask(page, "How long do refunds take?")
     page.click("#new")
     page.wait_for_function("() => !document.querySelector('#chat [data-testid=\"user\"]')", timeout=10_000)
@@ -324,10 +330,7 @@ def test_markers_explain_and_feedback_act_on_each_answer(tmp_path, tiny_lm, play
 
 def test_regenerate_answers_the_last_question_again_and_branches_from_an_earlier_one(server, playwright_browser):
     store = server.rt.store
-    context = playwright_browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.goto(server.url + "/")
-    page.wait_for_selector("#message textarea", timeout=60_000)
+    context, page = open_chat(playwright_browser, server)
     ask(page, "How long do refunds take?")
     ask(page, "And for gift cards?")
     owner = next(r[0] for r in store._db.execute("SELECT owner FROM conversations"))

@@ -76,12 +76,17 @@ def test_a_caller_that_stops_listening_loses_no_turn(engine, store, close_after)
 
 
 class _FixedIntent:
-    """An intent model that always answers out_of_scope (the routing under test, not the classifier)."""
+    """An intent model that gives every message the same intent and confidence (the routing under test,
+    not the classifier); out_of_scope by default."""
+
+    def __init__(self, intent="out_of_scope", confidence=0.9):
+        self.intent, self.confidence = intent, confidence
 
     def classify(self, text, k=3):
         from assistant.understanding.intents import IntentResult
 
-        return IntentResult(intent="out_of_scope", confidence=0.9, top=[("out_of_scope", 0.9)], out_of_scope=True)
+        return IntentResult(intent=self.intent, confidence=self.confidence, top=[(self.intent, self.confidence)],
+                            out_of_scope=self.intent == "out_of_scope")
 
 
 def test_out_of_scope_is_answered_from_documents_that_cover_it_else_falls_back(tiny_lm, store, tmp_path):
@@ -106,19 +111,6 @@ def test_out_of_scope_is_answered_from_documents_that_cover_it_else_falls_back(t
     assert any(e.data.get("turn_id") == uncovered.id for e in store.events("no_source"))
 
 
-class _Chitchat:
-    """An intent model that takes every message for small talk, with the confidence given."""
-
-    def __init__(self, confidence):
-        self.confidence = confidence
-
-    def classify(self, text, k=3):
-        from assistant.understanding.intents import IntentResult
-
-        return IntentResult(intent="chitchat", confidence=self.confidence, top=[("chitchat", self.confidence)],
-                            out_of_scope=False)
-
-
 @pytest.mark.parametrize("confidence, looked_up", [(0.4, True), (0.99, False)])
 def test_an_unsure_small_talk_route_is_answered_from_documents_that_cover_the_message(
         tiny_lm, store, tmp_path, confidence, looked_up):
@@ -132,7 +124,7 @@ def test_an_unsure_small_talk_route_is_answered_from_documents_that_cover_the_me
     index = KnowledgeIndex.create(tmp_path / "index", HashingEmbedder())
     index.add_paths([docs])
     eng = Engine(tiny_lm, store, chat=ChatConfig(context_tokens=512), generation=GenerationConfig(max_new_tokens=4),
-                 index=index, intents=_Chitchat(confidence), intent_spec=load_spec())
+                 index=index, intents=_FixedIntent("chitchat", confidence), intent_spec=load_spec())
     conv = store.create("alice")
     covered = eng.run_turn(conv, "Comb-like bands of cilia are called what?")
     assert (covered.route == "answer" and bool(covered.sources)) == looked_up

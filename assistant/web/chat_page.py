@@ -104,20 +104,20 @@ JS = """
       }
       return;
     }
+    const handOver = (target, button) => {  // the turn id to a hidden box, whose change event acts on it
+      const box = document.querySelector('#' + target + ' textarea, #' + target + ' input');
+      if (!box) return;
+      box.value = button.dataset.turn + ' ' + Date.now();  // a new value each time: a change event
+      box.dispatchEvent(new Event('input', {bubbles: true}));
+    };
     const again = e.target.closest('#chat button.regenerate-turn');
     if (again) {
-      const box = document.querySelector('#regenerate-target textarea, #regenerate-target input');
-      if (!box) return;
-      box.value = again.dataset.turn + ' ' + Date.now();  // a new value each time: a change event
-      box.dispatchEvent(new Event('input', {bubbles: true}));
+      handOver('regenerate-target', again);
       return;
     }
     const explain = e.target.closest('#chat button.explain-turn');
     if (explain) {
-      const box = document.querySelector('#explain-target textarea, #explain-target input');
-      if (!box) return;
-      box.value = explain.dataset.turn + ' ' + Date.now();  // a new value each time: a change event
-      box.dispatchEvent(new Event('input', {bubbles: true}));
+      handOver('explain-target', explain);
       document.getElementById('explain-panel')?.scrollIntoView({block: 'start', behavior: 'smooth'});
     }
   });
