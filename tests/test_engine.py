@@ -89,18 +89,24 @@ class _FixedIntent:
                             out_of_scope=self.intent == "out_of_scope")
 
 
-def test_out_of_scope_is_answered_from_documents_that_cover_it_else_falls_back(tiny_lm, store, tmp_path):
+def _routed_engine(tiny_lm, store, tmp_path, name: str, text: str, intents):
+    """An engine over a one-document index (``name``: ``text``) whose intent model is ``intents``."""
     from assistant.understanding.intents import load_spec
     from retrieval.embedding import HashingEmbedder
     from retrieval.index import KnowledgeIndex
 
     docs = tmp_path / "docs"
     docs.mkdir()
-    (docs / "refunds.md").write_text("# Refunds\n\nRefunds are paid back to the original card within five days.\n")
+    (docs / name).write_text(text)
     index = KnowledgeIndex.create(tmp_path / "index", HashingEmbedder())
     index.add_paths([docs])
-    eng = Engine(tiny_lm, store, chat=ChatConfig(context_tokens=512), generation=GenerationConfig(max_new_tokens=4),
-                 index=index, intents=_FixedIntent(), intent_spec=load_spec())
+    return Engine(tiny_lm, store, chat=ChatConfig(context_tokens=512), generation=GenerationConfig(max_new_tokens=4),
+                  index=index, intents=intents, intent_spec=load_spec())
+
+
+def test_out_of_scope_is_answered_from_documents_that_cover_it_else_falls_back(tiny_lm, store, tmp_path):
+    eng = _routed_engine(tiny_lm, store, tmp_path, "refunds.md",
+                         "# Refunds\n\nRefunds are paid back to the original card within five days.\n", _FixedIntent())
     conv = store.create("alice")
     covered = eng.run_turn(conv, "Refunds are paid back to the original card within how many days?")
     assert covered.route == "answer" and covered.sources
@@ -115,16 +121,10 @@ def test_out_of_scope_is_answered_from_documents_that_cover_it_else_falls_back(t
 def test_an_unsure_small_talk_route_is_answered_from_documents_that_cover_the_message(
         tiny_lm, store, tmp_path, confidence, looked_up):
     from assistant.understanding.intents import load_spec
-    from retrieval.embedding import HashingEmbedder
-    from retrieval.index import KnowledgeIndex
 
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "cilia.md").write_text("# Ctenophores\n\nComb-like bands of cilia are called ctenes.\n")
-    index = KnowledgeIndex.create(tmp_path / "index", HashingEmbedder())
-    index.add_paths([docs])
-    eng = Engine(tiny_lm, store, chat=ChatConfig(context_tokens=512), generation=GenerationConfig(max_new_tokens=4),
-                 index=index, intents=_FixedIntent("chitchat", confidence), intent_spec=load_spec())
+    eng = _routed_engine(tiny_lm, store, tmp_path, "cilia.md",
+                         "# Ctenophores\n\nComb-like bands of cilia are called ctenes.\n",
+                         _FixedIntent("chitchat", confidence))
     conv = store.create("alice")
     covered = eng.run_turn(conv, "Comb-like bands of cilia are called what?")
     assert (covered.route == "answer" and bool(covered.sources)) == looked_up
