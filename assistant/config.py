@@ -216,9 +216,10 @@ class ChatConfig:
     reply_confidence: float = 0.65
     """A message the intent model routes to a brief fixed reply (greeting, thanks, feedback, "what can you
     do?") with less confidence than this is looked up in the documents first, and answered from them when
-    they cover it, as an out-of-scope message is: "纤毛是用来做什么的？" ("what are cilia used for?") sits
-    close to "这个机器人是做什么的？" ("what is this bot for?").  0 always replies; 1 looks every such message up.
-    Chosen on xquad-dev's dev half and ``knowledge/intents_validation.jsonl`` (see ``bench/understanding.py``)."""
+    they cover it, as an out-of-scope message is: "纤毛是用来做什么的？" ("what are cilia used for?")
+    sits close to "这个机器人是做什么的？" ("what is this bot for?").  0 always replies; 1 looks every
+    such message up.  Chosen on xquad-dev's dev half and ``knowledge/intents_validation.jsonl``
+    (``python -m bench.routes``)."""
     retry_declines: bool = True
     """When the model answers a question it was shown sources for with the fixed "not in my documents"
     reply, ask once more with the retry adapter (``ModelConfig.retry_adapter``), and show that answer

@@ -9,10 +9,11 @@ helps") gets no marker, and no marker ever names a source the model did not see.
 A sentence translated from its source (an answer in German from the English guide) shares few of
 its words; it cites the source that holds its *anchors* instead, the words a translation keeps as
 they are: the words of code (`` `assistant index list` ``), names with digits or ``_ . / :`` in
-them and options (``ASSISTANT_ADAPTER``, ``.docx``, ``/v1/chat/completions``, ``--index``), acronyms
-(PDF, HTML), and in a sentence written in another script (Chinese, Arabic...) its Latin words.  The source must hold at
-least half of them; ties go to the source holding more of the sentence's words, then the one listed
-first.  An anchor of one or two characters does not count.
+them and options (``ASSISTANT_ADAPTER``, ``.docx``, ``/v1/chat/completions``, ``--index``),
+acronyms (PDF, HTML), and in a sentence written in another script (Chinese, Arabic...) its Latin
+words.  The source must hold at least half of them, each as a whole word; ties go to the source
+holding more of the sentence's words, then the one listed first.  An anchor of one or two
+characters does not count.
 
 Explain measures the same thing better (the source whose removal lowers that sentence's
 likelihood most, ``assistant.explain.explainer``); once an answer has been explained, its markers are
