@@ -10,6 +10,8 @@ Knows nothing about how the prompt is generated from or where sources come from.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import re
 import secrets
 from dataclasses import dataclass
@@ -47,9 +49,6 @@ def new_marker(seed: str = "") -> str:
     within a process (and across runs where a benchmark fixes the key); without, random."""
     if not seed:
         return secrets.token_hex(4)
-    import hashlib
-    import hmac
-
     return hmac.new(MARKER_KEY, seed.encode("utf-8"), hashlib.sha256).hexdigest()[:8]
 
 
