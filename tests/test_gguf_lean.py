@@ -129,6 +129,28 @@ def test_a_damaged_cache_says_how_to_rebuild_it(tmp_path, monkeypatch):
         lean.load_lean(tmp_path / "tiny.gguf", tmp_path / "models", "f1")
 
 
+def test_a_cache_that_cannot_be_written_leaves_the_model_running_from_memory(tmp_path, monkeypatch, caplog):
+    """A full disk or a home that is not writable costs the next start a conversion, not this start."""
+    import logging
+
+    import assistant.generation.gguf_lean as lean
+
+    _, tensors, config, tokenizer = _tiny_checkpoint()
+    monkeypatch.setattr(lean, "convert", lambda path: (dict(tensors), config, tokenizer))
+    blocker = tmp_path / "home"
+    blocker.write_text("a file where the cache folder's parent should be")
+    with caplog.at_level(logging.WARNING, logger="assistant.generation.gguf_lean"):
+        unsaved = lean.load_lean(tmp_path / "tiny.gguf", blocker / "models", "f1")
+    cached = lean.load_lean(tmp_path / "tiny.gguf", tmp_path / "models", "f1")
+    assert unsaved.folder == tmp_path / "tiny.gguf" and blocker.is_file()
+    assert any("could not write the model cache" in r.getMessage() and "running from memory" in r.getMessage()
+               for r in caplog.records)
+    ids = list(range(5, 45))
+    assert torch.equal(unsaved.fast.forward(ids, unsaved.fast.new_cache()),
+                       cached.fast.forward(ids, cached.fast.new_cache()))
+    assert unsaved.tokenizer.encode("hello world") == cached.tokenizer.encode("hello world")
+
+
 def test_a_lora_adapter_is_merged_into_the_packed_weights(tmp_path, monkeypatch):
     """An adapter trained with peft on the float model, merged into the lean model's 4-bit weights,
     moves the lean logits the way it moves the float model's."""

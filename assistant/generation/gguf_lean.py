@@ -55,6 +55,8 @@ class LeanCheckpoint:
     """The transformers config (``tie_word_embeddings`` true: one matrix serves input and output)."""
     tensors: dict[str, Any]
     """Saved ``Weight.state`` entries and plain float tensors (norms), by transformers name."""
+    tokenizer: Any = None
+    """The tokenizer, where the cache could not be written (else it is read from ``folder``)."""
 
 
 def _hf_name(gguf_name: str, arch: str = "qwen2") -> str | None:
@@ -221,16 +223,22 @@ def load_or_build(path: Path, cache_root: Path, fingerprint: str, chat_template:
             fuse(tensors, config)
             if chat_template and not tokenizer.chat_template:
                 tokenizer.chat_template = chat_template
-            cache_root.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_root))
+            tmp = None
             try:
+                cache_root.mkdir(parents=True, exist_ok=True)
+                tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_root))
                 save_file(tensors, str(tmp / "weights.safetensors"))
                 config.save_pretrained(tmp)
                 tokenizer.save_pretrained(tmp)
                 (tmp / "lean.json").write_text(json.dumps({"version": CACHE_VERSION, "source": path.name}))
                 os.replace(tmp, target)
+            except Exception as exc:  # a full disk, a read-only home: answer from memory, convert again next start
+                log.warning("could not write the model cache %s (%s); running from memory, and the next start "
+                            "packs %s again (%s free there)", target, exc, path.name, _free_space(cache_root))
+                return LeanCheckpoint(folder=path, config=config, tensors=tensors, tokenizer=tokenizer)
             finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+                if tmp is not None:
+                    shutil.rmtree(tmp, ignore_errors=True)
     try:
         tensors = read_tensors(target / "weights.safetensors")
         config = AutoConfig.from_pretrained(target)
@@ -238,6 +246,14 @@ def load_or_build(path: Path, cache_root: Path, fingerprint: str, chat_template:
         raise ModelLoadError(f"the model cache {target} is damaged ({exc}); delete that folder and start again "
                              "to rebuild it") from exc
     return LeanCheckpoint(folder=target, config=config, tensors=tensors)
+
+
+def _free_space(folder: Path) -> str:
+    """Free disk space where ``folder`` is (or would be), in words."""
+    for place in (folder, *folder.parents):
+        if place.exists():
+            return f"{shutil.disk_usage(place).free / 2**30:.1f} GiB"
+    return "unknown"
 
 
 _DTYPES = {"U8": "uint8", "I8": "int8", "I32": "int32", "I64": "int64", "F16": "float16", "BF16": "bfloat16",
@@ -291,7 +307,7 @@ def load_lean(path: Path, cache_root: Path, fingerprint: str, adapters: tuple[st
     from .shared_weights import merge_lora, share_weights, skeleton
 
     checkpoint = load_or_build(path, cache_root, fingerprint, chat_template)
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint.folder)
+    tokenizer = checkpoint.tokenizer or AutoTokenizer.from_pretrained(checkpoint.folder)
     model = skeleton(checkpoint.config, checkpoint.tensors)
     for adapter in adapters:
         merge_lora(model, adapter)
