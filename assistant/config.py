@@ -220,6 +220,19 @@ class ChatConfig:
     sits close to "这个机器人是做什么的？" ("what is this bot for?").  0 always replies; 1 looks every
     such message up.  Chosen on xquad-dev's dev half and ``knowledge/intents_validation.jsonl``
     (``python -m bench.routes``)."""
+    translate_queries: bool = False
+    """True: a question in a language few of the documents are written in (under a tenth of the chunks)
+    is also searched for rewritten by the answering model into the documents' main language
+    (``assistant.crosslingual``), one short generation more on such turns.  It finds the right passage
+    more often in a large collection in another language (``bench/retrieval.py --rewrite``), but on the
+    shipped guide, which the question as asked already finds, it changed sources enough to cost two
+    right answers and two declines of 36 non-English questions (``bench.answers``): off by default."""
+    translate_from: tuple[str, ...] = ("zh", "de", "es", "ru")
+    """The question languages ``translate_queries`` rewrites (ISO codes; empty: every language).  The
+    default: those where the default model's rewrite raised R@1 by at least 0.05 on xquad-dev's dev half
+    (``bench/retrieval.py --rewrite 30 --rewrite-split dev``; zh 0.625 → 0.875, de, es and ru +0.10 to
+    +0.125); from Arabic, Greek, Hindi and Thai its translations lost more than they found (Hindi 0.867
+    → 0.500), from Romanian, Turkish and Vietnamese they changed little."""
     retry_declines: bool = True
     """When the model answers a question it was shown sources for with the fixed "not in my documents"
     reply, ask once more with the retry adapter (``ModelConfig.retry_adapter``), and show that answer
@@ -237,6 +250,9 @@ class ChatConfig:
             raise ConfigError(f"chat.reply_confidence must be from 0 to 1; got {self.reply_confidence}")
         if not 0 <= self.retrieval_k <= 20:
             raise ConfigError(f"chat.retrieval_k must be from 0 to 20; got {self.retrieval_k}")
+        if isinstance(self.translate_from, str) or not all(isinstance(x, str) for x in self.translate_from):
+            raise ConfigError(f"chat.translate_from must be a list of language codes; got {self.translate_from!r}")
+        self.translate_from = tuple(x.strip().lower() for x in self.translate_from)
         if isinstance(self.secrets, str) or not all(isinstance(x, str) for x in self.secrets):
             raise ConfigError(f"chat.secrets must be a list of strings; got {self.secrets!r}")
         self.secrets = tuple(self.secrets)

@@ -99,6 +99,9 @@ class Turn:
     """``answer`` (retrieval + generation), ``reply``, ``handoff`` or ``fallback``."""
     query: str = ""
     """The retrieval query actually used (follow-up aware)."""
+    query_rewrite: str = ""
+    """``query`` rewritten into the documents' language and searched beside it (``assistant.crosslingual``),
+    or "" where the question's language is the documents' own."""
     sources: list[Source] = field(default_factory=list)
     prompt_ids: list[int] = field(default_factory=list)
     segments: list[Segment] = field(default_factory=list)

@@ -71,6 +71,7 @@ class KnowledgeIndex:
     _held: np.ndarray | None = None  # rows of flagged chunks of documents not allowed
     _generation: str | None = None
     _dirty: bool = False
+    _languages: dict[str, int] | None = None
 
     # ---- opening ---------------------------------------------------------------------------
 
@@ -239,6 +240,15 @@ class KnowledgeIndex:
         return [self._info(doc, counts.get(doc.doc_id, 0), languages.get(doc.doc_id, set()),
                            flagged.get(doc.doc_id, 0)) for doc in self._docs.values()]
 
+    def languages(self) -> dict[str, int]:
+        """How many chunks are written in each language, most first ("" for none detected)."""
+        if self._languages is None:
+            counts: dict[str, int] = {}
+            for c in self.chunks:
+                counts[c.language] = counts.get(c.language, 0) + 1
+            self._languages = dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+        return self._languages
+
     def flagged(self) -> list[FlaggedPassage]:
         """Every chunk screening flagged (``retrieval.screening``), held or allowed, in index order."""
         return [FlaggedPassage(doc_id=c.doc_id, source=c.source, title=c.title, chunk_id=c.chunk_id,
@@ -252,6 +262,7 @@ class KnowledgeIndex:
         doc.allowed = allowed
         self._hold()
         self._dirty = True
+        self._languages = None
         return self._info(doc)
 
     def reembed(self, embedder: Embedder) -> None:

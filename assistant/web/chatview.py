@@ -46,6 +46,8 @@ def meta_line(turn: Turn) -> str:
         bits.append(f"language: {turn.language}")
     if turn.intent:
         bits.append(f"intent: {turn.intent}")
+    if turn.query_rewrite:
+        bits.append(f"also searched as: {turn.query_rewrite}")
     if turn.dropped_turns:
         bits.append(f"{len(turn.dropped_turns)} older messages are outside the model's context")
     return " · ".join(bits)
