@@ -11,7 +11,9 @@
 2. Cross-language (XQuAD is parallel: paragraph i is the same text in every
    language): questions in each other language against the English paragraphs,
    and English questions against the Chinese ones; Recall@1 / Recall@5 for
-   dense-only, BM25-only and the shipped hybrid ranking.
+   dense-only, BM25-only and the shipped hybrid ranking.  With ``--rewrite N``: the same on N
+   report-half questions per language as the engine searches for a user, the question also rewritten
+   into English by the default model (``assistant.crosslingual``), and what the rewrite costs.
 3. Synthetic scale: search latency at 100k chunks (full hybrid search: BM25 over
    synthetic text + vectors) with the exact and the approximate index, and at 1M
    vectors (dense side only) exact vs IVF, with the approximate recall@10.
@@ -242,6 +244,67 @@ def cross_language(args) -> None:
               f"{np.mean(hybrid_r1):.3f}")
 
 
+def cross_language_rewrite(args) -> None:
+    """Questions in X against the English paragraphs as the engine searches them for a user: as asked, and
+    fused with the question rewritten into English by the default model (``assistant.crosslingual``);
+    on the first ``--rewrite`` questions of xquad-dev's report half per language (``--rewrite-split dev``:
+    the half the fusion and the languages rewritten were chosen on), with what the rewrite costs."""
+    import statistics
+    import threading
+
+    from assistant import crosslingual
+    from assistant.backends import LocalBackend
+    from assistant.config import AppConfig, ChatConfig
+    from assistant.generation.models import load_model
+    from bench.answers import question_split
+
+    config = AppConfig.load()
+    lm = load_model(config.model, home=config.home)
+    backend = LocalBackend(lm)
+    embedder = load_embedder(args.embedder)
+    index = _index_of("en", load_xquad("en")[0], CachedEmbedder(embedder, {}))
+    print(f"\n## Cross-language with the question rewritten into English ({lm.name}, greedy; {embedder.name}; "
+          f"first {args.rewrite} questions of xquad-dev's {args.rewrite_split} half per language)\n")
+    print("| questions → paragraphs | questions | hybrid R@1 as asked | R@1 with the rewrite | hybrid R@5 as asked "
+          "| R@5 with the rewrite | rewritten | rewrite p50 s | rewrite p95 s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    r1_asked, r1_rewrite = [], []
+    languages = [x for x in args.languages.split(",") if x != "en"]
+    for lang in languages:
+        data = json.loads((XQUAD / f"xquad.{lang}.json").read_text(encoding="utf-8"))
+        questions, k = [], 0
+        for article in data["data"]:
+            for para in article["paragraphs"]:
+                questions += [(qa["question"], k) for qa in para["qas"] if question_split(qa["id"]) == args.rewrite_split]
+                k += 1
+        questions = questions[: args.rewrite]
+        asked, fused, seconds, rewritten = [], [], [], 0
+        for q, p in questions:
+            hits = index.search(q, k=crosslingual.DEPTH, language=lang, floor=False)
+            started = time.perf_counter()
+            rewrite = crosslingual.rewrite(backend, lm.tokenizer, q, "en", threading.Event())
+            seconds.append(time.perf_counter() - started)
+            both = hits
+            if rewrite is not None:
+                rewritten += 1
+                found = index.search(rewrite.text, k=crosslingual.DEPTH, language="en", floor=False)
+                both = crosslingual.fuse(found, hits, crosslingual.DEPTH)
+            for ranks, ranked in ((asked, hits), (fused, both)):
+                order = list(dict.fromkeys(int(h.source.rsplit(":", 1)[1]) for h in ranked))
+                ranks.append(order.index(p) + 1 if p in order else None)
+        (a1, a5, _), (f1, f5, _) = metrics(asked), metrics(fused)
+        r1_asked.append(a1)
+        r1_rewrite.append(f1)
+        q95 = float(np.percentile(seconds, 95))
+        print(f"| {lang} → en | {len(questions)} | {a1:.3f} | {f1:.3f} | {a5:.3f} | {f5:.3f} | {rewritten} | "
+              f"{statistics.median(seconds):.2f} | {q95:.2f} |", flush=True)
+    shipped = ChatConfig().translate_from
+    chosen = [f if not shipped or lang in shipped else a for lang, a, f in zip(languages, r1_asked, r1_rewrite)]
+    print(f"\nmean R@1 of the {len(r1_asked)} languages: as asked {np.mean(r1_asked):.3f}, "
+          f"with the rewrite {np.mean(r1_rewrite):.3f}, with the rewrite only from `chat.translate_from` "
+          f"({', '.join(shipped) or 'all'}) {np.mean(chosen):.3f}")
+
+
 def low_rank_vectors(n: int, dim: int, rng, intrinsic: int = 32) -> np.ndarray:
     """Unit vectors with intrinsic dimension ``intrinsic`` (as sentence embeddings are), plus noise."""
     basis = np.random.default_rng(12345).standard_normal((intrinsic, dim)).astype(np.float32)
@@ -334,6 +397,11 @@ def main() -> None:
     parser.add_argument("--embedder", default=None, help="embedding model (default: the app's)")
     parser.add_argument("--skip-synthetic", action="store_true")
     parser.add_argument("--skip-cross", action="store_true", help="skip the cross-language part")
+    parser.add_argument("--rewrite", type=int, default=0, metavar="N",
+                        help="also the cross-language part with the question rewritten into English by the default "
+                             "model, on N report-half questions per language (0: skip; loads the model)")
+    parser.add_argument("--rewrite-split", choices=("dev", "report"), default="report",
+                        help="the half of xquad-dev's questions --rewrite asks (dev: the one choices were made on)")
     args = parser.parse_args()
     import faiss
 
@@ -347,6 +415,8 @@ def main() -> None:
         xquad(args, embedder)
     if not args.skip_cross:
         cross_language(args)
+    if args.rewrite:
+        cross_language_rewrite(args)
     if not args.skip_synthetic:
         print("\n## Synthetic scale (vectors: unit vectors of intrinsic dimension 32 in the stated dimension; "
               "text: 60 Zipf-distributed words per chunk; 200 queries)\n")
