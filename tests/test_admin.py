@@ -287,12 +287,17 @@ def test_admin_switches_the_adapter_and_the_next_turn_uses_it(tmp_path):
     prompt = rt.lm.tokenizer.apply_chat_template([{"role": "user", "content": "How do refunds work?"}],
                                                  add_generation_prompt=True, tokenize=True)["input_ids"]
     settings = GenerationConfig(max_new_tokens=8, temperature=0.0, repetition_penalty=1.0)
-    before = Generation(rt.engine.lm, prompt, settings).run().logprobs
+    before = Generation(rt.engine.lm, prompt, settings).run()
 
     message = admin.switch_adapter(rt, str(adapter_dir))
     assert "mine" in message and rt.lm.adapters == (str(adapter_dir),) and rt.engine.lm is rt.lm
-    assert Generation(rt.engine.lm, prompt, settings).run().logprobs != before
+    with_adapter = Generation(rt.engine.lm, prompt, settings).run()
+    assert max(abs(a - b) for a, b in zip(with_adapter.logprobs, before.logprobs)) > 1e-2
     admin.switch_adapter(rt, admin.NO_ADAPTER)
-    assert rt.lm.adapters == () and Generation(rt.engine.lm, prompt, settings).run().logprobs == before
+    # back to the base model: the same tokens, and log-probabilities equal up to float rounding (taking
+    # the adapter off leaves differences in the sixth digit, run to run)
+    after = Generation(rt.engine.lm, prompt, settings).run()
+    assert rt.lm.adapters == () and after.token_ids == before.token_ids
+    assert max(abs(a - b) for a, b in zip(after.logprobs, before.logprobs)) < 1e-4
     with pytest.raises(InputError, match="unknown adapter"):
         admin.switch_adapter(rt, str(tmp_path / "elsewhere"))
