@@ -66,7 +66,9 @@ EXAMPLES = (
      "ar": "عند أي درجة حرارة يغلي الماء؟"},
 )
 """Worked examples shown before the question (where the target language has them): without them the
-1.5B default answered one Arabic question in three instead of translating it ("Los Angeles Lakers")."""
+1.5B default answered many Arabic questions instead of translating them ("Los Angeles Lakers", "32 years
+old").  Their content is neutral on purpose: examples about Austria and Australia leaked those names into
+translations."""
 _EXAMPLE_SOURCES = ("zh", "de", "ar", "es", "ru", "ja", "fr")
 
 
