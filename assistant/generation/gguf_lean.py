@@ -307,7 +307,9 @@ def load_lean(path: Path, cache_root: Path, fingerprint: str, adapters: tuple[st
     from .shared_weights import merge_lora, share_weights, skeleton
 
     checkpoint = load_or_build(path, cache_root, fingerprint, chat_template)
-    tokenizer = checkpoint.tokenizer or AutoTokenizer.from_pretrained(checkpoint.folder)
+    tokenizer = checkpoint.tokenizer
+    if tokenizer is None:  # read from the cache folder, as written
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint.folder)
     model = skeleton(checkpoint.config, checkpoint.tensors)
     for adapter in adapters:
         merge_lora(model, adapter)
