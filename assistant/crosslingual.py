@@ -1,5 +1,5 @@
 """Questions asked in a language the documents are not written in: the model rewrites the question into
-the documents' language, and retrieval searches with both (``Engine._retrieve``).
+the documents' language, and retrieval searches with both (``retrieve``, for ``Engine._retrieve``).
 
 A multilingual embedder carries a question across languages only so far (multilingual-e5-small,
 Chinese and Arabic questions against English paragraphs: R@1 about 0.7, ``bench/retrieval.py``), and
@@ -10,14 +10,18 @@ is not the documents'; the user's own question still drives the answer.  Off by 
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .config import GenerationConfig
+from .config import ChatConfig, GenerationConfig
+from .context import retrieve_for_turn
 from .prompting import LANGUAGE_NAMES, render
-from .types import Prompt
+from .types import Conversation, Prompt, Turn
+
+log = logging.getLogger(__name__)
 
 MIN_SHARE = 0.1
 """A question's language counts as one the documents are written in when at least this share of the
@@ -166,3 +170,31 @@ def fuse(first: Sequence[Any], second: Sequence[Any], k: int, constant: int = 60
             hit_of.setdefault(hit.chunk_id, hit)
     order = sorted(scores, key=lambda c: -scores[c])  # sorted() is stable: first-list order breaks ties
     return [hit_of[c] for c in order[:k]]
+
+
+def retrieve(index: Any, chat: ChatConfig, backend: Any, tokenizer: Any, conversation: Conversation, message: str,
+             language: str, turn: Turn | None = None,
+             cancel: threading.Event | None = None) -> tuple[str, list[Any]]:
+    """(query used, hits) for a turn: follow-up aware (``context.retrieve_for_turn``); a question in a
+    language the documents are not written in is also searched for rewritten into theirs
+    (``chat.translate_queries``), the two fused by rank and the rewrite kept on ``turn``.  A rewrite
+    that fails, is stopped or is no translation leaves the question's own hits."""
+    lang = None if language == "unknown" else language
+    k = chat.retrieval_k
+    target = target_language(language, index.languages(), chat.translate_from) if chat.translate_queries else None
+    depth = k if target is None else max(k, DEPTH)  # fused by rank: look deeper on both sides
+    query, hits = retrieve_for_turn(lambda q, n: index.search(q, k=n, language=lang), conversation, message, depth)
+    if target is None:
+        return query, hits
+    try:
+        found = rewrite(backend, tokenizer, query, target, cancel)
+    except Exception as exc:  # the rewrite only adds to the search: answer from the question's own hits
+        log.warning("rewriting the question into %s for retrieval failed (%s); searching with it as asked",
+                    target, exc)
+        return query, hits[:k]
+    if found is None:
+        return query, hits[:k]
+    if turn is not None:
+        turn.query_rewrite = found.text
+        turn.timings["rewrite"] = found.seconds
+    return query, fuse(index.search(found.text, k=depth, language=target), hits, k)

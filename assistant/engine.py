@@ -417,36 +417,13 @@ class Engine:
     # -- pieces --------------------------------------------------------
     def _retrieve(self, conversation: Conversation, message: str, language: str,
                   turn: Turn | None = None, cancel: threading.Event | None = None) -> tuple[str, list[Any]]:
-        """(query used, hits): follow-up aware, see ``context.retrieve_for_turn``; a question in a language
-        the documents are not written in is also searched for rewritten into theirs (``crosslingual``),
-        the rewrite kept on ``turn``."""
+        """(query used, hits): ``crosslingual.retrieve`` over this engine's index and model."""
         from . import crosslingual
-        from .context import retrieve_for_turn
 
         if self.index is None or self.chat.retrieval_k == 0:
             return message, []
-        lang = None if language == "unknown" else language
-        k = self.chat.retrieval_k
-        target = crosslingual.target_language(language, self.index.languages(), self.chat.translate_from) \
-            if self.chat.translate_queries else None
-        depth = k if target is None else max(k, crosslingual.DEPTH)  # fused by rank: look deeper on both sides
-        query, hits = retrieve_for_turn(lambda q, n: self.index.search(q, k=n, language=lang), conversation,
-                                        message, depth)
-        if target is None:
-            return query, hits
-        try:
-            rewrite = crosslingual.rewrite(self.backend, self.lm.tokenizer, query, target, cancel)
-        except Exception as exc:  # the rewrite only adds to the search: answer from the question's own hits
-            log.warning("rewriting the question into %s for retrieval failed (%s); searching with it as asked",
-                        target, exc)
-            return query, hits[:k]
-        if rewrite is None:
-            return query, hits[:k]
-        if turn is not None:
-            turn.query_rewrite = rewrite.text
-            turn.timings["rewrite"] = rewrite.seconds
-        found = self.index.search(rewrite.text, k=depth, language=target)
-        return query, crosslingual.fuse(found, hits, k)
+        return crosslingual.retrieve(self.index, self.chat, self.backend, self.lm.tokenizer, conversation, message,
+                                     language, turn, cancel)
 
     def budget(self, settings: GenerationConfig | None = None) -> int:
         settings = settings or self.generation

@@ -163,7 +163,7 @@ def test_without_a_rewrite_the_question_is_searched_as_asked(tiny_lm, store, tmp
     for backend in (_TranslatingBackend(tiny_lm.tokenizer, "PDF und Word."),
                     _TranslatingBackend(tiny_lm.tokenizer, "x", fail=True)):
         eng.backend, eng.chat = backend, ChatConfig(context_tokens=1024, translate_queries=True)
-        with caplog.at_level(logging.WARNING, logger="assistant.engine"):
+        with caplog.at_level(logging.WARNING, logger="assistant.crosslingual"):
             turn = eng.run_turn(store.create("alice"), GERMAN)
         assert turn.query_rewrite == "" and turn.answer and turn.route == "answer"
     assert any("rewriting the question into en for retrieval failed (the model server went away)" in r.getMessage()
