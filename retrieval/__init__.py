@@ -47,8 +47,8 @@ def default_index(home: Path | None = None, embedder=None):
                         tuple(manifest.get("embedder_languages") or ("*",))))
                     index.reembed(embedder)
                     index.save()
-                return index
-        return KnowledgeIndex.load(folder, embedder)
+                return refresh_guide(index)
+        return refresh_guide(KnowledgeIndex.load(folder, embedder))
     if not DEFAULT_KNOWLEDGE.is_dir():
         raise IndexNotBuiltError(
             f"no index at {folder} and the default knowledge base {DEFAULT_KNOWLEDGE} is missing; "
@@ -60,6 +60,64 @@ def default_index(home: Path | None = None, embedder=None):
     for error in report.errors:
         log.warning("default knowledge base: %s", error)
     return index
+
+
+def refresh_guide(index, knowledge: Path | None = None):
+    """Bring the user guide's pages an index holds up to date with the shipped ones (after an upgrade).
+
+    Only documents added as the default knowledge base (tag ``default``) are touched: a page whose text
+    changed is indexed again (only its new chunks embedded), a page no longer shipped is removed.  A
+    page an administrator removed stays removed, and a page new in this version is not added (the
+    support team may have replaced the guide on purpose): the log names it with the command that adds it.
+    """
+    from .index import _expand
+    from .types import IngestReport
+
+    knowledge = Path(knowledge or DEFAULT_KNOWLEDGE)
+    if not knowledge.is_dir():
+        return index
+    shipped = {_guide_page(str(f.resolve()), knowledge): f for f in _expand([knowledge], IngestReport(), exclude=index.folder)}
+    held = {}
+    for doc in index.documents():
+        page = _guide_page(doc.source, knowledge) if DEFAULT_TAG in doc.tags else None
+        if page is not None:
+            held[page] = doc
+    changed = []
+    for page, doc in held.items():
+        file = shipped.get(page)
+        if file is None:
+            index.remove(doc.doc_id)
+            changed.append(f"{page} removed (no longer shipped)")
+        elif doc.source != str(file.resolve()):  # the installation moved: the page's id follows its path
+            if index.add_paths([file], tags=doc.tags).errors:  # first, so that unchanged chunks keep their vectors
+                continue  # unreadable where it is now (add_paths logged why): the indexed copy stays
+            index.remove(doc.doc_id)
+            changed.append(f"{page} moved")
+        elif index.add_paths([file], tags=doc.tags).updated:
+            changed.append(f"{page} updated")
+    if changed:
+        try:
+            index.save()
+        except OSError as exc:  # a read-only or full disk: answer from the updated pages, try again next start
+            log.warning("could not save the user guide's update in %s (%s); it is in use until the server stops",
+                        index.folder, exc)
+        log.info("user guide in %s brought up to date: %s", index.folder, "; ".join(changed))
+    new = sorted(set(shipped) - set(held))
+    if held and new:
+        log.info("the user guide has pages this index does not hold (%s); add them with: assistant index add %s "
+                 "--index %s", ", ".join(new), " ".join(str(shipped[p]) for p in new), index.folder)
+    return index
+
+
+def _guide_page(source: str, knowledge: Path) -> str | None:
+    """A guide page's path inside the knowledge folder ("en/explain.md"), wherever it was indexed from;
+    None for any other source."""
+    path = source.replace("\\", "/")
+    root = str(knowledge.resolve()).replace("\\", "/").rstrip("/") + "/"
+    if path.startswith(root):
+        return path[len(root):]
+    marker = "/" + "/".join(knowledge.resolve().parts[-2:]) + "/"  # "/knowledge/docs/"
+    return path.split(marker, 1)[1] if marker in path else None
 
 
 class _Recorded:

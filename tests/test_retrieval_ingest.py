@@ -225,3 +225,63 @@ def test_default_index_builds_from_knowledge_base_once(tmp_path):
     again = default_index(tmp_path, embedder)
     assert embedder.calls == calls and len(again.chunks) == len(index.chunks)
     assert index.search("Explain button attention", k=1)[0].source.endswith("explain.md")
+
+
+def _installed_guide(tmp_path, monkeypatch, where="install"):
+    import shutil
+
+    import retrieval
+
+    guide = tmp_path / where / "knowledge" / "docs"
+    shutil.copytree(retrieval.DEFAULT_KNOWLEDGE, guide)
+    monkeypatch.setattr(retrieval, "DEFAULT_KNOWLEDGE", guide)
+    return guide
+
+
+def test_default_index_follows_the_shipped_guide_after_an_upgrade(tmp_path, monkeypatch):
+    from retrieval import default_index
+
+    guide = _installed_guide(tmp_path, monkeypatch)
+    embedder = HashingEmbedder()
+    index = default_index(tmp_path / "home", embedder)
+    index.remove(str((guide / "zh" / "chatting.md").resolve()))  # the support team took this page out
+    index.add_upload("prices.md", b"# Prices\n\nThe team's own page: a licence costs 40 euros.\n")
+    index.save()
+    before = len(index.chunks)
+    # the upgrade: one page rewritten, one dropped, one new
+    (guide / "en" / "finetuning.md").write_text("# Finetuning\n\nAdapters are trained with the zebra command.\n")
+    (guide / "en" / "embedding.md").unlink()
+    (guide / "en" / "new-page.md").write_text("# New\n\nA page that is new in this version.\n")
+    calls = embedder.calls
+    again = default_index(tmp_path / "home", embedder)
+    pages = {d.source.removeprefix(str(guide.resolve()) + "/") for d in again.documents()}
+    assert "en/finetuning.md" in pages and "upload:prices.md" in pages
+    assert not {"en/embedding.md", "zh/chatting.md", "en/new-page.md"} & pages
+    fine = [c.text for c in again.chunks if c.source.endswith("en/finetuning.md")]
+    assert fine == ["Adapters are trained with the zebra command."]
+    assert embedder.calls - calls == 1  # only the new chunk was embedded
+    assert again.search("trained with the zebra command", k=1)[0].source.endswith("en/finetuning.md")
+    calls = embedder.calls
+    assert len(again.chunks) < before
+    # saved: opening it again changes and embeds nothing
+    assert len(default_index(tmp_path / "home", embedder).chunks) == len(again.chunks)
+    assert embedder.calls == calls
+
+
+def test_default_index_follows_an_installation_that_moved(tmp_path, monkeypatch):
+    import shutil
+
+    import retrieval
+    from retrieval import default_index
+
+    old = _installed_guide(tmp_path, monkeypatch, "old")
+    embedder = HashingEmbedder()
+    chunks = len(default_index(tmp_path / "home", embedder).chunks)
+    calls = embedder.calls
+    new = tmp_path / "new" / "knowledge" / "docs"
+    shutil.move(str(tmp_path / "old"), str(tmp_path / "new"))
+    monkeypatch.setattr(retrieval, "DEFAULT_KNOWLEDGE", new)
+    index = default_index(tmp_path / "home", embedder)
+    assert all(d.source.startswith(str(new.resolve())) for d in index.documents())
+    assert len(index.chunks) == chunks and embedder.calls == calls  # the same text: stored vectors reused
+    assert not old.exists()
