@@ -262,7 +262,6 @@ class KnowledgeIndex:
         doc.allowed = allowed
         self._hold()
         self._dirty = True
-        self._languages = None
         return self._info(doc)
 
     def reembed(self, embedder: Embedder) -> None:
@@ -389,6 +388,7 @@ class KnowledgeIndex:
     def _rebuild(self) -> None:
         self._vectors = VectorIndex.build(self.embeddings, self.config)
         self._lexical = LexicalIndex.build([tokenize(embedding_text(c)) for c in self.chunks])
+        self._languages = None  # the chunks changed: count them again when asked
         self._hold()
         self._dirty = True
 

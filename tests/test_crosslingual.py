@@ -119,6 +119,19 @@ def _english_engine(tiny_lm, store, tmp_path, backend, **chat):
                   generation=GenerationConfig(max_new_tokens=4), index=index, backend=backend)
 
 
+def test_the_index_counts_its_languages_again_after_an_upload_or_a_removal(tmp_path):
+    from retrieval.embedding import HashingEmbedder
+    from retrieval.index import KnowledgeIndex
+
+    index = KnowledgeIndex.create(tmp_path / "index", HashingEmbedder())
+    index.add_upload("refunds.md", b"# Refunds\n\nRefunds are paid back to the original card within five days.\n")
+    assert index.languages() == {"en": 1}
+    index.add_upload("退款.md", "# 退款\n\n退款会在五天内退回到原来的银行卡。\n".encode())
+    assert index.languages() == {"en": 1, "zh": 1}
+    index.remove("upload:refunds.md")
+    assert index.languages() == {"zh": 1}
+
+
 GERMAN = "Welche Dateiformate kann ich hochladen, und wie groß dürfen sie sein?"
 
 
