@@ -39,6 +39,12 @@ def _sgd(tmp: Path) -> tuple[Path, Path]:
     return r.train_path, r.eval_path  # type: ignore[return-value]
 
 
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def worker(kind: str, steps: int, data: str, quant: str) -> dict:
     """One throughput measurement; returns tokens/s and peak memory."""
     from finetune.config import TrainConfig
@@ -47,7 +53,9 @@ def worker(kind: str, steps: int, data: str, quant: str) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="bench-ft-"))
     cfg = TrainConfig(data=data, out=str(tmp / "out"), base=MODEL, max_steps=steps, batch_size=BATCH,
                       max_length=SEQ, packing=True, lora_r=RANK, lora_alpha=2 * RANK, eval_fraction=0.0,
-                      save_steps=10_000, logging_steps=1, progress=False, quantization=quant)  # type: ignore[arg-type]
+                      save_steps=10_000, logging_steps=1, progress=False, quantization=quant,  # type: ignore[arg-type]
+                      # the baseline's settings: fp32 on a CPU (bf16 autocast on CUDA), every activation kept
+                      precision="auto" if _cuda() else "fp32", gradient_checkpointing=False)
     if kind == "assistant finetune":
         r = train(cfg)
         return {"tokens_per_second": r.tokens_per_second, "peak_memory_mb": r.peak_memory_mb,

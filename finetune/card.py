@@ -33,7 +33,7 @@ Written by `assistant finetune` (peft LoRA{' on a 4-bit NF4 base (QLoRA)' if res
 
 | | |
 |---|---|
-| base model | `{config.base}` ({result.quantization}, {result.precision} compute, trained on {result.device}) |
+| base model | `{config.base}` ({result.quantization}, {result.precision} compute{', gradient checkpointing' if result.gradient_checkpointing else ''}, trained on {result.device}) |
 | data | `{config.data}`{f" (eval: `{config.eval_data}`)" if config.eval_data else ''} |
 | examples | {result.train_examples} train, {result.eval_examples} eval; {result.trained_tokens_per_epoch} assistant tokens per epoch |
 | LoRA | {f"continued from `{config.init_adapter}` (its rank and targets)" if config.init_adapter else f"r={config.lora_r}, alpha={config.lora_alpha:g}, dropout={config.lora_dropout:g}, targets `{config.target_modules}`"} |

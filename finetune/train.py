@@ -77,15 +77,22 @@ def resolve_training_setup(config: TrainConfig) -> tuple[str, str]:
     return device, quantization
 
 
+CHECKPOINTING_PARAMETERS = 1_000_000_000
+"""``gradient_checkpointing="auto"`` turns it on for a base of at least this many parameters."""
+
+
 def resolve_precision(config: TrainConfig, device: str) -> str:
-    """The compute precision actually used: ``auto`` is bf16 on a CUDA GPU that has it (else fp16)
-    and fp32 on CPU; fp16 needs CUDA."""
+    """The compute precision actually used: ``auto`` is bf16 on a CUDA GPU that has it (else fp16), and on
+    a CPU bf16 where its bf16 matrix products are about as fast as float32 (AMX, AVX-512 BF16), else fp32;
+    fp16 needs CUDA."""
     import torch
 
     precision = config.precision
     if precision == "auto":
         if device != "cuda":
-            return "fp32"
+            from assistant.generation.int4 import bf16_matmul_fast
+
+            return "bf16" if bf16_matmul_fast() else "fp32"
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if precision == "fp16" and device != "cuda":
         raise ConfigError("finetune.precision fp16 needs a CUDA GPU; on CPU use bf16 or fp32")
@@ -123,15 +130,24 @@ def load_base(config: TrainConfig, device: str, quantization: str,
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except Exception as exc:
         raise ModelLoadError(f"base {config.base!r} failed to load from {source}: {exc}") from exc
+    checkpointing = resolve_checkpointing(config, sum(p.numel() for p in model.parameters()))
     if quantization == "nf4":
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
-    elif config.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+    elif checkpointing:  # transformers 5 renamed it (the old name warns)
+        (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
         model.enable_input_require_grads()
     model.config.use_cache = False
     return model, tokenizer, source
+
+
+def resolve_checkpointing(config: TrainConfig, parameters: int) -> bool:
+    """Whether activations are recomputed in the backward pass: ``auto`` for a base of a billion parameters
+    or more, where keeping them costs more memory than a laptop has (``TrainConfig.gradient_checkpointing``)."""
+    if config.gradient_checkpointing == "auto":
+        return parameters >= CHECKPOINTING_PARAMETERS
+    return bool(config.gradient_checkpointing)
 
 
 def build_datasets(config: TrainConfig, tokenizer: Any) -> tuple[list[Encoded], list[Encoded], int]:
@@ -251,6 +267,7 @@ def train(config: TrainConfig) -> TrainResult:
     device, quantization = resolve_training_setup(config)
     precision = resolve_precision(config, device)
     model, tokenizer, source = load_base(config, device, quantization, precision)
+    checkpointing = resolve_checkpointing(config, sum(p.numel() for p in model.parameters()))  # as load_base did
     train_e, eval_e, skipped = build_datasets(config, tokenizer)
     if skipped:
         log.warning("skipped %d invalid line(s)", skipped)
@@ -270,8 +287,9 @@ def train(config: TrainConfig) -> TrainResult:
     lora.base_model_name_or_path = config.base  # the name the user gave, not a cache folder of this machine
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    log.info("LoRA r=%d on %s: %d trainable of %d parameters (%s, %s, %s)", lora.r,
-             lora.target_modules, trainable, total, device, quantization, precision)
+    log.info("LoRA r=%d on %s: %d trainable of %d parameters (%s, %s, %s%s)", lora.r,
+             lora.target_modules, trainable, total, device, quantization, precision,
+             ", gradient checkpointing" if checkpointing else "")
 
     has_eval = bool(eval_e)
     args = TrainingArguments(
@@ -338,7 +356,7 @@ def train(config: TrainConfig) -> TrainResult:
         peak_memory_mb=_peak_memory_mb(device), trainable_parameters=trainable, total_parameters=total,
         stopped_early=bool(config.early_stopping_patience) and state.global_step < state.max_steps,
         loss_history=losses, eval_history=evals, skipped_lines=skipped, precision=precision,
-        model=trainer.model,
+        gradient_checkpointing=checkpointing, model=trainer.model,
     )
     if trainer.is_world_process_zero():
         out.mkdir(parents=True, exist_ok=True)

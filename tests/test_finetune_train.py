@@ -46,7 +46,8 @@ def config(base_dir, data_file, out, **kw):
 
     settings = dict(data=str(data_file), out=str(out), base=str(base_dir), max_steps=6, batch_size=4,
                     learning_rate=2e-2, warmup=0, logging_steps=1, save_steps=3, eval_fraction=0.0,
-                    max_length=128, lora_r=8, lora_dropout=0.0, progress=False, seed=7, home=str(out.parent))
+                    max_length=128, lora_r=8, lora_dropout=0.0, progress=False, seed=7, home=str(out.parent),
+                    precision="fp32")  # the base's weights compared exactly; bf16 has its own test
     settings.update(kw)
     return TrainConfig(**settings)
 
@@ -213,8 +214,67 @@ def test_cli_options_cover_train_config():
     assert not missing, f"TrainConfig fields without a CLI option: {missing}"
     defaults = TrainConfig(data="d.jsonl", out="o")
     for f in dataclasses.fields(TrainConfig):
-        if f.name in vars(args) and f.name not in ("data", "out", "home", "command", "progress"):
+        if f.name in vars(args) and f.name not in ("data", "out", "home", "command", "progress", "base"):
             assert getattr(args, f.name) == getattr(defaults, f.name), f.name
+
+
+def test_the_cli_trains_on_the_model_the_assistant_serves(tmp_path, monkeypatch):
+    """Without --base, an adapter is trained on (and evaluated / merged with) the model the assistant serves,
+    so that it loads there; an adapter named on the command line brings its own base."""
+    import argparse
+
+    from assistant.cli.finetune import register, serving_model
+    from assistant.generation.registry import DEFAULT_MODEL
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    monkeypatch.delenv("ASSISTANT_MODEL", raising=False)
+    monkeypatch.delenv("ASSISTANT_CONFIG", raising=False)
+    args = parser.parse_args(["finetune", "--data", "d.jsonl", "--out", "o"])
+    assert serving_model(args) == DEFAULT_MODEL
+    monkeypatch.setenv("ASSISTANT_MODEL", "gemma-3-270m")
+    assert serving_model(args) == "gemma-3-270m"
+    assert serving_model(parser.parse_args(["finetune", "--data", "d", "--out", "o", "--base", "x/y"])) == "x/y"
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "smollm2-135m-instruct"}))
+    for argv in (["merge", "--adapter", str(adapter), "--out", "m"],
+                 ["evaluate", "--data", "d", "--adapter", str(adapter)],
+                 ["finetune", "--data", "d", "--out", "o", "--init-adapter", str(adapter)]):
+        assert serving_model(parser.parse_args(argv)) == "smollm2-135m-instruct", argv
+    (adapter / "adapter_config.json").write_text("{broken")  # unreadable: the served model, not a crash
+    assert serving_model(parser.parse_args(["merge", "--adapter", str(adapter), "--out", "m"])) == "gemma-3-270m"
+
+
+def test_auto_precision_and_checkpointing_follow_the_machine_and_the_model_size():
+    from assistant.generation.int4 import bf16_matmul_fast
+    from finetune.config import TrainConfig
+    from finetune.train import CHECKPOINTING_PARAMETERS, resolve_checkpointing, resolve_precision
+
+    auto = TrainConfig(data="d", out="o")
+    assert resolve_precision(auto, "cpu") == ("bf16" if bf16_matmul_fast() else "fp32")
+    assert resolve_precision(TrainConfig(data="d", out="o", precision="fp32"), "cpu") == "fp32"
+    assert resolve_checkpointing(auto, CHECKPOINTING_PARAMETERS) is True  # Qwen2.5-1.5B: 1.54B
+    assert resolve_checkpointing(auto, 268_000_000) is False  # Gemma-3-270M
+    assert resolve_checkpointing(TrainConfig(data="d", out="o", gradient_checkpointing=False), 2 * 10**9) is False
+    assert resolve_checkpointing(TrainConfig(data="d", out="o", gradient_checkpointing=True), 10**6) is True
+
+
+def test_gradient_checkpointing_trains_the_same_adapter(base_dir, data_file, tmp_path):
+    """Recomputing activations changes memory and time, not the result."""
+    from finetune.train import train
+
+    plain = train(config(base_dir, data_file, tmp_path / "plain", max_steps=2, save_steps=2,
+                         gradient_checkpointing=False))
+    recomputed = train(config(base_dir, data_file, tmp_path / "gc", max_steps=2, save_steps=2,
+                              gradient_checkpointing=True))
+    assert (plain.gradient_checkpointing, recomputed.gradient_checkpointing) == (False, True)
+    assert "gradient checkpointing" in (tmp_path / "gc" / "README.md").read_text(encoding="utf-8")
+    assert "gradient checkpointing" not in (tmp_path / "plain" / "README.md").read_text(encoding="utf-8")
+    a, b = dict(plain.model.named_parameters()), dict(recomputed.model.named_parameters())
+    lora = [n for n in a if "lora_B" in n]
+    assert lora and all(a[n].abs().sum() > 0 for n in lora)
+    assert all(torch.allclose(a[n], b[n], atol=1e-5) for n in lora)
 
 
 def test_reply_only_loss_equals_the_full_loss(base_dir, tmp_path):

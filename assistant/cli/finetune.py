@@ -2,9 +2,12 @@
 from the command line to the ``finetune`` package, which does the work.
 
     assistant convert-sgd ../shared/datasets/sgd-dialogues --out sgd.jsonl --eval-out sgd-eval.jsonl
-    assistant finetune --data sgd.jsonl --base gemma-3-270m --out adapters/sgd
-    assistant evaluate --data sgd-eval.jsonl --base gemma-3-270m --adapter adapters/sgd
-    assistant merge --base gemma-3-270m --adapter adapters/sgd --out merged/
+    assistant finetune --data sgd.jsonl --out adapters/sgd
+    assistant evaluate --data sgd-eval.jsonl --adapter adapters/sgd
+    assistant merge --adapter adapters/sgd --out merged/
+
+``--base`` defaults to the model the assistant serves (``ASSISTANT_MODEL``, the config file, else the
+registry's default), so that what is trained loads on it.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ def _register_finetune(subparsers: argparse._SubParsersAction) -> None:
                     "`conversations`, Alpaca `instruction`/`output` or the app's export.  Several GPUs: "
                     "accelerate launch -m assistant.cli.main finetune ... (see finetune/README.md).")
     p.add_argument("--data", required=True, help="training JSONL")
-    p.add_argument("--base", default="gemma-3-270m", help="base model (registry name, HF id, folder, .gguf)")
+    p.add_argument("--base", default=None,
+                   help="base model (registry name, HF id, folder, .gguf); default: the model the assistant "
+                        "serves (ASSISTANT_MODEL, the config file, else the default model)")
     p.add_argument("--out", required=True, help="adapter folder to write")
     p.add_argument("--eval-data", help="held-out JSONL for eval loss (default: split --eval-fraction off --data)")
     p.add_argument("--eval-fraction", type=float, default=0.05)
@@ -40,8 +45,8 @@ def _register_finetune(subparsers: argparse._SubParsersAction) -> None:
                    help="nf4 = QLoRA; auto: nf4 on CUDA, none (full precision) on CPU")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                   help="compute precision of the frozen base; auto: bf16/fp16 on CUDA, fp32 on CPU; "
-                        "bf16 on a CPU with bf16 instructions (AVX-512 BF16, AMX) is about 3x as fast")
+                   help="compute precision of the frozen base; auto: bf16/fp16 on CUDA, bf16 on a CPU with "
+                        "fast bf16 products (AMX, AVX-512 BF16: about 3x fp32), else fp32")
     p.add_argument("--lora-r", type=int, default=16)
     p.add_argument("--lora-alpha", type=float, default=32.0)
     p.add_argument("--lora-dropout", type=float, default=0.05)
@@ -66,7 +71,9 @@ def _register_finetune(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--init-adapter", help="train this existing adapter further (its rank and modules are kept)")
     p.add_argument("--resume", nargs="?", const=True, default=False,
                    help="continue from the last checkpoint in OUT/checkpoints (or the one given)")
-    p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--gradient-checkpointing", nargs="?", choices=("auto", "on", "off"), const="on",
+                   default="auto", help="recompute activations in the backward pass (less memory, about a "
+                                        "quarter slower); auto: on for a base of 1B parameters or more")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--home", help="data folder (default: $ASSISTANT_HOME)")
@@ -82,6 +89,8 @@ def run_finetune(args: argparse.Namespace) -> int:
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in names}
     values["progress"] = not args.no_progress
+    values["base"] = serving_model(args)
+    values["gradient_checkpointing"] = {"on": True, "off": False}.get(args.gradient_checkpointing, "auto")
     values["command"] = "assistant " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     config = TrainConfig(**values)
     result = train(config)
@@ -95,13 +104,38 @@ def run_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def serving_model(args: argparse.Namespace) -> str:
+    """The base to train, evaluate or merge on: ``--base`` when given; else the base an adapter named on the
+    command line was trained on (its ``adapter_config.json``); else the model the assistant serves
+    (``ASSISTANT_MODEL`` or ``model.name`` of the config file, else the registry's default), so that the
+    adapter trained loads there without a ``--base`` to remember."""
+    import json
+    from pathlib import Path
+
+    from assistant.config import AppConfig
+
+    if args.base:
+        return args.base
+    adapter = getattr(args, "adapter", None) or getattr(args, "init_adapter", None)
+    if adapter:
+        try:
+            recorded = json.loads((Path(adapter) / "adapter_config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            recorded = {}
+        name = recorded.get("base_model_name_or_path") if isinstance(recorded, dict) else None
+        if isinstance(name, str) and name.strip():
+            return name
+    return AppConfig.load(getattr(args, "config", None)).model.name
+
+
 def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "evaluate", help="score base vs adapter on held-out dialogues",
         description="Perplexity, ROUGE-L, BLEU, distinct-1/2 and mean reply length on the last assistant "
                     "reply of each dialogue; base and adapter side by side.")
     p.add_argument("--data", required=True, help="held-out JSONL (any supported format)")
-    p.add_argument("--base", default="gemma-3-270m")
+    p.add_argument("--base", default=None,
+                   help="default: the adapter's own base (adapter_config.json), else the model the assistant serves")
     p.add_argument("--adapter", help="adapter folder to compare against the base")
     p.add_argument("--limit", type=int, default=0, help="use the first N dialogues (0: all)")
     p.add_argument("--max-new-tokens", type=int, default=64)
@@ -123,7 +157,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     dialogues = load_dialogues(args.data, skip_invalid=args.skip_invalid).dialogues
     if args.limit:
         dialogues = dialogues[: args.limit]
-    lm = load_model(ModelConfig(name=args.base, quantization=args.quantization, device=args.device, adapters=(),
+    lm = load_model(ModelConfig(name=serving_model(args), quantization=args.quantization, device=args.device, adapters=(),
                                 fast_decode="off"),  # training needs the transformers model's own layers
                     home=Path(args.home) if args.home else None)
     reports = compare(lm, dialogues, args.adapter, max_new_tokens=args.max_new_tokens)
@@ -133,7 +167,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def _register_merge(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("merge", help="merge a LoRA adapter into the base weights for export")
-    p.add_argument("--base", default="gemma-3-270m")
+    p.add_argument("--base", default=None,
+                   help="default: the adapter's own base (adapter_config.json), else the model the assistant serves")
     p.add_argument("--adapter", required=True)
     p.add_argument("--out", required=True, help="new folder for the merged model")
     p.add_argument("--home")
@@ -143,7 +178,7 @@ def _register_merge(subparsers: argparse._SubParsersAction) -> None:
 def run_merge(args: argparse.Namespace) -> int:
     from finetune.merge import merge_adapter
 
-    out = merge_adapter(args.base, args.adapter, args.out, home=args.home)
+    out = merge_adapter(serving_model(args), args.adapter, args.out, home=args.home)
     print(f"merged model: {out}  (use it: assistant chat --model {out} --quantization none)")
     return 0
 
