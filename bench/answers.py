@@ -72,7 +72,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from bench.answer_scoring import (GuideQuestion, answer_language, declined, facts_fraction, load_questions,  # noqa: E402
                                    prose_language)
 from bench.answers_report import Asked, report  # noqa: E402
-from bench.common import DATASETS, save  # noqa: E402
+from bench.common import DATASETS, drop_data_tags, save  # noqa: E402
 from finetune.xquad import LANGUAGES, f1_score, load_language, normalize_answer, split_articles  # noqa: E402
 
 log = logging.getLogger("bench.answers")
@@ -307,6 +307,9 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--untrusted-header", action="store_true",
                     help="sources under the header that called them untrusted data and said to ignore instructions "
                          "in them (shipped until 2026-12-06) instead of 'Documents:', to measure what it costs")
+    ap.add_argument("--no-tags", action="store_true",
+                    help="sources without the random <docs-…> tags around them (spotlighting off), to measure what the "
+                         "tags cost")
     ap.add_argument("--retry", choices=("on", "off"), default="on",
                     help="on (the app's default): a decline is asked again with the retry adapter where the registry "
                          "ships one for it (ModelSpec.adapter_on_decline); off: the model's first answer stands")
@@ -319,11 +322,14 @@ def main(argv: list[str] | None = None) -> str:
     prompting.MARKER_KEY = b"bench.answers"
     if args.untrusted_header:
         prompting.SOURCES_HEADER = UNTRUSTED_HEADER
+    if args.no_tags:
+        drop_data_tags()
 
     questions = [] if args.skip_guide else guide_sample(load_questions(GUIDE_QUESTIONS), args.limit_guide)
     runs = settings(args.model or [DEFAULT_MODEL], args.adapter)
     names = [f"{m} {'+adapter' if on else 'base'}{retry_label(m, on, args)}"
-             f"{', untrusted-data header' if args.untrusted_header else ''}" for m, on in runs]
+             f"{', untrusted-data header' if args.untrusted_header else ''}{', no data tags' if args.no_tags else ''}"
+             for m, on in runs]
     records: list[Asked] = []
     indexes: dict[str, Any] = {}  # built once, with the first runtime's embedder (every setting loads the same)
     with tempfile.TemporaryDirectory(prefix="bench-answers-") as tmp:

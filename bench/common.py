@@ -64,3 +64,28 @@ def save(name: str, markdown: str) -> Path:
     path = RESULTS_DIR / f"{name}.md"
     path.write_text(markdown.rstrip() + "\n", encoding="utf-8")
     return path
+
+
+def drop_data_tags() -> None:
+    """An ablation for measuring spotlighting: from now on, in this process, the sources reach the model under
+    ``prompting.SOURCES_HEADER`` without the random ``<docs-…>`` tags around them (``prompting._user_content``
+    wrapped; the source blocks' spans and the question's start moved with the text)."""
+    from assistant import prompting
+
+    tagged = prompting._user_content
+    if getattr(tagged, "untagged", False):
+        return
+
+    def untagged(message: str, sources: Sequence[object], marker: str = "") -> tuple[str, list[tuple[int, int]], int]:
+        content, spans, question_at = tagged(message, sources, marker)
+        found = prompting.MARKER.search(content)
+        if not found:  # no sources: nothing was tagged
+            return content, spans, question_at
+        opening, closing = found.group(0) + "\n", f"</docs-{found.group(1)}>\n"
+        at, shut = content.index(opening), content.rindex(closing)
+        cut = len(opening)
+        content = content[:at] + content[at + cut:shut] + content[shut + len(closing):]
+        return content, [(a - cut, b - cut) for a, b in spans], question_at - cut - len(closing)
+
+    untagged.untagged = True  # type: ignore[attr-defined]
+    prompting._user_content = untagged

@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> str:
     from assistant.engine import Engine
     from assistant.generation.models import load_model
     from assistant.store import Store
-    from bench.common import header, save, table
+    from bench.common import drop_data_tags, header, save, table
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--max-new-tokens", type=int, default=48)
@@ -172,8 +172,13 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--register-secret", action="store_true",
                    help="list the staff discount code in chat.secrets, as a team that wrote it into the system "
                         "prompt should (default: only the API and admin keys are guarded)")
+    p.add_argument("--no-tags", action="store_true",
+                   help="sources without the random <docs-…> tags around them (spotlighting off), to measure what "
+                        "the tags do; written to <suite>-no-tags.md")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.no_tags:
+        drop_data_tags()
     attempts = [json.loads(line) for line in SUITES[args.suite].read_text(encoding="utf-8").splitlines()
                 if line.strip()]
     conditions = tuple(c.strip() for c in args.conditions.split(","))
@@ -284,7 +289,7 @@ def main(argv: list[str] | None = None) -> str:
            table(["attempt", *conditions, f"answer ({last})"], detail)]
     text = "\n".join(out)
     print(text)
-    name = SUITES[args.suite].stem  # bench/results/<the suite's file name>.md
+    name = SUITES[args.suite].stem + ("-no-tags" if args.no_tags else "")  # bench/results/<the suite's file>.md
     save(name if args.model == ModelConfig().name else f"{name}-{args.model}", text)
     return text
 

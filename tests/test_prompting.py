@@ -171,3 +171,24 @@ def test_the_data_tag_is_the_same_for_the_same_question_and_sources_and_unknown_
     monkeypatch.setattr(prompting, "MARKER_KEY", b"another process")
     assert a != prompting.new_marker("How long?\x00Refunds take five days.")
     assert prompting.new_marker() != prompting.new_marker()  # without a seed: random
+
+
+def test_the_benchmarks_untagged_ablation_keeps_every_source_and_segment(tiny_lm, monkeypatch):
+    """``bench.common.drop_data_tags`` (what ``--no-tags`` measures against) takes out only the tags: the
+    sources, their segments and the question stay where the prompt says they are."""
+    from assistant import prompting
+    from bench.common import drop_data_tags
+
+    monkeypatch.setattr(prompting, "_user_content", prompting._user_content)  # restored after the test
+    parts = PromptParts(system="You help.", message="How do refunds work?", sources=_sources(), marker="0123abcd")
+    tagged = build_prompt(tiny_lm.tokenizer, parts, budget=900)
+    drop_data_tags()
+    plain = build_prompt(tiny_lm.tokenizer, parts, budget=900)
+    assert "<docs-0123abcd>" in tagged.messages[-1]["content"]
+    text = plain.messages[-1]["content"]
+    assert "docs-" not in text
+    assert text == tagged.messages[-1]["content"].replace("<docs-0123abcd>\n", "").replace("</docs-0123abcd>\n", "")
+    assert [s.label for s in plain.segments] == [s.label for s in tagged.segments]
+    tok = tiny_lm.tokenizer
+    for seg in plain.segments:
+        assert seg.text[:12] in tok.decode(plain.input_ids[seg.start:seg.end]), seg.label
