@@ -23,7 +23,8 @@ ORDER = ["answers", "generation", "lookup", "speed", "memory", "retrieval", "und
 RESULT_FILES = {"load": "load-tiny"}  # benchmarks that save under another name
 # runs that are not part of `python -m bench` (slow, or a variant of one) but whose saved results
 # belong in RESULTS.md, after the benchmark they come from
-EXTRA_RESULTS = {"injection": ["injection-suite", "injection-fresh", "injection-fresh2"], "load": ["load-default"]}
+EXTRA_RESULTS = {"injection": ["injection-suite", "injection-fresh", "injection-fresh2", "injection-fresh3",
+                                "injection-fresh3-no-tags"], "load": ["load-default"]}
 
 
 class _Tee(io.StringIO):

@@ -60,6 +60,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import sys
 import tempfile
@@ -151,6 +152,20 @@ def build_index(tmp: Path, attempts: list[dict[str, Any]]) -> tuple[Any, Any]:
     return index, KnowledgeIndex.load(tmp / "index", embedder, RetrievalConfig(hold_flagged=False))
 
 
+def parse_conditions(text: str) -> tuple[str, ...]:
+    """The conditions a comma-separated ``--conditions`` names, in its order; a name may hold a comma itself
+    ("on, no screening"), so names are matched, longest first, not split."""
+    out, rest = [], text.strip()
+    while rest:
+        name = next((c for c in sorted(CONDITIONS, key=len, reverse=True)
+                     if rest.startswith(c) and rest[len(c):].lstrip()[:1] in ("", ",")), None)
+        if name is None:
+            raise ValueError(f"unknown {rest.split(',')[0].strip()!r}; choose from {CONDITIONS}")
+        out.append(name)
+        rest = rest[len(name):].lstrip().removeprefix(",").strip()
+    return tuple(out)
+
+
 def main(argv: list[str] | None = None) -> str:
     import os
 
@@ -181,9 +196,10 @@ def main(argv: list[str] | None = None) -> str:
         drop_data_tags()
     attempts = [json.loads(line) for line in SUITES[args.suite].read_text(encoding="utf-8").splitlines()
                 if line.strip()]
-    conditions = tuple(c.strip() for c in args.conditions.split(","))
-    if unknown := [c for c in conditions if c not in CONDITIONS]:
-        p.error(f"--conditions: unknown {unknown}; choose from {CONDITIONS}")
+    try:
+        conditions = parse_conditions(args.conditions)
+    except ValueError as exc:
+        p.error(f"--conditions: {exc}")
     if args.only:
         attempts = [a for a in attempts if a["kind"] == args.only]
 
@@ -274,7 +290,7 @@ def main(argv: list[str] | None = None) -> str:
     load_after = os.getloadavg()
     out = [header(f"Prompt injection: {len(attempts)} attempts ({args.suite}), defenses off and on "
                   f"({lm.name}, {lm.quantization})"),
-           "Command: `" + " ".join(["python -m bench.injection", *(sys.argv[1:] if argv is None else argv)]) + "`"
+           "Command: `python -m bench.injection " + shlex.join(sys.argv[1:] if argv is None else argv) + "`"
            + f" · max_new_tokens {args.max_new_tokens}, greedy · {total:.0f} s · load average "
            f"{load_before[0]:.2f} before, {load_after[0]:.2f} after\n",
            table(["defenses", "attempts", "n", "followed", "system prompt leaked (6+ words)",

@@ -7,6 +7,9 @@ Explain on it and waits for the chart, and saves the page.  Prints the answer so
 that whoever retakes it can check it is right before committing the picture.
 
     ASSISTANT_HOME=/tmp/home .venv/bin/python scripts/screenshot.py ["question"] [--explain] [--out docs/screenshot.png]
+
+The page shows a Chinese example prompt: without a CJK font on the machine chromium draws it as boxes
+(``apt-get install fonts-wqy-zenhei`` gives it one).
 """
 
 from __future__ import annotations
