@@ -150,16 +150,25 @@ def resolve_checkpointing(config: TrainConfig, parameters: int) -> bool:
     return bool(config.gradient_checkpointing)
 
 
-def build_datasets(config: TrainConfig, tokenizer: Any) -> tuple[list[Encoded], list[Encoded], int]:
-    """(train, eval, skipped lines): validated, tokenised, optionally packed."""
+def load_data(config: TrainConfig) -> tuple[list[Dialogue], list[Dialogue], int]:
+    """(train, eval, skipped lines): the dialogues read and validated (a bad line is reported with its number
+    before any model is loaded), eval split off unless ``eval_data`` is given."""
     loaded = load_dialogues(config.data, skip_invalid=config.skip_invalid)
     skipped = len(loaded.skipped)
     if config.eval_data:
         ev = load_dialogues(config.eval_data, skip_invalid=config.skip_invalid)
         skipped += len(ev.skipped)
-        train_d, eval_d = loaded.dialogues, ev.dialogues
-    else:
-        train_d, eval_d = split_dialogues(loaded.dialogues, config.eval_fraction, config.seed)
+        return list(loaded.dialogues), list(ev.dialogues), skipped
+    train_d, eval_d = split_dialogues(loaded.dialogues, config.eval_fraction, config.seed)
+    return list(train_d), list(eval_d), skipped
+
+
+def build_datasets(config: TrainConfig, tokenizer: Any,
+                   data: tuple[list[Dialogue], list[Dialogue], int] | None = None
+                   ) -> tuple[list[Encoded], list[Encoded], int]:
+    """(train, eval, skipped lines): validated (``load_data``, unless already ``data``), tokenised, optionally
+    packed."""
+    train_d, eval_d, skipped = data if data is not None else load_data(config)
 
     def tokenise(ds: Sequence[Dialogue]) -> list[Encoded]:
         out = [encode(tokenizer, d, config.max_length) for d in ds]
@@ -266,9 +275,10 @@ def train(config: TrainConfig) -> TrainResult:
     set_seed(config.seed)
     device, quantization = resolve_training_setup(config)
     precision = resolve_precision(config, device)
+    data = load_data(config)  # a missing or malformed file is refused before minutes of model loading
     model, tokenizer, source = load_base(config, device, quantization, precision)
     checkpointing = resolve_checkpointing(config, sum(p.numel() for p in model.parameters()))  # as load_base did
-    train_e, eval_e, skipped = build_datasets(config, tokenizer)
+    train_e, eval_e, skipped = build_datasets(config, tokenizer, data)
     if skipped:
         log.warning("skipped %d invalid line(s)", skipped)
 

@@ -323,3 +323,20 @@ def test_init_adapter_trains_an_existing_adapter_further(trained, base_dir, data
     assert "continued from" in (out / "README.md").read_text()
     saved = json.loads((out / "adapter_config.json").read_text())
     assert saved["base_model_name_or_path"] == str(base_dir)  # the base as given, not a cache folder
+
+
+def test_a_bad_data_file_is_refused_before_the_model_loads(tmp_path):
+    """The line and the reason come at once, not after minutes of loading (and de-quantising) the base: here the
+    base does not even exist, and the data error is what the user gets."""
+    from assistant.errors import DataFormatError
+    from finetune.config import TrainConfig
+    from finetune.train import train
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
+                   '{"messages": "oops"}\n', encoding="utf-8")
+    cfg = dict(out=str(tmp_path / "out"), base="no-such-model", progress=False, home=str(tmp_path))
+    with pytest.raises(DataFormatError, match="line 2"):
+        train(TrainConfig(data=str(bad), **cfg))
+    with pytest.raises(DataFormatError, match="does not exist"):
+        train(TrainConfig(data=str(tmp_path / "missing.jsonl"), **cfg))
