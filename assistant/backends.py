@@ -8,7 +8,7 @@ import threading
 from typing import Any, Protocol
 
 from .config import GenerationConfig
-from .generation.local import Generation, PrefixCache
+from .generation.local import Generation, PrefixCache, score_answer
 from .generation.models import LoadedModel
 from .types import Prompt
 
@@ -39,3 +39,7 @@ class LocalBackend:
                  cache: PrefixCache | None, adapter: bool = False) -> Generation:
         return Generation(self.lm, prompt.input_ids, settings, cancel, prefix_cache=cache, adapter=adapter,
                           shared_until=prompt.shared_until)
+
+    def score(self, prompt_ids: list[int], answer_ids: list[int]) -> list[float]:
+        """Log-probability of each of ``answer_ids`` after ``prompt_ids`` (the base model, no adapter)."""
+        return score_answer(self.lm, prompt_ids, answer_ids)

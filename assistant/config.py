@@ -213,6 +213,19 @@ class ChatConfig:
     conversation) — an invented phone number, price, size or date — is replaced by the fixed "not in
     my documents" reply, and listed in the admin area (``assistant.grounding``).  A number the source
     writes in words ("five days" answered "5 days") counts as invented."""
+    check_support: bool = True
+    """An answer from sources that the sources hardly made more likely — the model would have written it
+    without them: a generic tutorial, a "no" the documents never state, a free-worded "the document does
+    not say" — is replaced by the fixed "not in my documents" reply, and listed in the admin area
+    (``grounding.source_support``: one more short pass of the model over the question and the answer's
+    first tokens with the sources left out).  Only where the model runs in this process (not llama.cpp or
+    a remote server), and not for an answer the retry adapter gave.  The streamed answer is replaced when
+    the turn ends."""
+    support_min: float = 0.1
+    """The least mean log-probability gain (nats per answer token) the sources must give an answer
+    (``check_support``).  Chosen on the dev halves of xquad-dev and the user guide (``bench/answers.py``):
+    the lowest right answer there gained 0.12 (an airport's rank the model also knew), the answers below
+    0.1 were wrong."""
     reply_confidence: float = 0.65
     """A message the intent model routes to a brief fixed reply (greeting, thanks, feedback, "what can you
     do?") with less confidence than this is looked up in the documents first, and answered from them when
@@ -246,6 +259,9 @@ class ChatConfig:
             raise ConfigError(f"chat.context_tokens must be >= 256; got {self.context_tokens}")
         if not 0 <= self.summary_tokens <= self.context_tokens // 2:
             raise ConfigError(f"chat.summary_tokens must be from 0 to half of context_tokens; got {self.summary_tokens}")
+        if isinstance(self.support_min, bool) or not isinstance(self.support_min, (int, float)) \
+                or not -10.0 <= self.support_min <= 10.0:
+            raise ConfigError(f"chat.support_min must be a number of nats from -10 to 10; got {self.support_min!r}")
         if not 0.0 <= self.reply_confidence <= 1.0:
             raise ConfigError(f"chat.reply_confidence must be from 0 to 1; got {self.reply_confidence}")
         if not 0 <= self.retrieval_k <= 20:

@@ -12,6 +12,7 @@ state lives in the ``Conversation`` and the store, never in module globals.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -343,6 +344,8 @@ class Engine:
                             turn.id)
                 self.store.record_event("dictated", conversation.id,
                                         {"turn_id": turn.id, "message": turn.user, "passages": dictated})
+        unsupported = (gen is not None and not error and not leak and not invented and not echoed and not localized
+                       and not adapter and self._support_low(conversation, turn))
         if localized and not error:
             log.info("turn %s: the refusal came in another language than %s; replaced", turn.id, turn.language)
             turn.answer, turn.answer_ids, turn.answer_logprobs = localized, [], []
@@ -370,6 +373,15 @@ class Engine:
             turn.answer_ids, turn.answer_logprobs = [], []
             turn.finish_reason = "filtered"
             yield TokenEvent(turn.answer)
+        elif unsupported:
+            log.warning("turn %s: the sources hardly made the answer more likely (%.3f nats a token); declined",
+                        turn.id, turn.timings.get("support", float("nan")))
+            self.store.record_event("unsupported", conversation.id,
+                                    {"turn_id": turn.id, "message": turn.user, "answer": turn.answer,
+                                     "support": round(turn.timings.get("support", 0.0), 4)})
+            turn.answer = NOT_FOUND.get(turn.language, NOT_FOUND["en"])
+            turn.answer_ids, turn.answer_logprobs = [], []
+            turn.finish_reason = "filtered"
         if error:
             turn.finish_reason = "error"
         yield self._finish(conversation, turn, error)
@@ -382,6 +394,29 @@ class Engine:
         from retrieval.screening import screen_message
 
         return [str(f) for f in screen_message(message)]
+
+    def _support_low(self, conversation: Conversation, turn: Turn) -> bool:
+        """Whether the turn's answer is one the sources hardly made more likely (``ChatConfig.check_support``,
+        ``grounding.source_support``); its support goes into ``turn.timings["support"]``, the time it took
+        into ``support_check``.  False where there is nothing to check (no sources, a decline, a cancelled
+        turn, a backend that cannot score) or the check fails (the answer stands)."""
+        from .grounding import SUPPORT_TOKENS, source_support
+
+        score = getattr(self.backend, "score", None)
+        if (not self.chat.check_support or score is None or not turn.sources or not turn.answer_ids
+                or turn.finish_reason == "cancelled" or RefusalLocalizer.refused(turn.answer)):
+            return False
+        started = time.perf_counter()
+        try:
+            bare = self.build_prompt(conversation, turn.user, dataclasses.replace(turn, sources=[]))
+            without = score(bare.input_ids, turn.answer_ids[:SUPPORT_TOKENS])
+        except Exception:  # a failed check must not cost the answer
+            log.exception("turn %s: the support check failed; the answer stands", turn.id)
+            return False
+        support = source_support(turn.answer_logprobs, without)
+        turn.timings["support"] = support
+        turn.timings["support_check"] = time.perf_counter() - started
+        return support < self.chat.support_min
 
     def _note_retry(self, conversation: Conversation, turn: Turn, result: GenerationResult) -> None:
         """A turn the retry adapter answered again after the model declined: times from the first try's

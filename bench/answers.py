@@ -29,7 +29,9 @@ each in a fresh conversation, for each model and adapter setting side by side.
    English + Chinese (the guide's own languages) vs the others.
 3. The number check (``assistant.grounding``): how many answers it replaced by the not-found
    reply, per kind of question, and how many of the replaced ones were right (its false refusals;
-   the withheld answer is read from the engine's ``invented_number`` event).
+   the withheld answer is read from the engine's ``invented_number`` event); likewise the support
+   check (``ChatConfig.check_support``, the ``unsupported`` event), so one run shows the figures
+   with and without it.
 4. Second tries: questions the model declined that the retry adapter was asked again
    (``ChatConfig.retry_declines``), how many it answered, and how many of those were right.
 5. Timing: seconds from the message to the first answer text and to the end of
@@ -224,6 +226,9 @@ def ask(rt: Any, message: str, section: str, setting: str, qid: str, language: s
     withheld = [e for e in rt.store.events("invented_number") if e.conversation_id == conv.id]
     if withheld:
         asked.withheld = str(withheld[0].data.get("answer", ""))
+    unsupported = [e for e in rt.store.events("unsupported") if e.conversation_id == conv.id]
+    if unsupported:
+        asked.unsupported = str(unsupported[0].data.get("answer", ""))
     return asked, turn
 
 
@@ -249,6 +254,9 @@ def run_xquad(rt: Any, setting: str, args: argparse.Namespace, indexes: dict[str
                 if a.withheld is not None:
                     withheld = normalize_answer(a.withheld, lang)
                     a.withheld_right = any(normalize_answer(g, lang) in withheld for g in case.answers)
+                if a.unsupported is not None:
+                    replaced = normalize_answer(a.unsupported, lang)
+                    a.unsupported_right = any(normalize_answer(g, lang) in replaced for g in case.answers)
             if not a.declined:
                 a.answer_language = answer_language(a.answer, lang, paragraphs.values(), detect)
             log.info("%s %s %s %s: %r", setting, section, lang, case.id,
@@ -272,6 +280,8 @@ def run_guide(rt: Any, setting: str, questions: list[GuideQuestion], index: Any)
             a.facts_matched = facts_fraction(a.answer, q.facts)
             if a.withheld is not None:
                 a.withheld_right = q.correct(a.withheld)
+            if a.unsupported is not None:
+                a.unsupported_right = q.correct(a.unsupported)
         log.info("%s guide %s: %r (%s)", setting, q.id, a.answer[:80],
                  ("correct" if a.correct else f"facts {a.facts_matched:.2f}") if q.answerable
                  else ("declined" if a.declined else "answered"))

@@ -47,6 +47,10 @@ class Asked:
     """The answer the number check replaced by the not-found reply (``assistant.grounding``), if it did."""
     withheld_right: bool | None = None
     """Whether that withheld answer was right: contained the gold answer (XQuAD) or every key fact (guide)."""
+    unsupported: str | None = None
+    """The answer the support check replaced by the not-found reply (``ChatConfig.check_support``), if it did."""
+    unsupported_right: bool | None = None
+    """Whether that answer was right, as for ``withheld_right``."""
     retried: bool = False
     """The model declined and the retry adapter answered again (``ChatConfig.retry_declines``)."""
 
@@ -103,9 +107,10 @@ def guide_table(records: list[Asked], names: list[str]) -> str:
                "unanswerable", "declined"], rows)])
 
 
-def number_check_table(records: list[Asked], names: list[str]) -> str:
-    """What the number check did: answers it replaced, per kind of question, and how many of those were
-    right (a cost: a false refusal) or were answers to questions the documents do not answer (a gain)."""
+def check_table(records: list[Asked], names: list[str], title: str, field: str) -> str:
+    """What an output check did: answers it replaced by the not-found reply (``field``: the replaced answer,
+    ``field + "_right"``: whether it was right), per kind of question, and how many of those were right (a
+    cost: a false refusal) or were answers to questions the documents do not answer (a gain)."""
     rows = []
     kinds = [("XQuAD, article indexed", lambda r: r.section == "xquad"),
              ("XQuAD, article not indexed", lambda r: r.section == "xquad-absent"),
@@ -114,13 +119,12 @@ def number_check_table(records: list[Asked], names: list[str]) -> str:
     for s in names:
         for kind, pick in kinds:
             mine = [r for r in records if r.setting == s and pick(r)]
-            held = [r for r in mine if r.withheld is not None]
-            right = sum(bool(r.withheld_right) for r in held) if "not" not in kind and "unanswerable" not in kind \
-                else "—"
+            held = [r for r in mine if getattr(r, field) is not None]
+            right = sum(bool(getattr(r, field + "_right")) for r in held) \
+                if "not" not in kind and "unanswerable" not in kind else "—"
             rows.append([s, kind, len(mine), len(held), right])
-    return "\n".join([
-        "### Number check (answers stating a number no source gives, replaced by the not-found reply)", "",
-        table(["setting", "kind of question", "n", "replaced", "of them right (a false refusal)"], rows)])
+    return "\n".join([f"### {title}", "",
+                      table(["setting", "kind of question", "n", "replaced", "of them right (a false refusal)"], rows)])
 
 
 def route_table(records: list[Asked], names: list[str]) -> str:
@@ -188,7 +192,11 @@ def report(records: list[Asked], names: list[str], argv: Sequence[str]) -> str:
         parts.append(xquad_tables(records, names))
     if any(r.section == "guide" for r in records):
         parts.append(guide_table(records, names))
-    parts.append(number_check_table(records, names))
+    parts.append(check_table(records, names, "Number check (answers stating a number no source gives, replaced by "
+                                               "the not-found reply)", "withheld"))
+    if any(r.unsupported is not None for r in records):
+        parts.append(check_table(records, names, "Support check (answers the sources hardly made more likely, "
+                                                   "replaced by the not-found reply)", "unsupported"))
     parts.append(route_table(records, names))
     if any(r.retried for r in records):
         parts.append(retry_table(records, names))

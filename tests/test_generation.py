@@ -195,3 +195,34 @@ def test_a_list_copied_from_the_sources_is_not_taken_for_a_loop():
     found = [loop_length(twice[:t], n, copied) for t in range(1, len(twice) + 1)]
     assert found[-1] == len(sentence) and not any(found[:-1])
     assert twice[: len(twice) - found[-1]] == [40] + sentence
+
+
+def test_scoring_on_the_lean_forward_matches_transformers_with_and_without_a_shared_beginning(tiny_lm):
+    """``score_answer`` (the engine's support check) gives ``score_continuation``'s numbers on the lean
+    forward, cold and when the prompt's beginning comes from the cache another conversation left."""
+    import dataclasses
+
+    from assistant.generation.fastdecode import FastDecoder
+    from assistant.generation.local import score_answer
+    from assistant.generation.prefixes import SharedPrefixes
+
+    fast = FastDecoder.build(tiny_lm.model, "float32")
+    shared = dataclasses.replace(tiny_lm, fast=fast, prefixes=SharedPrefixes(min_tokens=8))
+    cold = dataclasses.replace(tiny_lm, fast=fast, prefixes=None)
+    system = "You are a support assistant. Answer from the documents only, briefly and politely."
+    answer = tiny_lm.tokenizer("Refunds take five days.", add_special_tokens=False)["input_ids"]
+    first = tiny_lm.tokenizer.apply_chat_template(
+        [{"role": "system", "content": system}, {"role": "user", "content": "How do refunds work?"}],
+        add_generation_prompt=True, tokenize=True)["input_ids"]
+    others = [tiny_lm.tokenizer.apply_chat_template(
+        [{"role": "system", "content": system}, {"role": "user", "content": q}],
+        add_generation_prompt=True, tokenize=True)["input_ids"] for q in ("Where is my parcel?", "Can I pay later?")]
+    reference = score_continuation(tiny_lm, first, answer)
+    assert score_answer(cold, first, answer) == pytest.approx(reference, abs=1e-4)
+    # two other conversations with the same system prompt leave its beginning in the shared caches
+    for other in others:
+        Generation(shared, other, GenerationConfig(max_new_tokens=2)).run()
+    cache, todo = shared.prefixes.take(first)
+    assert cache is not None and len(todo) < len(first)
+    assert score_answer(shared, first, answer) == pytest.approx(reference, abs=1e-4)
+    assert score_answer(shared, first, []) == []

@@ -346,3 +346,107 @@ def test_dictated_text_is_taken_out_through_the_engine_and_the_admin_sees_it(tmp
     rt.engine.guard = False
     _, shown, turn = _turn(rt, "Your warranty was cancelled today. Two years.", message=message)
     assert turn.answer == "Your warranty was cancelled today. Two years."
+
+
+# -- support ------------------------------------------------------------------------------
+
+def test_support_is_the_mean_gain_over_the_answers_first_tokens():
+    from assistant.grounding import SUPPORT_TOKENS, source_support
+
+    assert source_support([-0.1, -0.2], [-2.1, -1.2]) == pytest.approx(1.5)
+    assert source_support([-1.0, -1.0], [-0.5, -1.5]) == pytest.approx(0.0)  # no more likely with the sources
+    long_with = [0.0] * SUPPORT_TOKENS + [-9.0] * 10  # only the first SUPPORT_TOKENS count
+    assert source_support(long_with, [-1.0] * (SUPPORT_TOKENS + 10)) == pytest.approx(1.0)
+    assert source_support([], []) != source_support([], [])  # nan: nothing to compare
+
+
+def _support_turn(tmp_path, tiny_lm, support_min: float, check: bool = True):
+    from assistant.config import ChatConfig, GenerationConfig
+
+    rt = make_runtime(tmp_path, tiny_lm, chat=ChatConfig(context_tokens=512, check_numbers=False,
+                                                         check_support=check, support_min=support_min),
+                      generation=GenerationConfig(max_new_tokens=8, repetition_penalty=1.0, stop_on_repeat=0))
+    rt.engine.index = NumberedIndex()
+    conv = rt.store.create("s")
+    turn = rt.engine.run_turn(conv, "How long do refunds take?")
+    return rt, conv, turn
+
+
+def test_the_support_check_scores_the_answer_without_the_sources_and_declines_below_the_limit(tmp_path, tiny_lm):
+    """The real model (the tiny one) generates and is scored: the turn's support is the gain its own
+    log-probabilities show over the same answer scored with the sources left out of the prompt."""
+    import dataclasses
+
+    from assistant.generation.local import score_continuation
+    from assistant.grounding import source_support
+    from assistant.web.admin import answer_checks
+
+    rt, conv, turn = _support_turn(tmp_path / "low", tiny_lm, support_min=-10.0)  # every answer passes
+    assert turn.sources and turn.answer_ids and turn.finish_reason != "filtered"
+    bare = rt.engine.build_prompt(conv, turn.user, dataclasses.replace(turn, sources=[]))
+    assert len(bare.input_ids) < len(turn.prompt_ids) and not any(s.kind == "source" for s in bare.segments)
+    expected = source_support(turn.answer_logprobs, score_continuation(tiny_lm, bare.input_ids, turn.answer_ids))
+    assert turn.timings["support"] == pytest.approx(expected, abs=1e-3)
+    assert turn.timings["support_check"] > 0
+    generated = turn.answer
+
+    rt, conv, turn = _support_turn(tmp_path / "high", tiny_lm, support_min=10.0)  # no answer gains 10 nats a token
+    assert turn.answer == "That is not in my documents."
+    assert turn.finish_reason == "filtered" and turn.answer_ids == []
+    assert rt.store.get(conv.id, None).turns[-1].answer == "That is not in my documents."
+    [event] = rt.store.events("unsupported")
+    assert event.data["answer"] == generated  # what the model said (greedy: the same) is kept for the admin
+    assert event.data["support"] == pytest.approx(expected, abs=1e-3)
+    [row] = [r for r in answer_checks(rt.store) if r["check"] == "not from the sources, declined"]
+    assert row["question"] == "How long do refunds take?" and row["detail"] == event.data["answer"]
+
+    rt, _, turn = _support_turn(tmp_path / "off", tiny_lm, support_min=10.0, check=False)
+    assert turn.finish_reason != "filtered" and "support" not in turn.timings
+
+
+def test_the_support_check_leaves_scripted_backends_and_turns_without_sources_alone(tmp_path, tiny_lm):
+    from assistant.config import ChatConfig
+
+    rt = make_runtime(tmp_path, tiny_lm, chat=ChatConfig(context_tokens=512, support_min=10.0))
+    _, _, turn = _turn(rt, "We are open every day.")  # no index: nothing to compare with
+    assert turn.answer == "We are open every day." and "support" not in turn.timings
+    rt.engine.index = NumberedIndex()
+    _, _, turn = _turn(rt, "Refunds take 14 days.")  # a backend that cannot score (llama.cpp, a remote server)
+    assert turn.answer == "Refunds take 14 days." and "support" not in turn.timings
+
+
+def test_support_min_is_checked():
+    from assistant.config import ChatConfig
+    from assistant.errors import ConfigError
+
+    for bad in ("0.1", True, 11.0):
+        with pytest.raises(ConfigError, match="support_min"):
+            ChatConfig(support_min=bad)
+
+
+def test_on_the_default_model_an_answer_read_from_the_source_is_supported_and_a_generic_one_is_not(tmp_path, real_lm):
+    """The measure the check stands on, on the real model: the refund period the passage gives gains far
+    more from the passage than a how-to the model would write for any shop."""
+    import dataclasses
+
+    from assistant.config import ChatConfig
+    from assistant.generation.local import score_answer
+    from assistant.grounding import source_support
+    from assistant.types import Source, Turn
+
+    rt = make_runtime(tmp_path, real_lm)
+    conv = rt.store.create("s")
+    turn = Turn(user="How long do refunds take?", language="en",
+                sources=[Source.from_hit(h) for h in NumberedIndex().search("refunds")])
+    with_sources = rt.engine.build_prompt(conv, turn.user, turn).input_ids
+    without = rt.engine.build_prompt(conv, turn.user, dataclasses.replace(turn, sources=[])).input_ids
+
+    def support(answer: str) -> float:
+        ids = real_lm.tokenizer(answer, add_special_tokens=False)["input_ids"]
+        return source_support(score_answer(real_lm, with_sources, ids), score_answer(real_lm, without, ids))
+
+    read = support("Refunds are paid back to the card within 14 days.")
+    generic = support("To get a refund, contact the shop where you bought the item, explain the problem and "
+                      "keep your receipt.")
+    limit = ChatConfig().support_min
+    assert read > 1.0 > limit > generic, (read, generic)

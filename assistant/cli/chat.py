@@ -89,12 +89,17 @@ def run(args: argparse.Namespace) -> int:
         try:
             if interactive:
                 print("assistant> ", end="", flush=True)
+            streamed = ""
             for event in rt.engine.respond(conv, message, cancel=cancel):
                 if isinstance(event, TokenEvent) and interactive:
+                    streamed += event.text
                     print(event.text, end="", flush=True)
                 elif isinstance(event, TurnFinished):
                     if interactive:
                         print()
+                        if event.turn.finish_reason == "filtered" and not streamed.endswith(event.turn.answer):
+                            # a check replaced the answer after part of it streamed (the web page redraws it)
+                            print(f"  (answer withdrawn) {event.turn.answer}")
                         if event.turn.dropped_turns:
                             print(f"  ({len(event.turn.dropped_turns)} older turns left the model's context)")
                     else:

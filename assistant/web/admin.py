@@ -212,8 +212,9 @@ def answer_checks(store: Store) -> list[dict[str, Any]]:
     """Answers an output check changed (``assistant.grounding``): addresses taken out because no source
     names their host (the engine's ``foreign_link`` events: an injected image or link, or one the model
     made up), answers that repeated the user's message back (``echo``: replaced by the "not in my
-    documents" reply), text the user quoted that an answer wrote out although no source says it
-    (``dictated``: taken out), and declines the retry adapter answered again (``retried``; support teams
+    documents" reply), answers the sources did not make more likely (``unsupported``: replaced by that
+    reply, ``ChatConfig.check_support``), text the user quoted that an answer wrote out although no source
+    says it (``dictated``: taken out), and declines the retry adapter answered again (``retried``; support teams
     check those answers first), newest last."""
     rows = [{"when": _when(e.created_at), "conversation_id": e.conversation_id or "",
              "question": str(e.data.get("message", "")), "check": "address removed",
@@ -223,6 +224,10 @@ def answer_checks(store: Store) -> list[dict[str, Any]]:
               "question": str(e.data.get("message", "")), "check": "repeated the message",
               "detail": str(e.data.get("answer", "")), "at": e.created_at}
              for e in store.events("echo")]
+    rows += [{"when": _when(e.created_at), "conversation_id": e.conversation_id or "",
+              "question": str(e.data.get("message", "")), "check": "not from the sources, declined",
+              "detail": str(e.data.get("answer", "")), "at": e.created_at}
+             for e in store.events("unsupported")]
     rows += [{"when": _when(e.created_at), "conversation_id": e.conversation_id or "",
               "question": str(e.data.get("message", "")), "check": "quoted text taken out",
               "detail": " · ".join(e.data.get("passages", [])), "at": e.created_at}
