@@ -532,3 +532,52 @@ def test_markup_in_messages_answers_and_documents_never_runs(tmp_path, tiny_lm, 
         assert "concat('document-text')" in heat and "Refunds <img src=x" in heat  # the source's title and text
         assert "Refunds <img src=x" in page.locator("#explain-summary").inner_text()
         context.close()
+
+
+def test_an_answer_the_support_check_declines_is_redrawn_as_the_decline(tmp_path, tiny_lm, playwright_browser):
+    """The support check runs when the answer is complete, after its words streamed: the page then shows
+    the stored "not in my documents" reply in its place, and a reload shows the same."""
+    from tiny_model import ScriptedBackend
+
+    from assistant.backends import LocalBackend
+    from assistant.config import ChatConfig, GenerationConfig
+
+    class ScoredScript(ScriptedBackend):
+        """A scripted answer (its text streams slowly), scored by the tiny model as the local backend does."""
+
+        def generate(self, prompt, settings, cancel, cache):
+            inner = super().generate(prompt, settings, cancel, cache)
+
+            class Slow:
+                result = inner.result
+
+                def __iter__(self):
+                    for delta in inner:
+                        time.sleep(0.05)
+                        yield delta
+
+            return Slow()
+
+        def score(self, prompt_ids, answer_ids):
+            return LocalBackend(tiny_lm).score(prompt_ids, answer_ids)
+
+    # a limit no answer reaches: every answer from the sources is declined once complete
+    rt = make_runtime(tmp_path, tiny_lm, chat=ChatConfig(context_tokens=1024, support_min=10.0),
+                      generation=GenerationConfig(max_new_tokens=48))
+    rt.engine.index = FakeIndex()
+    rt.engine.backend = ScoredScript("To change the colour, edit the CSS of your button in your site's stylesheet.",
+                                     tiny_lm.tokenizer)
+    with LiveServer(rt) as server:
+        context, page = open_chat(playwright_browser, server)
+        page.fill("#message textarea", "How do I change the button colour?")
+        page.click("#send")
+        page.wait_for_selector("#chat >> text=edit the CSS", timeout=30_000)  # the words stream first
+        page.wait_for_selector("#chat .answer >> text=That is not in my documents.", timeout=60_000)
+        assert "edit the CSS" not in page.locator("#chat").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "browser-support-declined.png"))
+        page.reload()
+        page.wait_for_selector("#chat .answer >> text=That is not in my documents.", timeout=60_000)
+        assert "edit the CSS" not in page.locator("#chat").inner_text()
+        [event] = rt.store.events("unsupported")
+        assert event.data["answer"].startswith("To change the colour")
+        context.close()
