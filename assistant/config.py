@@ -213,14 +213,18 @@ class ChatConfig:
     conversation) — an invented phone number, price, size or date — is replaced by the fixed "not in
     my documents" reply, and listed in the admin area (``assistant.grounding``).  A number the source
     writes in words ("five days" answered "5 days") counts as invented."""
-    check_support: bool = True
-    """An answer from sources that the sources hardly made more likely — the model would have written it
+    check_support: bool = False
+    """True: an answer from sources that the sources hardly made more likely — the model would have written it
     without them: a generic tutorial, a "no" the documents never state, a free-worded "the document does
     not say" — is replaced by the fixed "not in my documents" reply, and listed in the admin area
     (``grounding.source_support``: one more short pass of the model over the question and the answer's
     first tokens with the sources left out).  Only where the model runs in this process (not llama.cpp or
     a remote server), and not for an answer the retry adapter gave.  The streamed answer is replaced when
-    the turn ends."""
+    the turn ends.  Off by default: on the report half of ``bench/answers.py`` (2026-12-06) it declined 2
+    more of 15 unanswerable guide questions and lost no right guide answer, but replaced 14 of 168 XQuAD
+    answers, 6 of them right (contains gold 0.554 against 0.589 without it; false refusals 0.119 against
+    0.036): a right answer in Greek or Hindi that restates the question gains little from its source.
+    See ``bench/results/answers.md``."""
     support_min: float = 0.1
     """The least mean log-probability gain (nats per answer token) the sources must give an answer
     (``check_support``).  Chosen on the dev halves of xquad-dev and the user guide (``bench/answers.py``):

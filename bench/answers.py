@@ -125,6 +125,8 @@ def runtime_for(name: str, with_adapter: bool, args: argparse.Namespace) -> Any:
     retry = {"retry_adapter": ""} if args.retry == "off" else {}
     config.model = dataclasses.replace(config.model, name=name, adapters=adapters, **retry,
                                        **({"threads": args.threads} if args.threads else {}))
+    if getattr(args, "support", None):
+        config.chat = dataclasses.replace(config.chat, check_support=args.support == "on")
     if args.max_new_tokens:
         config.generation = dataclasses.replace(config.generation, max_new_tokens=args.max_new_tokens)
     rt = build_runtime(config, retrieval=False, store_path=":memory:")
@@ -320,6 +322,8 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--no-tags", action="store_true",
                     help="sources without the random <docs-…> tags around them (spotlighting off), to measure what the "
                          "tags cost")
+    ap.add_argument("--support", choices=("on", "off"),
+                    help="the support check (ChatConfig.check_support) on or off (default: the app's)")
     ap.add_argument("--retry", choices=("on", "off"), default="on",
                     help="on (the app's default): a decline is asked again with the retry adapter where the registry "
                          "ships one for it (ModelSpec.adapter_on_decline); off: the model's first answer stands")
@@ -339,6 +343,7 @@ def main(argv: list[str] | None = None) -> str:
     runs = settings(args.model or [DEFAULT_MODEL], args.adapter)
     names = [f"{m} {'+adapter' if on else 'base'}{retry_label(m, on, args)}"
              f"{', untrusted-data header' if args.untrusted_header else ''}{', no data tags' if args.no_tags else ''}"
+             f"{', support check ' + args.support if args.support else ''}"
              for m, on in runs]
     records: list[Asked] = []
     indexes: dict[str, Any] = {}  # built once, with the first runtime's embedder (every setting loads the same)

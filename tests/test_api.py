@@ -11,12 +11,7 @@ from tiny_model import ScriptedBackend
 
 @pytest.fixture
 def server(tmp_path, tiny_lm):
-    from assistant.config import ChatConfig
-
-    # check_support off: the tiny random model's answers owe nothing to the sources (tests/test_grounding.py
-    # checks the support check; these check the API around whatever the model says)
-    rt = make_runtime(tmp_path, tiny_lm, api_keys=("key-one", "key-two"), rate_limit_per_minute=5,
-                      chat=ChatConfig(context_tokens=512, check_support=False))
+    rt = make_runtime(tmp_path, tiny_lm, api_keys=("key-one", "key-two"), rate_limit_per_minute=5)
     rt.engine.index = FakeIndex()
     with LiveServer(rt) as s:
         yield s

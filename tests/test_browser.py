@@ -553,7 +553,7 @@ def test_an_answer_the_support_check_declines_is_redrawn_as_the_decline(tmp_path
 
                 def __iter__(self):
                     for delta in inner:
-                        time.sleep(0.05)
+                        time.sleep(0.25)  # ~4 s of streaming: long enough for the page to be seen showing it
                         yield delta
 
             return Slow()
@@ -562,7 +562,8 @@ def test_an_answer_the_support_check_declines_is_redrawn_as_the_decline(tmp_path
             return LocalBackend(tiny_lm).score(prompt_ids, answer_ids)
 
     # a limit no answer reaches: every answer from the sources is declined once complete
-    rt = make_runtime(tmp_path, tiny_lm, chat=ChatConfig(context_tokens=1024, support_min=10.0),
+    rt = make_runtime(tmp_path, tiny_lm, chat=ChatConfig(context_tokens=1024, check_support=True,
+                                                                 support_min=10.0),
                       generation=GenerationConfig(max_new_tokens=48))
     rt.engine.index = FakeIndex()
     rt.engine.backend = ScoredScript("To change the colour, edit the CSS of your button in your site's stylesheet.",

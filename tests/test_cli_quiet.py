@@ -15,12 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def chat(home: Path, model_dir: Path, stdin: str, *extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRANSFORMERS_", "HF_HUB_DISABLE"))}
-    home.mkdir(parents=True, exist_ok=True)
-    # The tiny random model's answers owe nothing to the sources, so the support check would decline each
-    # one with a warning (a line this test would rightly count as noise): off for this stand-in model.
-    (home / "quiet.json").write_text('{"chat": {"check_support": false}}')
-    env.update(ASSISTANT_HOME=str(home), HF_HUB_OFFLINE="1", PYTHONWARNINGS="default",
-               ASSISTANT_CONFIG=str(home / "quiet.json"))
+    env.update(ASSISTANT_HOME=str(home), HF_HUB_OFFLINE="1", PYTHONWARNINGS="default")
     cmd = [sys.executable, "-m", "assistant.cli.main", *extra, "chat", "--model", str(model_dir),
            "--quantization", "none", "--max-new-tokens", "8"]
     return subprocess.run(cmd, cwd=ROOT, env=env, input=stdin, capture_output=True, text=True, timeout=600)

@@ -407,7 +407,7 @@ def test_the_support_check_scores_the_answer_without_the_sources_and_declines_be
 def test_the_support_check_leaves_scripted_backends_and_turns_without_sources_alone(tmp_path, tiny_lm):
     from assistant.config import ChatConfig
 
-    rt = make_runtime(tmp_path, tiny_lm, chat=ChatConfig(context_tokens=512, support_min=10.0))
+    rt = make_runtime(tmp_path, tiny_lm, chat=ChatConfig(context_tokens=512, check_support=True, support_min=10.0))
     _, _, turn = _turn(rt, "We are open every day.")  # no index: nothing to compare with
     assert turn.answer == "We are open every day." and "support" not in turn.timings
     rt.engine.index = NumberedIndex()
