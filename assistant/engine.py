@@ -4,7 +4,8 @@
             → (question) follow-up aware query → retrieval → prompt → generation
             → Turn, committed to the store
 
-The engine takes a ``Conversation`` and a message and yields events; it does
+The engine takes a ``Conversation`` and a message and yields events (``types.TurnStarted``,
+``TokenEvent``, ``TurnFinished``, importable from here too); it does
 not know Gradio, HTTP or the terminal.  Heavy parts (model, index, intent
 model, store) are loaded once by the caller and passed in; per-conversation
 state lives in the ``Conversation`` and the store, never in module globals.
@@ -12,13 +13,12 @@ state lives in the ``Conversation`` and the store, never in module globals.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -32,8 +32,8 @@ from .generation.models import LoadedModel
 from .prompting import (DECLINED_TAKEOVER, NOT_FOUND, WITHHELD_ANSWER, PromptParts, RefusalLocalizer, build_prompt,
                         system_text)
 from .store import Store
-from .turn_checks import TurnChecks
-from .types import Conversation, Prompt, Source, Turn
+from .turn_checks import TurnChecks, support_low
+from .types import Conversation, EngineEvent, Prompt, Source, TokenEvent, Turn, TurnFinished, TurnStarted
 
 log = logging.getLogger(__name__)
 
@@ -44,28 +44,6 @@ def clean_text(text: str) -> str:
     """Text as the tokenizer and SQLite can take it: NUL bytes dropped, lone surrogates
     (JSON can carry ``"\\ud800"``) replaced by U+FFFD."""
     return _SURROGATE.sub("\ufffd", text.replace("\x00", ""))
-
-
-@dataclass
-class TurnStarted:
-    """Understanding and retrieval are done; generation is about to start."""
-
-    turn: Turn
-
-
-@dataclass
-class TokenEvent:
-    text: str
-
-
-@dataclass
-class TurnFinished:
-    turn: Turn
-    error: str | None = None
-    """Set when generation failed; the turn is stored with what was produced."""
-
-
-EngineEvent = TurnStarted | TokenEvent | TurnFinished
 
 
 def looked_up(route: str, intent_confidence: float, chat: ChatConfig) -> bool:
@@ -345,7 +323,9 @@ class Engine:
                 self.store.record_event("dictated", conversation.id,
                                         {"turn_id": turn.id, "message": turn.user, "passages": dictated})
         unsupported = (gen is not None and not error and not leak and not invented and not echoed and not localized
-                       and not adapter and self._support_low(conversation, turn))
+                       and not adapter and support_low(
+                           self.chat, getattr(self.backend, "score", None), turn,
+                           lambda: self.build_prompt(conversation, turn.user, replace(turn, sources=[])).input_ids))
         if localized and not error:
             log.info("turn %s: the refusal came in another language than %s; replaced", turn.id, turn.language)
             turn.answer, turn.answer_ids, turn.answer_logprobs = localized, [], []
@@ -359,9 +339,7 @@ class Engine:
             self.store.record_event("invented_number", conversation.id,
                                     {"turn_id": turn.id, "message": turn.user, "answer": text,  # what was generated
                                      "numbers": invented})
-            turn.answer = NOT_FOUND.get(turn.language, NOT_FOUND["en"])
-            turn.answer_ids, turn.answer_logprobs = [], []
-            turn.finish_reason = "filtered"
+            self._decline(turn)
         elif echoed and not error:
             if only_dictated:  # its "dictated" event is recorded above
                 log.warning("turn %s: the answer was only text the user quoted; declined", turn.id)
@@ -369,9 +347,7 @@ class Engine:
                 log.warning("turn %s: the answer repeated the user's message; declined", turn.id)
                 self.store.record_event("echo", conversation.id, {"turn_id": turn.id, "message": turn.user,
                                                                   "answer": turn.answer})
-            turn.answer = NOT_FOUND.get(turn.language, NOT_FOUND["en"])
-            turn.answer_ids, turn.answer_logprobs = [], []
-            turn.finish_reason = "filtered"
+            self._decline(turn)
             yield TokenEvent(turn.answer)
         elif unsupported:
             log.warning("turn %s: the sources hardly made the answer more likely (%.3f nats a token); declined",
@@ -379,9 +355,7 @@ class Engine:
             self.store.record_event("unsupported", conversation.id,
                                     {"turn_id": turn.id, "message": turn.user, "answer": turn.answer,
                                      "support": round(turn.timings.get("support", 0.0), 4)})
-            turn.answer = NOT_FOUND.get(turn.language, NOT_FOUND["en"])
-            turn.answer_ids, turn.answer_logprobs = [], []
-            turn.finish_reason = "filtered"
+            self._decline(turn)
         if error:
             turn.finish_reason = "error"
         yield self._finish(conversation, turn, error)
@@ -395,28 +369,12 @@ class Engine:
 
         return [str(f) for f in screen_message(message)]
 
-    def _support_low(self, conversation: Conversation, turn: Turn) -> bool:
-        """Whether the turn's answer is one the sources hardly made more likely (``ChatConfig.check_support``,
-        ``grounding.source_support``); its support goes into ``turn.timings["support"]``, the time it took
-        into ``support_check``.  False where there is nothing to check (no sources, a decline, a cancelled
-        turn, a backend that cannot score) or the check fails (the answer stands)."""
-        from .grounding import SUPPORT_TOKENS, source_support
-
-        score = getattr(self.backend, "score", None)
-        if (not self.chat.check_support or score is None or not turn.sources or not turn.answer_ids
-                or turn.finish_reason == "cancelled" or RefusalLocalizer.refused(turn.answer)):
-            return False
-        started = time.perf_counter()
-        try:
-            bare = self.build_prompt(conversation, turn.user, dataclasses.replace(turn, sources=[]))
-            without = score(bare.input_ids, turn.answer_ids[:SUPPORT_TOKENS])
-        except Exception:  # a failed check must not cost the answer
-            log.exception("turn %s: the support check failed; the answer stands", turn.id)
-            return False
-        support = source_support(turn.answer_logprobs, without)
-        turn.timings["support"] = support
-        turn.timings["support_check"] = time.perf_counter() - started
-        return support < self.chat.support_min
+    @staticmethod
+    def _decline(turn: Turn) -> None:
+        """An answer a check refused: the fixed "not in my documents" reply in the user's language instead."""
+        turn.answer = NOT_FOUND.get(turn.language, NOT_FOUND["en"])
+        turn.answer_ids, turn.answer_logprobs = [], []
+        turn.finish_reason = "filtered"
 
     def _note_retry(self, conversation: Conversation, turn: Turn, result: GenerationResult) -> None:
         """A turn the retry adapter answered again after the model declined: times from the first try's

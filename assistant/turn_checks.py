@@ -1,20 +1,25 @@
 """The checks one turn's answer passes before the user sees any of it, built from what the model was
 shown: the prompt's data tag taken out (``prompting.TagStripper``), the output guard against a repeated
 system prompt or secret (``prompting.LeakGuard``), numbers no source gives, addresses on hosts none
-names, the message echoed back and text the user dictated in quotes (``grounding``).
+names, the message echoed back and text the user dictated in quotes (``grounding``); and, once the
+answer is complete, whether its sources made it at all (``support_low``).
 
 ``Engine.respond`` builds one ``TurnChecks`` per turn and streams only what ``shown`` lets through.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .config import ChatConfig
 from .grounding import EchoCheck, LinkCheck, NumberCheck, QuoteCheck
-from .prompting import LeakGuard, TagStripper
+from .prompting import LeakGuard, RefusalLocalizer, TagStripper
 from .types import Conversation, Prompt, Turn
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -67,3 +72,26 @@ class TurnChecks:
         if self.quotes is not None:
             text = self.quotes.clean(text if final else text[:self.quotes.pending(text)])
         return text
+
+
+def support_low(chat: ChatConfig, score: Callable[[list[int], list[int]], list[float]] | None, turn: Turn,
+                bare_prompt: Callable[[], list[int]]) -> bool:
+    """Whether the finished turn's answer is one its sources hardly made more likely (``ChatConfig.
+    check_support``, ``grounding.source_support``): ``score`` (the backend's, None where it cannot score)
+    rescores the answer's first tokens after ``bare_prompt()``, the turn's prompt without its sources.  The
+    support goes into ``turn.timings["support"]``, the time it took into ``support_check``.  False where there
+    is nothing to check (no sources, a decline, a cancelled turn) or the check fails (the answer stands)."""
+    from .grounding import SUPPORT_TOKENS, source_support
+
+    if (not chat.check_support or score is None or not turn.sources or not turn.answer_ids
+            or turn.finish_reason == "cancelled" or RefusalLocalizer.refused(turn.answer)):
+        return False
+    started = time.perf_counter()
+    try:
+        without = score(bare_prompt(), turn.answer_ids[:SUPPORT_TOKENS])
+    except Exception:  # a failed check must not cost the answer
+        log.exception("turn %s: the support check failed; the answer stands", turn.id)
+        return False
+    turn.timings["support"] = source_support(turn.answer_logprobs, without)
+    turn.timings["support_check"] = time.perf_counter() - started
+    return turn.timings["support"] < chat.support_min

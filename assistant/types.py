@@ -1,5 +1,5 @@
 """Typed values that flow through one turn: ``Segment``, ``Prompt``, ``Turn``,
-``Conversation``.  Plain dataclasses with JSON round-trips (the store keeps
+``Conversation``, and the events ``Engine.respond`` yields.  Plain dataclasses with JSON round-trips (the store keeps
 them as JSON); no behaviour beyond that.
 """
 
@@ -155,3 +155,25 @@ class Conversation:
     @property
     def intent_history(self) -> list[str]:
         return [t.intent for t in self.turns]
+
+
+@dataclass
+class TurnStarted:
+    """Understanding and retrieval are done; generation is about to start."""
+
+    turn: Turn
+
+
+@dataclass
+class TokenEvent:
+    text: str
+
+
+@dataclass
+class TurnFinished:
+    turn: Turn
+    error: str | None = None
+    """Set when generation failed; the turn is stored with what was produced."""
+
+
+EngineEvent = TurnStarted | TokenEvent | TurnFinished
