@@ -345,3 +345,12 @@ def test_required_oos_recall_is_reached_with_the_best_in_scope_accuracy_under_it
     balanced = calibrate(logits, y, in_scope, knn_weight=0.0, min_oos_recall=None)
     assert all((balanced.in_scope_accuracy + balanced.oos_recall) >= (c.in_scope_accuracy + c.oos_recall) - 1e-9
                for c in by_recall.values())
+
+
+def test_an_intent_with_keys_that_are_not_text_is_a_clear_error():
+    """YAML reads `null:` and `false:` as keys of other types; they are reported, not sorted into a TypeError
+    (found by tests/test_fuzz.py)."""
+    from assistant.understanding.intent_spec import parse_spec
+
+    with pytest.raises(DataFormatError, match="unknown key"):
+        parse_spec({"intents": [{None: None, False: None}]})

@@ -430,8 +430,15 @@ def score_continuation(lm: LoadedModel, prompt_ids: Sequence[int], answer_ids: S
         return []
     ids = torch.tensor([list(prompt_ids) + list(answer_ids)], dtype=torch.long, device=lm.device)
     with torch.inference_mode():
-        logits = lm.model(input_ids=ids).logits[0].float()  # (seq, vocab)
-    logprobs = torch.log_softmax(logits[len(prompt_ids) - 1: -1], dim=-1)
+        logits = lm.model(input_ids=ids).logits[0]  # (seq, vocab)
+        return _token_logprobs(logits[len(prompt_ids) - 1: -1], answer_ids)
+
+
+def _token_logprobs(rows: Any, answer_ids: Sequence[int]) -> list[float]:
+    """Log-probability of ``answer_ids[i]`` under the logits ``rows[i]`` ((answer, vocab))."""
+    import torch
+
+    logprobs = torch.log_softmax(rows.float(), dim=-1)
     target = torch.tensor(list(answer_ids), device=logprobs.device)
     return logprobs.gather(1, target[:, None])[:, 0].tolist()
 
@@ -452,6 +459,4 @@ def score_answer(lm: LoadedModel, prompt_ids: Sequence[int], answer_ids: Sequenc
     cache = cache if cache is not None else fast.new_cache()
     rows = fast.forward_rows(list(todo) + list(answer_ids), cache, len(answer_ids) + 1)[:-1]  # (answer, vocab)
     with torch.inference_mode():
-        logprobs = torch.log_softmax(rows.float(), dim=-1)
-        target = torch.tensor(list(answer_ids), device=logprobs.device)
-        return logprobs.gather(1, target[:, None])[:, 0].tolist()
+        return _token_logprobs(rows, answer_ids)

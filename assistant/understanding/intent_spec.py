@@ -187,7 +187,7 @@ def _parse_intent(raw: Any, where) -> IntentDef:
     allowed = {"name", "description", "action", "examples", "reply", "__line__"}
     unknown = set(raw) - allowed
     if unknown:
-        raise DataFormatError(f"{where(raw)}: unknown key(s) {sorted(unknown)} in intent; known: {sorted(allowed - {'__line__'})}")
+        raise DataFormatError(f"{where(raw)}: unknown key(s) {sorted(unknown, key=repr)} in intent; known: {sorted(allowed - {'__line__'})}")
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip():
         raise DataFormatError(f"{where(raw)}: intent needs a `name` (a non-empty string)")
