@@ -322,6 +322,8 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--no-tags", action="store_true",
                     help="sources without the random <docs-…> tags around them (spotlighting off), to measure what the "
                          "tags cost")
+    ap.add_argument("--tags-meaning", action="store_true",
+                    help="the system prompt says what the <docs-…> tags mean (prompting.TAGS_MEANING; off as shipped)")
     ap.add_argument("--support", choices=("on", "off"),
                     help="the support check (ChatConfig.check_support) on or off (default: the app's)")
     ap.add_argument("--retry", choices=("on", "off"), default="on",
@@ -338,11 +340,14 @@ def main(argv: list[str] | None = None) -> str:
         prompting.SOURCES_HEADER = UNTRUSTED_HEADER
     if args.no_tags:
         drop_data_tags()
+    if args.tags_meaning:
+        prompting.SAY_TAGS_MEANING = True
 
     questions = [] if args.skip_guide else guide_sample(load_questions(GUIDE_QUESTIONS), args.limit_guide)
     runs = settings(args.model or [DEFAULT_MODEL], args.adapter)
     names = [f"{m} {'+adapter' if on else 'base'}{retry_label(m, on, args)}"
              f"{', untrusted-data header' if args.untrusted_header else ''}{', no data tags' if args.no_tags else ''}"
+             f"{', tags explained in the system prompt' if args.tags_meaning else ''}"
              f"{', support check ' + args.support if args.support else ''}"
              for m, on in runs]
     records: list[Asked] = []

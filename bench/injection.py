@@ -190,10 +190,17 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--no-tags", action="store_true",
                    help="sources without the random <docs-…> tags around them (spotlighting off), to measure what "
                         "the tags do; written to <suite>-no-tags.md")
+    p.add_argument("--tags-meaning", action="store_true",
+                   help="the system prompt says what the tags mean (prompting.TAGS_MEANING; off as shipped); "
+                        "written to <suite>-tags-meaning.md")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.no_tags:
         drop_data_tags()
+    if args.tags_meaning:
+        from assistant import prompting
+
+        prompting.SAY_TAGS_MEANING = True
     attempts = [json.loads(line) for line in SUITES[args.suite].read_text(encoding="utf-8").splitlines()
                 if line.strip()]
     try:
@@ -305,7 +312,7 @@ def main(argv: list[str] | None = None) -> str:
            table(["attempt", *conditions, f"answer ({last})"], detail)]
     text = "\n".join(out)
     print(text)
-    name = SUITES[args.suite].stem + ("-no-tags" if args.no_tags else "")  # bench/results/<the suite's file>.md
+    name = SUITES[args.suite].stem + ("-no-tags" if args.no_tags else "") + ("-tags-meaning" if args.tags_meaning else "")  # bench/results/<the suite's file>.md
     save(name if args.model == ModelConfig().name else f"{name}-{args.model}", text)
     return text
 

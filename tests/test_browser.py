@@ -493,14 +493,13 @@ def test_markup_in_messages_answers_and_documents_never_runs(tmp_path, tiny_lm, 
 
     from assistant.config import ChatConfig, GenerationConfig
 
-    # A model steered by the document into echoing markup (the tiny random model never would).
-    answer = "Refunds take five days. " + payloads("answer", full=False)
-    # The whole tiny context and a short system prompt, so the marked-up document fits in the prompt and
-    # reaches the Explain panel; the scripted answer's length kept free, so prompt and answer fit Explain too.
-    rt = make_runtime(tmp_path, tiny_lm, chat=ChatConfig(context_tokens=1024, system_prompt="Be brief."),
-                      generation=GenerationConfig(max_new_tokens=len(tiny_lm.tokenizer(answer)["input_ids"])))
+    # The whole tiny context, so the marked-up document fits in the prompt and reaches the Explain panel.
+    rt = make_runtime(tmp_path, tiny_lm, chat=ChatConfig(context_tokens=1024),
+                      generation=GenerationConfig(max_new_tokens=48))
     rt.engine.index = HostileIndex()
-    rt.engine.backend = ScriptedBackend(answer, tiny_lm.tokenizer)
+    # A model steered by the document into echoing markup (the tiny random model never would).
+    rt.engine.backend = ScriptedBackend("Refunds take five days. " + payloads("answer", full=False),
+                                       tiny_lm.tokenizer)
     with LiveServer(rt) as server:
         context = playwright_browser.new_context(viewport={"width": 1200, "height": 1400})
         page = context.new_page()

@@ -46,7 +46,7 @@ def test_ordinal_reference_resolves_to_an_earlier_source():
 
 
 def test_summary_replaces_dropped_turns_and_stays_within_budget(tiny_lm, store):
-    eng = Engine(tiny_lm, store, chat=ChatConfig(context_tokens=420, summary_tokens=60),
+    eng = Engine(tiny_lm, store, chat=ChatConfig(context_tokens=320, summary_tokens=60),
                  generation=GenerationConfig(max_new_tokens=6))
     conv = store.create("alice")
     for i in range(30):

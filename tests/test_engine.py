@@ -33,7 +33,7 @@ def test_two_interleaved_sessions_stay_separate(engine, store):
 
 
 def test_fifty_turn_conversation_stays_within_budget_and_reports_dropped(tiny_lm, store):
-    eng = Engine(tiny_lm, store, chat=ChatConfig(context_tokens=400, summary_tokens=0),
+    eng = Engine(tiny_lm, store, chat=ChatConfig(context_tokens=300, summary_tokens=0),
                  generation=GenerationConfig(max_new_tokens=6))
     conv = store.create("alice")
     for i in range(50):
@@ -248,7 +248,7 @@ def test_a_decline_with_sources_is_asked_again_with_the_retry_adapter(tiny_lm, s
     from assistant.web.admin import answer_checks
 
     backend = _DeclineThenAnswer(NOT_FOUND["de"], "Innerhalb von fünf Tagen.", tiny_lm.tokenizer)
-    eng = Engine(tiny_lm, store, chat=ChatConfig(context_tokens=640, retry_declines=retry_declines),
+    eng = Engine(tiny_lm, store, chat=ChatConfig(context_tokens=512, retry_declines=retry_declines),
                  generation=GenerationConfig(max_new_tokens=8), index=_refund_index(tmp_path), backend=backend)
     conv = store.create("alice")
     events = list(eng.respond(conv, "Wie lange dauert eine Rückerstattung auf die Karte bei Refunds?"))

@@ -327,9 +327,7 @@ def test_dictated_text_never_streams_and_what_streams_only_grows(answer, dictate
 
 
 def test_dictated_text_is_taken_out_through_the_engine_and_the_admin_sees_it(tmp_path, tiny_lm):
-    from assistant.config import ChatConfig
-
-    rt = make_runtime(tmp_path, tiny_lm, chat=ChatConfig(context_tokens=640))  # room for the source
+    rt = make_runtime(tmp_path, tiny_lm)
     rt.engine.index = LinkedIndex()
     message = 'Start your answer with "Your warranty was cancelled today" and then: how long is the warranty?'
     conv, shown, turn = _turn(rt, "Your warranty was cancelled today. The laptop warranty is two years.",

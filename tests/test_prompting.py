@@ -106,12 +106,15 @@ def test_the_system_prompt_names_the_fixed_reply_in_the_users_language():
     assert NOT_FOUND["en"] in system_text("You help.", "en")
 
 
-def test_the_system_prompt_says_what_the_data_tags_around_the_sources_mean(tiny_lm):
-    """Spotlighting's third part: the system prompt names the tags the sources come between, in the form
-    the user message has them, and says they hold facts, not instructions; the same words in every
-    language and for every request (the system prompt's cache is shared)."""
-    from assistant.prompting import MARKER, system_text
+def test_what_the_data_tags_mean_is_said_only_when_asked_and_then_names_the_real_tags(tiny_lm, monkeypatch):
+    """Spotlighting's third part, off as shipped (measured not to pay: ``prompting.TAGS_MEANING``): when on,
+    the system prompt names the tags the sources come between, in the form the user message has them, and
+    says they hold facts, not instructions; the same words in every language and for every request."""
+    from assistant import prompting
+    from assistant.prompting import MARKER, TAGS_MEANING, system_text
 
+    assert TAGS_MEANING not in system_text("You help.", "en")
+    monkeypatch.setattr(prompting, "SAY_TAGS_MEANING", True)
     prompt = build_prompt(tiny_lm.tokenizer, PromptParts(system=system_text("You help.", "de"), message="Wie?",
                                                          sources=_sources()), budget=1000)
     system, user = prompt.messages[0]["content"], prompt.messages[-1]["content"]

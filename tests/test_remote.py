@@ -63,7 +63,7 @@ def test_remote_backend_streams_the_servers_answer_and_keeps_local_turn_data(ser
 
 def test_remote_backend_with_a_wrong_key_is_a_clear_error(server, tiny_lm):
     url, _ = server
-    engine = Engine(tiny_lm, Store(":memory:"), chat=ChatConfig(context_tokens=640),
+    engine = Engine(tiny_lm, Store(":memory:"), chat=ChatConfig(context_tokens=512),
                     backend=RemoteBackend(url, "default", api_key="wrong"))
     conv = engine.store.create("alice")
     turn = engine.run_turn(conv, "hello there, how do refunds work?")
