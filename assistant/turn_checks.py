@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from .config import ChatConfig
-from .grounding import EchoCheck, LinkCheck, NumberCheck, QuoteCheck
+from .grounding import SUPPORT_TOKENS, EchoCheck, LinkCheck, NumberCheck, QuoteCheck, source_support
 from .prompting import LeakGuard, RefusalLocalizer, TagStripper
 from .types import Conversation, Prompt, Turn
 
@@ -81,8 +81,6 @@ def support_low(chat: ChatConfig, score: Callable[[list[int], list[int]], list[f
     rescores the answer's first tokens after ``bare_prompt()``, the turn's prompt without its sources.  The
     support goes into ``turn.timings["support"]``, the time it took into ``support_check``.  False where there
     is nothing to check (no sources, a decline, a cancelled turn) or the check fails (the answer stands)."""
-    from .grounding import SUPPORT_TOKENS, source_support
-
     if (not chat.check_support or score is None or not turn.sources or not turn.answer_ids
             or turn.finish_reason == "cancelled" or RefusalLocalizer.refused(turn.answer)):
         return False

@@ -234,6 +234,12 @@ def ask(rt: Any, message: str, section: str, setting: str, qid: str, language: s
     return asked, turn
 
 
+def holds_gold(answer: str, gold: Sequence[str], language: str) -> bool:
+    """Whether ``answer`` contains one of the ``gold`` answers, both normalised as SQuAD does."""
+    text = normalize_answer(answer, language)
+    return any(normalize_answer(g, language) in text for g in gold)
+
+
 def run_xquad(rt: Any, setting: str, args: argparse.Namespace, indexes: dict[str, Any], tmp: Path) -> list[Asked]:
     from assistant.understanding.language import detect
 
@@ -249,16 +255,13 @@ def run_xquad(rt: Any, setting: str, args: argparse.Namespace, indexes: dict[str
         for case, section in [(c, "xquad") for c in present] + [(c, "xquad-absent") for c in absent]:
             a, turn = ask(rt, case.question, section, setting, case.id, lang)
             if section == "xquad":
-                answer = normalize_answer(a.answer, lang)
-                a.contains_gold = any(normalize_answer(g, lang) in answer for g in case.answers)
+                a.contains_gold = holds_gold(a.answer, case.answers, lang)
                 a.f1 = f1_score(a.answer, case.answers, lang)
                 a.gold_shown = case.paragraph in [Path(s.source).stem for s in turn.sources]
                 if a.withheld is not None:
-                    withheld = normalize_answer(a.withheld, lang)
-                    a.withheld_right = any(normalize_answer(g, lang) in withheld for g in case.answers)
+                    a.withheld_right = holds_gold(a.withheld, case.answers, lang)
                 if a.unsupported is not None:
-                    replaced = normalize_answer(a.unsupported, lang)
-                    a.unsupported_right = any(normalize_answer(g, lang) in replaced for g in case.answers)
+                    a.unsupported_right = holds_gold(a.unsupported, case.answers, lang)
             if not a.declined:
                 a.answer_language = answer_language(a.answer, lang, paragraphs.values(), detect)
             log.info("%s %s %s %s: %r", setting, section, lang, case.id,
