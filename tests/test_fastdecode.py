@@ -286,6 +286,61 @@ def test_int4_weight_layout_rows_and_dequantisation_agree_with_the_kernel():
     assert again is not packed and torch.equal(again.dequantize()[:128], packed.dequantize()[64:])
 
 
+def test_8_bit_rows_agree_with_the_kernel_slice_join_4_bit_groups_and_round_trip():
+    """A matrix its file holds finer than 4 bits stays in 8-bit rows: the decode kernel, the prompt path,
+    row lookups and a saved copy give its values; joined to 4-bit groups (q and k beside a finer v) the
+    product is all 8-bit rows, each part's values kept."""
+    from assistant.generation.int4 import Weight
+
+    torch.manual_seed(2)
+    w, b = torch.randn(192, 96), torch.randn(192)
+    rows8 = Weight.from_rows8(w, bias=b)
+    assert rows8.quantized and rows8.rows8.dtype == torch.int8 and rows8.packed is None
+    dense = rows8.dequantize().float()
+    assert float((dense - w).norm() / w.norm()) < 0.01  # 8 bits a value, one scale a row
+    x = torch.randn(3, 96).bfloat16()
+    kernel = rows8(x).float()  # 3 rows: torch's 8-bit kernel
+    assert torch.allclose(kernel, x.float() @ dense.T + b, atol=0.1, rtol=0.01)
+    many = torch.randn(100, 96).bfloat16()  # above DEQUANT_ROWS: de-quantised, bf16 product
+    assert torch.allclose(rows8(many).float(), many.float() @ dense.T + b, atol=0.1, rtol=0.01)
+    ids = torch.tensor([0, 5, 63, 64, 191])
+    assert torch.equal(rows8.rows(ids), rows8.dequantize()[ids])
+    assert torch.equal(rows8.rows_slice(64, 128)(x), rows8(x)[:, 64:128])
+    again = Weight.from_state(rows8.state("w"), "w", "int4")
+    assert torch.equal(again(x), rows8(x)) and again.nbytes == rows8.nbytes < w.numel() * 2
+    four = Weight.from_float(torch.randn(128, 96), "int4")
+    joined = Weight.concat([four, rows8])
+    assert joined.rows8 is not None and joined.out_features == 320
+    assert float((joined.dequantize()[:128].float() - four.dequantize().float()).norm()
+                 / four.dequantize().float().norm()) < 0.01
+    assert torch.equal(joined.dequantize()[128:], rows8.dequantize())
+    assert rows8.like(w).rows8 is not None and four.like(w).packed is not None  # merging keeps the format
+    odd = Weight.from_rows8(torch.randn(64, 70))  # columns not in groups of 32: dense, as from_float keeps it
+    assert odd.rows8 is None and odd.dense is not None
+
+
+def test_a_refined_head_scores_with_4_bit_groups_and_gives_the_best_their_finer_values():
+    """Decode-sized rows: the ``keep`` best of the 4-bit scores carry the finer rows' values, and the top
+    choice is the finer matrix's own; a prompt-sized product keeps the 4-bit scores."""
+    from assistant.generation.int4 import RefinedHead, Weight
+
+    torch.manual_seed(3)
+    w = torch.randn(1024, 64)
+    head = RefinedHead(Weight.from_float(w, "int4"), Weight.from_rows8(w), keep=16)
+    x = torch.randn(5, 64).bfloat16()
+    fine = head.fine(x).float()
+    got = head(x).float()
+    assert torch.equal(got.argmax(-1), fine.argmax(-1))
+    coarse = head.coarse(x).float()
+    top = coarse.topk(16, dim=-1).indices  # the rows recomputed
+    assert torch.allclose(got.gather(1, top), fine.gather(1, top), atol=0.05, rtol=0.01)
+    assert (coarse - fine).abs().max() > 10 * (got.gather(1, top) - fine.gather(1, top)).abs().max()
+    many = torch.randn(60, 64).bfloat16()  # above DEQUANT_ROWS: the 4-bit scores
+    assert torch.equal(head(many), head.coarse(many))
+    with pytest.raises(ValueError, match="rows of the coarse matrix's shape"):
+        RefinedHead(Weight.from_float(w, "int4"), Weight.from_rows8(w[:512]))
+
+
 def _pack_by_hand(q, block):
     """The documented layout (assistant.generation.int4's docstring): byte [b, k, j] = row B b + j | row B b + B/2 + j << 4."""
     n, k = q.shape

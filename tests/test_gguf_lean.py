@@ -1,5 +1,6 @@
-"""GGUF blocks straight into packed 4-bit weights: lossless for Q4_K and Q4_1, checked against the
-``gguf`` package's own de-quantisation; the cache's version stamp; the header reader."""
+"""GGUF blocks straight into packed 4-bit weights: lossless for Q4_K and Q4_1, 8-bit rows for finer
+types, checked against the ``gguf`` package's own de-quantisation; the cache's version stamp; the
+header reader."""
 
 from types import SimpleNamespace
 
@@ -12,39 +13,51 @@ from assistant.generation.gguf_lean import architecture, tensor_weight
 
 
 def _blocks(kind, rows: int, cols: int, seed: int = 0) -> np.ndarray:
-    """Random but valid blocks: finite f16 scales, any 4-bit values and 6-bit sub-scales."""
+    """Random but valid blocks: finite f16 scales, any 4-bit (Q6_K: 6-bit) values and sub-scales."""
     from gguf import GGMLQuantizationType as T
 
     rng = np.random.default_rng(seed)
-    size, values = (144, 256) if kind == T.Q4_K else (20, 32)
+    size, values = {T.Q4_K: (144, 256), T.Q4_1: (20, 32), T.Q6_K: (210, 256)}[kind]
     n = rows * cols // values
     blocks = rng.integers(0, 256, size=(n, size), dtype=np.uint8)
-    blocks[:, 0:2] = np.float16(rng.uniform(0.001, 0.02, n)).view(np.uint8).reshape(n, 2)
-    blocks[:, 2:4] = np.float16(rng.uniform(0.001, 0.02, n)).view(np.uint8).reshape(n, 2)
+    if kind == T.Q6_K:  # 128 low bytes, 64 high bytes, 16 int8 sub-scales, then the f16 scale
+        blocks[:, 208:210] = np.float16(rng.uniform(1e-5, 1e-4, n)).view(np.uint8).reshape(n, 2)
+    else:
+        blocks[:, 0:2] = np.float16(rng.uniform(0.001, 0.02, n)).view(np.uint8).reshape(n, 2)
+        blocks[:, 2:4] = np.float16(rng.uniform(0.001, 0.02, n)).view(np.uint8).reshape(n, 2)
     return blocks.reshape(rows, cols // values * size)
 
 
-@pytest.mark.parametrize("name", ["Q4_K", "Q4_1", "Q8_0", "F16"])
+@pytest.mark.parametrize("name", ["Q4_K", "Q4_1", "Q6_K", "Q8_0", "F16"])
 def test_tensor_weight_equals_the_gguf_packages_dequantisation(name):
     from gguf import GGMLQuantizationType as T
     from gguf.quants import dequantize, quantize
 
+    from assistant.generation.int4 import Weight
+
     kind = getattr(T, name)
     rows, cols = 128, 512  # (out, in)
-    if kind in (T.Q4_K, T.Q4_1):
+    if kind in (T.Q4_K, T.Q4_1, T.Q6_K):
         data = _blocks(kind, rows, cols)
     else:
         data = quantize(np.random.default_rng(1).normal(0, 0.02, (rows, cols)).astype(np.float32), kind)
     tensor = SimpleNamespace(tensor_type=kind, shape=np.array([cols, rows]), data=data)
     expected = torch.from_numpy(dequantize(data, kind).astype(np.float32)).reshape(rows, cols)
     weight = tensor_weight(tensor)
-    assert weight.packed is not None and (weight.out_features, weight.in_features) == (rows, cols)
+    assert (weight.out_features, weight.in_features) == (rows, cols)
     got = weight.dequantize().float()
     error = float((got - expected).norm() / expected.norm())
+    x = torch.randn(3, cols, generator=torch.Generator().manual_seed(0)).bfloat16()
+    product = weight(x).float()  # the decode kernel (3 rows) agrees with the de-quantised matrix
+    reference = x.float() @ expected.T
+    assert float((product - reference).norm() / reference.norm()) < error + 0.01
     if kind in (T.Q4_K, T.Q4_1):
+        assert weight.packed is not None
         assert error < 0.01  # the same 4-bit values; only scale and zero are rounded to bf16
-    else:
-        assert error < 0.1  # re-grouped to 4 bits
+    else:  # finer than 4 bits: 8-bit rows, several times closer to the file than 4-bit groups would be
+        assert weight.rows8 is not None and weight.packed is None
+        regrouped = Weight.from_float(expected, "int4").dequantize().float()
+        assert error < 0.012 and error < float((regrouped - expected).norm() / expected.norm()) / 4
 
 
 def test_architecture_is_read_from_the_header(tmp_path):
@@ -65,8 +78,9 @@ def test_architecture_is_read_from_the_header(tmp_path):
         architecture(bad)
 
 
-def _tiny_checkpoint():
-    """What ``convert`` returns, for a tiny random Qwen2 built here: packed weights, config, tokenizer."""
+def _tiny_checkpoint(fine: tuple[str, ...] = ()):
+    """What ``convert`` returns, for a tiny random Qwen2 built here: packed weights, config, tokenizer;
+    the linear layers named in ``fine`` (e.g. ``v_proj``) as 8-bit rows, as a Q4_K_M file's Q6_K ones."""
     from test_fastdecode import _tiny_qwen2
     from tiny_model import tiny_tokenizer
 
@@ -77,8 +91,11 @@ def _tiny_checkpoint():
     tensors = {}
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Linear) and name != "lm_head":
-            tensors.update(Weight.from_float(module.weight, "int4", bias=module.bias).state(name))
-    tensors.update(Weight.from_float(model.model.embed_tokens.weight, "int4").state("model.embed_tokens"))
+            store = Weight.from_rows8 if name.split(".")[-1] in fine else lambda w, bias: Weight.from_float(w, "int4", bias)
+            tensors.update(store(module.weight, bias=module.bias).state(name))
+    embed = model.model.embed_tokens.weight
+    tensors.update((Weight.from_rows8(embed) if "embed_tokens" in fine else Weight.from_float(embed, "int4"))
+                   .state("model.embed_tokens"))
     tensors.update({k: v.detach().clone() for k, v in model.state_dict().items() if k.endswith("norm.weight")})
     return model, tensors, model.config, tokenizer
 
@@ -116,6 +133,90 @@ def test_the_lean_checkpoint_is_cached_rebuilt_for_a_new_version_and_serves_both
         rebuilt = lean.load_lean(source, tmp_path / "models", "f1")
     assert len(calls) == 2 and rebuilt.folder != first.folder and not first.folder.exists()
     assert sum("from another version; rebuilding" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_matrices_stored_finer_than_4_bits_stay_8_bit_rows_through_cache_fusion_and_both_forwards(tmp_path,
+                                                                                                  monkeypatch):
+    """A Q4_K_M file's Q6_K layer matrices (v and down of half the layers) are kept as 8-bit rows: cached
+    as such, fused with 4-bit q and k into 8-bit rows, shared by the Explain model; and with every layer
+    matrix in 8-bit rows, the lean logits come closer to the float model's."""
+    import assistant.generation.gguf_lean as lean
+
+    ids = list(range(5, 45))
+    errors = {}
+    every = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    for fine in ((), ("v_proj", "down_proj"), every):
+        model, tensors, config, tokenizer = _tiny_checkpoint(fine)
+        monkeypatch.setattr(lean, "convert", lambda path: (dict(tensors), config, tokenizer))
+        loaded = lean.load_lean(tmp_path / "tiny.gguf", tmp_path / f"models{len(fine)}", "f1")
+        with torch.inference_mode():
+            reference = model(torch.tensor([ids])).logits[0, -1]
+            shared = loaded.model(torch.tensor([ids])).logits[0, -1].float()
+        lean_logits = loaded.fast.forward(ids, loaded.fast.new_cache())
+        errors[fine] = float((lean_logits - reference).norm() / reference.norm())
+        assert float((shared - lean_logits).norm() / lean_logits.norm()) < 0.02  # one copy, two forwards
+        if fine == ("v_proj", "down_proj"):
+            from safetensors import safe_open
+
+            with safe_open(str(loaded.folder / "weights.safetensors"), "pt") as f:
+                stored = set(f.keys())
+            assert {"model.layers.0.self_attn.qkv_proj.rows8", "model.layers.0.mlp.down_proj.rows8",
+                    "model.layers.0.mlp.gate_up_proj.packed", "model.embed_tokens.packed"} <= stored
+            assert loaded.fast.layers[0].qkv.rows8 is not None and loaded.fast.head is loaded.fast.embed
+    # the 4-bit embedding, which is the output layer too, keeps the rest of the error
+    assert errors[every] < 0.75 * errors[()] and errors[("v_proj", "down_proj")] < errors[()]
+
+
+def test_a_finer_output_matrix_beside_a_tied_embedding_refines_the_decoders_scores(tmp_path, monkeypatch):
+    """Qwen2.5's Q4_K_M stores its tied output matrix in Q6_K beside a Q4_K embedding: the cached config
+    says where in the file it is, the decoder's head is a ``RefinedHead`` reading its rows from there,
+    shared with the Explain model, and a decode step's greedy choice is the file matrix's own."""
+    from gguf import GGMLQuantizationType as T
+    from gguf.quants import dequantize, quantize
+
+    import assistant.generation.gguf_lean as lean
+    from assistant.generation.int4 import RefinedHead
+
+    model, tensors, config, tokenizer = _tiny_checkpoint()
+    w = model.model.embed_tokens.weight.detach().numpy()
+    blocks = quantize(w, T.Q8_0)  # the "finer" output matrix (the gguf package cannot write Q6_K)
+    source = tmp_path / "tiny.gguf"
+    source.write_bytes(b"x" * 96 + blocks.tobytes())
+    config.lean_output_rows = {"offset": 96, "type": "Q8_0", "rows": w.shape[0], "cols": w.shape[1]}
+    monkeypatch.setattr(lean, "convert", lambda path: (dict(tensors), config, tokenizer))
+    loaded = lean.load_lean(source, tmp_path / "models", "f1")
+    again = lean.load_lean(source, tmp_path / "models", "f1")  # read back from the cache's config
+    for lm in (loaded, again):
+        assert isinstance(lm.fast.head, RefinedHead) and lm.fast.head.coarse is lm.fast.embed
+        assert lm.model.lm_head.weight_store is lm.fast.head
+    fine = torch.from_numpy(dequantize(blocks, T.Q8_0).reshape(w.shape))
+    assert torch.equal(again.fast.head.fine.rows(torch.tensor([3, 0, 383])), fine[[3, 0, 383]])
+    head, seen = again.fast.head, []
+    again.fast.head = lambda x: seen.append(x) or head(x)
+    cache = again.fast.new_cache()
+    first = again.fast.forward(list(range(5, 45)), cache)
+    step = again.fast.forward([int(first.argmax())], cache)  # a decode step
+    assert int(step.argmax()) == int((seen[-1].float() @ fine.T).argmax())
+    (tmp_path / "tiny.gguf").write_bytes(b"x" * 96)  # the file no longer holds those rows
+    with pytest.raises(ModelLoadError, match="does not hold the 384x128 Q8_0 output matrix"):
+        lean.load_lean(source, tmp_path / "models", "f1")
+
+
+def test_the_output_layer_is_re_scored_from_the_files_output_matrix_where_it_is_finer():
+    from types import SimpleNamespace
+
+    from gguf import GGMLQuantizationType as T
+
+    from assistant.generation.gguf_lean import output_rows
+
+    def kinds(embed, output):
+        named = {"token_embd.weight": embed, "output.weight": output}
+        return {k: SimpleNamespace(tensor_type=v) for k, v in named.items() if v is not None}
+
+    assert output_rows(kinds(T.Q4_K, T.Q6_K)) == "output.weight"  # Qwen2.5 in Q4_K_M
+    assert output_rows(kinds(T.Q8_0, None)) == "token_embd.weight"  # Gemma 3 270M: tied, Q8_0
+    assert output_rows(kinds(T.Q6_K, T.Q4_K)) is None  # the output matrix is what scores
+    assert output_rows(kinds(T.Q4_1, None)) is None and output_rows(kinds(T.Q5_0, None)) is None
 
 
 def test_a_damaged_cache_says_how_to_rebuild_it(tmp_path, monkeypatch):

@@ -23,9 +23,13 @@ def test_default_model_loads_offline_on_one_copy_of_4bit_weights_and_answers_fro
     from assistant.types import Source
 
     assert real_lm.name == DEFAULT_MODEL and real_lm.quantization == "int4" and real_lm.adapters == ()
-    assert real_lm.fast is not None and real_lm.fast.layers[0].qkv.packed is not None
+    assert real_lm.fast is not None and all(w.quantized for layer in real_lm.fast.layers
+                                            for w in (layer.qkv, layer.o, layer.gate_up, layer.down))
+    # Q4_K_M: Q6_K matrices (v and down of half the layers) in 8-bit rows, the others in 4-bit groups
+    assert {layer.down.rows8 is not None for layer in real_lm.fast.layers} == {True, False}
     assert not any(isinstance(m, torch.nn.Linear) for m in real_lm.model.modules())
-    assert isinstance(real_lm.model.lm_head, PackedLinear) and real_lm.fast.head is real_lm.fast.embed
+    # the tied output layer: the Q4_K embedding's scores, the best refined from the file's Q6_K rows
+    assert isinstance(real_lm.model.lm_head, PackedLinear) and real_lm.fast.head.coarse is real_lm.fast.embed
     from pathlib import Path
 
     cached = sum(f.stat().st_size for f in Path(real_lm.source).glob("*.safetensors"))

@@ -4,8 +4,17 @@ transformers' own GGUF path de-quantises every tensor to float32 (6.7 GB on
 disk for a 1.5B model, then bitsandbytes re-quantises it).  Here the tensors go
 from the file's blocks to ``int4.Weight`` directly: a Q4_K or Q4_1 block is
 already 4-bit groups of 32 with a scale and a minimum, which is exactly the
-kernel's format, so those pack without any loss; other types (Q6_K, Q8_0, F16,
-F32) are de-quantised with the ``gguf`` package and re-grouped.  The result is
+kernel's format, so those pack without any loss; the layers' matrices of 6 bits
+or more (Q6_K, Q8_0, F16, F32) are de-quantised with the ``gguf`` package and
+kept as 8-bit rows (``int4.Weight.from_rows8``), other types re-grouped into 4
+bits.  The embedding and the output layer are always 4-bit groups (a decode
+step reads the whole output matrix); where the file's output matrix is finer
+(Qwen2.5's Q4_K_M: Q6_K, beside a Q4_K embedding; Gemma 3's tied Q8_0
+embedding), its place in the file is noted in the cached config, and the
+decoder's output layer (``int4.RefinedHead``) re-scores its best tokens from
+the file's own rows.  Re-grouped into 4 bits and scored with the embedding,
+the 1.5B model's next-token distribution sat 7x further from the file's
+(``python -m bench.fidelity``).  The result is
 saved once as one safetensors file (about the GGUF's size) beside the
 tokenizer and config, under a folder named by the file's fingerprint and
 ``CACHE_VERSION``; a folder of another version is rebuilt with one log line.
@@ -33,7 +42,7 @@ from .int4 import Weight, packable
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 """Bumped whenever what the cache holds changes; an older cache is rebuilt."""
 ARCHITECTURES = ("qwen2", "llama", "gemma3")
 _LAYER_NAMES = {  # GGUF name in block N -> transformers name in layer N
@@ -105,9 +114,19 @@ def _q4_1_groups(blocks: Any) -> tuple[Any, Any, Any]:
     return q, d, m
 
 
-def tensor_weight(reader_tensor: Any, bias: Any = None, order: Any = None) -> Weight:
-    """One 2-D GGUF tensor (shape ne0 = in, ne1 = out) as a packed ``Weight`` (lossless for Q4_K/Q4_1),
-    its rows taken in ``order`` where given (4-bit groups run along rows, so that is lossless too)."""
+_FINE = ("Q6_K", "Q8_0", "Q8_1", "Q8_K", "F16", "BF16", "F32", "F64")
+"""GGUF types of 6 bits a weight or more: a layer's matrix of these stays 8-bit rows.  5-bit types go to
+4-bit groups: as 8-bit rows a decode step would read twice their bytes for the one bit."""
+
+
+def _fine(reader_tensor: Any) -> bool:
+    return reader_tensor.tensor_type.name in _FINE
+
+
+def tensor_weight(reader_tensor: Any, bias: Any = None, order: Any = None, groups: bool = False) -> Weight:
+    """One 2-D GGUF tensor (shape ne0 = in, ne1 = out) as a quantized ``Weight``: 4-bit groups (lossless
+    for Q4_K/Q4_1), or 8-bit rows for a type of 6 bits or more unless ``groups``; its rows taken in
+    ``order`` where given (lossless)."""
     import numpy as np
     import torch
     from gguf import GGMLQuantizationType as T
@@ -126,8 +145,9 @@ def tensor_weight(reader_tensor: Any, bias: Any = None, order: Any = None) -> We
         return Weight.from_groups(torch.from_numpy(q.astype(np.int32)), torch.from_numpy(np.ascontiguousarray(scale)),
                                   torch.from_numpy(np.ascontiguousarray(low)), bias=bias)
     w = np.asarray(dequantize(data, kind), dtype=np.float32).reshape(out, inp)
-    return Weight.from_float(torch.from_numpy(np.ascontiguousarray(w if order is None else w[order])), "int4",
-                             bias=bias)
+    w = torch.from_numpy(np.ascontiguousarray(w if order is None else w[order]))
+    return Weight.from_rows8(w, bias=bias) if _fine(reader_tensor) and not groups else \
+        Weight.from_float(w, "int4", bias=bias)
 
 
 def _float_tensor(reader_tensor: Any) -> Any:
@@ -137,6 +157,44 @@ def _float_tensor(reader_tensor: Any) -> Any:
 
     values = dequantize(np.asarray(reader_tensor.data), reader_tensor.tensor_type)
     return torch.from_numpy(np.array(values, dtype=np.float32)).reshape(-1)  # a writable copy
+
+
+def output_rows(by_name: dict[str, Any]) -> str | None:
+    """The file's matrix whose rows re-score the output layer's best tokens (``FileRows`` for
+    ``int4.RefinedHead``): the output matrix (the embedding where the file has no other), where it is of
+    6 bits or more; None where the output layer's 4-bit groups hold all the file has."""
+    name = "output.weight" if "output.weight" in by_name else "token_embd.weight"
+    return name if name in by_name and _fine(by_name[name]) else None
+
+
+class FileRows:
+    """The rows of one matrix as its GGUF file stores them, memory-mapped and de-quantised a few at a time
+    (``int4.RefinedHead``'s recomputed scores): nothing is copied at load; 64 rows of Qwen2.5's Q6_K
+    output matrix de-quantise in about 0.6 ms (2 cores)."""
+
+    def __init__(self, path: Path, offset: int, type: str, rows: int, cols: int) -> None:
+        import numpy as np
+        from gguf import GGMLQuantizationType
+        from gguf.constants import GGML_QUANT_SIZES
+
+        self.kind = GGMLQuantizationType[type]
+        block, size = GGML_QUANT_SIZES[self.kind]
+        row_bytes = cols // block * size
+        if cols % block or offset + rows * row_bytes > path.stat().st_size:
+            raise ModelLoadError(f"GGUF file {path} does not hold the {rows}x{cols} {type} output matrix its cache "
+                                 "names (a different file?); delete the model cache folder to rebuild it")
+        self.data = np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=(rows, row_bytes))
+        self.out_features, self.in_features = rows, cols
+
+    def rows(self, ids: Any) -> Any:
+        """Rows ``ids`` (a 1-D tensor), (len(ids), cols) float32."""
+        import numpy as np
+        import torch
+        from gguf.quants import dequantize
+
+        raw = self.data[np.asarray(ids, dtype=np.int64)]
+        values = np.asarray(dequantize(raw, self.kind), dtype=np.float32)
+        return torch.from_numpy(values.reshape(len(raw), self.in_features))
 
 
 def convert(path: Path) -> tuple[dict[str, Any], Any, Any]:
@@ -156,11 +214,17 @@ def convert(path: Path) -> tuple[dict[str, Any], Any, Any]:
                              f"({', '.join(ARCHITECTURES)} do)")
     config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name)
     # Qwen2.5's files carry an output matrix beside the embedding although the model ties them: the
-    # embedding serves both (one matrix less).  Elsewhere an output matrix means an untied model.
-    untied = arch != "qwen2" and any(t.name == "output.weight" for t in reader.tensors)
-    config.tie_word_embeddings = not untied
-    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    # embedding's groups serve both, and the output matrix, where finer (Q4_K_M: Q6_K against Q4_K; the
+    # embedding alone as output layer moved the next-token distribution as much as all other re-grouping
+    # did), re-scores the best tokens at each step.  Elsewhere an output matrix means an untied model.
     by_name = {t.name: t for t in reader.tensors}
+    untied = arch != "qwen2" and "output.weight" in by_name
+    config.tie_word_embeddings = not untied
+    if fine := output_rows(by_name):
+        out = by_name[fine]
+        config.lean_output_rows = {"offset": int(out.data_offset), "type": out.tensor_type.name,
+                                   "rows": int(out.shape[1]), "cols": int(out.shape[0])}  # saved with the config
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     tensors: dict[str, Any] = {}
     for name, t in by_name.items():
         hf = "lm_head.weight" if untied and name == "output.weight" else _hf_name(name, arch)
@@ -175,7 +239,8 @@ def convert(path: Path) -> tuple[dict[str, Any], Any, Any]:
         if arch == "llama" and hf.endswith(("q_proj.weight", "k_proj.weight")):
             heads = config.num_attention_heads if "q_proj" in hf else config.num_key_value_heads
             order = _unpermute(int(t.shape[1]), heads)
-        tensors.update(tensor_weight(t, bias, order).state(hf[: -len(".weight")]))
+        groups = name in ("token_embd.weight", "output.weight")  # read whole at every step, or looked up
+        tensors.update(tensor_weight(t, bias, order, groups).state(hf[: -len(".weight")]))
     tensors = {k: v.contiguous() if isinstance(v, torch.Tensor) else v for k, v in tensors.items()}
     return tensors, config, tokenizer
 
@@ -192,11 +257,11 @@ def fuse(tensors: dict[str, Any], config: Any) -> None:
         for fused, parts in splits.items():
             module = fused.split(".")[0]  # self_attn or mlp
             prefixes = [f"model.layers.{i}.{module}.{name}" for name, _, _ in parts]
-            if not all(f"{p}.packed" in tensors for p in prefixes):
+            if not all(Weight.stored_quantized(tensors, p) for p in prefixes):
                 continue
             whole = Weight.concat([Weight.from_state(tensors, p, "int4") for p in prefixes])
             for p in prefixes:
-                for part in ("packed", "scale_zero", "dense", "bias"):  # Weight.state's entries
+                for part in Weight.STATE_PARTS:
                     tensors.pop(f"{p}.{part}", None)
             tensors.update(whole.state(f"model.layers.{i}.{fused}"))
 
@@ -304,13 +369,17 @@ def load_lean(path: Path, cache_root: Path, fingerprint: str, adapters: tuple[st
     from transformers import AutoTokenizer
 
     from .fastdecode import FastDecoder
-    from .shared_weights import merge_lora, share_weights, skeleton
+    from .int4 import RefinedHead
+    from .shared_weights import PackedLinear, merge_lora, share_weights, skeleton
 
     checkpoint = load_or_build(path, cache_root, fingerprint, chat_template)
     tokenizer = checkpoint.tokenizer
     if tokenizer is None:  # read from the cache folder, as written
         tokenizer = AutoTokenizer.from_pretrained(checkpoint.folder)
     model = skeleton(checkpoint.config, checkpoint.tensors)
+    rows = getattr(checkpoint.config, "lean_output_rows", None)
+    if rows:  # the file's finer output matrix re-scores the 4-bit scores' best (see ``output_rows``)
+        model.lm_head = PackedLinear(RefinedHead(model.lm_head.weight_store, FileRows(path, **rows)))
     for adapter in adapters:
         merge_lora(model, adapter)
     fast = FastDecoder.build(model, "int4")

@@ -114,7 +114,7 @@ def share_weights(model: Any, fast: Any) -> bool:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = base.config
     q_rows, kv_rows, inter = _row_split(config)
-    if any(w.packed is None for lean in fast.layers for w in (lean.qkv, lean.o, lean.gate_up, lean.down)):
+    if any(not w.quantized for lean in fast.layers for w in (lean.qkv, lean.o, lean.gate_up, lean.down)):
         return False  # a dense copy would only trade the model's precision for the decoder's: keep both
     if any(n % 64 for n in (q_rows, kv_rows, inter)):
         log.info("weights not shared: q/k/v or MLP rows (%d, %d, %d) are not multiples of 64", q_rows, kv_rows, inter)
@@ -180,7 +180,7 @@ def skeleton(config: Any, tensors: dict[str, Any], dtype: Any = None) -> Any:
     for i, layer in enumerate(base.layers):
         p = f"model.layers.{i}"
         for fused, parts in splits.items():  # stored as one matrix (gguf_lean.fuse): row slices of it
-            if f"{p}.{fused}.packed" in tensors:
+            if Weight.stored_quantized(tensors, f"{p}.{fused}"):
                 whole = Weight.from_state(tensors, f"{p}.{fused}", "int4")
                 module = getattr(layer, fused.split(".")[0])
                 for name, start, stop in parts:
@@ -252,5 +252,5 @@ def merge_lora(model: Any, adapter: Path | str) -> int:
             raise ModelLoadError(f"adapter {str(adapter)!r} does not fit the base model: {name} is "
                                  f"{store.out_features}x{store.in_features}, the adapter's is {b.shape[0]}x{a.shape[1]}")
         w = store.dequantize().float() + scale * (b.float() @ a.float())
-        module.weight_store = Weight.from_float(w, store.fmt, bias=store.bias)
+        module.weight_store = store.like(w, bias=store.bias)
     return len(pairs)
