@@ -335,6 +335,8 @@ def test_a_refined_head_scores_with_4_bit_groups_and_gives_the_best_their_finer_
     top = coarse.topk(16, dim=-1).indices  # the rows recomputed
     assert torch.allclose(got.gather(1, top), fine.gather(1, top), atol=0.05, rtol=0.01)
     assert (coarse - fine).abs().max() > 10 * (got.gather(1, top) - fine.gather(1, top)).abs().max()
+    together = head(x)  # a speculative draft's rows score as each would alone
+    assert all(torch.equal(together[i], head(x[i:i + 1])[0]) for i in range(5))
     many = torch.randn(60, 64).bfloat16()  # above DEQUANT_ROWS: the 4-bit scores
     assert torch.equal(head(many), head.coarse(many))
     with pytest.raises(ValueError, match="rows of the coarse matrix's shape"):

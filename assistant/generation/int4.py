@@ -436,7 +436,9 @@ class RefinedHead:
         scores = logits.reshape(-1, self.out_features)
         top = scores.topk(min(self.keep, self.out_features), dim=-1).indices  # (n, keep)
         ids, where = top.unique(return_inverse=True)  # each row read once
-        rows = self.fine.rows(ids).float()  # (unique, in)
-        exact = (flat.float() @ rows.t()).gather(1, where)  # (n, keep)
+        rows = self.fine.rows(ids).float()[where]  # (n, keep, in)
+        # one product per row, so that a row's scores do not depend on the rows beside it (a speculative
+        # draft's check must score exactly as plain decoding does)
+        exact = torch.bmm(rows, flat.float()[:, :, None])[..., 0]  # (n, keep)
         scores.scatter_(1, top, exact.to(scores.dtype))
         return logits
