@@ -13,7 +13,7 @@ Environment variables are read here and nowhere else.  All of them start with
                          (unset: the shipped one where the registry says so)
 ``ASSISTANT_DEVICE``     ``auto`` | ``cpu`` | ``cuda``
 ``ASSISTANT_THREADS``    CPU threads for torch (0 = torch's default)
-``ASSISTANT_FAST_DECODE`` weights of the lean CPU decoder: int4, bfloat16, float32 or off
+``ASSISTANT_FAST_DECODE`` weights of the lean CPU decoder: int4, mixed, bfloat16, float32 or off
 ``ASSISTANT_GENERATOR``  transformers (default) or llama.cpp
 ``ASSISTANT_QUANTIZATION`` ``nf4`` | ``fp4`` | ``int8`` | ``none``
 ``ASSISTANT_REMOTE_URL`` OpenAI-compatible server to generate on (``ASSISTANT_REMOTE_MODEL``,
@@ -37,12 +37,12 @@ from .errors import ConfigError
 Quantization = Literal["nf4", "fp4", "int8", "none"]
 ComputeDtype = Literal["auto", "float32", "bfloat16", "float16"]
 Device = Literal["auto", "cpu", "cuda"]
-FastDecode = Literal["int4", "bfloat16", "float32", "off"]
+FastDecode = Literal["int4", "mixed", "bfloat16", "float32", "off"]
 
 QUANTIZATIONS = ("nf4", "fp4", "int8", "none")
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
-FAST_DECODES = ("int4", "bfloat16", "float32", "off")
+FAST_DECODES = ("int4", "mixed", "bfloat16", "float32", "off")
 
 ENV_PREFIX = "ASSISTANT_"
 _ORIGIN = re.compile(r"^https?://(?:[a-z0-9\-]+(?:\.[a-z0-9\-]+)*|\[[0-9a-f:.]+\])(?::\d{1,5})?$")
@@ -93,7 +93,9 @@ class ModelConfig:
     fast_decode: FastDecode = "int4"
     """Weights of the lean CPU forward that generates answers (``assistant.generation.fastdecode``, Llama and Gemma 3
     models on CPU; others keep transformers): ``int4`` (4-bit groups for decode, bf16 for prefill),
-    ``bfloat16``, ``float32``, or ``off`` to generate with transformers' own forward."""
+    ``mixed`` (a GGUF file's matrices of 6 bits or more as 8-bit rows, its finer output matrix re-scoring
+    the best tokens: the file's own model, about 10% slower to decode; ``gguf_lean``), ``bfloat16``,
+    ``float32``, or ``off`` to generate with transformers' own forward."""
     decode_batch: int = 8
     """Most conversations whose decode steps of the lean decoder run as one batch (``assistant.generation.batching``:
     one read of the weights serves them all); 1 runs each conversation's steps alone."""

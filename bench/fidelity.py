@@ -3,7 +3,9 @@
 The reference is the file de-quantised to float32, every tensor as the file
 stores it (Qwen2.5's Q4_K_M: its Q6_K output matrix as the output layer), run
 through transformers.  The lean model (``gguf_lean.load_lean``, as the app
-loads it) reads the same prompts: XQuAD paragraphs with a question and the gold
+loads it), in each ``--fast-decode`` setting asked for (``int4``, the default:
+everything in 4-bit groups; ``mixed``: the file's finer matrices kept finer),
+reads the same prompts: XQuAD paragraphs with a question and the gold
 answer as the assistant's turn, in six languages (the last article of
 xquad-dev, held out from the answer benchmark's training data either way),
 teacher-forced.  Per position: the KL divergence from the reference's
@@ -12,7 +14,7 @@ token first.  Every position is scored with the lean decoder's prompt path
 except the output layer, which is applied one position at a time, as a decode
 step applies it (``int4.RefinedHead``).
 
-    python -m bench.fidelity [--model qwen2.5-coder-1.5b-instruct] [--tokens 400]
+    python -m bench.fidelity [--model qwen2.5-coder-1.5b-instruct] [--tokens 400] [--settings int4,mixed]
 
 About 7 GB of memory for the float32 reference of the 1.5B model; 4 minutes on 2 cores.
 """
@@ -83,6 +85,8 @@ def reference_model(path: Path):
 
 
 def main(argv: list[str] | None = None) -> str:
+    import tempfile
+
     import torch
 
     from assistant.generation.gguf_lean import load_lean
@@ -92,33 +96,43 @@ def main(argv: list[str] | None = None) -> str:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default=DEFAULT_MODEL, help="a registry model stored as a qwen2 GGUF file")
     ap.add_argument("--tokens", type=int, default=400, help="tokens of each prompt scored")
+    ap.add_argument("--settings", default="int4,mixed", help="--fast-decode settings to compare")
     args = ap.parse_args(argv)
     home = assistant_home()
     path = gguf_path_for(MODELS[args.model], home)
-    lean = load_lean(path, home / "models", _file_fingerprint(path))
-    texts = prompts(lean.tokenizer, args.tokens)
     started = time.time()
-    rows, kls, agree, total = [], [], 0, 0
+    scores, texts, folders = {}, None, {}
     with torch.inference_mode():
-        lean_scores = []
-        for _, ids in texts:
-            hidden = lean.model(torch.tensor([ids]), output_hidden_states=True).hidden_states[-1][0]
-            lean_scores.append(torch.cat([lean.fast.head(hidden[i:i + 1]) for i in range(len(ids))]).float())
+        for setting in args.settings.split(","):
+            with tempfile.TemporaryDirectory() as scratch:  # the app's own cache stays as it is
+                root = home / "models" if setting == "int4" else Path(scratch)
+                lean = load_lean(path, root, _file_fingerprint(path), mixed=setting == "mixed")
+                folders[setting] = lean.folder.name
+                texts = texts or prompts(lean.tokenizer, args.tokens)
+                scores[setting] = []
+                for _, ids in texts:
+                    hidden = lean.model(torch.tensor([ids]), output_hidden_states=True).hidden_states[-1][0]
+                    scores[setting].append(torch.cat([lean.fast.head(hidden[i:i + 1]) for i in range(len(ids))]).float())
+                del lean
         reference = reference_model(path)
-        for (lang, ids), got in zip(texts, lean_scores):
-            ref = torch.log_softmax(reference(torch.tensor([ids])).logits[0].float(), -1)
-            mine = torch.log_softmax(got, -1)
+        refs = [torch.log_softmax(reference(torch.tensor([ids])).logits[0].float(), -1) for _, ids in texts]
+    rows = []
+    for setting, got in scores.items():
+        kls, agree, total = [], 0, 0
+        for (lang, ids), ref, mine in zip(texts, refs, got):
+            mine = torch.log_softmax(mine, -1)
             kl = (ref.exp() * (ref - mine)).sum(-1)
             same = int((ref.argmax(-1) == mine.argmax(-1)).sum())
             kls.append(kl)
             agree, total = agree + same, total + len(ids)
-            rows.append([lang, len(ids), float(kl.mean()), float(kl.quantile(0.95)), same / len(ids)])
-    every = torch.cat(kls)
-    rows.append(["all", total, float(every.mean()), float(every.quantile(0.95)), agree / total])
+            rows.append([setting, lang, len(ids), float(kl.mean()), float(kl.quantile(0.95)), same / len(ids)])
+        every = torch.cat(kls)
+        rows.append([setting, "all", total, float(every.mean()), float(every.quantile(0.95)), agree / total])
     md = header("Fidelity of the lean decoder to the GGUF file") + "\n" + table(
-        ["language", "positions", "KL mean (nats)", "KL p95", "same first token"], rows) + (
-        f"\n\n`python -m bench.fidelity --model {args.model} --tokens {args.tokens}`: {path.name} as the app loads it "
-        f"(`{lean.folder.name}`) against the file de-quantised to float32; {time.time() - started:.0f} s.\n")
+        ["--fast-decode", "language", "positions", "KL mean (nats)", "KL p95", "same first token"], rows) + (
+        f"\n\n`python -m bench.fidelity --model {args.model} --tokens {args.tokens} --settings {args.settings}`: "
+        f"{path.name} as the app loads it ({', '.join(f'`{f}`' for f in folders.values())}) against the file "
+        f"de-quantised to float32; {time.time() - started:.0f} s.\n")
     print(md)
     save("fidelity", md)
     return md

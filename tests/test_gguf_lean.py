@@ -108,7 +108,7 @@ def test_the_lean_checkpoint_is_cached_rebuilt_for_a_new_version_and_serves_both
 
     model, tensors, config, tokenizer = _tiny_checkpoint()
     calls = []
-    monkeypatch.setattr(lean, "convert", lambda path: calls.append(path) or (dict(tensors), config, tokenizer))
+    monkeypatch.setattr(lean, "convert", lambda path, mixed=False: calls.append(path) or (dict(tensors), config, tokenizer))
     source = tmp_path / "tiny.gguf"
     first = lean.load_lean(source, tmp_path / "models", "f1")
     again = lean.load_lean(source, tmp_path / "models", "f1")
@@ -132,7 +132,7 @@ def test_the_lean_checkpoint_is_cached_rebuilt_for_a_new_version_and_serves_both
     with caplog.at_level(logging.INFO, logger="assistant.generation.gguf_lean"):
         rebuilt = lean.load_lean(source, tmp_path / "models", "f1")
     assert len(calls) == 2 and rebuilt.folder != first.folder and not first.folder.exists()
-    assert sum("from another version; rebuilding" in r.getMessage() for r in caplog.records) == 1
+    assert sum("from another version or --fast-decode setting; rebuilding" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_matrices_stored_finer_than_4_bits_stay_8_bit_rows_through_cache_fusion_and_both_forwards(tmp_path,
@@ -147,7 +147,7 @@ def test_matrices_stored_finer_than_4_bits_stay_8_bit_rows_through_cache_fusion_
     every = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
     for fine in ((), ("v_proj", "down_proj"), every):
         model, tensors, config, tokenizer = _tiny_checkpoint(fine)
-        monkeypatch.setattr(lean, "convert", lambda path: (dict(tensors), config, tokenizer))
+        monkeypatch.setattr(lean, "convert", lambda path, mixed=False: (dict(tensors), config, tokenizer))
         loaded = lean.load_lean(tmp_path / "tiny.gguf", tmp_path / f"models{len(fine)}", "f1")
         with torch.inference_mode():
             reference = model(torch.tensor([ids])).logits[0, -1]
@@ -183,7 +183,7 @@ def test_a_finer_output_matrix_beside_a_tied_embedding_refines_the_decoders_scor
     source = tmp_path / "tiny.gguf"
     source.write_bytes(b"x" * 96 + blocks.tobytes())
     config.lean_output_rows = {"offset": 96, "type": "Q8_0", "rows": w.shape[0], "cols": w.shape[1]}
-    monkeypatch.setattr(lean, "convert", lambda path: (dict(tensors), config, tokenizer))
+    monkeypatch.setattr(lean, "convert", lambda path, mixed=False: (dict(tensors), config, tokenizer))
     loaded = lean.load_lean(source, tmp_path / "models", "f1")
     again = lean.load_lean(source, tmp_path / "models", "f1")  # read back from the cache's config
     for lm in (loaded, again):
@@ -223,7 +223,7 @@ def test_a_damaged_cache_says_how_to_rebuild_it(tmp_path, monkeypatch):
     import assistant.generation.gguf_lean as lean
 
     _, tensors, config, tokenizer = _tiny_checkpoint()
-    monkeypatch.setattr(lean, "convert", lambda path: (dict(tensors), config, tokenizer))
+    monkeypatch.setattr(lean, "convert", lambda path, mixed=False: (dict(tensors), config, tokenizer))
     folder = lean.load_lean(tmp_path / "tiny.gguf", tmp_path / "models", "f1").folder
     (folder / "weights.safetensors").write_bytes(b"garbage")
     with pytest.raises(ModelLoadError, match="is damaged.*delete that folder"):
@@ -237,7 +237,7 @@ def test_a_cache_that_cannot_be_written_leaves_the_model_running_from_memory(tmp
     import assistant.generation.gguf_lean as lean
 
     _, tensors, config, tokenizer = _tiny_checkpoint()
-    monkeypatch.setattr(lean, "convert", lambda path: (dict(tensors), config, tokenizer))
+    monkeypatch.setattr(lean, "convert", lambda path, mixed=False: (dict(tensors), config, tokenizer))
     blocker = tmp_path / "home"
     blocker.write_text("a file where the cache folder's parent should be")
     with caplog.at_level(logging.WARNING, logger="assistant.generation.gguf_lean"):
@@ -260,7 +260,7 @@ def test_a_lora_adapter_is_merged_into_the_packed_weights(tmp_path, monkeypatch)
     import assistant.generation.gguf_lean as lean
 
     model, tensors, config, tokenizer = _tiny_checkpoint()
-    monkeypatch.setattr(lean, "convert", lambda path: (dict(tensors), config, tokenizer))
+    monkeypatch.setattr(lean, "convert", lambda path, mixed=False: (dict(tensors), config, tokenizer))
     peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
     for name, p in peft_model.named_parameters():
         if "lora_B" in name:
@@ -335,7 +335,7 @@ def test_the_retry_adapter_reaches_the_explain_model_only_inside_adapter_active(
     from assistant.generation.shared_weights import adapter_active, share_lora
 
     model, tensors, config, tokenizer = _tiny_checkpoint()
-    monkeypatch.setattr(lean, "convert", lambda path: (dict(tensors), config, tokenizer))
+    monkeypatch.setattr(lean, "convert", lambda path, mixed=False: (dict(tensors), config, tokenizer))
     peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj",
                                                                                     "down_proj"]))
     for name, p in peft_model.named_parameters():

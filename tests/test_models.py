@@ -23,13 +23,9 @@ def test_default_model_loads_offline_on_one_copy_of_4bit_weights_and_answers_fro
     from assistant.types import Source
 
     assert real_lm.name == DEFAULT_MODEL and real_lm.quantization == "int4" and real_lm.adapters == ()
-    assert real_lm.fast is not None and all(w.quantized for layer in real_lm.fast.layers
-                                            for w in (layer.qkv, layer.o, layer.gate_up, layer.down))
-    # Q4_K_M: Q6_K matrices (v and down of half the layers) in 8-bit rows, the others in 4-bit groups
-    assert {layer.down.rows8 is not None for layer in real_lm.fast.layers} == {True, False}
+    assert real_lm.fast is not None and real_lm.fast.layers[0].qkv.packed is not None
     assert not any(isinstance(m, torch.nn.Linear) for m in real_lm.model.modules())
-    # the tied output layer: the Q4_K embedding's scores, the best refined from the file's Q6_K rows
-    assert isinstance(real_lm.model.lm_head, PackedLinear) and real_lm.fast.head.coarse is real_lm.fast.embed
+    assert isinstance(real_lm.model.lm_head, PackedLinear) and real_lm.fast.head is real_lm.fast.embed
     from pathlib import Path
 
     cached = sum(f.stat().st_size for f in Path(real_lm.source).glob("*.safetensors"))
@@ -312,3 +308,32 @@ def test_a_missing_retry_adapter_is_a_clear_load_error(tmp_path):
         _attach_retry(ModelConfig(name="x", retry_adapter=str(tmp_path)), Fast(), (), [])
     notes: list = []
     assert _attach_retry(ModelConfig(name="x", retry_adapter=str(tmp_path)), None, (), notes) == ""  # no lean decoder
+
+
+def test_mixed_weights_keep_the_default_files_finer_matrices_and_answer_from_a_source(tmp_path, real_lm):
+    """``--fast-decode mixed`` on the real default file: its Q6_K matrices (v and down of half the layers)
+    as 8-bit rows, the output layer re-scored from the file's Q6_K rows, and a greedy answer read from the
+    source, as the default build gives it."""
+    from pathlib import Path
+
+    import torch
+
+    from assistant.generation.gguf_lean import load_lean
+    from assistant.generation.int4 import RefinedHead
+    from assistant.generation.models import DEFAULT_MODEL, MODELS, _file_fingerprint, gguf_path_for
+
+    path = gguf_path_for(MODELS[DEFAULT_MODEL], Path(real_lm.source).parent.parent)
+    mixed = load_lean(path, tmp_path / "models", _file_fingerprint(path), mixed=True)
+    assert mixed.folder.name.endswith("-mixed")
+    assert {layer.down.rows8 is not None for layer in mixed.fast.layers} == {True, False}
+    assert isinstance(mixed.fast.head, RefinedHead) and mixed.fast.head.coarse is mixed.fast.embed
+    messages = [{"role": "user", "content": "Our head office is in Lyon. The Paris office opens at 9.\n\n"
+                                            "Where is the head office? Answer in a few words."}]
+    ids = mixed.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+    cache, out = mixed.fast.new_cache(), []
+    logits = mixed.fast.forward(ids, cache)
+    for _ in range(8):
+        out.append(int(torch.argmax(logits)))
+        logits = mixed.fast.forward(out[-1:], cache)
+    assert "Lyon" in mixed.tokenizer.decode(out)

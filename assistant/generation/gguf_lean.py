@@ -4,17 +4,20 @@ transformers' own GGUF path de-quantises every tensor to float32 (6.7 GB on
 disk for a 1.5B model, then bitsandbytes re-quantises it).  Here the tensors go
 from the file's blocks to ``int4.Weight`` directly: a Q4_K or Q4_1 block is
 already 4-bit groups of 32 with a scale and a minimum, which is exactly the
-kernel's format, so those pack without any loss; the layers' matrices of 6 bits
-or more (Q6_K, Q8_0, F16, F32) are de-quantised with the ``gguf`` package and
-kept as 8-bit rows (``int4.Weight.from_rows8``), other types re-grouped into 4
-bits.  The embedding and the output layer are always 4-bit groups (a decode
-step reads the whole output matrix); where the file's output matrix is finer
-(Qwen2.5's Q4_K_M: Q6_K, beside a Q4_K embedding; Gemma 3's tied Q8_0
-embedding), its place in the file is noted in the cached config, and the
-decoder's output layer (``int4.RefinedHead``) re-scores its best tokens from
-the file's own rows.  Re-grouped into 4 bits and scored with the embedding,
-the 1.5B model's next-token distribution sat 7x further from the file's
-(``python -m bench.fidelity``).  The result is
+kernel's format, so those pack without any loss; other types (Q6_K, Q8_0, F16,
+F32) are de-quantised with the ``gguf`` package and re-grouped into 4 bits.
+
+``mixed`` (``--fast-decode mixed``) keeps the file's own model instead: the
+layers' matrices of 6 bits or more stay 8-bit rows (``int4.Weight.from_rows8``),
+and where the file's output matrix is finer than 4 bits (Qwen2.5's Q4_K_M: Q6_K,
+beside a Q4_K embedding; Gemma 3's tied Q8_0 embedding) its place in the file
+is noted in the cached config, and the decoder's output layer
+(``int4.RefinedHead``) re-scores its best tokens from the file's own rows; the
+embedding and the 4-bit scores stay 4-bit groups either way (a decode step
+reads the whole output matrix).  The 1.5B default's next-token distribution
+sits at KL 0.004 nats a token from the file's with it, 0.028 without
+(``python -m bench.fidelity``), for about 10% of decode speed and no measured
+change in its answers (bench/RESULTS.md); so ``int4`` stays the default.  The result is
 saved once as one safetensors file (about the GGUF's size) beside the
 tokenizer and config, under a folder named by the file's fingerprint and
 ``CACHE_VERSION``; a folder of another version is rebuilt with one log line.
@@ -42,7 +45,7 @@ from .int4 import Weight, packable
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 3
+CACHE_VERSION = 2
 """Bumped whenever what the cache holds changes; an older cache is rebuilt."""
 ARCHITECTURES = ("qwen2", "llama", "gemma3")
 _LAYER_NAMES = {  # GGUF name in block N -> transformers name in layer N
@@ -197,9 +200,10 @@ class FileRows:
         return torch.from_numpy(values.reshape(len(raw), self.in_features))
 
 
-def convert(path: Path) -> tuple[dict[str, Any], Any, Any]:
+def convert(path: Path, mixed: bool = False) -> tuple[dict[str, Any], Any, Any]:
     """Read ``path``: (tensors by transformers name, config, tokenizer).  Linear weights become
-    ``Weight.state`` entries; the output layer is the token embedding's matrix where the model ties them."""
+    ``Weight.state`` entries; the output layer is the token embedding's matrix where the model ties them.
+    ``mixed``: the file's finer matrices as 8-bit rows and its output rows noted (module docstring)."""
     import torch
     from gguf import GGUFReader
     from transformers import AutoConfig, AutoTokenizer
@@ -220,7 +224,7 @@ def convert(path: Path) -> tuple[dict[str, Any], Any, Any]:
     by_name = {t.name: t for t in reader.tensors}
     untied = arch != "qwen2" and "output.weight" in by_name
     config.tie_word_embeddings = not untied
-    if fine := output_rows(by_name):
+    if mixed and (fine := output_rows(by_name)):
         out = by_name[fine]
         config.lean_output_rows = {"offset": int(out.data_offset), "type": out.tensor_type.name,
                                    "rows": int(out.shape[1]), "cols": int(out.shape[0])}  # saved with the config
@@ -239,7 +243,7 @@ def convert(path: Path) -> tuple[dict[str, Any], Any, Any]:
         if arch == "llama" and hf.endswith(("q_proj.weight", "k_proj.weight")):
             heads = config.num_attention_heads if "q_proj" in hf else config.num_key_value_heads
             order = _unpermute(int(t.shape[1]), heads)
-        groups = name in ("token_embd.weight", "output.weight")  # read whole at every step, or looked up
+        groups = not mixed or name in ("token_embd.weight", "output.weight")  # read whole at every step
         tensors.update(tensor_weight(t, bias, order, groups).state(hf[: -len(".weight")]))
     tensors = {k: v.contiguous() if isinstance(v, torch.Tensor) else v for k, v in tensors.items()}
     return tensors, config, tokenizer
@@ -266,25 +270,28 @@ def fuse(tensors: dict[str, Any], config: Any) -> None:
             tensors.update(whole.state(f"model.layers.{i}.{fused}"))
 
 
-def cache_folder(path: Path, cache_root: Path, fingerprint: str) -> Path:
-    return cache_root / f"{path.stem}-{fingerprint}-lean{CACHE_VERSION}"
+def cache_folder(path: Path, cache_root: Path, fingerprint: str, mixed: bool = False) -> Path:
+    return cache_root / f"{path.stem}-{fingerprint}-lean{CACHE_VERSION}{'-mixed' if mixed else ''}"
 
 
-def load_or_build(path: Path, cache_root: Path, fingerprint: str, chat_template: str | None = None) -> LeanCheckpoint:
-    """The lean checkpoint of GGUF ``path``, converting it once into ``cache_root``."""
+def load_or_build(path: Path, cache_root: Path, fingerprint: str, chat_template: str | None = None,
+                  mixed: bool = False) -> LeanCheckpoint:
+    """The lean checkpoint of GGUF ``path``, converting it once into ``cache_root``; one cache a file
+    (switching ``mixed`` replaces it)."""
     from safetensors.torch import save_file
     from transformers import AutoConfig
 
-    target = cache_folder(path, cache_root, fingerprint)
+    target = cache_folder(path, cache_root, fingerprint, mixed)
     if not (target / "lean.json").is_file():
         stale = sorted(p.name for p in cache_root.glob(f"{path.stem}-{fingerprint}-lean*") if p != target) \
             if cache_root.is_dir() else []
         if stale:
-            log.info("lean cache %s is from another version; rebuilding it as %s", ", ".join(stale), target.name)
+            log.info("lean cache %s is from another version or --fast-decode setting; rebuilding it as %s",
+                     ", ".join(stale), target.name)
             for old in stale:
                 shutil.rmtree(cache_root / old, ignore_errors=True)
         with progress.step(f"packing {path.name} for this CPU (once, about a minute)", log=log, detail=str(target)):
-            tensors, config, tokenizer = convert(path)
+            tensors, config, tokenizer = convert(path, mixed=mixed)
             fuse(tensors, config)
             if chat_template and not tokenizer.chat_template:
                 tokenizer.chat_template = chat_template
@@ -364,15 +371,16 @@ class LeanModel:
 
 
 def load_lean(path: Path, cache_root: Path, fingerprint: str, adapters: tuple[str, ...] = (),
-              chat_template: str | None = None) -> LeanModel:
-    """GGUF ``path`` as one copy of packed 4-bit weights serving both forwards, adapters merged."""
+              chat_template: str | None = None, mixed: bool = False) -> LeanModel:
+    """GGUF ``path`` as one copy of packed 4-bit weights serving both forwards, adapters merged;
+    ``mixed``: its finer matrices kept finer (module docstring)."""
     from transformers import AutoTokenizer
 
     from .fastdecode import FastDecoder
     from .int4 import RefinedHead
     from .shared_weights import PackedLinear, merge_lora, share_weights, skeleton
 
-    checkpoint = load_or_build(path, cache_root, fingerprint, chat_template)
+    checkpoint = load_or_build(path, cache_root, fingerprint, chat_template, mixed)
     tokenizer = checkpoint.tokenizer
     if tokenizer is None:  # read from the cache folder, as written
         tokenizer = AutoTokenizer.from_pretrained(checkpoint.folder)

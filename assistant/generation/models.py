@@ -359,7 +359,7 @@ def _lean_gguf(config: ModelConfig, device: str, home: Path) -> Path | None:
     quantization, a model that is no GGUF file, or an architecture the lean loader lacks."""
     from .gguf_lean import ARCHITECTURES, architecture
 
-    if device != "cpu" or config.fast_decode != "int4" or config.quantization == "none":
+    if device != "cpu" or config.fast_decode not in ("int4", "mixed") or config.quantization == "none":
         return None
     if config.name in MODELS:
         path = gguf_path_for(MODELS[config.name], home)
@@ -384,7 +384,7 @@ def _load_lean(config: ModelConfig, path: Path, adapters: tuple[str, ...], home:
                                  "`assistant finetune`")
     spec = MODELS.get(config.name)
     lean = load_lean(path, home / "models", _file_fingerprint(path), tuple(adapters),
-                     spec.chat_template if spec else None)
+                     spec.chat_template if spec else None, mixed=config.fast_decode == "mixed")
     tokenizer, model = lean.tokenizer, lean.model
     notes = ["packed 4-bit weights from the GGUF file, one copy for generation and Explain"]
     # Another generator (llama.cpp, a remote server) answers: the packed weights stay for Explain, under
