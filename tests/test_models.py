@@ -337,3 +337,11 @@ def test_mixed_weights_keep_the_default_files_finer_matrices_and_answer_from_a_s
         out.append(int(torch.argmax(logits)))
         logits = mixed.fast.forward(out[-1:], cache)
     assert "Lyon" in mixed.tokenizer.decode(out)
+
+
+def test_mixed_weights_on_a_model_that_is_no_gguf_file_decode_from_4_bit_groups(tiny_model_dir, tmp_path):
+    """``--fast-decode mixed`` keeps a GGUF file's finer matrices; a model folder has none to keep, so it
+    decodes from 4-bit groups, as ``int4`` (not from the bf16 copy an unknown weight format would give)."""
+    lm = load_model(ModelConfig(name=str(tiny_model_dir), quantization="none", fast_decode="mixed", adapters=()),
+                    home=tmp_path)
+    assert lm.fast is not None and lm.fast.fmt == "int4"
