@@ -178,8 +178,8 @@ class Weight:
 
     @classmethod
     def from_rows8(cls, w: Any, bias: Any = None) -> "Weight":
-        """From a float weight (out, in) as symmetric 8-bit rows: for a matrix its file holds at more than
-        4 bits (see the module docstring).  A matrix whose columns are not groups of 32 stays dense, as
+        """From a float weight (out, in) as symmetric 8-bit rows: for a matrix its file holds at 6 bits or
+        more (see the module docstring).  A matrix whose columns are not groups of 32 stays dense, as
         ``from_float`` keeps it (torch's 8-bit kernel crashed on 70 columns)."""
         torch = _torch()
         out, inp = w.shape
@@ -418,7 +418,7 @@ class RefinedHead:
 
     @property
     def nbytes(self) -> int:
-        return 0  # the coarse matrix is the embedding, counted there; the fine rows stay in the file
+        return self.coarse.nbytes  # a tied model's embedding; the fine rows stay in the file
 
     @property
     def dtype(self) -> Any:
