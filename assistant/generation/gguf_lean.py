@@ -17,10 +17,12 @@ embedding and the 4-bit scores stay 4-bit groups either way (a decode step
 reads the whole output matrix).  The 1.5B default's next-token distribution
 sits at KL 0.004 nats a token from the file's with it, 0.028 without
 (``python -m bench.fidelity``), for about 10% of decode speed and no measured
-change in its answers (bench/RESULTS.md); so ``int4`` stays the default.  The result is
-saved once as one safetensors file (about the GGUF's size) beside the
-tokenizer and config, under a folder named by the file's fingerprint and
-``CACHE_VERSION``; a folder of another version is rebuilt with one log line.
+change in its answers (bench/RESULTS.md); so ``int4`` stays the default.
+
+The result is saved once as one safetensors file (about the GGUF's size)
+beside the tokenizer and config, under a folder named by the file's
+fingerprint, ``CACHE_VERSION`` and the setting; a folder of another version or
+setting is replaced, with one log line.
 
 Supported: ``qwen2`` (Qwen2 / Qwen2.5), ``llama`` (SmolLM2; llama.cpp stores
 its q and k rows interleaved for its RoPE, put back here) and ``gemma3`` (its
