@@ -196,6 +196,40 @@ def test_gemma3_forward_equals_transformers_across_the_sliding_window():
     assert float((out - ref[-1]).norm() / ref[-1].norm()) < 0.03
 
 
+@pytest.mark.parametrize("amx", [True, False])
+def test_bf16_decode_steps_attend_alike_through_sdpa_or_the_products(tiny_lm, monkeypatch, amx):
+    """A bf16 decode step attends through torch's SDPA where the CPU has AMX and through two batched
+    products elsewhere (``fastdecode.cpu_has_amx``); both stay as close to the float32 forward."""
+    from assistant.generation import fastdecode
+
+    monkeypatch.setattr(fastdecode, "cpu_has_amx", lambda: amx)
+    ref = _reference_logits(tiny_lm.model, IDS)
+    fast = FastDecoder.build(tiny_lm.model, "bfloat16")
+    cache = fast.new_cache()
+    fast.forward(IDS[:30], cache)
+    for i in range(30, 40):  # decode steps over a growing cache
+        out = fast.forward([IDS[i]], cache)
+        assert float((out - ref[i]).norm() / ref[i].norm()) < 0.02
+    # and the one-query attention itself agrees between the two ways
+    q = torch.randn(1, fast.heads, 1, fast.head_dim).bfloat16()
+    keys, values = (torch.randn(fast.kv_heads, 50, fast.head_dim).bfloat16() for _ in range(2))
+    monkeypatch.setattr(fastdecode, "cpu_has_amx", lambda: not amx)
+    other = fast._attend_one(q, keys, values)
+    monkeypatch.setattr(fastdecode, "cpu_has_amx", lambda: amx)
+    assert torch.allclose(fast._attend_one(q, keys, values).float(), other.float(), atol=2e-2)
+
+
+def test_amx_is_read_from_the_cpu_flags(tmp_path):
+    from assistant.generation.fastdecode import cpu_has_amx
+
+    sapphire, zen4 = tmp_path / "sapphire", tmp_path / "zen4"
+    sapphire.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n")
+    zen4.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert cpu_has_amx(str(sapphire)) is True
+    assert cpu_has_amx(str(zen4)) is False
+    assert cpu_has_amx(str(tmp_path / "missing")) is False
+
+
 def test_gemma3_with_soft_capping_keeps_the_transformers_path():
     model = _tiny_gemma3()
     model.config.final_logit_softcapping = 30.0
