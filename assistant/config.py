@@ -158,7 +158,9 @@ class GenerationConfig:
     lookup_tokens: int = 8
     """Prompt-lookup decoding on the lean CPU forward: propose up to this many tokens copied from the
     prompt or the answer where its last tokens occurred before, and check them in one forward pass
-    (``assistant.generation.lookup``).  The answer is the same as without it; only faster.  0: off."""
+    (``assistant.generation.lookup``).  How many of them a pass checks is chosen as it goes, from what
+    the decoder's passes cost by rows on this machine and how often the answer's drafts were right
+    (``lookup.DraftLength``).  The answer is the same as without it; only faster.  0: off."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_new_tokens, int) or not 1 <= self.max_new_tokens <= 4096:

@@ -10,7 +10,7 @@ import torch
 from assistant.config import ConfigError, GenerationConfig
 from assistant.generation.fastdecode import FastDecoder
 from assistant.generation.local import Generation, PrefixCache
-from assistant.generation.lookup import PromptLookup, accept
+from assistant.generation.lookup import DraftLength, PassCosts, PromptLookup, accept
 
 
 def test_draft_continues_the_latest_longest_match():
@@ -46,8 +46,50 @@ def test_lookup_tokens_is_validated():
         GenerationConfig(lookup_tokens=True)
 
 
+class FlatCosts(PassCosts):
+    """Checking a draft costs what a plain step costs (as on a GPU): the tests' answers then draft
+    whatever is proposed, whatever this machine's timings."""
+
+    def add(self, rows, seconds):
+        pass
+
+    def estimate(self, rows):
+        return 1.0
+
+
 def _fast(tiny_lm, fmt="float32"):
-    return dataclasses.replace(tiny_lm, fast=FastDecoder.build(tiny_lm.model, fmt))
+    fast = FastDecoder.build(tiny_lm.model, fmt)
+    fast.pass_costs = FlatCosts()
+    return dataclasses.replace(tiny_lm, fast=fast)
+
+
+def test_the_draft_length_weighs_what_a_pass_costs_against_how_often_drafts_are_right():
+    flat, cpu = PassCosts(), PassCosts()
+    for rows in range(1, 9):
+        flat.add(rows, 0.060)
+    for rows, ms in {1: 60, 2: 75, 3: 90, 4: 108, 5: 160, 6: 175, 7: 190, 8: 210}.items():  # grows with rows
+        cpu.add(rows, ms / 1000)
+    sure, unsure = DraftLength(flat, 8), DraftLength(flat, 8)
+    sure.observe(40, False)
+    unsure.observe(0, True)
+    assert sure.choose(8) == 7  # checking costs nothing extra: all the measured lengths allow (8 rows)
+    assert sure.choose(3) == 3 and sure.choose(0) == 0
+    assert unsure.choose(8) > 0  # still worth it when checking is free
+    on_cpu = DraftLength(cpu, 8)
+    assert on_cpu.choose(8) == 1  # at a rate of one half, one more row (a quarter of a step) pays
+    for _ in range(3):
+        on_cpu.observe(0, True)
+    assert on_cpu.rate == pytest.approx(0.2) and on_cpu.choose(8) == 0  # at one in five it does not
+    on_cpu.observe(30, True)  # then 30 drafted tokens in a row were the model's
+    assert 2 <= on_cpu.choose(8) <= 4  # worth checking a few, not eight rows at 3.5 times a step
+    # unmeasured row counts are estimated from one row's time, so each gets tried
+    fresh = PassCosts()
+    fresh.add(1, 0.05)
+    assert fresh.estimate(1) == 0.05 and fresh.estimate(5) == pytest.approx(0.05 * 1.4)
+    fresh.add(3, 0.09)
+    assert fresh.estimate(4) == 0.09  # not below what fewer rows took
+    fresh.add(1, 0.10)  # a running mean
+    assert 0.05 < fresh.estimate(1) < 0.10
 
 
 def _prompt(tok, text):
@@ -122,7 +164,30 @@ def test_sampled_lookup_is_reproducible_with_a_seed(tiny_lm):
     lm = _fast(tiny_lm)
     prompt = _prompt(tiny_lm.tokenizer, QUESTIONS[3])
     settings = GenerationConfig(max_new_tokens=30, temperature=0.7, seed=3, stop_on_repeat=0)
-    assert Generation(lm, prompt, settings).run().token_ids == Generation(lm, prompt, settings).run().token_ids
+    first = Generation(lm, prompt, settings).run()
+    assert first.token_ids == Generation(lm, prompt, settings).run().token_ids
+    # however the decoder's passes measured (a busy machine, another CPU), the same seed, the same answer
+    costly = PassCosts()
+    for rows in range(1, 40):
+        costly.add(rows, 0.01 * rows ** 2)
+    lm.fast.pass_costs = costly
+    assert Generation(lm, prompt, settings).run().token_ids == first.token_ids
+
+
+def test_the_decoder_learns_its_pass_costs_and_greedy_answers_stay_the_same(tiny_lm):
+    lm = dataclasses.replace(tiny_lm, fast=FastDecoder.build(tiny_lm.model, "float32"))  # measured costs
+    prompt = _prompt(tiny_lm.tokenizer, QUESTIONS[0])
+    settings = GenerationConfig(max_new_tokens=40, temperature=0.0, repetition_penalty=1.0, stop_on_repeat=0)
+    on = Generation(lm, prompt, settings).run()
+    assert lm.fast.pass_costs.seconds.get(1, 0) > 0  # plain steps timed
+    assert on.token_ids == Generation(lm, prompt, dataclasses.replace(settings, lookup_tokens=0)).run().token_ids
+    expensive = PassCosts()
+    expensive.add(1, 0.01)
+    for rows in range(2, 40):
+        expensive.add(rows, 10.0)
+    lm.fast.pass_costs = expensive
+    costly = Generation(lm, prompt, settings).run()
+    assert costly.draft_tokens == 0 and costly.token_ids == on.token_ids  # drafts not worth checking
 
 
 def test_the_lookup_switch_on_the_command_line(tmp_path):

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .int4 import Weight, WeightFormat, bf16_matmul_fast, int4_available
+from .lookup import PassCosts
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,8 @@ class FastDecoder:
         self.dtype = activation_dtype(fmt)
         # RoPE (cos, sin) per table name, each (positions, head_dim); grown on demand
         self._rope_tables: dict[str, tuple[Any, Any]] = {}
+        self.pass_costs = PassCosts()
+        """Seconds its decode passes take by rows checked (prompt-lookup drafts choose their length by them)."""
 
     # ---- construction ---------------------------------------------------------------------
 

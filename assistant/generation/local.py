@@ -19,7 +19,7 @@ from typing import Any, Iterator, Literal, Sequence
 from ..config import GenerationConfig
 from ..errors import GenerationError
 from .fastdecode import FastCache
-from .lookup import PromptLookup, accept
+from .lookup import DraftLength, PassCosts, PromptLookup, accept
 from .models import LoadedModel
 
 FinishReason = Literal["stop", "length", "cancelled", "error"]
@@ -185,10 +185,12 @@ class Generation:
         # (then the batch already shares each weight read, and a draft would hold the others up).
         drafter = PromptLookup(self.prompt_ids) if fast is not None and settings.lookup_tokens else None
         greedy = settings.temperature <= 0
-        # Draft length adapts: doubled after a fully accepted draft, halved after a rejected one; after a
-        # rejected draft no drafts for a while, longer after each further miss (a rejected draft costs
-        # more than a plain step where the 4-bit kernel's cost grows with rows, as on AVX2 CPUs).
-        draft_len, misses, pause = settings.lookup_tokens, 0, 0
+        # How much of a proposal to check: what the decoder's passes cost by rows, against how often this
+        # answer's drafted tokens have been the model's.  A seeded sampled answer goes by the fixed
+        # estimate instead: its random draws follow the draft lengths, and measured times vary with load,
+        # so the same seed gives the same answer on a busy machine and a quiet one.
+        costs = fast.pass_costs if fast is not None and (greedy or settings.seed is None) else PassCosts()
+        lengths = DraftLength(costs, settings.lookup_tokens) if drafter is not None else None
         try:
             while True:
                 if len(result.token_ids) >= self.max_new_tokens:
@@ -198,18 +200,23 @@ class Generation:
                     result.finish_reason = "cancelled"
                     break
                 draft: list[int] = []
+                proposal: list[int] = []
+                alone = False  # a decode step that may draft: no other conversation decodes now
                 if past_len >= len(self.prompt_ids):  # a decode step (the prompt is in the cache)
                     if lm.batcher is not None and fast is not None and not joined:
                         lm.batcher.join()
                         joined.append(True)
-                    if pause:
-                        pause -= 1
-                    elif drafter is not None and (not joined or lm.batcher.active <= 1):
-                        room = min(draft_len, self.max_new_tokens - len(result.token_ids) - 1,
+                    alone = drafter is not None and (not joined or lm.batcher.active <= 1)
+                    if alone:
+                        room = min(settings.lookup_tokens, self.max_new_tokens - len(result.token_ids) - 1,
                                    lm.context_length - past_len - len(todo))
-                        draft = drafter.draft(room)
+                        proposal = drafter.draft(room)
+                        draft = proposal[:lengths.choose(len(proposal))]
                 inputs = todo + draft
+                began = time.perf_counter()
                 rows, cache = forward(inputs, cache, len(draft) + 1)
+                if alone:
+                    fast.pass_costs.add(len(draft) + 1, time.perf_counter() - began)
                 if learn:
                     shared.learn(self.prompt_ids, cache)
                     learn = False
@@ -263,15 +270,12 @@ class Generation:
                         break  # the rest of the draft was not the model's (or is not wanted)
                 if isinstance(cache, FastCache):
                     cache.crop(past_len)  # take back the inputs after the last row used
-                if draft:
-                    taken = result.accepted_draft_tokens - accepted_before
-                    if taken == 0:
-                        misses += 1
-                        draft_len, pause = max(1, draft_len // 2), 4 * misses
-                    else:
-                        misses = 0
-                        if taken == len(draft):
-                            draft_len = min(settings.lookup_tokens, 2 * draft_len)
+                if proposal and not ended:
+                    if draft:
+                        taken = result.accepted_draft_tokens - accepted_before
+                        lengths.observe(taken, taken < len(draft))
+                    else:  # not checked: was the proposal what the plain step chose?
+                        lengths.observe(int(result.token_ids[-1] == proposal[0]), result.token_ids[-1] != proposal[0])
                 todo = [result.token_ids[-1]] if result.token_ids else todo
                 if ended:
                     break
