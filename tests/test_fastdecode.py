@@ -219,15 +219,21 @@ def test_bf16_decode_steps_attend_alike_through_sdpa_or_the_products(tiny_lm, mo
     assert torch.allclose(fast._attend_one(q, keys, values).float(), other.float(), atol=2e-2)
 
 
-def test_amx_is_read_from_the_cpu_flags(tmp_path):
+def test_attention_and_activation_precision_are_chosen_from_the_cpu_flags(tmp_path):
+    """AMX: SDPA for one query, bf16 activations; AVX-512 BF16 without AMX: the products, bf16; AVX2 only:
+    float32 (bf16 products ran 35x slower there).  Read from the flags, not timed."""
     from assistant.generation.fastdecode import cpu_has_amx
+    from assistant.generation.int4 import bf16_matmul_fast, cpu_flags
 
-    sapphire, zen4 = tmp_path / "sapphire", tmp_path / "zen4"
+    sapphire, zen4, haswell = tmp_path / "sapphire", tmp_path / "zen4", tmp_path / "haswell"
     sapphire.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n")
     zen4.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
-    assert cpu_has_amx(str(sapphire)) is True
-    assert cpu_has_amx(str(zen4)) is False
-    assert cpu_has_amx(str(tmp_path / "missing")) is False
+    haswell.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu sse4_2 avx avx2 fma\n")
+    assert (cpu_has_amx(str(sapphire)), bf16_matmul_fast(str(sapphire))) == (True, True)
+    assert (cpu_has_amx(str(zen4)), bf16_matmul_fast(str(zen4))) == (False, True)
+    assert (cpu_has_amx(str(haswell)), bf16_matmul_fast(str(haswell))) == (False, False)
+    assert cpu_flags(str(haswell)) == frozenset({"fpu", "sse4_2", "avx", "avx2", "fma"})
+    assert cpu_flags(str(tmp_path / "missing")) is None and cpu_has_amx(str(tmp_path / "missing")) is False
 
 
 def test_gemma3_with_soft_capping_keeps_the_transformers_path():

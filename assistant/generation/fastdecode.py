@@ -37,12 +37,11 @@ Knows nothing about tokenization, sampling or conversations.
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
 
-from .int4 import Weight, WeightFormat, bf16_matmul_fast, int4_available
+from .int4 import Weight, WeightFormat, bf16_matmul_fast, cpu_flags, int4_available
 from .lookup import PassCosts
 
 log = logging.getLogger(__name__)
@@ -444,19 +443,12 @@ class FastDecoder:
         return x + (self._rms(out, layer.post_mlp) if layer.post_mlp is not None else out)
 
 
-@functools.cache
 def cpu_has_amx(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """Whether the CPU has AMX tiles for bf16 (Intel Sapphire Rapids and later), read from the kernel's
-    CPU flags once per process; ``False`` where they cannot be read (not Linux).  A CPU flag, not a
-    timing probe, so that a busy machine makes the same choice as a quiet one."""
-    try:
-        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return "amx_bf16" in line.split()
-    except OSError:
-        pass
-    return False
+    """Whether the CPU has AMX tiles for bf16 (Intel Sapphire Rapids and later), from its flags
+    (``int4.cpu_flags``); ``False`` where they cannot be read.  A flag, not a timing probe, so that a
+    busy machine makes the same choice as a quiet one."""
+    flags = cpu_flags(cpuinfo)
+    return flags is not None and "amx_bf16" in flags
 
 
 def activation_dtype(fmt: WeightFormat) -> Any:
