@@ -40,7 +40,7 @@ class TrainConfig:
     """``nf4``: 4-bit NF4 base (QLoRA); ``none``: full-precision base; ``auto``: nf4 on CUDA, none on CPU."""
     precision: TrainPrecision = "auto"
     """Compute precision of the frozen base: ``auto`` is bf16 (or fp16) on CUDA, and on a CPU bf16 where it
-    multiplies bf16 matrices about as fast as float32 (AVX-512 BF16 / AMX; ``int4.bf16_matmul_fast``), else
+    multiplies bf16 matrices about as fast as float32 (AVX-512 BF16 / AMX; ``cpu.bf16_matmul_fast``), else
     fp32.  ``bf16`` on CPU keeps the base in bfloat16 under autocast (the LoRA weights stay fp32): about three
     times as fast as fp32 where the CPU has bf16 instructions (measured on Qwen2.5-1.5B) and half the memory;
     on an AVX2-only CPU many times slower."""

@@ -90,7 +90,7 @@ def resolve_precision(config: TrainConfig, device: str) -> str:
     precision = config.precision
     if precision == "auto":
         if device != "cuda":
-            from assistant.generation.int4 import bf16_matmul_fast
+            from assistant.generation.cpu import bf16_matmul_fast
 
             return "bf16" if bf16_matmul_fast() else "fp32"
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"

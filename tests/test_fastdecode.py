@@ -199,7 +199,7 @@ def test_gemma3_forward_equals_transformers_across_the_sliding_window():
 @pytest.mark.parametrize("amx", [True, False])
 def test_bf16_decode_steps_attend_alike_through_sdpa_or_the_products(tiny_lm, monkeypatch, amx):
     """A bf16 decode step attends through torch's SDPA where the CPU has AMX and through two batched
-    products elsewhere (``fastdecode.cpu_has_amx``); both stay as close to the float32 forward."""
+    products elsewhere (``cpu.cpu_has_amx``); both stay as close to the float32 forward."""
     from assistant.generation import fastdecode
 
     monkeypatch.setattr(fastdecode, "cpu_has_amx", lambda: amx)
@@ -222,8 +222,7 @@ def test_bf16_decode_steps_attend_alike_through_sdpa_or_the_products(tiny_lm, mo
 def test_attention_and_activation_precision_are_chosen_from_the_cpu_flags(tmp_path):
     """AMX: SDPA for one query, bf16 activations; AVX-512 BF16 without AMX: the products, bf16; AVX2 only:
     float32 (bf16 products ran 35x slower there).  Read from the flags, not timed."""
-    from assistant.generation.fastdecode import cpu_has_amx
-    from assistant.generation.int4 import bf16_matmul_fast, cpu_flags
+    from assistant.generation.cpu import bf16_matmul_fast, cpu_flags, cpu_has_amx
 
     sapphire, zen4, haswell = tmp_path / "sapphire", tmp_path / "zen4", tmp_path / "haswell"
     sapphire.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n")

@@ -247,7 +247,7 @@ def test_the_cli_trains_on_the_model_the_assistant_serves(tmp_path, monkeypatch)
 
 
 def test_auto_precision_and_checkpointing_follow_the_machine_and_the_model_size():
-    from assistant.generation.int4 import bf16_matmul_fast
+    from assistant.generation.cpu import bf16_matmul_fast
     from finetune.config import TrainConfig
     from finetune.train import CHECKPOINTING_PARAMETERS, resolve_checkpointing, resolve_precision
 

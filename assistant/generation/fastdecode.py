@@ -41,7 +41,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from .int4 import Weight, WeightFormat, bf16_matmul_fast, cpu_flags, int4_available
+from .cpu import bf16_matmul_fast, cpu_has_amx
+from .int4 import Weight, WeightFormat, int4_available
+from .shared_weights import effective_weight
 from .lookup import PassCosts
 
 log = logging.getLogger(__name__)
@@ -189,7 +191,7 @@ class FastDecoder:
             if packed is not None and packed.fmt == fmt:
                 return packed
             bias = getattr(getattr(module, "base_layer", module), "bias", None)
-            return Weight.from_float(_weight(module), fmt, bias=bias)
+            return Weight.from_float(effective_weight(module), fmt, bias=bias)
 
         with torch.no_grad():
             layers = []
@@ -445,17 +447,9 @@ class FastDecoder:
         return x + (self._rms(out, layer.post_mlp) if layer.post_mlp is not None else out)
 
 
-def cpu_has_amx(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """Whether the CPU has AMX tiles for bf16 (Intel Sapphire Rapids and later), from its flags
-    (``int4.cpu_flags``); ``False`` where they cannot be read.  A flag, not a timing probe, so that a
-    busy machine makes the same choice as a quiet one."""
-    flags = cpu_flags(cpuinfo)
-    return flags is not None and "amx_bf16" in flags
-
-
 def activation_dtype(fmt: WeightFormat) -> Any:
     """Activations and KV cache: bf16, except for float32 weights and, with int4 weights, on a CPU whose
-    bf16 matrix products are slow (``int4.bf16_matmul_fast``: AVX2 only), where a prompt's products and
+    bf16 matrix products are slow (``cpu.bf16_matmul_fast``: AVX2 only), where a prompt's products and
     attention run in float32 (the 4-bit kernel still reads bf16 rows)."""
     torch = _torch()
     if fmt == "float32" or fmt == "int4" and not bf16_matmul_fast():
@@ -489,25 +483,3 @@ def _unsupported(base: Any, config: Any) -> str:
     if str(getattr(base, "device", "cpu")) != "cpu":
         return "the model is not on the CPU (transformers is the faster path on GPUs)"
     return ""
-
-
-def _weight(module: Any) -> Any:
-    """The effective float32 weight (out, in) of a Linear: a bitsandbytes 4/8-bit weight de-quantized,
-    the deltas of active peft LoRA adapters added."""
-    torch = _torch()
-    layer = module.base_layer if hasattr(module, "base_layer") else module
-    w = layer.weight
-    if type(w).__name__ == "Params4bit":
-        import bitsandbytes.functional as bnbf
-
-        w = bnbf.dequantize_4bit(w.data, w.quant_state)
-    elif type(w).__name__ == "Int8Params":
-        scb = getattr(layer.state, "SCB", None) if hasattr(layer, "state") else None
-        scb = scb if scb is not None else getattr(w, "SCB", None)
-        w = w.data.float() * (scb.float()[:, None] / 127.0)
-    w = w.detach().float().clone()
-    if hasattr(module, "base_layer") and not getattr(module, "merged", False):
-        for name in getattr(module, "active_adapters", []):
-            if name in getattr(module, "lora_A", {}):
-                w += module.get_delta_weight(name).float()
-    return w

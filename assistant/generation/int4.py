@@ -35,6 +35,8 @@ import functools
 import logging
 from typing import Any, Literal
 
+from .cpu import bf16_matmul_fast
+
 log = logging.getLogger(__name__)
 
 WeightFormat = Literal["int4", "bfloat16", "float32"]
@@ -80,54 +82,6 @@ def kernel_block() -> int:
     log.warning("the CPU's 4-bit kernel packs weights in a layout this version does not know; "
                 "the lean decoder keeps bf16 weights instead")
     return 0
-
-
-@functools.cache
-def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str] | None:
-    """The CPU's feature flags as the Linux kernel lists them (``avx2``, ``avx512_bf16``, ``amx_bf16``…),
-    read once per process; ``None`` where they cannot be read (not Linux)."""
-    try:
-        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.partition(":")[2].split())
-    except OSError:
-        pass
-    return None
-
-
-@functools.cache
-def bf16_matmul_fast(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """Whether this CPU multiplies bf16 matrices about as fast as float32.  Read from its flags where
-    they decide: yes with AMX or AVX-512 BF16, no without AVX-512 (on an AVX2-only CPU torch's bf16
-    product ran 35x slower than float32, 2 cores, measured), so there prompts are multiplied in float32.
-    Otherwise (AVX-512 without BF16; flags unreadable) timed once on a 64x512x512 product in both: a
-    timing made on a busy machine can choose differently from a quiet one, so flags come first."""
-    import time
-
-    flags = cpu_flags(cpuinfo)
-    if flags is not None and ("amx_bf16" in flags or "avx512_bf16" in flags):
-        return True
-    if flags is not None and "avx512f" not in flags:
-        log.info("bf16 matrix products are slow on this CPU (no AVX-512); the lean decoder computes in float32")
-        return False
-    torch = _torch()
-    a, b = torch.randn(64, 512), torch.randn(512, 512)
-    ab, bb = a.bfloat16(), b.bfloat16()
-
-    def best(x: Any, y: Any) -> float:
-        torch.matmul(x, y)
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            torch.matmul(x, y)
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    fast = best(ab, bb) < 3 * best(a, b)
-    if not fast:
-        log.info("bf16 matrix products are slow on this CPU; the lean decoder computes in float32")
-    return fast
 
 
 def _unpack(packed: Any) -> Any:

@@ -25,7 +25,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .int4 import Weight, bf16_matmul_fast
+from .cpu import bf16_matmul_fast
+from .int4 import Weight
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,7 @@ def skeleton(config: Any, tensors: dict[str, Any], dtype: Any = None) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
-    dtype = dtype or (torch.bfloat16 if bf16_matmul_fast() else torch.float32)  # see int4.bf16_matmul_fast
+    dtype = dtype or (torch.bfloat16 if bf16_matmul_fast() else torch.float32)  # see cpu.bf16_matmul_fast
     config._attn_implementation = "sdpa"
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
@@ -254,3 +255,26 @@ def merge_lora(model: Any, adapter: Path | str) -> int:
         w = store.dequantize().float() + scale * (b.float() @ a.float())
         module.weight_store = store.like(w, bias=store.bias)
     return len(pairs)
+
+
+def effective_weight(module: Any) -> Any:
+    """The effective float32 weight (out, in) of a Linear: a bitsandbytes 4/8-bit weight de-quantized,
+    the deltas of active peft LoRA adapters added."""
+    import torch
+
+    layer = module.base_layer if hasattr(module, "base_layer") else module
+    w = layer.weight
+    if type(w).__name__ == "Params4bit":
+        import bitsandbytes.functional as bnbf
+
+        w = bnbf.dequantize_4bit(w.data, w.quant_state)
+    elif type(w).__name__ == "Int8Params":
+        scb = getattr(layer.state, "SCB", None) if hasattr(layer, "state") else None
+        scb = scb if scb is not None else getattr(w, "SCB", None)
+        w = w.data.float() * (scb.float()[:, None] / 127.0)
+    w = w.detach().float().clone()
+    if hasattr(module, "base_layer") and not getattr(module, "merged", False):
+        for name in getattr(module, "active_adapters", []):
+            if name in getattr(module, "lora_A", {}):
+                w += module.get_delta_weight(name).float()
+    return w
