@@ -254,6 +254,12 @@ class ChatConfig:
     (``bench/retrieval.py --rewrite 30 --rewrite-split dev``; zh 0.625 → 0.875, de, es and ru +0.10 to
     +0.125); from Arabic, Greek, Hindi and Thai its translations lost more than they found (Hindi 0.867
     → 0.500), from Romanian, Turkish and Vietnamese they changed little."""
+    answer_in_language: bool = True
+    """Where a source shown is written in another language than the question, hold the answer back until
+    its prose shows its language (24 letters, code and file names left out), and when it began in a
+    source's language instead of the user's, ask once more with "Answer in <the user's language>." after
+    the question; the second answer stands (``prompting.AnswerLanguage``).  Such turns show their first
+    text a few tokens later."""
     retry_declines: bool = True
     """When the model answers a question it was shown sources for with the fixed "not in my documents"
     reply, ask once more with the retry adapter (``ModelConfig.retry_adapter``), and show that answer

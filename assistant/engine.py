@@ -29,8 +29,8 @@ from .explain import citations
 from .backends import Backend, LocalBackend
 from .generation.local import GenerationResult, PrefixCache
 from .generation.models import LoadedModel
-from .prompting import (DECLINED_TAKEOVER, NOT_FOUND, WITHHELD_ANSWER, PromptParts, RefusalLocalizer, build_prompt,
-                        system_text)
+from .prompting import (DECLINED_TAKEOVER, NOT_FOUND, WITHHELD_ANSWER, AnswerLanguage, PromptParts, RefusalLocalizer,
+                        build_prompt, system_text)
 from .store import Store
 from .turn_checks import TurnChecks, support_low
 from .types import Conversation, EngineEvent, Prompt, Source, TokenEvent, Turn, TurnFinished, TurnStarted
@@ -222,7 +222,8 @@ class Engine:
                 yield TokenEvent(turn.answer)
                 yield self._finish(conversation, turn, None)
                 return
-        prompt = self.build_prompt(conversation, text, turn)
+        question = text  # ``text`` is the answer's from here on
+        prompt = self.build_prompt(conversation, question, turn)
         turn.prompt_ids, turn.segments, turn.dropped_turns = prompt.input_ids, prompt.segments, prompt.dropped_turns
         # Sources that did not fit the budget were left out of the prompt (lowest-ranked first):
         # the turn lists only those the model saw.
@@ -235,6 +236,10 @@ class Engine:
         guard, numbers, tags, links, echo, quotes = (checks.guard, checks.numbers, checks.tags, checks.links,
                                                      checks.echo, checks.quotes)
         shown = checks.shown
+        # An answer that starts in its sources' language instead of the user's is asked again, once,
+        # with "Answer in <the user's language>." after the question; held back until its language shows.
+        spoken = AnswerLanguage(turn.language if self.chat.answer_in_language else "", turn.sources)
+        reminded = ""
         # A decline of a question with sources may be answered again by the retry adapter: hold it back.
         retry = self.chat.retry_declines and bool(turn.sources) and getattr(self.backend, "can_retry", False)
         refusal = RefusalLocalizer(turn.language, hold_own=retry)
@@ -248,6 +253,7 @@ class Engine:
                                             **({"adapter": True} if adapter else {}))
                 stream = iter(gen)
                 raw, text, sent = "", "", 0
+                again = ""  # the answer's language, when it is its sources' and not the user's
                 for delta in stream:
                     if not delta.text:
                         continue
@@ -264,12 +270,37 @@ class Engine:
                     # Held back: the tail that could be the start of a secret, a number still being
                     # written, or all of a possible refusal in another language (replaced at the end).
                     held = refusal.pending(text) or (echo is not None and echo.pending(text))
+                    if not refusal.pending(text) and not reminded and not adapter:
+                        if spoken.pending(text):
+                            held = True
+                        elif sent == 0 and (again := spoken.wrong(text)):
+                            break
                     end = sent if held else len(text) - (guard.holdback if guard is not None else 0)
                     if numbers is not None:
                         end = min(end, numbers.pending(text))
                     if end > sent:
                         yield TokenEvent(text[sent:end])
                         sent = end
+                if (not again and not reminded and not adapter and not leak and not invented and sent == 0
+                        and not cancel.is_set() and not refusal.pending(text)):
+                    again = spoken.wrong(shown(raw, final=True))  # a short answer, held to its end
+                if again:
+                    stream.close()
+                    turn.timings["language_retry_after"] = gen.result.total_time
+                    log.info("turn %s: the answer began in %s, its sources' language, not in %s; asking again",
+                             turn.id, again, turn.language)
+                    reminded = turn.language
+                    prompt = self.build_prompt(conversation, question, turn, remind=reminded)
+                    turn.prompt_ids, turn.segments = prompt.input_ids, prompt.segments
+                    turn.dropped_turns = prompt.dropped_turns
+                    turn.sources = turn.sources[:sum(1 for s in prompt.segments if s.kind == "source")]
+                    checks = TurnChecks.for_turn(self.chat, conversation, turn, prompt, guard=self.guard,
+                                                 secrets=self.secrets, link_origins=self.link_origins,
+                                                 image_origins=self.image_origins)
+                    guard, numbers, tags, links, echo, quotes = (checks.guard, checks.numbers, checks.tags,
+                                                                 checks.links, checks.echo, checks.quotes)
+                    shown = checks.shown
+                    continue
                 text = shown(raw, final=True)
                 if not leak and not invented and numbers is not None:
                     invented = numbers.unsupported(text)
@@ -393,8 +424,9 @@ class Engine:
         turn.answer = shown(result.text, final=True)
         turn.answer_ids, turn.answer_logprobs = list(result.token_ids), list(result.logprobs)
         turn.finish_reason = result.finish_reason
-        turn.timings["first_token"] = result.time_to_first_token
-        turn.timings["generate"] = result.total_time
+        first = turn.timings.get("language_retry_after", 0.0)  # the try that began in another language
+        turn.timings["first_token"] = result.time_to_first_token + first
+        turn.timings["generate"] = result.total_time + first
         turn.timings["cached_tokens"] = float(result.cached_tokens)
         turn.timings["total"] = time.perf_counter() - started
 
@@ -423,11 +455,12 @@ class Engine:
         context = min(self.chat.context_tokens, self.lm.context_length)
         return context - settings.max_new_tokens
 
-    def build_prompt(self, conversation: Conversation, message: str, turn: Turn) -> Prompt:
+    def build_prompt(self, conversation: Conversation, message: str, turn: Turn, remind: str = "") -> Prompt:
         """The turn's prompt.  Turns that no longer fit are folded into the
         conversation's running summary (``chat.summary_tokens`` > 0) instead of
         silently vanishing; ``Prompt.dropped_turns`` lists every turn outside
-        the context window, summarised or not."""
+        the context window, summarised or not.  ``remind``: a language the
+        question is followed by "Answer in …" for (``PromptParts.remind``)."""
         from .context import fold_summary
         from .prompting import count_tokens
 
@@ -441,6 +474,7 @@ class Engine:
                 history=[t for t in conversation.turns if t.finish_reason != "error" and t.id not in folded],
                 sources=turn.sources,
                 summary=conversation.summary,
+                remind=remind,
             )
             prompt = build_prompt(tokenizer, parts, self.budget())
             if not prompt.dropped_turns or self.chat.summary_tokens == 0:

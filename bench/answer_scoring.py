@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from assistant.errors import DataFormatError
 from assistant.prompting import LANGUAGE_NAMES, NOT_FOUND
+from assistant.understanding.language import MIN_PROSE_LETTERS, prose_letters
 from finetune.xquad import says_not_found
 
 DECLINING_ROUTES = ("fallback", "handoff")
@@ -168,17 +169,11 @@ def answer_language(answer: str, language: str, paragraphs: Iterable[str], detec
     return language if span and any(span in p for p in paragraphs) else detected
 
 
-_CODE = re.compile(r"```.*?```|`[^`\n]*`", re.DOTALL)
-_TECHNICAL = re.compile(r"\S*[0-9_./:\\=<>\-]\S*")
-MIN_PROSE_LETTERS = 12
-"""Letters of prose an answer needs, code and file names left out, for its language to be named."""
-
-
 def prose_language(answer: str, detect: Callable[[str], Any]) -> str:
     """The language of an answer's prose, with its code, commands, file names and variables left out
     (`` `ASSISTANT_ADMIN_KEY` `` is in no language); "unknown" when under ``MIN_PROSE_LETTERS`` letters
-    remain."""
-    prose = _TECHNICAL.sub(" ", _CODE.sub(" ", answer))
-    if sum(c.isalpha() for c in prose) < MIN_PROSE_LETTERS:
+    remain (what the engine's answer-language check reads: ``assistant.understanding.language``)."""
+    prose, letters = prose_letters(answer)
+    if letters < MIN_PROSE_LETTERS:
         return "unknown"
     return detect(prose).language

@@ -76,8 +76,9 @@ def drop_data_tags() -> None:
     if getattr(tagged, "untagged", False):
         return
 
-    def untagged(message: str, sources: Sequence[object], marker: str = "") -> tuple[str, list[tuple[int, int]], int]:
-        content, spans, question_at = tagged(message, sources, marker)
+    def untagged(message: str, sources: Sequence[object], marker: str = "",
+                 remind: str = "") -> tuple[str, list[tuple[int, int]], int]:
+        content, spans, question_at = tagged(message, sources, marker, remind)
         found = prompting.MARKER.search(content)
         if not found:  # no sources: nothing was tagged
             return content, spans, question_at

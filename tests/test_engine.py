@@ -302,3 +302,78 @@ def test_a_branch_ends_before_the_turn_asked_again_and_carries_only_the_slots_sa
     assert len(store.get(conv.id, "alice").turns) == 2
     with pytest.raises(InputError, match="not in this conversation"):
         engine.branch(conv, "no-such-turn")
+
+
+class _ChinesePage:
+    """The guide's Chinese page on uploads: the only passage found, for a question in Japanese."""
+
+    def search(self, query, k=4, language=None):
+        from retrieval.types import Hit
+
+        return [Hit(chunk_id="c1", doc_id="d1", text="上传文档：在管理区域点击“上传”。支持的格式有 PDF、DOCX、Markdown 和纯文本。",
+                    source="guide/zh/upload.md", title="上传", heading="", page=None, language="zh",
+                    dense_score=0.8, bm25_score=0.0, score=0.8)]
+
+
+class _ByReminder:
+    """A model that copies its source's language unless the question is followed by "Answer in Japanese."
+    (what the 1.5B default did with the guide's Chinese page); records each prompt it was given."""
+
+    name = "tiny-llama"
+
+    def __init__(self, tokenizer, heeds: bool = True) -> None:
+        from tiny_model import ScriptedBackend
+
+        self.tokenizer, self.prompts = tokenizer, []
+        self.chinese = ScriptedBackend("在管理区域点击“上传”即可上传文档，支持 PDF、DOCX、Markdown 和纯文本。", tokenizer,
+                                       split=r".")
+        self.japanese = ScriptedBackend("管理画面で「アップロード」をクリックしてください。PDF、DOCX、Markdown、テキストに"
+                                        "対応しています。", tokenizer, split=r".")
+        self.heeds = heeds
+
+    def generate(self, prompt, settings, cancel, cache):
+        self.prompts.append(self.tokenizer.decode(prompt.input_ids))
+        reminded = "Answer in Japanese." in self.prompts[-1]
+        return (self.japanese if reminded and self.heeds else self.chinese).generate(prompt, settings, cancel, cache)
+
+
+@pytest.mark.parametrize("heeds", [True, False])
+def test_an_answer_begun_in_its_sources_language_is_asked_again_in_the_users(tiny_lm, store, heeds):
+    from assistant.explain.prompt import prepare_rebuild
+
+    backend = _ByReminder(tiny_lm.tokenizer, heeds)
+    eng = Engine(tiny_lm, store, chat=ChatConfig(context_tokens=1024),  # the tiny tokenizer spells CJK in bytes
+                 generation=GenerationConfig(max_new_tokens=48), index=_ChinesePage(), backend=backend)
+    conv = store.create("alice")
+    events = list(eng.respond(conv, "ドキュメントはどうやってアップロードしますか？"))
+    streamed = "".join(e.text for e in events if isinstance(e, TokenEvent))
+    turn = store.get(conv.id, "alice").turns[0]
+    assert turn.language == "ja" and [s.language for s in turn.sources] == ["zh"]
+    assert len(backend.prompts) == 2 and "Answer in Japanese." not in backend.prompts[0]
+    assert "ドキュメントはどうやってアップロードしますか？\n\nAnswer in Japanese." in backend.prompts[1]
+    # nothing of the first try reached the user; the second is the answer, whatever its language
+    expected = (backend.japanese if heeds else backend.chinese).text
+    assert streamed.strip() == turn.answer == expected
+    assert tiny_lm.tokenizer.decode(turn.prompt_ids) == backend.prompts[1]  # Explain sees the prompt answered
+    rebuild, notes = prepare_rebuild(tiny_lm, turn)
+    assert notes == [] and rebuild.parts.remind == "ja"
+    assert turn.timings["first_token"] >= turn.timings["language_retry_after"] >= 0
+
+
+def test_an_answer_in_the_users_language_a_refusal_or_with_the_check_off_is_not_asked_again(tiny_lm, store):
+    from tiny_model import ScriptedBackend
+
+    said = "管理画面で「アップロード」をクリックしてください。PDF、DOCX、Markdown、テキストに対応しています。"
+    chinese = "在管理区域点击“上传”即可上传文档，支持 PDF、DOCX、Markdown 和纯文本。"
+    for answer, expected, check in ((said, said, True), ("我的文档中没有这个信息。", "その情報は私の資料にはありません。", True),
+                                    (chinese, chinese, False)):  # the check switched off
+        backend = _ByReminder(tiny_lm.tokenizer)
+        backend.chinese = ScriptedBackend(answer, tiny_lm.tokenizer, split=r".")
+        eng = Engine(tiny_lm, store, chat=ChatConfig(context_tokens=1024, retry_declines=False,
+                                                     answer_in_language=check),
+                     generation=GenerationConfig(max_new_tokens=48), index=_ChinesePage(), backend=backend)
+        conv = store.create("alice")
+        events = list(eng.respond(conv, "ドキュメントはどうやってアップロードしますか？"))
+        streamed = "".join(e.text for e in events if isinstance(e, TokenEvent))
+        assert len(backend.prompts) == 1  # a foreign refusal is put in the user's language instead
+        assert streamed.strip() == store.get(conv.id, "alice").turns[0].answer == expected

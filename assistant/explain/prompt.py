@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 from ..errors import InputError
 from ..generation.models import LoadedModel
-from ..prompting import MARKER, PromptParts, build_prompt, render
+from ..prompting import LANGUAGE_NAMES, MARKER, PromptParts, build_prompt, render
 from ..types import Segment, Turn
 
 
@@ -55,9 +55,14 @@ def prepare_rebuild(lm: LoadedModel, turn: Turn) -> tuple[Rebuild, list[str]]:
         summary = by_kind["summary"][0].text if "summary" in by_kind else ""
         src = [turn.sources[s.ref if s.ref is not None else i] for i, s in enumerate(sources)]
         found = MARKER.search(tok.decode(list(turn.prompt_ids))) if src else None
-        parts = PromptParts(system=system, message=message, history=history_turns(tok, turn, history),
-                            sources=src, summary=summary, marker=found.group(1) if found else "")
-        again = build_prompt(tok, parts, budget=10 * len(turn.prompt_ids) + 4096).input_ids
+        # an answer asked again in the user's language had "Answer in …" after the question
+        for remind in dict.fromkeys(["", turn.language if turn.language in LANGUAGE_NAMES else ""]):
+            parts = PromptParts(system=system, message=message, history=history_turns(tok, turn, history),
+                                sources=src, summary=summary, marker=found.group(1) if found else "",
+                                remind=remind)
+            again = build_prompt(tok, parts, budget=10 * len(turn.prompt_ids) + 4096).input_ids
+            if again == list(turn.prompt_ids):
+                break
         if again != list(turn.prompt_ids):
             notes.append("the prompt could not be re-rendered exactly; ablations cut token spans instead")
             parts = None
@@ -91,7 +96,7 @@ def variant(lm: LoadedModel, turn: Turn, rb: Rebuild, keep_sources: Sequence[boo
         parts = PromptParts(system=p.system, message=p.message,
                             history=list(p.history) if keep_history else [],
                             sources=[s for s, k in zip(p.sources, keep_sources) if k],
-                            summary=p.summary if keep_history else "", marker=p.marker)
+                            summary=p.summary if keep_history else "", marker=p.marker, remind=p.remind)
         return build_prompt(lm.tokenizer, parts, budget=10 * len(turn.prompt_ids) + 4096).input_ids
     cut: list[tuple[int, int]] = []
     for seg, keep in zip(rb.source_segments, keep_sources):

@@ -451,3 +451,24 @@ def _from_prior(prior: Sequence[str]) -> LanguageResult:
     last = known[-1]
     agreeing = sum(1 for p in known[-3:] if p == last) / min(3, len(known))
     return LanguageResult(last, round(0.3 + 0.4 * agreeing, 4), "prior")
+
+
+_CODE = re.compile(r"```.*?```|`[^`\n]*`", re.DOTALL)
+_TECHNICAL = re.compile(r"\S*[0-9_./:\\=<>\-]\S*")
+MIN_PROSE_LETTERS = 12
+"""Letters of prose a text needs, code and file names left out, for ``prose_language`` to name its language."""
+
+
+def prose_letters(text: str) -> tuple[str, int]:
+    """``text`` with its code, commands, file names and variables blanked out, and the letters left."""
+    prose = _TECHNICAL.sub(" ", _CODE.sub(" ", text))
+    return prose, sum(c.isalpha() for c in prose)
+
+
+def prose_language(text: str, min_letters: int = MIN_PROSE_LETTERS) -> LanguageResult:
+    """The language of an answer's prose, with its code, commands, file names and variables left out
+    (`` `ASSISTANT_ADMIN_KEY` `` is in no language); unknown when under ``min_letters`` letters remain."""
+    prose, letters = prose_letters(text)
+    if letters < min_letters:
+        return LanguageResult(UNKNOWN, 0.0, "none")
+    return detect(prose)
