@@ -224,7 +224,7 @@ def ask(rt: Any, message: str, section: str, setting: str, qid: str, language: s
                   sources=[f"{Path(s.source).parent.name}/{Path(s.source).name}" for s in turn.sources],
                   generated="generate" in turn.timings, first_token_s=first if first is not None else total,
                   turn_s=total, error=finished.error, declined=declined(turn.answer, language, turn.route),
-                  retried="declined_after" in turn.timings)
+                  retried="declined_after" in turn.timings, asked_again="language_retry_after" in turn.timings)
     withheld = [e for e in rt.store.events("invented_number") if e.conversation_id == conv.id]
     if withheld:
         asked.withheld = str(withheld[0].data.get("answer", ""))

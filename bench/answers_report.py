@@ -53,6 +53,9 @@ class Asked:
     """Whether that answer was right, as for ``withheld_right``."""
     retried: bool = False
     """The model declined and the retry adapter answered again (``ChatConfig.retry_declines``)."""
+    asked_again: bool = False
+    """The answer began in a source's language instead of the question's and was asked again with "Answer
+    in …" (``ChatConfig.answer_in_language``)."""
 
 
 def rate(values: Iterable[float | bool | None]) -> float:
@@ -170,6 +173,24 @@ def retry_table(records: list[Asked], names: list[str]) -> str:
                "answered, should have declined"], rows)])
 
 
+def language_retry_table(records: list[Asked], names: list[str]) -> str:
+    """Answers that began in a source's language and were asked again in the question's: how many, and
+    how the second answer came out."""
+    rows = []
+    kinds = [("XQuAD", lambda r: r.section.startswith("xquad"), lambda r: r.contains_gold),
+             ("guide", lambda r: r.section == "guide", lambda r: r.correct)]
+    for s in names:
+        for kind, pick, right in kinds:
+            mine = [r for r in records if r.setting == s and pick(r)]
+            again = [r for r in mine if r.asked_again]
+            rows.append([s, kind, len(mine), len(again), sum(r.answer_language == r.language for r in again),
+                         sum(r.declined for r in again), sum(bool(right(r)) for r in again)])
+    return "\n".join([
+        "### Asked again in the question's language (the answer began in a source's language)", "",
+        table(["setting", "questions", "n", "asked again", "then in the question's language", "then declined",
+               "then right"], rows)])
+
+
 def timing_table(records: list[Asked], names: list[str]) -> str:
     rows = []
     for s in names:
@@ -200,5 +221,7 @@ def report(records: list[Asked], names: list[str], argv: Sequence[str]) -> str:
     parts.append(route_table(records, names))
     if any(r.retried for r in records):
         parts.append(retry_table(records, names))
+    if any(r.asked_again for r in records):
+        parts.append(language_retry_table(records, names))
     parts.append(timing_table(records, names))
     return "\n\n".join(parts)

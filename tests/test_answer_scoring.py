@@ -143,3 +143,21 @@ def test_a_guide_answers_language_is_its_prose_without_code_and_file_names():
     assert prose_language("Setzen Sie dafür die Umgebungsvariable `ASSISTANT_ADMIN_KEY` auf dem Server.", detect) == "de"
     copied = "Markdown (`.md`) y plain text (`.txt`), web pages (`.html`); menus, footers and other page furniture are removed"
     assert prose_language(copied, detect) == "en"  # the English source copied into a Spanish answer
+
+
+def test_the_report_counts_answers_asked_again_in_the_questions_language():
+    from bench.answers_report import Asked, report
+
+    def asked(qid, section, language, answer_language, again, **kw):
+        return Asked(section=section, setting="m", id=qid, language=language, question="q", answer="a", route="answer",
+                     sources=[], generated=True, first_token_s=1.0, turn_s=2.0, answer_language=answer_language,
+                     asked_again=again, **kw)
+
+    records = [asked("ja-02", "guide", "ja", "ja", True, correct=True, split="report"),
+               asked("es-02", "guide", "es", "en", True, correct=False, split="report"),
+               asked("de-01", "guide", "de", "de", False, correct=True, split="report"),
+               asked("x1", "xquad", "zh", "zh", False, contains_gold=True, f1=1.0, gold_shown=True)]
+    text = report(records, ["m"], ["--split", "report"])
+    section = text[text.index("### Asked again"):]
+    assert "| m | guide | 3 | 2 | 1 | 0 | 1 |" in section and "| m | XQuAD | 1 | 0 | 0 | 0 | 0 |" in section
+    assert "### Asked again" not in report(records[2:], ["m"], ["--split", "report"])
