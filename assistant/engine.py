@@ -20,7 +20,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from . import scope
 from .config import ChatConfig, GenerationConfig
@@ -29,10 +29,10 @@ from .explain import citations
 from .backends import Backend, LocalBackend
 from .generation.local import GenerationResult, PrefixCache
 from .generation.models import LoadedModel
-from .prompting import (DECLINED_TAKEOVER, NOT_FOUND, WITHHELD_ANSWER, AnswerLanguage, PromptParts, RefusalLocalizer,
-                        build_prompt, system_text)
+from .prompting import (DECLINED_TAKEOVER, NOT_FOUND, WITHHELD_ANSWER, PromptParts, RefusalLocalizer, build_prompt,
+                        system_text)
 from .store import Store
-from .turn_checks import TurnChecks, support_low
+from .turn_checks import AnswerLanguage, TurnChecks, apply_result, decline, support_low
 from .types import Conversation, EngineEvent, Prompt, Source, TokenEvent, Turn, TurnFinished, TurnStarted
 
 log = logging.getLogger(__name__)
@@ -223,23 +223,14 @@ class Engine:
                 yield self._finish(conversation, turn, None)
                 return
         question = text  # ``text`` is the answer's from here on
-        prompt = self.build_prompt(conversation, question, turn)
-        turn.prompt_ids, turn.segments, turn.dropped_turns = prompt.input_ids, prompt.segments, prompt.dropped_turns
-        # Sources that did not fit the budget were left out of the prompt (lowest-ranked first):
-        # the turn lists only those the model saw.
-        turn.sources = turn.sources[:sum(1 for s in prompt.segments if s.kind == "source")]
+        prompt = self._prompt_for(conversation, question, turn)
         error = leak = localized = None
         invented: list[str] = []
         gen = stream = None
-        checks = TurnChecks.for_turn(self.chat, conversation, turn, prompt, guard=self.guard, secrets=self.secrets,
-                                     link_origins=self.link_origins, image_origins=self.image_origins)
-        guard, numbers, tags, links, echo, quotes = (checks.guard, checks.numbers, checks.tags, checks.links,
-                                                     checks.echo, checks.quotes)
-        shown = checks.shown
+        guard, numbers, tags, links, echo, quotes, shown = self._checks(conversation, turn, prompt).parts()
         # An answer that starts in its sources' language instead of the user's is asked again, once,
         # with "Answer in <the user's language>." after the question; held back until its language shows.
         spoken = AnswerLanguage(turn.language if self.chat.answer_in_language else "", turn.sources)
-        reminded = ""
         # A decline of a question with sources may be answered again by the retry adapter: hold it back.
         retry = self.chat.retry_declines and bool(turn.sources) and getattr(self.backend, "can_retry", False)
         refusal = RefusalLocalizer(turn.language, hold_own=retry)
@@ -269,37 +260,28 @@ class Engine:
                         break
                     # Held back: the tail that could be the start of a secret, a number still being
                     # written, or all of a possible refusal in another language (replaced at the end).
-                    held = refusal.pending(text) or (echo is not None and echo.pending(text))
-                    if not refusal.pending(text) and not reminded and not adapter:
-                        if spoken.pending(text):
-                            held = True
-                        elif sent == 0 and (again := spoken.wrong(text)):
-                            break
+                    # Also, where a source is in another language, the start until its language shows.
+                    held = (refusal.pending(text) or (echo is not None and echo.pending(text))
+                            or (not adapter and spoken.pending(text)))
+                    if not held and not adapter and sent == 0 and (again := spoken.wrong(text)):
+                        break
                     end = sent if held else len(text) - (guard.holdback if guard is not None else 0)
                     if numbers is not None:
                         end = min(end, numbers.pending(text))
                     if end > sent:
                         yield TokenEvent(text[sent:end])
                         sent = end
-                if (not again and not reminded and not adapter and not leak and not invented and sent == 0
-                        and not cancel.is_set() and not refusal.pending(text)):
+                if (not again and not adapter and not leak and not invented and sent == 0 and not cancel.is_set()
+                        and not refusal.pending(text)):
                     again = spoken.wrong(shown(raw, final=True))  # a short answer, held to its end
                 if again:
                     stream.close()
                     turn.timings["language_retry_after"] = gen.result.total_time
                     log.info("turn %s: the answer began in %s, its sources' language, not in %s; asking again",
                              turn.id, again, turn.language)
-                    reminded = turn.language
-                    prompt = self.build_prompt(conversation, question, turn, remind=reminded)
-                    turn.prompt_ids, turn.segments = prompt.input_ids, prompt.segments
-                    turn.dropped_turns = prompt.dropped_turns
-                    turn.sources = turn.sources[:sum(1 for s in prompt.segments if s.kind == "source")]
-                    checks = TurnChecks.for_turn(self.chat, conversation, turn, prompt, guard=self.guard,
-                                                 secrets=self.secrets, link_origins=self.link_origins,
-                                                 image_origins=self.image_origins)
-                    guard, numbers, tags, links, echo, quotes = (checks.guard, checks.numbers, checks.tags,
-                                                                 checks.links, checks.echo, checks.quotes)
-                    shown = checks.shown
+                    spoken = AnswerLanguage("", ())  # the second answer stands
+                    prompt = self._prompt_for(conversation, question, turn, remind=turn.language)
+                    guard, numbers, tags, links, echo, quotes, shown = self._checks(conversation, turn, prompt).parts()
                     continue
                 text = shown(raw, final=True)
                 if not leak and not invented and numbers is not None:
@@ -326,7 +308,7 @@ class Engine:
             cancel.set()
             if gen is not None and stream is not None:
                 stream.close()
-                self._apply_result(turn, gen.result, started, shown)
+                apply_result(turn, gen.result, started, shown)
                 if adapter:
                     self._note_retry(conversation, turn, gen.result)
             turn.finish_reason = "cancelled"
@@ -340,7 +322,7 @@ class Engine:
         if gen is not None:
             if leak or invented:
                 stream.close()
-            self._apply_result(turn, gen.result, started, shown)
+            apply_result(turn, gen.result, started, shown)
             if adapter:  # the second try: its times count from the first one's start
                 self._note_retry(conversation, turn, gen.result)
             if links is not None and (foreign := links.foreign(tags.strip(gen.result.text))):
@@ -370,7 +352,7 @@ class Engine:
             self.store.record_event("invented_number", conversation.id,
                                     {"turn_id": turn.id, "message": turn.user, "answer": text,  # what was generated
                                      "numbers": invented})
-            self._decline(turn)
+            decline(turn)
         elif echoed and not error:
             if only_dictated:  # its "dictated" event is recorded above
                 log.warning("turn %s: the answer was only text the user quoted; declined", turn.id)
@@ -378,7 +360,7 @@ class Engine:
                 log.warning("turn %s: the answer repeated the user's message; declined", turn.id)
                 self.store.record_event("echo", conversation.id, {"turn_id": turn.id, "message": turn.user,
                                                                   "answer": turn.answer})
-            self._decline(turn)
+            decline(turn)
             yield TokenEvent(turn.answer)
         elif unsupported:
             log.warning("turn %s: the sources hardly made the answer more likely (%.3f nats a token); declined",
@@ -386,7 +368,7 @@ class Engine:
             self.store.record_event("unsupported", conversation.id,
                                     {"turn_id": turn.id, "message": turn.user, "answer": turn.answer,
                                      "support": round(turn.timings.get("support", 0.0), 4)})
-            self._decline(turn)
+            decline(turn)
         if error:
             turn.finish_reason = "error"
         yield self._finish(conversation, turn, error)
@@ -400,13 +382,6 @@ class Engine:
 
         return [str(f) for f in screen_message(message)]
 
-    @staticmethod
-    def _decline(turn: Turn) -> None:
-        """An answer a check refused: the fixed "not in my documents" reply in the user's language instead."""
-        turn.answer = NOT_FOUND.get(turn.language, NOT_FOUND["en"])
-        turn.answer_ids, turn.answer_logprobs = [], []
-        turn.finish_reason = "filtered"
-
     def _note_retry(self, conversation: Conversation, turn: Turn, result: GenerationResult) -> None:
         """A turn the retry adapter answered again after the model declined: times from the first try's
         start, the adapter named with the model, and an event for the admin area."""
@@ -418,17 +393,6 @@ class Engine:
         answered = not RefusalLocalizer.refused(result.text)
         self.store.record_event("retried", conversation.id, {"turn_id": turn.id, "message": turn.user,
                                                              "answered": answered})
-
-    @staticmethod
-    def _apply_result(turn: Turn, result: GenerationResult, started: float, shown: Callable[..., str]) -> None:
-        turn.answer = shown(result.text, final=True)
-        turn.answer_ids, turn.answer_logprobs = list(result.token_ids), list(result.logprobs)
-        turn.finish_reason = result.finish_reason
-        first = turn.timings.get("language_retry_after", 0.0)  # the try that began in another language
-        turn.timings["first_token"] = result.time_to_first_token + first
-        turn.timings["generate"] = result.total_time + first
-        turn.timings["cached_tokens"] = float(result.cached_tokens)
-        turn.timings["total"] = time.perf_counter() - started
 
     def run_turn(self, conversation: Conversation, message: str, **kwargs: Any) -> Turn:
         """Convenience: run a turn to the end and return it."""
@@ -454,6 +418,18 @@ class Engine:
         settings = settings or self.generation
         context = min(self.chat.context_tokens, self.lm.context_length)
         return context - settings.max_new_tokens
+
+    def _prompt_for(self, conversation: Conversation, message: str, turn: Turn, remind: str = "") -> Prompt:
+        """``build_prompt``, recorded on ``turn``; sources that did not fit the budget were left out of the
+        prompt (lowest-ranked first), so the turn lists only those the model saw."""
+        prompt = self.build_prompt(conversation, message, turn, remind)
+        turn.prompt_ids, turn.segments, turn.dropped_turns = prompt.input_ids, prompt.segments, prompt.dropped_turns
+        turn.sources = turn.sources[:sum(1 for s in prompt.segments if s.kind == "source")]
+        return prompt
+
+    def _checks(self, conversation: Conversation, turn: Turn, prompt: Prompt) -> TurnChecks:
+        return TurnChecks.for_turn(self.chat, conversation, turn, prompt, guard=self.guard, secrets=self.secrets,
+                                   link_origins=self.link_origins, image_origins=self.image_origins)
 
     def build_prompt(self, conversation: Conversation, message: str, turn: Turn, remind: str = "") -> Prompt:
         """The turn's prompt.  Turns that no longer fit are folded into the

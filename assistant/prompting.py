@@ -348,51 +348,6 @@ class RefusalLocalizer:
         return self.target if text.strip() in self._foreign else None
 
 
-class AnswerLanguage:
-    """Whether an answer comes out in the user's language, where it is at risk: when a source the model
-    is shown is written in another one.  A small model that reads an English passage for a German
-    question, or a Chinese page for a Japanese one, tends to copy it in the passage's language, the
-    system prompt's "always answer in German" notwithstanding (3 of 45 guide answers on the report
-    half did).  Asking every such question with "Answer in German." after it fixed those and changed
-    answers that were right (2 of 52 guide answers lost), so the reminder is only for a second try:
-    the streaming caller holds the answer back while ``pending``, and asks again with
-    ``PromptParts.remind`` when ``wrong`` names the answer's language.  Inactive (``watching`` False)
-    for an unknown language or sources all in the user's.
-    """
-
-    DECIDE_LETTERS = 24
-    """Letters of prose (code and file names left out) read before deciding mid-answer."""
-    MIN_CONFIDENCE = 0.6
-    """How sure the detector must be of the answer's other language."""
-
-    def __init__(self, language: str, sources: Sequence[Source]) -> None:
-        self.language = language
-        self.foreign = {s.language for s in sources if s.language and s.language != language}
-        self.watching = language in LANGUAGE_NAMES and bool(self.foreign)
-        self.decided = not self.watching
-
-    def pending(self, text: str) -> bool:
-        """Whether ``text`` (the answer so far) is held back: watching, and too little prose yet to tell."""
-        if self.decided:
-            return False
-        from .understanding.language import prose_letters
-
-        self.decided = prose_letters(text)[1] >= self.DECIDE_LETTERS
-        return not self.decided
-
-    def wrong(self, text: str) -> str:
-        """The language ``text`` is in when that is one of its sources' instead of the user's, else ""
-        (also for an answer with too little prose to tell, and when not watching)."""
-        if not self.watching:
-            return ""
-        from .understanding.language import prose_language
-
-        found = prose_language(text)
-        if found.language in self.foreign and found.confidence >= self.MIN_CONFIDENCE:
-            return found.language
-        return ""
-
-
 WITHHELD_ANSWER = "Sorry, I can't share that. Ask me about the documents I know instead."
 
 DECLINED_TAKEOVER: dict[str, str] = {

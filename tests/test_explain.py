@@ -305,3 +305,18 @@ def test_explains_a_turn_made_by_the_engine(engine, store):
     assert math.isclose(sum(s.attention_share for s in expl.segments), 1.0, abs_tol=1e-4)
     assert expl.notes == []  # the engine's prompt (with its history) re-renders exactly
     assert not expl.confidence.grounded  # no index: no sources
+
+
+def test_a_prompt_that_cannot_be_re_rendered_is_ablated_by_cutting_its_token_spans(copy_lm):
+    """When the stored prompt cannot be rebuilt from its parts (here its system text was changed after the
+    answer), leave-one-out cuts each source's tokens out of the stored prompt instead, and still finds the
+    source the answer came from."""
+    from dataclasses import replace
+
+    j = 2
+    turn = _turn(copy_lm, ANSWERS[j])
+    turn.segments = [replace(s, text=s.text + " (edited later)") if s.kind == "system" else s for s in turn.segments]
+    expl = explain(copy_lm, turn, ExplainConfig(ablation="leave_one_out"))
+    assert any("ablations cut token spans instead" in n for n in expl.notes), expl.notes
+    imp = [s.ablation_importance for s in expl.source_scores]
+    assert max(range(len(imp)), key=imp.__getitem__) == j, imp

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 from ..errors import InputError
 from ..generation.models import LoadedModel
 from ..prompting import LANGUAGE_NAMES, MARKER, PromptParts, build_prompt, render
+from .textspans import token_pieces
 from ..types import Segment, Turn
 
 
