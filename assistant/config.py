@@ -258,7 +258,7 @@ class ChatConfig:
     """Where a source shown is written in another language than the question, hold the answer back until
     its prose shows its language (24 letters, code and file names left out), and when it began in a
     source's language instead of the user's, ask once more with "Answer in <the user's language>." after
-    the question; the second answer stands (``prompting.AnswerLanguage``).  Such turns show their first
+    the question; the second answer stands (``turn_checks.AnswerLanguage``).  Such turns show their first
     text a few tokens later."""
     retry_declines: bool = True
     """When the model answers a question it was shown sources for with the fixed "not in my documents"

@@ -13,8 +13,8 @@ from typing import Any, Sequence
 from ..errors import InputError
 from ..generation.models import LoadedModel
 from ..prompting import LANGUAGE_NAMES, MARKER, PromptParts, build_prompt, render
-from .textspans import token_pieces
 from ..types import Segment, Turn
+from .textspans import token_pieces
 
 
 @dataclass
