@@ -9,16 +9,16 @@ The engine takes a ``Conversation`` and a message and yields events (``types.Tur
 not know Gradio, HTTP or the terminal.  Heavy parts (model, index, intent
 model, store) are loaded once by the caller and passed in; per-conversation
 state lives in the ``Conversation`` and the store, never in module globals.
+The message is checked and read by ``understanding.message``; the answer's checks are ``turn_checks``.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -34,37 +34,9 @@ from .prompting import (DECLINED_TAKEOVER, NOT_FOUND, WITHHELD_ANSWER, PromptPar
 from .store import Store
 from .turn_checks import AnswerLanguage, TurnChecks, apply_result, decline, support_low
 from .types import Conversation, EngineEvent, Prompt, Source, TokenEvent, Turn, TurnFinished, TurnStarted
+from .understanding.message import Understanding, looked_up, read, validate
 
 log = logging.getLogger(__name__)
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def clean_text(text: str) -> str:
-    """Text as the tokenizer and SQLite can take it: NUL bytes dropped, lone surrogates
-    (JSON can carry ``"\\ud800"``) replaced by U+FFFD."""
-    return _SURROGATE.sub("\ufffd", text.replace("\x00", ""))
-
-
-def looked_up(route: str, intent_confidence: float, chat: ChatConfig) -> bool:
-    """Whether a message routed to a fixed reply is looked up in the documents first, and answered from
-    them when they cover it: an "out of scope" one always, one taken for small talk when the intent model
-    is unsure (``ChatConfig.reply_confidence``: "what are cilia used for?" is not "what is this bot
-    for?").  A request for a person never is."""
-    return route == "fallback" or (route == "reply" and intent_confidence < chat.reply_confidence)
-
-
-@dataclass
-class Understanding:
-    language: str = "unknown"
-    language_confidence: float = 0.0
-    intent: str = "question"
-    intent_confidence: float = 0.0
-    intents: list[tuple[str, float]] = field(default_factory=list)
-    entities: list[dict[str, Any]] = field(default_factory=list)
-    route: str = "answer"
-    reply: str | None = None
-
 
 class Engine:
     """Runs turns.  Thread-safe for different conversations; one turn at a time per conversation."""
@@ -118,43 +90,12 @@ class Engine:
 
     # -- understanding -------------------------------------------------
     def understand(self, message: str, conversation: Conversation) -> Understanding:
-        """Language, intents, entities and route through ``understanding.pipeline``
-        (the same call the CLI makes); without an intent model, language and
-        entities only, and every message is answered."""
-        from .understanding.entities import extract
-        from .understanding.language import detect
-        from .understanding import understand
-
-        prior = conversation.languages[-3:]
-        if self.intents is not None and self.intent_spec is not None:
-            full = understand(message, self.intents, self.intent_spec, prior=prior)
-            lang, found = full.language, full.entities
-            result, route = full.intent, full.route
-        else:
-            lang, found = detect(message, prior=prior), extract(message)
-            result = self.intents.classify(message, k=3) if self.intents is not None else None
-            route = None
-        u = Understanding(language=lang.language, language_confidence=lang.confidence)
-        u.entities = [{"kind": e.kind, "value": e.value, "start": e.start, "end": e.end} for e in found]
-        if result is not None:
-            u.intent, u.intent_confidence = result.intent, result.confidence
-            u.intents = [(name, float(score)) for name, score in result.top]
-        if route is not None:
-            u.route, u.reply = route.action, route.reply
-        return u
+        """What ``message`` says (``understanding.message.read``), the conversation's last languages as prior."""
+        return read(message, conversation.languages[-3:], self.intents, self.intent_spec)
 
     # -- one turn ------------------------------------------------------
     def validate(self, message: str) -> str:
-        if not isinstance(message, str):
-            raise InputError(f"the message must be text; got {type(message).__name__}")
-        text = clean_text(message).strip()
-        if not text:
-            raise InputError("the message is empty: type a question")
-        if len(text) > self.chat.max_message_chars:
-            raise InputError(
-                f"the message is too long ({len(text)} characters; the limit is {self.chat.max_message_chars})"
-            )
-        return text
+        return validate(message, self.chat.max_message_chars)
 
     def respond(
         self,

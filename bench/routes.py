@@ -1,5 +1,5 @@
 """Routes: how many questions the documents answer get a fixed reply instead, and how many small-talk
-messages get looked up instead of their reply (``assistant.engine.looked_up``, ``ChatConfig.reply_confidence``).
+messages get looked up instead of their reply (``assistant.understanding.message.looked_up``, ``ChatConfig.reply_confidence``).
 
 Prints figures; it is not a test.  No language model is loaded: the route is decided before generation.
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> str:
     args = parser.parse_args(argv)
 
     from assistant.config import AppConfig, ChatConfig
-    from assistant.engine import looked_up
+    from assistant.understanding.message import looked_up
     from assistant.understanding import understand
     from assistant.understanding.intents import default_model, load_spec
     from bench.answers import xquad_cases, xquad_index

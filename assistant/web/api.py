@@ -30,10 +30,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..engine import TokenEvent, TurnFinished, TurnStarted, clean_text
+from ..engine import TokenEvent, TurnFinished, TurnStarted
 from ..errors import AssistantError, AuthError, BusyError, InputError
-from .streaming import stream_in_thread
 from ..types import Turn
+from ..understanding.message import clean_text
+from .streaming import stream_in_thread
 
 log = logging.getLogger(__name__)
 
