@@ -23,6 +23,7 @@ from bench.common import header, median, save, table
 
 CONFIGS = {
     "default: lean int4 decoder": dict(quantization="nf4", compute_dtype="bfloat16", fast_decode="int4"),
+    "lean int4 decoder on torch's 4-bit kernel": dict(quantization="nf4", compute_dtype="bfloat16", fast_decode="int4"),
     "lean bf16 decoder": dict(quantization="none", compute_dtype="float32", fast_decode="bfloat16"),
     "lean fp32 decoder": dict(quantization="none", compute_dtype="float32", fast_decode="float32"),
     "transformers nf4": dict(quantization="nf4", compute_dtype="bfloat16", fast_decode="off"),
@@ -31,6 +32,10 @@ CONFIGS = {
     "transformers bf16": dict(quantization="none", compute_dtype="bfloat16", fast_decode="off"),
     "transformers fp32": dict(quantization="none", compute_dtype="float32", fast_decode="off"),
 }
+
+CHILD_ENV = {"lean int4 decoder on torch's 4-bit kernel": {"ASSISTANT_INT8_DOT": "off"}}
+"""Environment a configuration's process runs with: the same decoder without ``q4kernel`` (its int8 dot
+products), to compare the two kernels on the same weights."""
 
 FILLER = (
     "Our support team answers questions about orders, refunds, deliveries and accounts. "
@@ -70,6 +75,10 @@ def child(model: str, name: str, runs: int, new_tokens: int) -> dict:
         decode.append(r.decode_tokens_per_second)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     actual = lm.quantization + (f" + lean {lm.fast.fmt}" if lm.fast is not None else "")
+    if lm.fast is not None and lm.fast.fmt == "int4":
+        from assistant.generation import q4kernel
+
+        actual += " (int8 dot kernel)" if q4kernel.library() is not None else " (torch's 4-bit kernel)"
     return {"config": name, "actual": actual, "prompt_tokens": len(ids), "ttft": median(ttft),
             "prefill_tps": len(ids) / median(ttft), "decode_tps": median(decode), "peak_mb": peak_mb}
 
@@ -182,7 +191,7 @@ def main(argv: list[str] | None = None) -> str:
         for name in (args.only.split(",") if args.only else [*CONFIGS, "llama.cpp"]):
             proc = subprocess.run([sys.executable, "-m", "bench.generation", "--child", f"{model}::{name}",
                                    "--runs", str(args.runs), "--new-tokens", str(args.new_tokens)],
-                                  capture_output=True, text=True)
+                                  capture_output=True, text=True, env={**os.environ, **CHILD_ENV.get(name, {})})
             line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
             if line is None:
                 print(f"{model} {name}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
@@ -203,7 +212,9 @@ def main(argv: list[str] | None = None) -> str:
             if line is None:
                 print(f"{model} concurrent: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
             else:
-                md += "\nConversations decoding at once (default configuration, batched decode steps):\n\n" + table(
+                off = os.environ.get("ASSISTANT_INT8_DOT", "").lower() in ("off", "0", "false", "no")
+                md += ("\nConversations decoding at once (default configuration, batched decode steps"
+                       + (", ASSISTANT_INT8_DOT=off: torch's 4-bit kernel" if off else "") + "):\n\n") + table(
                     ["conversations", "tokens", "decode wall (s)", "aggregate decode tok/s", "mean batch",
                      "vs one conversation"], json.loads(line[7:])) + "\n"
         default = next((r for r in rows if r[0].startswith("default")), None)

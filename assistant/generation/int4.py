@@ -35,6 +35,7 @@ import functools
 import logging
 from typing import Any, Literal
 
+from . import q4kernel
 from .cpu import bf16_matmul_fast
 
 log = logging.getLogger(__name__)
@@ -314,6 +315,8 @@ class Weight:
             if flat.shape[0] <= DEQUANT_ROWS and self.rows8 is not None:
                 out = torch.ops.aten._weight_int8pack_mm(flat.to(torch.bfloat16).contiguous(), self.rows8,
                                                          self.row_scale).to(x.dtype)
+            elif flat.shape[0] <= DEQUANT_ROWS and self._int8_dot():
+                out = q4kernel.mm(flat.to(torch.bfloat16), self.packed, self.scale_zero, self.out_features).to(x.dtype)
             elif flat.shape[0] <= DEQUANT_ROWS:
                 out = torch.ops.aten._weight_int4pack_mm_for_cpu(flat.to(torch.bfloat16),
                                                                  self.packed.reshape(-1, self.in_features // 2),
@@ -330,6 +333,13 @@ class Weight:
         if self.bias is not None:
             out = out + self.bias.to(out.dtype)
         return out
+
+    def _int8_dot(self) -> bool:
+        """Whether a decode-sized product goes through ``q4kernel`` (int8 dot products over these same
+        bytes) rather than torch's kernel: where it is built for this CPU and the bytes are laid out
+        as it reads them."""
+        return (q4kernel.ENABLED and q4kernel.library() is not None and self.block == q4kernel.BLOCK
+                and self.packed.is_contiguous() and self.scale_zero.is_contiguous())
 
     STATE_PARTS = ("packed", "scale_zero", "dense", "bias", "rows8", "row_scale")
     """The entries ``state`` may write under a prefix."""

@@ -1,0 +1,172 @@
+"""The decode step's 4-bit matrix products as integer dot products (``q4kernel.c``), built for this machine.
+
+torch's ``_weight_int4pack_mm_for_cpu`` turns every 4-bit value into a float before multiplying: on 2
+cores a decode step of the 1.5B model spent ~48 ms there, computing, not reading.  ``q4kernel.c`` reads
+the same packed bytes (nothing is re-packed or stored twice) and multiplies them with the activation
+written as two int8 values per column (as precise as torch's bf16 activation; see the C file), with
+AVX-512 VNNI's byte dot products.  Measured on 2 Zen 4 cores, the 113 products of one decode step (cold
+caches): 36 ms against 47 ms for one row, 73 against 76 for four, 129 against 150 for eight
+(``bench/speed.py`` has the decode figures).
+
+The C file is compiled once per machine by its own compiler (``cc``, or ``$CC``), for its own
+instructions (``-march=native``), into ``ASSISTANT_HOME/kernels/`` under a name that holds the
+source's hash and the CPU's flags, and loaded with ctypes (under a second: nothing to wait for).  Its
+OpenMP threads are torch's: the library asks for ``libgomp.so.1``, which torch has already loaded.
+Where there is no compiler, the build fails, the CPU lacks AVX-512 VNNI (then torch packs in the
+layout the kernel reads only with AVX-512: ``int4.kernel_block``), or its result disagrees with torch's
+kernel on a probe matrix, ``library`` is None with one log line, and ``int4.Weight`` keeps using torch's
+kernel.  ``ASSISTANT_INT8_DOT=off`` turns it off.
+
+Knows nothing about models: it takes and returns tensors.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("q4kernel.c")
+FLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-fopenmp"]
+BLOCK = 64
+"""The packed layout the kernel reads: torch's on a CPU with AVX-512 (``int4.kernel_block``)."""
+ENABLED = True
+"""Whether ``int4.Weight`` uses the kernel where it is built (benchmarks switch it to compare in one
+process; ``ASSISTANT_INT8_DOT=off`` keeps it from being built at all)."""
+PROBE_TOLERANCE = 0.02
+"""Relative difference to torch's kernel on the probe matrix above which the build is not used (both
+differ from the exact product by ~0.004 on random data: torch's bf16 activation, the weights' bf16
+scales)."""
+
+
+def _compiler() -> str | None:
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+
+
+def _target(compiler: str) -> Path:
+    """Where this source, compiled by this compiler for this CPU, lives."""
+    from ..config import assistant_home
+    from .cpu import cpu_flags
+
+    key = hashlib.sha256()
+    key.update(SOURCE.read_bytes())
+    key.update(" ".join([compiler, *FLAGS, platform.machine()]).encode())
+    key.update(" ".join(sorted(cpu_flags() or ())).encode())
+    return assistant_home() / "kernels" / f"q4kernel-{key.hexdigest()[:16]}.so"
+
+
+def build(target: Path, compiler: str) -> None:
+    """Compile ``SOURCE`` into ``target`` (written beside it, then renamed: another process building the
+    same file at once finds either none or a whole one).  Raises ``RuntimeError`` with the compiler's
+    message when it fails."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        done = subprocess.run([compiler, *FLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True,
+                              timeout=120)
+        if done.returncode:
+            raise RuntimeError((done.stderr or done.stdout).strip()[-600:])
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _load(path: Path) -> Any:
+    lib = ctypes.CDLL(str(path))
+    ptr, i32 = ctypes.c_void_p, ctypes.c_int
+    lib.q4_mm.argtypes = [ptr, i32, i32, ptr, ptr, i32, ptr, i32]
+    lib.q4_mm.restype = i32
+    lib.q4_features.restype = i32
+    return lib
+
+
+@functools.cache
+def library() -> Any:
+    """The compiled kernel for this machine (building it the first time), or None where it cannot be
+    used (see the module docstring); says why once, in the log."""
+    if os.environ.get("ASSISTANT_INT8_DOT", "").lower() in ("off", "0", "false", "no"):
+        return None
+    from .int4 import kernel_block
+
+    if platform.machine() not in ("x86_64", "AMD64") or kernel_block() != BLOCK:
+        return None
+    import torch  # noqa: F401  (loads libgomp.so.1 first, so that the kernel shares torch's threads)
+
+    compiler = _compiler()
+    if compiler is None:
+        log.info("no C compiler found: decoding uses torch's 4-bit kernel (slower)")
+        return None
+    try:
+        target = _target(compiler)
+        lib = None
+        if target.exists():
+            try:
+                lib = _load(target)
+            except OSError as exc:  # a damaged file (say, written to a full disk): built again
+                log.info("rebuilding %s, which could not be loaded: %s", target, exc)
+        if lib is None:
+            start = time.perf_counter()
+            build(target, compiler)
+            log.info("built the int8 dot-product kernel for this CPU in %.1f s: %s", time.perf_counter() - start,
+                     target)
+            lib = _load(target)
+        if lib.q4_features() < 1:
+            log.info("this CPU has no AVX-512 VNNI: decoding uses torch's 4-bit kernel")
+            return None
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        log.warning("could not build the int8 dot-product kernel (decoding uses torch's 4-bit kernel): %s", exc)
+        return None
+    difference = _probe(lib)
+    if not difference < PROBE_TOLERANCE:
+        log.warning("the int8 dot-product kernel disagrees with torch's 4-bit kernel on a probe matrix (relative "
+                    "difference %.3g): decoding uses torch's kernel", difference)
+        return None
+    return lib
+
+
+def _probe(lib: Any) -> float:
+    """Relative difference between this kernel and torch's on a random 128 x 256 matrix, 3 rows."""
+    import torch
+
+    from .int4 import GROUP, Weight
+
+    gen = torch.Generator().manual_seed(0)
+    w = Weight.from_float(torch.randn(128, 256, generator=gen), "int4")
+    x = torch.randn(3, 256, generator=gen)
+    ours = _mm(lib, x, w.packed, w.scale_zero, w.out_features)
+    theirs = torch.ops.aten._weight_int4pack_mm_for_cpu(x.bfloat16(), w.packed.reshape(-1, 128), GROUP,
+                                                        w.scale_zero).float()
+    return float((ours - theirs).norm() / theirs.norm())
+
+
+def _mm(lib: Any, x: Any, packed: Any, scale_zero: Any, out_features: int) -> Any:
+    import torch
+
+    x = x.to(torch.float32).contiguous()
+    rows, k = x.shape
+    y = torch.empty((rows, out_features), dtype=torch.float32)
+    code = lib.q4_mm(x.data_ptr(), rows, k, packed.data_ptr(), scale_zero.data_ptr(), out_features, y.data_ptr(),
+                     torch.get_num_threads())
+    if code:
+        raise RuntimeError(f"q4_mm failed ({code}) for {rows} x {k} by {out_features} x {k}")
+    return y
+
+
+def mm(x: Any, packed: Any, scale_zero: Any, out_features: int) -> Any:
+    """``x`` (rows, in) @ W.T as float32 (rows, out) for W held as ``int4.Weight`` holds it in the B = 64
+    layout (``packed`` uint8 (out / 64, in, 32) contiguous, ``scale_zero`` bf16 (in / 32, out, 2)
+    contiguous).  Only where ``library()`` is not None."""
+    return _mm(library(), x, packed, scale_zero, out_features)
