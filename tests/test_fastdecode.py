@@ -475,6 +475,56 @@ def test_a_failing_batched_step_reaches_every_caller_of_that_batch():
         DecodeBatcher(Broken()).step(3, object())
 
 
+def test_every_pass_of_a_generation_runs_on_the_batchers_thread(tiny_lm):
+    """Prompt, speculative checks and decode steps all start their OpenMP work from one thread (see
+    ``batching``); the conversation's own thread samples on one core and gets its setting back after."""
+    import threading
+
+    import torch
+
+    from assistant.generation.batching import DecodeBatcher
+
+    fast = FastDecoder.build(tiny_lm.model, "float32")
+    lm = dataclasses.replace(tiny_lm, fast=fast, batcher=DecodeBatcher(fast, max_batch=8))
+    threads: list = []
+    for name in ("forward_rows", "forward"):
+        method = getattr(fast, name)
+
+        def record(*args, _method=method):
+            threads.append(threading.current_thread())
+            return _method(*args)
+
+        setattr(fast, name, record)
+    prompt = tiny_lm.tokenizer.apply_chat_template([{"role": "user", "content": "refunds refunds refunds"}],
+                                                   add_generation_prompt=True, tokenize=True)["input_ids"]
+    before = torch.get_num_threads()
+    settings = GenerationConfig(max_new_tokens=12, temperature=0.0, repetition_penalty=1.0, stop_on_repeat=0)
+    plain = Generation(dataclasses.replace(tiny_lm, fast=FastDecoder.build(tiny_lm.model, "float32")), prompt,
+                       settings).run()
+    result = Generation(lm, prompt, settings).run()
+    assert result.token_ids == plain.token_ids
+    assert len(threads) >= 2 and {t.name for t in threads} == {"decode-batcher"}
+    assert torch.get_num_threads() == before
+
+
+def test_a_call_runs_on_the_batchers_thread_and_its_error_reaches_the_caller():
+    import threading
+
+    from assistant.generation.batching import DecodeBatcher
+
+    batcher = DecodeBatcher(object())
+    assert batcher.call(lambda a, b: (threading.current_thread().name, a + b), 2, 3) == ("decode-batcher", 5)
+    # from the batcher's own thread a call runs in place (it would otherwise wait for itself)
+    assert batcher.call(lambda: batcher.call(lambda: threading.current_thread().name)) == "decode-batcher"
+
+    def broken():
+        raise ValueError("prompt too long")
+
+    with pytest.raises(ValueError, match="prompt too long"):
+        batcher.call(broken)
+    assert batcher.call(lambda: "still serving") == "still serving"
+
+
 def _random_adapter(model, folder, targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                                             "down_proj")):
     """A peft LoRA adapter on ``model`` with trained-looking (non-zero) B matrices, saved to ``folder``;

@@ -13,8 +13,15 @@ A conversation ``join``s when it starts decoding and ``leave``s when it ends; a
 step waits a few milliseconds for the other joined conversations to hand in
 their steps, so the batch holds all of them rather than whoever was quickest.
 Each caller keeps its own cache, cancel event and stopping rules; the batcher
-only turns "this token, this cache" into logits.  Prompts (prefill) are not
-batched: they are compute-bound, and run on the caller's own thread.
+only turns "this token, this cache" into logits.  Prompts (prefill) and
+speculative checks are not batched (they are compute-bound), but they run on the
+batcher's thread too (``call``), one at a time between steps: the decoder's
+matrix products then always start their OpenMP threads from one thread.  Started
+from several threads, each keeps its own team of OpenMP threads, more threads
+than cores, and libgomp stops letting idle ones spin: measured on 2 cores, a
+decode step of the 1.5B model took 65-76 ms on a second thread against 50-53 ms
+where one thread ran every pass, its many small parallel operations waiting on
+sleeping threads.
 
 Knows nothing about tokens' meaning, sampling or conversations.
 """
@@ -28,6 +35,43 @@ from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+
+def _openmp() -> Any:
+    """libgomp as torch loaded it (``omp_set_num_threads`` and ``omp_get_max_threads`` act on the calling
+    thread), or None where torch uses another threading library."""
+    import ctypes
+
+    try:
+        return ctypes.CDLL("libgomp.so.1", mode=getattr(ctypes, "RTLD_NOLOAD", 4) | ctypes.RTLD_GLOBAL)
+    except OSError:
+        return None
+
+
+def serial_here(threads: int = 1) -> int | None:
+    """This thread's torch operations on ``threads`` OpenMP threads (its own setting, no other thread's);
+    the setting it had, for ``serial_here(previous)`` to put back, or None where it cannot be set.  A
+    conversation's own thread samples from the logits the batcher's thread computed: run there in
+    parallel, that small work would keep a second team of OpenMP threads alive (see the module
+    docstring), and every pass of the decoder would pay for it."""
+    gomp = _openmp()
+    if gomp is None:
+        return None
+    import torch
+
+    torch.get_num_threads()  # torch sets each thread's count when it first uses it: after that, ours holds
+    previous = gomp.omp_get_max_threads()
+    gomp.omp_set_num_threads(threads)
+    return previous
+
+
+@dataclass
+class _Call:
+    fn: Any
+    args: tuple
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
 
 
 @dataclass
@@ -70,9 +114,18 @@ class DecodeBatcher:
             self.active = max(0, self.active - 1)
             self._wake.notify()
 
-    def step(self, token: int, cache: Any) -> Any:
-        """Logits (vocab,) after ``token``, appended to ``cache``; blocks until its batch has run."""
-        item = _Step(token, cache)
+    def call(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` run on the batcher's thread, between batched steps (a prompt's pass, a draft's
+        check); its result, or its exception raised here.  Called from that thread itself, it just runs."""
+        if threading.current_thread() is self._thread:
+            return fn(*args)
+        item = _Call(fn, args)
+        self._submit(item)
+        if item.error is not None:
+            raise item.error
+        return item.result
+
+    def _submit(self, item: Any) -> None:
         with self._wake:
             self._pending.append(item)
             if self._thread is None or not self._thread.is_alive():
@@ -80,6 +133,11 @@ class DecodeBatcher:
                 self._thread.start()
             self._wake.notify()
         item.done.wait()
+
+    def step(self, token: int, cache: Any) -> Any:
+        """Logits (vocab,) after ``token``, appended to ``cache``; blocks until its batch has run."""
+        item = _Step(token, cache)
+        self._submit(item)
         if item.error is not None:
             raise item.error
         return item.logits
@@ -89,15 +147,31 @@ class DecodeBatcher:
             with self._wake:
                 while not self._pending:
                     self._wake.wait()
+                call = next((c for c in self._pending if isinstance(c, _Call)), None)
+                if call is not None:
+                    self._pending.remove(call)
+            if call is not None:
+                try:
+                    call.result = call.fn(*call.args)
+                except BaseException as exc:  # raised again in the caller's thread
+                    call.error = exc
+                finally:
+                    call.done.set()
+                continue
+            with self._wake:
                 deadline = time.monotonic() + self.GATHER_SECONDS
-                while len(self._pending) < min(self.active, self.max_batch):
+                while len(self._pending) < min(self.active, self.max_batch) \
+                        and not any(isinstance(c, _Call) for c in self._pending):
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
                     self._wake.wait(left)
                 # one batch runs with or without the attached adapter (``FastCache.adapter``): the others wait
-                lora = getattr(self._pending[0].cache, "adapter", False)
-                batch = [s for s in self._pending if getattr(s.cache, "adapter", False) == lora][: self.max_batch]
+                steps = [s for s in self._pending if isinstance(s, _Step)]
+                if not steps:
+                    continue  # a call arrived while gathering: it runs first
+                lora = getattr(steps[0].cache, "adapter", False)
+                batch = [s for s in steps if getattr(s.cache, "adapter", False) == lora][: self.max_batch]
                 self._pending = [s for s in self._pending if all(s is not b for b in batch)]
             try:
                 if len(batch) == 1:

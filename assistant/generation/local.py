@@ -18,6 +18,7 @@ from typing import Any, Iterator, Literal, Sequence
 
 from ..config import GenerationConfig
 from ..errors import GenerationError
+from .batching import serial_here
 from .fastdecode import FastCache
 from .lookup import DraftLength, PassCosts, PromptLookup, accept
 from .models import LoadedModel
@@ -146,13 +147,18 @@ class Generation:
         cache_kw = cache_argument(model)
         joined: list[bool] = []  # this generation is among the batcher's decoding conversations
 
+        def on_decoder_thread(fn: Any, *args: Any) -> Any:
+            """A pass of the lean forward, on the batcher's thread where there is one (``DecodeBatcher.call``:
+            one thread starts every pass's OpenMP work)."""
+            return lm.batcher.call(fn, *args) if lm.batcher is not None else fn(*args)
+
         def forward(ids: list[int], cache: Any, keep: int = 1) -> tuple[Any, Any]:
             """Logits (keep, vocab) after each of the last ``keep`` of ``ids``, and the grown cache."""
             if fast is not None:
                 cache = cache if cache is not None else fast.new_cache(adapter=self.adapter)
                 if len(ids) == 1 and joined:  # a decode step: batched with other conversations'
                     return lm.batcher.step(ids[0], cache)[None], cache
-                return fast.forward_rows(ids, cache, keep), cache
+                return on_decoder_thread(fast.forward_rows, ids, cache, keep), cache
             # inference_mode is thread-local: a generator may be resumed on another
             # thread (Gradio, Starlette), so it wraps each model call, not the loop.
             with torch.inference_mode():
@@ -174,7 +180,7 @@ class Generation:
         split = self.shared_until
         if fast is not None and cache is None and 0 < split < len(self.prompt_ids):
             cache = fast.new_cache(adapter=self.adapter)
-            fast.forward_rows(self.prompt_ids[:split], cache, 1)  # the shared beginning, as its own pass
+            on_decoder_thread(fast.forward_rows, self.prompt_ids[:split], cache, 1)  # the shared beginning, as its own pass
             todo = self.prompt_ids[split:]
             if learn:
                 shared.learn(self.prompt_ids, cache, split)
@@ -191,6 +197,8 @@ class Generation:
         # so the same seed gives the same answer on a busy machine and a quiet one.
         costs = fast.pass_costs if fast is not None and (greedy or settings.seed is None) else PassCosts()
         lengths = DraftLength(costs, settings.lookup_tokens) if drafter is not None else None
+        # the passes run on the batcher's thread; what this thread does between them runs on one core
+        threads_before = serial_here() if lm.batcher is not None else None
         try:
             while True:
                 if len(result.token_ids) >= self.max_new_tokens:
@@ -287,6 +295,8 @@ class Generation:
         finally:
             if joined:
                 lm.batcher.leave()
+            if threads_before is not None:
+                serial_here(threads_before)
             result.text = tokenizer.decode(result.token_ids, skip_special_tokens=True).strip()
             result.total_time = time.perf_counter() - start
             if self.prefix_cache is not None and cache is not None:
@@ -461,6 +471,8 @@ def score_answer(lm: LoadedModel, prompt_ids: Sequence[int], answer_ids: Sequenc
         return score_continuation(lm, prompt_ids, answer_ids)
     cache, todo = lm.prefixes.take(prompt_ids) if lm.prefixes is not None else (None, list(prompt_ids))
     cache = cache if cache is not None else fast.new_cache()
-    rows = fast.forward_rows(list(todo) + list(answer_ids), cache, len(answer_ids) + 1)[:-1]  # (answer, vocab)
+    ids = list(todo) + list(answer_ids)
+    rows = (lm.batcher.call(fast.forward_rows, ids, cache, len(answer_ids) + 1) if lm.batcher is not None
+            else fast.forward_rows(ids, cache, len(answer_ids) + 1))[:-1]  # (answer, vocab), on the decoder's thread
     with torch.inference_mode():
         return _token_logprobs(rows, answer_ids)
