@@ -525,6 +525,27 @@ def test_a_call_runs_on_the_batchers_thread_and_its_error_reaches_the_caller():
     assert batcher.call(lambda: "still serving") == "still serving"
 
 
+def test_a_pass_while_others_decode_runs_on_the_callers_thread_on_one_core():
+    """A prompt that arrives while other conversations decode does not queue behind their steps on the
+    batcher's thread: it runs where it was asked, on one core, and the thread gets its setting back."""
+    import threading
+
+    import torch
+
+    from assistant.generation.batching import DecodeBatcher, serial_here
+
+    batcher = DecodeBatcher(object())
+    before = torch.get_num_threads()
+    here = threading.current_thread().name
+    batcher.join()  # another conversation is decoding
+    name, threads = batcher.run(lambda: (threading.current_thread().name, torch.get_num_threads()))
+    assert name == here
+    assert threads == (1 if serial_here(before) is not None else before)
+    assert torch.get_num_threads() == before
+    batcher.leave()
+    assert batcher.run(lambda: threading.current_thread().name) == "decode-batcher"
+
+
 def _random_adapter(model, folder, targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                                             "down_proj")):
     """A peft LoRA adapter on ``model`` with trained-looking (non-zero) B matrices, saved to ``folder``;

@@ -127,7 +127,16 @@ def _confidence(turn: Turn, logprobs: list[float], pieces: list[tuple[str, int, 
 
 def explain(lm: LoadedModel, turn: Turn, config: ExplainConfig | None = None) -> Explanation:
     """Explain a finished answer (see the module docstring for the methods).  An answer the retry adapter
-    wrote after the model declined (``ChatConfig.retry_declines``) is explained with that adapter on."""
+    wrote after the model declined (``ChatConfig.retry_declines``) is explained with that adapter on.
+    Its passes run as the decoder's prompts do (``DecodeBatcher.run``): on the batcher's thread while no
+    conversation decodes, otherwise on this thread on one core; left to this thread's own OpenMP team,
+    they would leave a second team behind, and every later decode step would be slower."""
+    if lm.batcher is not None:
+        return lm.batcher.run(_explain_with_adapter, lm, turn, config)
+    return _explain_with_adapter(lm, turn, config)
+
+
+def _explain_with_adapter(lm: LoadedModel, turn: Turn, config: ExplainConfig | None) -> Explanation:
     from ..generation.shared_weights import adapter_active
 
     retried = "declined_after" in turn.timings

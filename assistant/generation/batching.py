@@ -14,14 +14,17 @@ step waits a few milliseconds for the other joined conversations to hand in
 their steps, so the batch holds all of them rather than whoever was quickest.
 Each caller keeps its own cache, cancel event and stopping rules; the batcher
 only turns "this token, this cache" into logits.  Prompts (prefill) and
-speculative checks are not batched (they are compute-bound), but they run on the
-batcher's thread too (``call``), one at a time between steps: the decoder's
-matrix products then always start their OpenMP threads from one thread.  Started
-from several threads, each keeps its own team of OpenMP threads, more threads
-than cores, and libgomp stops letting idle ones spin: measured on 2 cores, a
-decode step of the 1.5B model took 65-76 ms on a second thread against 50-53 ms
-where one thread ran every pass, its many small parallel operations waiting on
-sleeping threads.
+speculative checks are not batched (they are compute-bound).  While no other
+conversation decodes they run on the batcher's thread too (``run``): the
+decoder's matrix products then always start their OpenMP threads from one
+thread.  Started from several threads, each keeps its own team of OpenMP
+threads, more threads than cores, and libgomp stops letting idle ones spin:
+measured on 2 cores, a decode step of the 1.5B model took 65-76 ms on a second
+thread against 50-53 ms where one thread ran every pass, its many small parallel
+operations waiting on sleeping threads.  While others decode, a prompt runs on
+its caller's thread on one core beside their steps (queued on the batcher's
+thread it held every other conversation's steps up for as long as the prompts
+took: with 20 users at once, turns of 200 s against 40).
 
 Knows nothing about tokens' meaning, sampling or conversations.
 """
@@ -113,6 +116,26 @@ class DecodeBatcher:
         with self._wake:
             self.active = max(0, self.active - 1)
             self._wake.notify()
+
+    def quiet(self, own: bool = False) -> bool:
+        """Whether nothing but the asking conversation (``own``: it has joined) is using the decoder."""
+        with self._wake:
+            return self.active - int(own) <= 0 and not self._pending
+
+    def run(self, fn: Any, *args: Any, own: bool = False) -> Any:
+        """A pass of the decoder (a prompt, a draft's check, Explain's): on this batcher's thread while
+        nothing else uses the decoder (``quiet``), so that one thread starts all its OpenMP work; while
+        other conversations decode, on the caller's thread on one core, beside their batched steps (on
+        the batcher's thread it would hold their steps up for the whole prompt, and a second team of
+        OpenMP threads on the caller's would slow every later step)."""
+        if self.quiet(own) or threading.current_thread() is self._thread:
+            return self.call(fn, *args)
+        previous = serial_here()
+        try:
+            return fn(*args)
+        finally:
+            if previous is not None:
+                serial_here(previous)
 
     def call(self, fn: Any, *args: Any) -> Any:
         """``fn(*args)`` run on the batcher's thread, between batched steps (a prompt's pass, a draft's

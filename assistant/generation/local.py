@@ -148,9 +148,9 @@ class Generation:
         joined: list[bool] = []  # this generation is among the batcher's decoding conversations
 
         def on_decoder_thread(fn: Any, *args: Any) -> Any:
-            """A pass of the lean forward, on the batcher's thread where there is one (``DecodeBatcher.call``:
-            one thread starts every pass's OpenMP work)."""
-            return lm.batcher.call(fn, *args) if lm.batcher is not None else fn(*args)
+            """A pass of the lean forward, on the batcher's thread where there is one and nothing else uses
+            it (``DecodeBatcher.run``)."""
+            return lm.batcher.run(fn, *args, own=bool(joined)) if lm.batcher is not None else fn(*args)
 
         def forward(ids: list[int], cache: Any, keep: int = 1) -> tuple[Any, Any]:
             """Logits (keep, vocab) after each of the last ``keep`` of ``ids``, and the grown cache."""
@@ -472,7 +472,7 @@ def score_answer(lm: LoadedModel, prompt_ids: Sequence[int], answer_ids: Sequenc
     cache, todo = lm.prefixes.take(prompt_ids) if lm.prefixes is not None else (None, list(prompt_ids))
     cache = cache if cache is not None else fast.new_cache()
     ids = list(todo) + list(answer_ids)
-    rows = (lm.batcher.call(fast.forward_rows, ids, cache, len(answer_ids) + 1) if lm.batcher is not None
+    rows = (lm.batcher.run(fast.forward_rows, ids, cache, len(answer_ids) + 1) if lm.batcher is not None
             else fast.forward_rows(ids, cache, len(answer_ids) + 1))[:-1]  # (answer, vocab), on the decoder's thread
     with torch.inference_mode():
         return _token_logprobs(rows, answer_ids)
