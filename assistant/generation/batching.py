@@ -22,9 +22,10 @@ threads, more threads than cores, and libgomp stops letting idle ones spin:
 measured on 2 cores, a decode step of the 1.5B model took 65-76 ms on a second
 thread against 50-53 ms where one thread ran every pass, its many small parallel
 operations waiting on sleeping threads.  While others decode, a prompt runs on
-its caller's thread on one core beside their steps (queued on the batcher's
-thread it held every other conversation's steps up for as long as the prompts
-took: with 20 users at once, turns of 200 s against 40).
+its caller's thread on one core beside their steps: queued on the batcher's
+thread it would hold every other conversation's stream up for as long as it
+takes (6-7 s for a 700-token prompt on 2 cores without AMX).  Measured with 6
+users at once (``bench/load.py``), p50 and p95 were those of the code before.
 
 Knows nothing about tokens' meaning, sampling or conversations.
 """
