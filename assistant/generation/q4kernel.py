@@ -12,10 +12,10 @@ The C file is compiled once per machine by its own compiler (``cc``, or ``$CC``)
 instructions (``-march=native``), into ``ASSISTANT_HOME/kernels/`` under a name that holds the
 source's hash and the CPU's flags, and loaded with ctypes (under a second: nothing to wait for).  Its
 OpenMP threads are torch's: the library asks for ``libgomp.so.1``, which torch has already loaded.
-Where there is no compiler, the build fails, the CPU lacks AVX-512 VNNI (then torch packs in the
-layout the kernel reads only with AVX-512: ``int4.kernel_block``), or its result disagrees with torch's
-kernel on a probe matrix, ``library`` is None with one log line, and ``int4.Weight`` keeps using torch's
-kernel.  ``ASSISTANT_INT8_DOT=off`` turns it off.
+Where there is no compiler, the build fails, the CPU lacks AVX-512 VNNI, or its result disagrees with
+torch's kernel on a probe matrix (as it does where torch packs 4-bit weights in blocks of 32: AVX2-only
+CPUs, ``int4.kernel_block``), ``library`` is None with one log line, and ``int4.Weight`` keeps using
+torch's kernel.  ``ASSISTANT_INT8_DOT=off`` turns it off.
 
 Knows nothing about models: it takes and returns tensors.
 """
@@ -99,9 +99,7 @@ def library() -> Any:
     used (see the module docstring); says why once, in the log."""
     if os.environ.get("ASSISTANT_INT8_DOT", "").lower() in ("off", "0", "false", "no"):
         return None
-    from .int4 import kernel_block
-
-    if platform.machine() not in ("x86_64", "AMD64") or kernel_block() != BLOCK:
+    if platform.machine() not in ("x86_64", "AMD64"):
         return None
     import torch  # noqa: F401  (loads libgomp.so.1 first, so that the kernel shares torch's threads)
 
@@ -138,17 +136,24 @@ def library() -> Any:
 
 
 def _probe(lib: Any) -> float:
-    """Relative difference between this kernel and torch's on a random 128 x 256 matrix, 3 rows."""
+    """Relative difference between this kernel and torch's on a random 128 x 256 matrix, 3 rows, packed by
+    torch for this CPU (inf where torch cannot pack or multiply it; on a CPU whose torch packs in blocks of
+    32 the layouts differ, and so do the results)."""
     import torch
 
-    from .int4 import GROUP, Weight
-
     gen = torch.Generator().manual_seed(0)
-    w = Weight.from_float(torch.randn(128, 256, generator=gen), "int4")
-    x = torch.randn(3, 256, generator=gen)
-    ours = _mm(lib, x, w.packed, w.scale_zero, w.out_features)
-    theirs = torch.ops.aten._weight_int4pack_mm_for_cpu(x.bfloat16(), w.packed.reshape(-1, 128), GROUP,
-                                                        w.scale_zero).float()
+    rows, cols = 128, 256
+    try:
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(
+            torch.randint(0, 16, (rows, cols), dtype=torch.int32, generator=gen), 1).contiguous()
+        scale = torch.rand(cols // 32, rows, generator=gen) * 0.1 + 0.01
+        scale_zero = torch.stack([scale, torch.randn(cols // 32, rows, generator=gen) * 0.1], -1).to(
+            torch.bfloat16).contiguous()
+        x = torch.randn(3, cols, generator=gen)
+        theirs = torch.ops.aten._weight_int4pack_mm_for_cpu(x.bfloat16(), packed, 32, scale_zero).float()
+    except (RuntimeError, AttributeError):
+        return float("inf")
+    ours = _mm(lib, x, packed, scale_zero, rows)
     return float((ours - theirs).norm() / theirs.norm())
 
 
