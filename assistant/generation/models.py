@@ -258,7 +258,7 @@ def load_model(config: ModelConfig | None = None, home: Path | None = None) -> L
         except BaseException as exc:  # raised again on the caller's thread
             done["error"] = exc
 
-    loader = threading.Thread(target=work, name="model-load")
+    loader = threading.Thread(target=work, name="model-load", daemon=True)  # Ctrl-C during a load ends the process
     loader.start()
     loader.join()
     if "error" in done:
