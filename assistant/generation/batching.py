@@ -32,6 +32,7 @@ Knows nothing about tokens' meaning, sampling or conversations.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -41,6 +42,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+@functools.cache
 def _openmp() -> Any:
     """libgomp as torch loaded it (``omp_set_num_threads`` and ``omp_get_max_threads`` act on the calling
     thread), or None where torch uses another threading library."""
