@@ -76,8 +76,9 @@ def _answer_logprobs(logits: Any, answer_ids: Any) -> Any:
     """``logits`` (A+1, vocab) for the positions predicting each answer token (+ the last) → (A,) log-probs."""
     import torch
 
-    lp = torch.log_softmax(logits[:-1].float(), dim=-1)  # (A, vocab)
-    return lp.gather(1, answer_ids[:, None])[:, 0]
+    from ..generation.local import _token_logprobs
+
+    return torch.tensor(_token_logprobs(logits[:-1], answer_ids.tolist()), dtype=torch.float32)
 
 
 def _attention_pass(lm: LoadedModel, prompt_ids: list[int], answer_ids: list[int], config: ExplainConfig) -> tuple[Any, Any, Any, list[int]]:
