@@ -234,14 +234,14 @@ def test_token_logprobs_in_chunks_equal_a_whole_log_softmax():
     divide evenly and for none."""
     import torch
 
-    from assistant.generation.local import LOGPROB_ROWS, _token_logprobs
+    from assistant.generation.local import LOGPROB_ROWS, token_logprobs
 
     gen = torch.Generator().manual_seed(0)
     rows = torch.randn(2 * LOGPROB_ROWS + 3, 1000, generator=gen) * 4
     ids = torch.randint(0, 1000, (rows.shape[0],), generator=gen).tolist()
     expected = torch.log_softmax(rows, dim=-1)[torch.arange(rows.shape[0]), torch.tensor(ids)]
-    assert _token_logprobs(rows, ids) == pytest.approx(expected.tolist(), abs=1e-5)
-    assert _token_logprobs(rows.to(torch.bfloat16), ids) == pytest.approx(
+    assert token_logprobs(rows, ids) == pytest.approx(expected.tolist(), abs=1e-5)
+    assert token_logprobs(rows.to(torch.bfloat16), ids) == pytest.approx(
         torch.log_softmax(rows.to(torch.bfloat16).float(), dim=-1)[torch.arange(rows.shape[0]), torch.tensor(ids)].tolist(),
         abs=1e-5)
-    assert _token_logprobs(rows[:0], []) == []
+    assert token_logprobs(rows[:0], []) == []

@@ -76,9 +76,9 @@ def _answer_logprobs(logits: Any, answer_ids: Any) -> Any:
     """``logits`` (A+1, vocab) for the positions predicting each answer token (+ the last) → (A,) log-probs."""
     import torch
 
-    from ..generation.local import _token_logprobs
+    from ..generation.local import token_logprobs
 
-    return torch.tensor(_token_logprobs(logits[:-1], answer_ids.tolist()), dtype=torch.float32)
+    return torch.tensor(token_logprobs(logits[:-1], answer_ids.tolist()), dtype=torch.float32)
 
 
 def _attention_pass(lm: LoadedModel, prompt_ids: list[int], answer_ids: list[int], config: ExplainConfig) -> tuple[Any, Any, Any, list[int]]:

@@ -445,7 +445,7 @@ def score_continuation(lm: LoadedModel, prompt_ids: Sequence[int], answer_ids: S
     ids = torch.tensor([list(prompt_ids) + list(answer_ids)], dtype=torch.long, device=lm.device)
     with torch.inference_mode():
         logits = lm.model(input_ids=ids).logits[0]  # (seq, vocab)
-        return _token_logprobs(logits[len(prompt_ids) - 1: -1], answer_ids)
+        return token_logprobs(logits[len(prompt_ids) - 1: -1], answer_ids)
 
 
 LOGPROB_ROWS = 16
@@ -454,7 +454,7 @@ LOGPROB_ROWS = 16
 Explain's peak in a Gemma server fell by about 220 MB (``bench/results/memory.md``)."""
 
 
-def _token_logprobs(rows: Any, answer_ids: Sequence[int]) -> list[float]:
+def token_logprobs(rows: Any, answer_ids: Sequence[int]) -> list[float]:
     """Log-probability of ``answer_ids[i]`` under the logits ``rows[i]`` ((answer, vocab)), ``LOGPROB_ROWS``
     rows at a time."""
     import torch
@@ -486,4 +486,4 @@ def score_answer(lm: LoadedModel, prompt_ids: Sequence[int], answer_ids: Sequenc
     rows = (lm.batcher.run(fast.forward_rows, ids, cache, len(answer_ids) + 1) if lm.batcher is not None
             else fast.forward_rows(ids, cache, len(answer_ids) + 1))[:-1]  # (answer, vocab), on the decoder's thread
     with torch.inference_mode():
-        return _token_logprobs(rows, answer_ids)
+        return token_logprobs(rows, answer_ids)
