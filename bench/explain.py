@@ -24,6 +24,7 @@ import logging
 import random
 import statistics
 import sys
+import threading
 import time
 
 from bench.common import DATASETS, header, save, table
@@ -102,7 +103,9 @@ def attribution(lm, system: str, lang: str, n: int, seed: int, minutes: float = 
 
 
 def timing(lm, system: str, reps: int) -> dict[str, float]:
-    """explain() on a ~700-token, 4-source prompt vs generating a 40-token answer for it."""
+    """explain() on a ~700-token, 4-source prompt vs generating a 40-token answer for it; and the time to
+    the first token of another conversation whose prompt arrives while an explanation runs, against the
+    same prompt alone."""
     from assistant.config import GenerationConfig
     from assistant.explain.explainer import explain
     from assistant.generation.local import Generation
@@ -110,7 +113,7 @@ def timing(lm, system: str, reps: int) -> dict[str, float]:
     paragraphs, questions = load_xquad("en")
     rng = random.Random(1)
     free = dataclasses.replace(lm, stop_token_ids=())  # exactly 40 tokens, no early stop
-    gen_s, exp_s, sizes = [], [], []
+    gen_s, exp_s, sizes, alone, during = [], [], [], [], []
     for _ in range(reps):
         question, _answer, own = rng.choice(questions)
         texts = [paragraphs[own]]
@@ -127,9 +130,18 @@ def timing(lm, system: str, reps: int) -> dict[str, float]:
         gen_s.append(result.total_time)
         exp_s.append(expl.timings["total"])
         sizes.append(len(turn.prompt_ids))
+        # another conversation's prompt arriving 1 s into an Explain: how long until its first token
+        explaining = threading.Thread(target=explain, args=(lm, turn))
+        explaining.start()
+        time.sleep(1.0)
+        first = GenerationConfig(max_new_tokens=1, temperature=0.0)
+        during.append(Generation(free, turn.prompt_ids, first).run().time_to_first_token)
+        explaining.join()
+        alone.append(Generation(free, turn.prompt_ids, first).run().time_to_first_token)
     g, e = statistics.median(gen_s), statistics.median(exp_s)
     return {"prompt tokens": statistics.median(sizes), "answer tokens": 40, "generate s": g, "explain s": e,
-            "ratio": e / g}
+            "ratio": e / g, "first token alone s": statistics.median(alone),
+            "first token during explain s": statistics.median(during)}
 
 
 def report(figures: dict) -> str:
@@ -152,6 +164,13 @@ def report(figures: dict) -> str:
                "",
                table(["prompt tokens", "answer tokens", "generate s", "explain s", "explain / generate"],
                      [[int(speed["prompt tokens"]), 40, speed["generate s"], speed["explain s"], speed["ratio"]]])]
+        if "first token during explain s" in speed:
+            md += ["",
+                   "Time to the first token of another conversation (the same prompt) whose prompt arrives 1 s into "
+                   "an explanation, against that prompt alone, median of the same runs:",
+                   "",
+                   table(["first token alone s", "first token during an Explain s"],
+                         [[speed["first token alone s"], speed["first token during explain s"]]])]
     return "\n".join(md)
 
 

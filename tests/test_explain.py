@@ -191,6 +191,48 @@ def test_prefix_cache_reuse_does_not_change_the_result(copy_lm):
         assert x.ablation_importance == pytest.approx(y.ablation_importance, abs=1e-4)
 
 
+def test_a_conversation_starting_during_an_explanation_waits_for_one_pass_not_for_all(copy_lm, monkeypatch):
+    """Explain hands its passes to the decode batcher one at a time: a conversation's prompt arriving
+    while the first pass runs is served right after it, before Explain's next pass, and every pass runs
+    on the batcher's thread (where the decoder's OpenMP work starts)."""
+    import dataclasses
+    import threading
+
+    from assistant.generation.batching import DecodeBatcher
+
+    batcher = DecodeBatcher(object())
+    lm = dataclasses.replace(copy_lm, batcher=batcher)
+    order: list[tuple[str, str]] = []
+    first_pass_running, go_on = threading.Event(), threading.Event()
+    forward = lm.model.forward
+
+    def recorded_forward(*args, **kwargs):
+        order.append(("explain", threading.current_thread().name))
+        if len(order) == 1:
+            first_pass_running.set()
+            go_on.wait(30)
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(lm.model, "forward", recorded_forward)
+    turn = _turn(lm, ANSWERS[1])
+    done: list = []
+    explaining = threading.Thread(target=lambda: done.append(explain(lm, turn, ExplainConfig(ablation="leave_one_out"))))
+    explaining.start()
+    assert first_pass_running.wait(30)
+    prompt = threading.Thread(target=batcher.call,
+                              args=(lambda: order.append(("prompt", threading.current_thread().name)),))
+    prompt.start()
+    while batcher.quiet():  # the prompt is queued behind the running pass
+        pass
+    go_on.set()
+    explaining.join(60)
+    prompt.join(60)
+    assert len(done) == 1 and done[0].timings["ablation_passes"] == len(TEXTS) + 1
+    assert [who for who, _ in order[:2]] == ["explain", "prompt"]
+    assert len(order) == 1 + 1 + len(TEXTS) + 1  # the attention pass, the prompt, the ablations
+    assert {thread for _, thread in order} == {"decode-batcher"}
+
+
 def test_sentences_cite_their_own_source(copy_lm):
     answer = "Paris capital France. 五个工作日内。"
     turn = _turn(copy_lm, answer, history=False)

@@ -332,6 +332,7 @@ def test_the_retry_adapter_reaches_the_explain_model_only_inside_adapter_active(
     from peft import LoraConfig, get_peft_model
 
     import assistant.generation.gguf_lean as lean
+    from assistant.generation.batching import DecodeBatcher
     from assistant.generation.shared_weights import adapter_active, share_lora
 
     model, tensors, config, tokenizer = _tiny_checkpoint()
@@ -352,6 +353,14 @@ def test_the_retry_adapter_reaches_the_explain_model_only_inside_adapter_active(
         outside = loaded.model(torch.tensor([ids])).logits[0, -1].float()
         with adapter_active():
             inside = loaded.model(torch.tensor([ids])).logits[0, -1].float()
+
+    def explain_pass():
+        with torch.inference_mode():
+            return loaded.model(torch.tensor([ids])).logits[0, -1].float()
+
+    with adapter_active():  # a pass handed to the decode batcher's thread runs with the caller's setting
+        on_batcher = DecodeBatcher(loaded.fast).call(explain_pass)
     assert float((adapted - base).norm() / base.norm()) > 0.1  # the adapter matters
     assert float((inside - adapted).norm() / adapted.norm()) < 0.02
+    assert float((on_batcher - adapted).norm() / adapted.norm()) < 0.02
     assert float((outside - base).norm() / base.norm()) < 0.02

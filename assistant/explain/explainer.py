@@ -128,12 +128,19 @@ def _confidence(turn: Turn, logprobs: list[float], pieces: list[tuple[str, int, 
 def explain(lm: LoadedModel, turn: Turn, config: ExplainConfig | None = None) -> Explanation:
     """Explain a finished answer (see the module docstring for the methods).  An answer the retry adapter
     wrote after the model declined (``ChatConfig.retry_declines``) is explained with that adapter on.
-    Its passes run as the decoder's prompts do (``DecodeBatcher.run``): on the batcher's thread while no
-    conversation decodes, otherwise on this thread on one core; left to this thread's own OpenMP team,
-    they would leave a second team behind, and every later decode step would be slower."""
-    if lm.batcher is not None:
-        return lm.batcher.run(_explain_with_adapter, lm, turn, config)
-    return _explain_with_adapter(lm, turn, config)
+    Its passes run one at a time as the decoder's prompts do (``local.decoder_pass``): on the batcher's
+    thread while no conversation decodes, otherwise on this thread on one core, so a conversation that
+    starts meanwhile waits for one pass, not for the whole explanation.  The small work between passes
+    runs here on one thread: left to this thread's own OpenMP team, it would leave a second team behind,
+    and every later decode step would be slower."""
+    from ..generation.batching import serial_here
+
+    previous = serial_here() if lm.batcher is not None else None
+    try:
+        return _explain_with_adapter(lm, turn, config)
+    finally:
+        if previous is not None:
+            serial_here(previous)
 
 
 def _explain_with_adapter(lm: LoadedModel, turn: Turn, config: ExplainConfig | None) -> Explanation:

@@ -18,6 +18,7 @@ from typing import Any, Iterator, Sequence
 from ..errors import ConfigError, InputError
 from .prompt import prepare_rebuild, variant
 from .types import ExplainConfig
+from ..generation.local import decoder_pass
 from ..generation.models import LoadedModel
 from ..types import Turn
 
@@ -109,21 +110,25 @@ def _attention_pass(lm: LoadedModel, prompt_ids: list[int], answer_ids: list[int
         acc["sum"] += rows
         acc["n"] += 1
 
-    handles = [modules[i].register_forward_hook(hook) for i in layers]
     ids = torch.tensor([prompt_ids + answer_ids], dtype=torch.long, device=lm.device)
-    try:
-        with eager_attention(model), torch.inference_mode():
-            out = model(input_ids=ids, use_cache=True, logits_to_keep=A + 1)
-    finally:
-        for h in handles:
-            h.remove()
     target = torch.tensor(answer_ids, dtype=torch.long, device=lm.device)
-    logprobs = _answer_logprobs(out.logits[0], target)
-    per_token = (acc["sum"] / max(acc["n"], 1)).mean(0)  # (P,)
-    per_token = per_token / per_token.sum().clamp_min(1e-12)
-    from ..generation.local import output_cache
 
-    return per_token.cpu(), logprobs.cpu(), output_cache(out), layers
+    def run() -> tuple[Any, Any, Any]:
+        from ..generation.local import output_cache
+
+        handles = [modules[i].register_forward_hook(hook) for i in layers]
+        try:
+            with eager_attention(model), torch.inference_mode():
+                out = model(input_ids=ids, use_cache=True, logits_to_keep=A + 1)
+                per_token = (acc["sum"] / max(acc["n"], 1)).mean(0)  # (P,)
+                per_token = per_token / per_token.sum().clamp_min(1e-12)
+                return per_token.cpu(), _answer_logprobs(out.logits[0], target).cpu(), output_cache(out)
+        finally:
+            for h in handles:
+                h.remove()
+
+    attention, logprobs, cache = decoder_pass(lm, run)
+    return attention, logprobs, cache, layers
 
 
 def _prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
@@ -154,10 +159,14 @@ def _score_variant(lm: LoadedModel, variant: list[int], answer_ids: list[int], f
             log.debug("prefix cache not reusable (%s); full pass", exc)
             reuse = 0
     ids = torch.tensor([seq[reuse:]], dtype=torch.long, device=lm.device)
-    with torch.inference_mode():
-        out = lm.model(input_ids=ids, use_cache=reuse > 0, logits_to_keep=A + 1, **kwargs)
     target = torch.tensor(answer_ids, dtype=torch.long, device=lm.device)
-    return _answer_logprobs(out.logits[0], target).cpu()
+
+    def run() -> Any:
+        with torch.inference_mode():
+            out = lm.model(input_ids=ids, use_cache=reuse > 0, logits_to_keep=A + 1, **kwargs)
+            return _answer_logprobs(out.logits[0], target).cpu()
+
+    return decoder_pass(lm, run)
 
 
 def _ablate(lm: LoadedModel, turn: Turn, answer_ids: list[int], base_lp: Any, cache: Any, config: ExplainConfig,

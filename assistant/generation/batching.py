@@ -32,6 +32,7 @@ Knows nothing about tokens' meaning, sampling or conversations.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import threading
@@ -75,6 +76,8 @@ def serial_here(threads: int = 1) -> int | None:
 class _Call:
     fn: Any
     args: tuple
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+    """The caller's context variables (``shared_weights.adapter_active``), which ``fn`` runs in."""
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
     error: BaseException | None = None
@@ -142,7 +145,8 @@ class DecodeBatcher:
 
     def call(self, fn: Any, *args: Any) -> Any:
         """``fn(*args)`` run on the batcher's thread, between batched steps (a prompt's pass, a draft's
-        check); its result, or its exception raised here.  Called from that thread itself, it just runs."""
+        check), in the caller's context variables; its result, or its exception raised here.  Called from
+        that thread itself, it just runs."""
         if threading.current_thread() is self._thread:
             return fn(*args)
         item = _Call(fn, args)
@@ -178,7 +182,7 @@ class DecodeBatcher:
                     self._pending.remove(call)
             if call is not None:
                 try:
-                    call.result = call.fn(*call.args)
+                    call.result = call.context.run(call.fn, *call.args)
                 except BaseException as exc:  # raised again in the caller's thread
                     call.error = exc
                 finally:

@@ -148,9 +148,7 @@ class Generation:
         joined: list[bool] = []  # this generation is among the batcher's decoding conversations
 
         def on_decoder_thread(fn: Any, *args: Any) -> Any:
-            """A pass of the lean forward, on the batcher's thread where there is one and nothing else uses
-            it (``DecodeBatcher.run``)."""
-            return lm.batcher.run(fn, *args, own=bool(joined)) if lm.batcher is not None else fn(*args)
+            return decoder_pass(lm, fn, *args, own=bool(joined))
 
         def forward(ids: list[int], cache: Any, keep: int = 1) -> tuple[Any, Any]:
             """Logits (keep, vocab) after each of the last ``keep`` of ``ids``, and the grown cache."""
@@ -468,6 +466,15 @@ def token_logprobs(rows: Any, answer_ids: Sequence[int]) -> list[float]:
     return torch.cat(out).tolist() if out else []
 
 
+def decoder_pass(lm: LoadedModel, fn: Any, *args: Any, own: bool = False) -> Any:
+    """``fn(*args)``, a pass of the model (the lean forward's or the transformers model's over the same
+    weights): on the decode batcher's thread where there is one and nothing else uses it, otherwise here
+    on one core (``DecodeBatcher.run``; ``own``: the caller is one of the batcher's decoding
+    conversations).  One pass at a time, so that a conversation starting meanwhile waits for one pass,
+    not for a caller's whole series (Explain's)."""
+    return lm.batcher.run(fn, *args, own=own) if lm.batcher is not None else fn(*args)
+
+
 def score_answer(lm: LoadedModel, prompt_ids: Sequence[int], answer_ids: Sequence[int]) -> list[float]:
     """``score_continuation`` for the engine's checks, as cheap as the lean forward makes it: the prompt's
     beginning another conversation already prefilled (``lm.prefixes``: the system prompt) is taken from
@@ -483,7 +490,6 @@ def score_answer(lm: LoadedModel, prompt_ids: Sequence[int], answer_ids: Sequenc
     cache, todo = lm.prefixes.take(prompt_ids) if lm.prefixes is not None else (None, list(prompt_ids))
     cache = cache if cache is not None else fast.new_cache()
     ids = list(todo) + list(answer_ids)
-    rows = (lm.batcher.run(fast.forward_rows, ids, cache, len(answer_ids) + 1) if lm.batcher is not None
-            else fast.forward_rows(ids, cache, len(answer_ids) + 1))[:-1]  # (answer, vocab), on the decoder's thread
+    rows = decoder_pass(lm, fast.forward_rows, ids, cache, len(answer_ids) + 1)[:-1]  # (answer, vocab)
     with torch.inference_mode():
         return token_logprobs(rows, answer_ids)
