@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .errors import InputError
-from .types import Prompt, Segment, Source, Turn
+from .types import Prompt, Segment, Source, Turn, section_path
 
 LANGUAGE_NAMES = {
     "en": "English", "zh": "Chinese", "de": "German", "fr": "French", "es": "Spanish", "it": "Italian",
@@ -107,8 +107,8 @@ class TagStripper:
 
 
 def source_block(index: int, source: Source) -> str:
-    """How one source appears in the prompt: ``[n] title > heading`` then its text."""
-    title = " > ".join(p for p in (source.title, source.heading) if p) or source.source
+    """How one source appears in the prompt: ``[n] title > heading`` (``section_path``) then its text."""
+    title = section_path(source.title, source.heading) or source.source
     return f"[{index}] {title}\n{source.text.strip()}"
 
 

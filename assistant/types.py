@@ -60,6 +60,17 @@ def shown_source(source: str) -> str:
     return source.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or source
 
 
+def section_path(title: str, heading: str, separator: str = " > ") -> str:
+    """Where a passage sits: its document's title, then its headings (``heading``, " > "-joined as the index
+    keeps it), the title once.  A Markdown file's top heading is its title, so its heading path begins with
+    the title again: "Refunds > Refunds > Card payments" is shown as "Refunds > Card payments".  Empty when
+    neither is known."""
+    parts = heading.split(" > ") if heading else []
+    if parts and title and parts[0].strip() == title.strip():
+        parts = parts[1:]
+    return separator.join(p for p in (title, *parts) if p)
+
+
 @dataclass
 class Source:
     """A retrieved passage as a turn keeps it (decoupled from the index's ``Hit``)."""

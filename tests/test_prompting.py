@@ -41,6 +41,25 @@ def test_prompt_ids_equal_the_chat_template_tokenization(tiny_lm):
     assert prompt.input_ids == list(expected)
 
 
+def test_a_source_names_its_document_title_once_in_the_prompt_and_on_the_page(tiny_lm):
+    """A Markdown file's top heading is its title, so the index's heading path starts with the title
+    again; the prompt and the page show it once.  A heading that merely begins with the title's word
+    is a heading of its own and stays."""
+    from assistant.web.chatview import sources_html
+
+    sources = [Source(chunk_id="d1:2", doc_id="d1", text="Card refunds take five days.", source="refunds.md",
+                      title="Refunds", heading="Refunds > Card payments"),
+               Source(chunk_id="d2:0", doc_id="d2", text="Ask within 30 days.", source="policy.md",
+                      title="Refunds", heading="Refunds policy")]
+    prompt = build_prompt(tiny_lm.tokenizer, PromptParts(system="S.", message="How long?", sources=sources),
+                          budget=900)
+    user = prompt.messages[-1]["content"]
+    assert "[1] Refunds > Card payments\nCard refunds take five days." in user
+    assert "[2] Refunds > Refunds policy\nAsk within 30 days." in user
+    page = sources_html(Turn(user="How long?", answer="Five days.", sources=sources))
+    assert "[1] Refunds › Card payments</strong>" in page and "[2] Refunds › Refunds policy</strong>" in page
+
+
 def test_fifty_turns_never_exceed_the_budget_and_keep_the_newest(tiny_lm):
     history = [Turn(user=f"This is my question number {i} about refunds?",
                     answer=f"Answer {i}: refunds are paid back within five days.") for i in range(50)]

@@ -117,11 +117,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_sources(conv, out: TextIO) -> None:
+    from ..types import section_path
+
     if not conv.turns or not conv.turns[-1].sources:
         print("(no sources for the last answer)", file=out)
         return
     for i, s in enumerate(conv.turns[-1].sources, start=1):
-        where = " > ".join(p for p in (s.title, s.heading) if p) or s.source
+        where = section_path(s.title, s.heading) or s.source
         print(f"[{i}] {where}  ({s.source}, score {s.score:.2f})", file=out)
 
 

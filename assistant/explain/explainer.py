@@ -46,7 +46,7 @@ from .prompt import check_turn
 from .types import Confidence, ExplainConfig, Explanation, SegmentShare, SentenceCitation, SourceScore
 from ..generation.models import LoadedModel
 from .textspans import _content_heat, sentence_spans, split_sentences, token_pieces  # noqa: F401 (re-exported)
-from ..types import Source, Turn
+from ..types import Source, Turn, section_path
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +245,7 @@ def format_table(expl: Explanation) -> str:
         lines.append(f"Sources (ablation: {expl.method})")
         lines.append(f"{'#':>3} {'retrieval':>9} {'attention':>9} {'ablation':>9}  document")
         for s in expl.source_scores:
-            where = " > ".join(p for p in (s.title, s.heading) if p) or s.source
+            where = section_path(s.title, s.heading) or s.source
             lines.append(f"[{s.index}] {s.retrieval_score:>9.3f} {s.attention_share:>9.3f} "
                          f"{_fmt(s.ablation_importance):>9}  {where} ({s.source})")
     if expl.sentences:

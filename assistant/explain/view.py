@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..safe_markdown import escape_html, literal_markdown
-from ..types import shown_source
+from ..types import section_path, shown_source
 from .types import Explanation
 
 ATTENTION_SENTENCE = (
@@ -71,7 +71,7 @@ def highlight_html(expl: Explanation) -> str:
     parts = [f'<div class="explain-heat"><p><em>{escape_html(HEAT_SENTENCE)}</em></p>',
              "<h4>Your message</h4>", f"<p>{_heat_spans(expl.message_heat, scale)}</p>"]
     for score, heat in zip(expl.source_scores, expl.source_heat):
-        title = " > ".join(p for p in (score.title, score.heading) if p) or shown_source(score.source)
+        title = section_path(score.title, score.heading) or shown_source(score.source)
         parts.append(f"<h4>[{score.index}] {escape_html(title)}</h4>")
         parts.append(f"<p>{_heat_spans(heat, scale)}</p>")
     parts.append("</div>")
@@ -109,7 +109,7 @@ def summary_markdown(expl: Explanation) -> str:
     if expl.source_scores:
         lines.append("### Sources")
         for s in expl.source_scores:
-            title = " > ".join(p for p in (s.title, s.heading) if p) or shown_source(s.source)
+            title = section_path(s.title, s.heading) or shown_source(s.source)
             lines.append(f"**[{s.index}] {literal_markdown(title)}** — {literal_markdown(shown_source(s.source))}  ")
             lines.append(f"retrieval {s.retrieval_score:.2f} (dense {s.dense_score:.2f}, keyword {s.bm25_score:.2f}) · "
                          f"attention {s.attention_share:.0%} · effect of removing it {_num(s.ablation_importance, 3)}")

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from ..explain import citations
 from ..safe_markdown import escape_attr, escape_html, render_markdown
-from ..types import Conversation, Turn, shown_source
+from ..types import Conversation, Turn, section_path, shown_source
 
 
 CITE_OPEN, CITE_CLOSE = "\ue000", "\ue001"
@@ -30,8 +30,7 @@ def sources_html(turn: Turn) -> str:
     each an anchor (``cite-<turn>-<n>``) its ``[n]`` markers open."""
     blocks = []
     for i, s in enumerate(turn.sources, start=1):
-        parts = (s.heading,) if s.title and s.heading.startswith(s.title) else (s.title, s.heading)
-        where = " › ".join(escape_html(p) for p in parts if p) or escape_html(shown_source(s.source))
+        where = escape_html(section_path(s.title, s.heading, " › ") or shown_source(s.source))
         page = f", page {s.page}" if s.page else ""
         snippet = escape_html(" ".join(s.text.split())[:240])
         blocks.append(f'<div class="passage" id="cite-{escape_attr(turn.id)}-{i}"><p><strong>[{i}] {where}</strong>{page}'
@@ -57,7 +56,7 @@ def _cite_link(turn: Turn, n: int) -> str:
     if not 1 <= n <= len(turn.sources):
         return ""
     s = turn.sources[n - 1]
-    title = escape_attr(" › ".join(p for p in (s.title, s.heading) if p) or shown_source(s.source))
+    title = escape_attr(section_path(s.title, s.heading, " › ") or shown_source(s.source))
     tid = escape_attr(turn.id)
     return (f'<sup class="cite"><a href="#cite-{tid}-{n}" class="cite-link" data-turn="{tid}" data-n="{n}" '
             f'title="{title}">[{n}]</a></sup>')
