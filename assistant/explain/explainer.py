@@ -134,6 +134,7 @@ def explain(lm: LoadedModel, turn: Turn, config: ExplainConfig | None = None) ->
     runs here on one thread: left to this thread's own OpenMP team, it would leave a second team behind,
     and every later decode step would be slower."""
     from ..generation.batching import serial_here
+    from ..generation.cpu import give_back_freed_memory
 
     previous = serial_here() if lm.batcher is not None else None
     try:
@@ -141,6 +142,7 @@ def explain(lm: LoadedModel, turn: Turn, config: ExplainConfig | None = None) ->
     finally:
         if previous is not None:
             serial_here(previous)
+        give_back_freed_memory()  # its passes' logits and activations
 
 
 def _explain_with_adapter(lm: LoadedModel, turn: Turn, config: ExplainConfig | None) -> Explanation:

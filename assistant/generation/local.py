@@ -19,6 +19,7 @@ from typing import Any, Iterator, Literal, Sequence
 from ..config import GenerationConfig
 from ..errors import GenerationError
 from .batching import serial_here
+from .cpu import give_back_freed_memory
 from .fastdecode import FastCache
 from .lookup import DraftLength, PassCosts, PromptLookup, accept
 from .models import LoadedModel
@@ -303,6 +304,7 @@ class Generation:
                 # The cache now holds prompt + answer tokens except the last sampled one.
                 held = self.prompt_ids + result.token_ids
                 self.prefix_cache.store(held[:past_len], cache)
+            give_back_freed_memory()
 
     def run(self) -> GenerationResult:
         """Generate to the end without streaming."""
