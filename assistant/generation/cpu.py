@@ -73,7 +73,6 @@ def cpu_has_amx(cpuinfo: str = "/proc/cpuinfo") -> bool:
     return flags is not None and "amx_bf16" in flags
 
 
-
 @functools.cache
 def _libc() -> Any:
     """glibc, or None (another C library, another system)."""
