@@ -197,6 +197,7 @@ def test_a_conversation_starting_during_an_explanation_waits_for_one_pass_not_fo
     on the batcher's thread (where the decoder's OpenMP work starts)."""
     import dataclasses
     import threading
+    import time
 
     from assistant.generation.batching import DecodeBatcher
 
@@ -222,8 +223,10 @@ def test_a_conversation_starting_during_an_explanation_waits_for_one_pass_not_fo
     prompt = threading.Thread(target=batcher.call,
                               args=(lambda: order.append(("prompt", threading.current_thread().name)),))
     prompt.start()
-    while batcher.quiet():  # the prompt is queued behind the running pass
-        pass
+    deadline = time.monotonic() + 30
+    while batcher.quiet() and time.monotonic() < deadline:  # until the prompt is queued behind the pass
+        time.sleep(0.001)
+    assert not batcher.quiet()
     go_on.set()
     explaining.join(60)
     prompt.join(60)
