@@ -18,7 +18,7 @@ from typing import Any, Iterator, Sequence
 from ..errors import ConfigError, InputError
 from .prompt import prepare_rebuild, variant
 from .types import ExplainConfig
-from ..generation.local import decoder_pass
+from ..generation.local import cache_argument, decoder_pass, output_cache, token_logprobs
 from ..generation.models import LoadedModel
 from ..types import Turn
 
@@ -67,17 +67,9 @@ def chosen_layers(config: ExplainConfig, n_layers: int) -> list[int]:
     return sorted(set(out))
 
 
-def _cache_kw(model: Any) -> str:
-    from ..generation.local import cache_argument
-
-    return cache_argument(model)
-
-
 def _answer_logprobs(logits: Any, answer_ids: Any) -> Any:
     """``logits`` (A+1, vocab) for the positions predicting each answer token (+ the last) → (A,) log-probs."""
     import torch
-
-    from ..generation.local import token_logprobs
 
     return torch.tensor(token_logprobs(logits[:-1], answer_ids.tolist()), dtype=torch.float32)
 
@@ -114,8 +106,6 @@ def _attention_pass(lm: LoadedModel, prompt_ids: list[int], answer_ids: list[int
     target = torch.tensor(answer_ids, dtype=torch.long, device=lm.device)
 
     def run() -> tuple[Any, Any, Any]:
-        from ..generation.local import output_cache
-
         handles = [modules[i].register_forward_hook(hook) for i in layers]
         try:
             with eager_attention(model), torch.inference_mode():
@@ -154,7 +144,7 @@ def _score_variant(lm: LoadedModel, variant: list[int], answer_ids: list[int], f
         try:
             past = copy.deepcopy(cache)
             past.crop(-(past.get_seq_length() - reuse))
-            kwargs[_cache_kw(lm.model)] = past
+            kwargs[cache_argument(lm.model)] = past
         except Exception as exc:  # a cache type without crop (sliding windows): recompute in full
             log.debug("prefix cache not reusable (%s); full pass", exc)
             reuse = 0
