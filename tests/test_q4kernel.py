@@ -67,6 +67,24 @@ def test_a_rows_result_is_the_same_alone_and_in_any_batch():
 
 
 @needs_kernel
+def test_the_512_bit_products_give_the_256_bit_ones_bit_for_bit(tmp_path):
+    """Where the CPU has AVX-512 VBMI the kernel is built with 512-bit products (other byte permutes, sums
+    in another register order); built with -DQ4_NARROW it keeps the 256-bit ones.  Same bits out."""
+    wide = q4kernel.library()
+    if wide.q4_features() < 2:
+        pytest.skip("this CPU builds the 256-bit products only")
+    narrow_path = tmp_path / "narrow.so"
+    q4kernel.build(narrow_path, q4kernel._compiler(), ("-DQ4_NARROW",))
+    narrow = q4kernel._load(narrow_path)
+    assert narrow.q4_features() == 1
+    for rows, cols, m, seed in ((64, 32, 1, 5), (2048, 1536, 4, 6), (1536, 8960, 3, 7), (960, 576, 9, 8)):
+        w = _weight(rows, cols, seed)
+        x = torch.randn(m, cols, generator=torch.Generator().manual_seed(seed)) * 3
+        assert torch.equal(q4kernel._mm(wide, x, w.packed, w.scale_zero, rows),
+                           q4kernel._mm(narrow, x, w.packed, w.scale_zero, rows))
+
+
+@needs_kernel
 def test_zero_and_extreme_activations():
     w = _weight(128, 256, 3)
     x = torch.zeros(2, 256)

@@ -4,7 +4,8 @@ torch's ``_weight_int4pack_mm_for_cpu`` turns every 4-bit value into a float bef
 cores a decode step of the 1.5B model spent ~48 ms there, computing, not reading.  ``q4kernel.c`` reads
 the same packed bytes (nothing is re-packed or stored twice) and multiplies them with the activation
 written as two int8 values per column (as precise as torch's bf16 activation; see the C file), with
-AVX-512 VNNI's byte dot products.  Measured on 2 Zen 4 cores, the 113 products of one decode step (cold
+AVX-512 VNNI's byte dot products, on 512-bit registers where the CPU also has AVX-512 VBMI (the same
+result bit for bit as the 256-bit build; a tenth faster from four rows on).  Measured on 2 Zen 4 cores, the 113 products of one decode step (cold
 caches): 36 ms against 47 ms for one row, 73 against 76 for four, 129 against 150 for eight
 (``bench/speed.py`` has the decode figures).
 
@@ -66,15 +67,16 @@ def _target(compiler: str) -> Path:
     return assistant_home() / "kernels" / f"q4kernel-{key.hexdigest()[:16]}.so"
 
 
-def build(target: Path, compiler: str) -> None:
+def build(target: Path, compiler: str, extra: tuple[str, ...] = ()) -> None:
     """Compile ``SOURCE`` into ``target`` (written beside it, then renamed: another process building the
-    same file at once finds either none or a whole one).  Raises ``RuntimeError`` with the compiler's
-    message when it fails."""
+    same file at once finds either none or a whole one), with ``extra`` compiler flags (the tests build
+    the 256-bit products with ``-DQ4_NARROW``).  Raises ``RuntimeError`` with the compiler's message
+    when it fails."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        done = subprocess.run([compiler, *FLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True,
+        done = subprocess.run([compiler, *FLAGS, *extra, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True,
                               timeout=120)
         if done.returncode:
             raise RuntimeError((done.stderr or done.stdout).strip()[-600:])
@@ -118,9 +120,9 @@ def library() -> Any:
         if lib is None:
             start = time.perf_counter()
             build(target, compiler)
-            log.info("built the int8 dot-product kernel for this CPU in %.1f s: %s", time.perf_counter() - start,
-                     target)
             lib = _load(target)
+            log.info("built the int8 dot-product kernel for this CPU (%s-bit products) in %.1f s: %s",
+                     512 if lib.q4_features() > 1 else 256, time.perf_counter() - start, target)
         if lib.q4_features() < 1:
             log.info("this CPU has no AVX-512 VNNI: decoding uses torch's 4-bit kernel")
             return None
