@@ -133,3 +133,42 @@ def test_the_switch_turns_it_off(monkeypatch):
         assert q4kernel.library() is None
     finally:
         q4kernel.library.cache_clear()
+
+
+def _reference_attention(q, keys, values, stop, window, scale):
+    """float64 attention of one row q (heads, dim) over keys / values (kv, cap, dim), positions before stop."""
+    first = max(0, stop - window) if window else 0
+    kv, heads = keys.shape[0], q.shape[0]
+    k = keys[:, first:stop].double().repeat_interleave(heads // kv, 0)  # (heads, L, dim)
+    v = values[:, first:stop].double().repeat_interleave(heads // kv, 0)
+    probs = torch.softmax(torch.einsum("hd,hld->hl", q.double(), k) * scale, -1)
+    return torch.einsum("hl,hld->hd", probs, v)
+
+
+@needs_kernel
+@pytest.mark.parametrize("heads, kv, dim", [(12, 2, 128), (4, 1, 256), (9, 3, 64), (16, 1, 32)])
+def test_one_query_attention_over_each_rows_own_cache(heads, kv, dim):
+    """``Rows.attend``: rows of different lengths and caches of different capacities, with and without a
+    sliding window, as close to float64 as bf16 output allows and closer than torch's bf16 products; a
+    row's result is bit for bit the same alone or among others."""
+    gen = torch.Generator().manual_seed(heads * dim)
+    layers, stops, caps = 3, [1, 17, 300, 45], [64, 32, 320, 64]
+    keys = [torch.randn(layers, kv, c, dim, generator=gen).bfloat16() for c in caps]
+    values = [torch.randn(layers, kv, c, dim, generator=gen).bfloat16() for c in caps]
+    q = (torch.randn(len(stops), heads, dim, generator=gen) * 2).bfloat16()
+    scale = dim ** -0.5
+    rows = q4kernel.Rows(keys, values, stops)
+    for layer, window in ((0, 0), (2, 0), (1, 16)):
+        out = rows.attend(q, layer, window, scale)
+        assert out.dtype == torch.bfloat16 and out.shape == q.shape
+        for r, stop in enumerate(stops):
+            exact = _reference_attention(q[r].float(), keys[r][layer], values[r][layer], stop, window, scale)
+            ours = float((out[r].double() - exact).norm() / exact.norm())
+            first = max(0, stop - window) if window else 0
+            k, v = keys[r][layer, :, first:stop], values[r][layer, :, first:stop]
+            g = q[r].reshape(kv, heads // kv, dim)
+            probs = torch.softmax(torch.bmm(k, g.transpose(1, 2)).transpose(1, 2).float() * scale, -1).bfloat16()
+            theirs = float((torch.bmm(probs, v).reshape(heads, dim).double() - exact).norm() / exact.norm())
+            assert ours < 0.004 and ours <= theirs + 1e-4, (ours, theirs)
+            alone = q4kernel.Rows([keys[r]], [values[r]], [stop]).attend(q[r:r + 1], layer, window, scale)
+            assert torch.equal(alone[0], out[r])

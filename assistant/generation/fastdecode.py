@@ -41,6 +41,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from . import q4kernel
 from .cpu import bf16_matmul_fast, cpu_has_amx
 from .int4 import Weight, WeightFormat, int4_available
 from .shared_weights import effective_weight
@@ -325,6 +326,8 @@ class FastDecoder:
             mask = (band & causal) if causal is not None else band
             windowed[w] = (first, mask[:, first:] if n > 1 else None)
         lora = cache.adapter
+        # one query row (a decode step) or a draft's rows each as its own step: the kernel's attention
+        by_kernel = self._rows([cache] * n, list(range(past + 1, end + 1))) if n == 1 or keep == n else None
         with torch.inference_mode():
             x = self._embed(ids)[None]  # (1, n, hidden)
             for i, layer in enumerate(self.layers):
@@ -334,7 +337,9 @@ class FastDecoder:
                 first, mask = windowed.get(layer.window, (0, causal))
                 keys = cache.keys[i, :, first:end]  # (kv, keys, dim)
                 values = cache.values[i, :, first:end]
-                if n == 1:
+                if by_kernel is not None:  # (n, heads, dim) through the kernel, back to (1, heads, n, dim)
+                    att = by_kernel.attend(q[0].transpose(0, 1), i, layer.window or 0, self._scale).transpose(0, 1)[None]
+                elif n == 1:
                     att = self._attend_one(q, keys, values)
                 elif keep == n:  # a draft being checked: each row attends as its own decode step would,
                     # so that the check's logits are bit for bit plain decoding's (one SDPA call over all rows
@@ -369,21 +374,41 @@ class FastDecoder:
             cos, sin = self._rope(name, max(pasts) + 1)
             at = torch.tensor(pasts)
             ropes[name] = cos[at][:, None, None], sin[at][:, None, None]  # (B, 1, 1, head_dim) each
+        by_kernel = self._rows(caches, [p + 1 for p in pasts])
         with torch.inference_mode():
             x = self._embed(ids)[:, None]  # (B, 1, hidden)
             for i, layer in enumerate(self.layers):
                 q, k, v = self._qkv(layer, x, *ropes[layer.rope], lora=lora)  # (B, heads | kv, 1, dim)
-                outs = []
                 for b, (cache, past) in enumerate(zip(caches, pasts)):
                     cache.keys[i, :, past] = k[b, :, 0]
                     cache.values[i, :, past] = v[b, :, 0]
-                    first = max(0, past + 1 - layer.window) if layer.window else 0
-                    outs.append(self._attend_one(q[b:b + 1], cache.keys[i, :, first:past + 1],
-                                                 cache.values[i, :, first:past + 1]))  # (1, heads, 1, dim)
-                x = self._rest(layer, x, torch.cat(outs), lora)
+                if by_kernel is not None:  # all rows in one call
+                    att = by_kernel.attend(q[:, :, 0], i, layer.window or 0, self._scale)[:, :, None]
+                else:
+                    outs = []
+                    for b, (cache, past) in enumerate(zip(caches, pasts)):
+                        first = max(0, past + 1 - layer.window) if layer.window else 0
+                        outs.append(self._attend_one(q[b:b + 1], cache.keys[i, :, first:past + 1],
+                                                     cache.values[i, :, first:past + 1]))  # (1, heads, 1, dim)
+                    att = torch.cat(outs)
+                x = self._rest(layer, x, att, lora)
             for c in caches:
                 c.length += 1
             return self.head(self._rms(x, self.norm))[:, 0].float()
+
+    @property
+    def _scale(self) -> float:
+        return self.arch.scale if self.arch.scale is not None else self.head_dim ** -0.5
+
+    def _rows(self, caches: list[FastCache], stops: list[int]) -> Any:
+        """``q4kernel.Rows`` for one-query attention of rows over ``caches`` (row r sees positions before
+        ``stops[r]``), or None where torch attends (``_attend_one``): the kernel is not built here, or the
+        cache is not bf16.  The kernel does in one call what ``_attend_one`` does a row at a time, in
+        float32 from the bf16 cache (scores, softmax and sum; torch rounds scores and weights to bf16):
+        measured on 2 Zen 4 cores, a decode step of the 1.5B model ... (see bench/results/generation.md)."""
+        if not q4kernel.attends(self.dtype, self.head_dim):
+            return None
+        return q4kernel.Rows([c.keys for c in caches], [c.values for c in caches], stops)
 
     def _attend_one(self, q: Any, keys: Any, values: Any) -> Any:
         """Attention of one query position (1, heads, 1, dim) over ``keys`` / ``values`` (kv, L, dim).

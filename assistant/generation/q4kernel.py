@@ -45,6 +45,9 @@ BLOCK = 64
 ENABLED = True
 """Whether ``int4.Weight`` uses the kernel where it is built (benchmarks switch it to compare in one
 process; ``ASSISTANT_INT8_DOT=off`` keeps it from being built at all)."""
+ATTEND = True
+"""Whether the lean decoder's one-query attention uses ``Rows.attend`` where the library is built (a
+benchmark switch, as ``ENABLED``)."""
 PROBE_TOLERANCE = 0.02
 """Relative difference to torch's kernel on the probe matrix above which the build is not used (both
 differ from the exact product by ~0.004 on random data: torch's bf16 activation, the weights' bf16
@@ -92,6 +95,8 @@ def _load(path: Path) -> Any:
     lib.q4_mm.argtypes = [ptr, i32, i32, ptr, ptr, i32, ptr, i32]
     lib.q4_mm.restype = i32
     lib.q4_features.restype = i32
+    lib.q4_attend.argtypes = [i32, i32, i32, i32, ctypes.c_float, ptr, ptr, ptr, ptr, ptr, i32, i32, ptr, i32]
+    lib.q4_attend.restype = i32
     return lib
 
 
@@ -177,3 +182,43 @@ def mm(x: Any, packed: Any, scale_zero: Any, out_features: int) -> Any:
     layout (``packed`` uint8 (out / 64, in, 32) contiguous, ``scale_zero`` bf16 (in / 32, out, 2)
     contiguous).  Only where ``library()`` is not None."""
     return _mm(library(), x, packed, scale_zero, out_features)
+
+
+class Rows:
+    """The caches of the rows of one decode pass, for ``attend``: row r reads ``keys[r]`` / ``values[r]``
+    (bf16, contiguous, (layers, kv heads, capacity, dim)) up to position ``stops[r]`` (excluded).  Built
+    once a pass; the tensors must not be reallocated while it is used."""
+
+    def __init__(self, keys: list[Any], values: list[Any], stops: list[int]) -> None:
+        import torch
+
+        self.keys, self.values = keys, values  # kept alive while the addresses below are used
+        self.count = len(stops)
+        self.kbase = torch.tensor([k.data_ptr() for k in keys], dtype=torch.int64)
+        self.vbase = torch.tensor([v.data_ptr() for v in values], dtype=torch.int64)
+        self.cap = torch.tensor([k.shape[2] for k in keys], dtype=torch.int64)
+        self.stops = torch.tensor(stops, dtype=torch.int64)
+
+    def attend(self, q: Any, layer: int, window: int, scale: float) -> Any:
+        """Attention of query row r of ``q`` (rows, heads, dim) bf16 over row r's keys of ``layer`` (the
+        last ``window`` of them; 0: all): (rows, heads, dim) bf16."""
+        import torch
+
+        lib = library()
+        q = q.contiguous()
+        rows, heads, dim = q.shape
+        out = torch.empty_like(q)
+        kv = self.keys[0].shape[1]
+        code = lib.q4_attend(rows, heads, kv, dim, scale, q.data_ptr(), self.kbase.data_ptr(),
+                             self.vbase.data_ptr(), self.cap.data_ptr(), self.stops.data_ptr(), layer, window,
+                             out.data_ptr(), torch.get_num_threads())
+        if code:
+            raise RuntimeError(f"q4_attend failed ({code}) for {rows} rows of {heads} heads of {dim}")
+        return out
+
+
+def attends(dtype: Any, head_dim: int) -> bool:
+    """Whether ``Rows.attend`` serves a cache of ``dtype`` and ``head_dim`` here."""
+    import torch
+
+    return ATTEND and dtype == torch.bfloat16 and head_dim % 16 == 0 and library() is not None
