@@ -404,8 +404,9 @@ class FastDecoder:
         """``q4kernel.Rows`` for one-query attention of rows over ``caches`` (row r sees positions before
         ``stops[r]``), or None where torch attends (``_attend_one``): the kernel is not built here, or the
         cache is not bf16.  The kernel does in one call what ``_attend_one`` does a row at a time, in
-        float32 from the bf16 cache (scores, softmax and sum; torch rounds scores and weights to bf16):
-        measured on 2 Zen 4 cores, a decode step of the 1.5B model ... (see bench/results/generation.md)."""
+        float32 from the bf16 cache (scores, softmax and sum; torch rounds scores and weights to bf16).
+        Measured on 2 Zen 4 cores (no AMX), interleaved, ~120 cached positions: a decode step of the 1.5B
+        model 45.8 -> 41.5 ms, four conversations' batched step 96.9 -> 83.5 ms."""
         if not q4kernel.attends(self.dtype, self.head_dim):
             return None
         return q4kernel.Rows([c.keys for c in caches], [c.values for c in caches], stops)
