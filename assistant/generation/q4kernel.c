@@ -60,31 +60,26 @@ int q4_features(void) { return Q4_KERNEL ? 1 + Q4_WIDE : 0; }
 
 #if Q4_KERNEL
 
-/* Row m of x (K floats) into two int8 values per column, per group of 32: x ~ d (xq + xr / 254), xq the
+/* One group of 32 floats of a row of x into two int8 values per column: x ~ d (xq + xr / 254), xq the
    value rounded to 1/127 of the group's largest, xr what that rounding left, rounded again (x to about
-   1/32000 of the group's largest: bf16's precision, which torch's kernel multiplies with), and the
-   exact sum of the group's floats (for the zero term). */
-static void quantize_row(const float *x, int K, int8_t *xq, int8_t *xr, float *d, float *sx) {
-    for (int g = 0; g < K / GROUP; g++) {
-        const float *p = x + g * GROUP;
-        float amax = 0.f, sum = 0.f;
-        for (int i = 0; i < GROUP; i++) {
-            float a = fabsf(p[i]);
-            amax = a > amax ? a : amax;
-            sum += p[i];
-        }
-        float dd = amax / 127.f, id = amax > 0.f ? 127.f / amax : 0.f;
-        for (int i = 0; i < GROUP; i++) {
-            float v = p[i] * id;
-            int q = (int)lrintf(v);
-            q = q > 127 ? 127 : (q < -127 ? -127 : q);
-            int r = (int)lrintf((v - (float)q) * 254.f);
-            r = r > 127 ? 127 : (r < -127 ? -127 : r);
-            xq[g * GROUP + i] = (int8_t)q;
-            xr[g * GROUP + i] = (int8_t)r;
-        }
-        d[g] = dd;
-        sx[g] = sum;
+   1/32000 of the group's largest: bf16's precision, which torch's kernel multiplies with), and the sum of
+   the group's floats (for the zero term).  Rounding to nearest even, as lrintf. */
+static void quantize_group(const float *p, int8_t *xq, int8_t *xr, float *d, float *sx) {
+    const __m512 a = _mm512_loadu_ps(p), b = _mm512_loadu_ps(p + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
+    *sx = _mm512_reduce_add_ps(_mm512_add_ps(a, b));
+    *d = amax / 127.f;
+    const __m512 id = _mm512_set1_ps(amax > 0.f ? 127.f / amax : 0.f), lim = _mm512_set1_ps(127.f);
+    const __m512 halves[2] = {a, b};
+    for (int h = 0; h < 2; h++) {
+        __m512 v = _mm512_mul_ps(halves[h], id);
+        __m512 q = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        q = _mm512_min_ps(_mm512_max_ps(q, _mm512_sub_ps(_mm512_setzero_ps(), lim)), lim);
+        __m512 r = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_sub_ps(v, q), _mm512_set1_ps(254.f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        r = _mm512_min_ps(_mm512_max_ps(r, _mm512_sub_ps(_mm512_setzero_ps(), lim)), lim);
+        _mm_storeu_si128((__m128i *)(xq + 16 * h), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(q)));
+        _mm_storeu_si128((__m128i *)(xr + 16 * h), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(r)));
     }
 }
 
@@ -278,20 +273,25 @@ int q4_mm(const float *x, int M, int K, const uint8_t *packed, const uint16_t *s
         return -2;
     }
     int8_t *xr = xq + (size_t)M * K;
-    for (int m = 0; m < M; m++)
-        quantize_row(x + (size_t)m * K, K, xq + (size_t)m * K, xr + (size_t)m * K, d + (size_t)m * G, sx + (size_t)m * G);
 
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int b = 0; b < NB; b++) {
+#pragma omp parallel num_threads(threads)
+    {
+        /* the activation's groups first (all of them before any block reads one), then the blocks */
+#pragma omp for schedule(static)
+        for (int mg = 0; mg < M * G; mg++)
+            quantize_group(x + (size_t)mg * GROUP, xq + (size_t)mg * GROUP, xr + (size_t)mg * GROUP, d + mg, sx + mg);
+#pragma omp for schedule(static)
+        for (int b = 0; b < NB; b++) {
 #ifdef _OPENMP
-        float *yacc = acc_all + (size_t)omp_get_thread_num() * BLOCK * M;
+            float *yacc = acc_all + (size_t)omp_get_thread_num() * BLOCK * M;
 #else
-        float *yacc = acc_all;
+            float *yacc = acc_all;
 #endif
-        memset(yacc, 0, sizeof(float) * BLOCK * M);
-        block_product(b, M, K, N, packed, scale_zero, xq, xr, d, sx, yacc);
-        for (int m = 0; m < M; m++)
-            memcpy(y + (size_t)m * N + (size_t)b * BLOCK, yacc + (size_t)m * BLOCK, sizeof(float) * BLOCK);
+            memset(yacc, 0, sizeof(float) * BLOCK * M);
+            block_product(b, M, K, N, packed, scale_zero, xq, xr, d, sx, yacc);
+            for (int m = 0; m < M; m++)
+                memcpy(y + (size_t)m * N + (size_t)b * BLOCK, yacc + (size_t)m * BLOCK, sizeof(float) * BLOCK);
+        }
     }
     free(xq); free(d); free(sx); free(acc_all);
     return 0;
