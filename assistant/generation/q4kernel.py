@@ -5,9 +5,12 @@ cores a decode step of the 1.5B model spent ~48 ms there, computing, not reading
 the same packed bytes (nothing is re-packed or stored twice) and multiplies them with the activation
 written as two int8 values per column (as precise as torch's bf16 activation; see the C file), with
 AVX-512 VNNI's byte dot products, on 512-bit registers where the CPU also has AVX-512 VBMI (the same
-result bit for bit as the 256-bit build; a tenth faster from four rows on).  Measured on 2 Zen 4 cores, the 113 products of one decode step (cold
-caches): 36 ms against 47 ms for one row, 73 against 76 for four, 129 against 150 for eight
-(``bench/speed.py`` has the decode figures).
+result bit for bit as the 256-bit build; a tenth faster from four rows on).  Measured on 2 Zen 4 cores,
+the 113 products of one decode step (cold caches; ``bench/results/kernel.md``): 26.5 ms against 44.8 ms
+for one row, 56.7 against 76.6 for four, 111 against 151 for eight (``bench/speed.py`` has the decode figures).
+The library also holds the decode steps' one-query attention (``Rows``: every row of a batch in one call, in
+float32 from the bf16 cache), for the same reason: torch spent longer dispatching its small operations than
+computing them.
 
 The C file is compiled once per machine by its own compiler (``cc``, or ``$CC``), for its own
 instructions (``-march=native``), into ``ASSISTANT_HOME/kernels/`` under a name that holds the
