@@ -74,6 +74,8 @@ def build_runtime(
             log.warning("llama.cpp generates with the base weights: adapter(s) %s apply only to the Explain "
                         "view's model", ", ".join(lm.adapters))
         log.info("generating with %s", backend.name)
+    if lm.batcher is not None:  # the decoder's thread alone runs on all cores (DecodeBatcher.own_cores)
+        lm.batcher.own_cores()
     engine = Engine(lm, store, chat=config.chat, generation=config.generation, index=index, intents=intents,
                     intent_spec=spec, backend=backend,
                     link_origins=tuple(config.allowed_image_origins) + tuple(config.allowed_origins),

@@ -18,6 +18,18 @@ sys.path.insert(0, str(Path(__file__).parent))
 REAL_HOME = Path(os.environ.get("ASSISTANT_TEST_HOME", Path(__file__).resolve().parent.parent / ".assistant-home"))
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """A runtime built in a test hands the cores to its decoder (``DecodeBatcher.own_cores``: torch on one
+    thread everywhere else); the next test gets the process's setting back."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_lm():
     from tiny_model import tiny_loaded

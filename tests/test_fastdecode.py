@@ -507,6 +507,33 @@ def test_every_pass_of_a_generation_runs_on_the_batchers_thread(tiny_lm):
     assert torch.get_num_threads() == before
 
 
+def test_once_the_batcher_owns_the_cores_other_threads_run_torch_on_one():
+    """``DecodeBatcher.own_cores``: the batcher's thread keeps the process's thread count, the caller and
+    every thread that starts torch work afterwards run on one (no second team of OpenMP threads)."""
+    import threading
+
+    import torch
+
+    from assistant.generation.batching import DecodeBatcher
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        batcher = DecodeBatcher(object())
+        batcher.call(lambda: None)  # its thread already runs before it is given the cores
+        batcher.own_cores()
+        assert batcher.call(torch.get_num_threads) == 2  # from its next item on
+        assert torch.get_num_threads() == 1
+        seen: list = []
+        worker = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        worker.start()
+        worker.join()
+        assert seen == [1]
+        assert torch.ones(4096, 64).sum().item() == 4096 * 64  # torch still works there, on one thread
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_a_call_runs_on_the_batchers_thread_and_its_error_reaches_the_caller():
     import threading
 
