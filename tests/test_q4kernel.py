@@ -172,3 +172,19 @@ def test_one_query_attention_over_each_rows_own_cache(heads, kv, dim):
             assert ours < 0.004 and ours <= theirs + 1e-4, (ours, theirs)
             alone = q4kernel.Rows([keys[r]], [values[r]], [stop]).attend(q[r:r + 1], layer, window, scale)
             assert torch.equal(alone[0], out[r])
+
+
+@needs_kernel
+def test_a_prompts_weights_are_de_quantised_to_torchs_bits_in_one_pass(monkeypatch):
+    """``Weight.dequantize_t`` (a prompt's products read the matrix as bf16, a tile of rows at a time)
+    through the kernel library gives torch's three-pass result bit for bit, for whole matrices and tiles."""
+    w = _weight(1024, 1536, 9)
+    tiles = ((0, 1024), (64, 512), (960, 1024))
+    ours = [w.dequantize_t(a, b) for a, b in tiles]
+    monkeypatch.setattr(q4kernel, "ENABLED", False)  # torch's path
+    assert not w._int8_dot()
+    theirs = [w.dequantize_t(a, b) for a, b in tiles]
+    for a, b, (start, stop) in zip(ours, theirs, tiles):
+        assert a.dtype == torch.bfloat16 and a.shape == (1536, stop - start)
+        assert torch.equal(a, b)
+    assert torch.allclose(theirs[0].float().t(), w.dequantize().float(), atol=1e-2)

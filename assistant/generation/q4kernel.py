@@ -100,6 +100,8 @@ def _load(path: Path) -> Any:
     lib.q4_features.restype = i32
     lib.q4_attend.argtypes = [i32, i32, i32, i32, ctypes.c_float, ptr, ptr, ptr, ptr, ptr, i32, i32, ptr, i32]
     lib.q4_attend.restype = i32
+    lib.q4_dequant_t.argtypes = [ptr, ptr, i32, i32, i32, i32, ptr, i32]
+    lib.q4_dequant_t.restype = i32
     return lib
 
 
@@ -225,3 +227,17 @@ def attends(dtype: Any, head_dim: int) -> bool:
     import torch
 
     return ATTEND and dtype == torch.bfloat16 and head_dim % 16 == 0 and library() is not None
+
+
+def dequant_t(packed: Any, scale_zero: Any, in_features: int, out_features: int, start: int, stop: int) -> Any:
+    """Output rows ``start:stop`` (multiples of 64) of the matrix ``packed`` / ``scale_zero`` hold (the
+    B = 64 layout, contiguous), transposed and in bf16: (in, rows), bit for bit
+    ``int4.Weight.dequantize_t``'s torch result, in one pass.  Only where ``library()`` is not None."""
+    import torch
+
+    out = torch.empty((in_features, stop - start), dtype=torch.bfloat16)
+    code = library().q4_dequant_t(packed.data_ptr(), scale_zero.data_ptr(), in_features, out_features, start, stop,
+                                  out.data_ptr(), torch.get_num_threads())
+    if code:
+        raise RuntimeError(f"q4_dequant_t failed ({code}) for rows {start}:{stop} of {out_features} x {in_features}")
+    return out
