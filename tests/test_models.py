@@ -345,3 +345,33 @@ def test_mixed_weights_on_a_model_that_is_no_gguf_file_decode_from_4_bit_groups(
     lm = load_model(ModelConfig(name=str(tiny_model_dir), quantization="none", fast_decode="mixed", adapters=()),
                     home=tmp_path)
     assert lm.fast is not None and lm.fast.fmt == "int4"
+
+
+def test_a_tokenizer_works_the_same_without_its_build_tables(tmp_path):
+    """``drop_build_tables``: the Python copies of vocabulary and merges a transformers 5 tokenizer keeps
+    after building its Rust tokenizer are dropped (Gemma-3's: ~150 MB); encoding, decoding, the chat
+    template, the vocabulary and saving still work and give what they gave."""
+    import json
+
+    from tiny_model import tiny_tokenizer
+    from transformers import AutoTokenizer, Qwen2Tokenizer
+
+    from assistant.generation.models import drop_build_tables
+
+    tiny = json.loads(tiny_tokenizer().backend_tokenizer.to_str())["model"]
+    tok = Qwen2Tokenizer(vocab=tiny["vocab"], merges=[tuple(m) for m in tiny["merges"]])
+    tok.chat_template = tiny_tokenizer().chat_template
+    texts = ["How do refunds work?", "退款需要多长时间？ Hallo!"]
+    messages = [{"role": "user", "content": texts[0]}]
+    before = ([tok(t).input_ids for t in texts], tok.apply_chat_template(messages, tokenize=True)["input_ids"],
+              tok.get_vocab())
+    assert len(tok._vocab) == 400 and tok._merges
+    drop_build_tables(tok)
+    assert not tok._vocab and not tok._merges
+    after = ([tok(t).input_ids for t in texts], tok.apply_chat_template(messages, tokenize=True)["input_ids"],
+             tok.get_vocab())
+    assert after == before
+    assert tok.decode(before[0][1]) == texts[1]
+    tok.save_pretrained(tmp_path)
+    again = AutoTokenizer.from_pretrained(tmp_path)
+    assert [again(t).input_ids for t in texts] == before[0]

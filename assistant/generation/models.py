@@ -263,7 +263,21 @@ def load_model(config: ModelConfig | None = None, home: Path | None = None) -> L
     loader.join()
     if "error" in done:
         raise done["error"]
+    drop_build_tables(done["model"].tokenizer)
     return done["model"]
+
+
+def drop_build_tables(tokenizer: Any) -> None:
+    """Free the Python copies of the vocabulary and merges a transformers 5 tokenizer keeps after building
+    its Rust tokenizer from them (``_vocab``, ``_merges``: read only in ``__init__``; encoding, decoding,
+    ``get_vocab`` and saving go through the Rust one).  Measured: Gemma-3's tokenizer (262,144 tokens,
+    514,906 merges) held 259 MB of resident memory, 113 MB without them."""
+    if getattr(tokenizer, "_tokenizer", None) is None:  # not a Rust-backed tokenizer: nothing to drop
+        return
+    for name in ("_vocab", "_merges"):
+        value = getattr(tokenizer, name, None)
+        if isinstance(value, (dict, list)):
+            setattr(tokenizer, name, type(value)())
 
 
 def _load_model(config: ModelConfig, home: Path | None) -> LoadedModel:
