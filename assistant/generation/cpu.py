@@ -88,7 +88,7 @@ def _libc() -> Any:
 
 def give_back_freed_memory() -> bool:
     """Hand the memory the allocator holds freed back to the system (glibc's ``malloc_trim``); whether it
-    could.  Called when a generation or an explanation ends.
+    could.  Called when a model has loaded and when a generation or an explanation ends.
 
     glibc raises its mapping threshold each time a mapped block is freed (up to 32 MB), so after the first
     few, a decoder's transient tensors (a prompt's activations, a row of logits over a 262k vocabulary)

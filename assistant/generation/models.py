@@ -264,6 +264,12 @@ def load_model(config: ModelConfig | None = None, home: Path | None = None) -> L
     if "error" in done:
         raise done["error"]
     drop_build_tables(done["model"].tokenizer)
+    import gc
+
+    from .cpu import give_back_freed_memory
+
+    gc.collect()
+    give_back_freed_memory()  # what the load and those tables left freed in the heaps
     return done["model"]
 
 
