@@ -365,3 +365,36 @@ def test_a_prompt_that_cannot_be_re_rendered_is_ablated_by_cutting_its_token_spa
     assert any("ablations cut token spans instead" in n for n in expl.notes), expl.notes
     imp = [s.ablation_importance for s in expl.source_scores]
     assert max(range(len(imp)), key=imp.__getitem__) == j, imp
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3", "gemma3-softcap"])
+def test_answer_logprobs_made_a_few_positions_at_a_time_equal_the_models_own_logits(arch):
+    """Explain's passes take the answer's log-probabilities from the final norm's output, ``LOGPROB_ROWS``
+    positions at a time (a Gemma server's Explain peaked on all positions' logits over its vocabulary at
+    once); they are those of the model's own logits, soft-capping included."""
+    import torch
+
+    from test_fastdecode import _tiny_gemma3, _tiny_qwen2
+    from tiny_model import tiny_model
+
+    from assistant.explain.passes import _answer_logprobs, _forward_logprobs, _head_parts
+
+    if arch == "llama":
+        model = tiny_model(400)
+    elif arch == "qwen2":
+        model = _tiny_qwen2()
+    else:
+        model = _tiny_gemma3()
+        if arch == "gemma3-softcap":
+            model.config.final_logit_softcapping = 3.0
+    assert _head_parts(model) is not None
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 250, (1, 60), generator=gen)
+    target = ids[0, 20:]  # a 40-token "answer" after a 20-token prompt: more than LOGPROB_ROWS positions
+    with torch.inference_mode():
+        full = model(input_ids=ids, logits_to_keep=41).logits[0]
+        expected = _answer_logprobs(full, target)
+        out, ours = _forward_logprobs(model, target, input_ids=ids, use_cache=True)
+    assert out.logits.shape[1] == 1 and out.past_key_values is not None
+    assert ours.shape == (40,)
+    assert torch.allclose(ours, expected, atol=1e-4), float((ours - expected).abs().max())

@@ -74,6 +74,53 @@ def _answer_logprobs(logits: Any, answer_ids: Any) -> Any:
     return torch.tensor(token_logprobs(logits[:-1], answer_ids.tolist()), dtype=torch.float32)
 
 
+def _head_parts(model: Any) -> tuple[Any, Any, float | None] | None:
+    """(final norm, output layer, logit soft-cap) of a decoder whose logits are ``head(norm(h))`` (soft-capped
+    where its config says so: llama, qwen2, gemma3 and their kin), or None for another shape."""
+    base = _base_model(model)
+    norm = getattr(getattr(base, "model", None), "norm", None)
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    if norm is None or head is None or type(base).__name__.split("For")[0].lower().rstrip("0123456789") not in (
+            "llama", "qwen", "gemma", "mistral"):
+        return None
+    return norm, head, getattr(base.config, "final_logit_softcapping", None)
+
+
+def _forward_logprobs(model: Any, target: Any, **kwargs: Any) -> tuple[Any, Any]:
+    """``model(**kwargs)`` and the log-probabilities (A,) of ``target`` (the answer: the inputs' last A
+    tokens) after the positions before each.
+
+    The logits over the vocabulary are made ``LOGPROB_ROWS`` positions at a time from the final norm's
+    output, not for all A + 1 positions at once: over Gemma-3's 262,144 tokens those were 1 MB a position
+    in float32 (68 MB for a 64-token answer, with copies more), the peak of a Gemma server's Explain.  A
+    model of another shape gets its logits for those positions from its own forward."""
+    import torch
+
+    from ..generation.local import LOGPROB_ROWS
+
+    A = len(target)
+    parts = _head_parts(model)
+    if parts is None:
+        out = model(logits_to_keep=A + 1, **kwargs)
+        return out, _answer_logprobs(out.logits[0], target)
+    norm, head, cap = parts
+    seen: dict[str, Any] = {}
+    handle = norm.register_forward_hook(lambda _m, _a, output: seen.__setitem__("h", output))
+    try:
+        out = model(logits_to_keep=1, **kwargs)
+    finally:
+        handle.remove()
+    hidden = seen["h"][0, -(A + 1):-1]  # (A, hidden): the positions predicting each answer token
+    picked = []
+    for start in range(0, A, LOGPROB_ROWS):
+        rows = head(hidden[start:start + LOGPROB_ROWS]).float()
+        if cap:
+            rows = torch.tanh(rows / cap) * cap
+        ids = target[start:start + LOGPROB_ROWS, None]
+        picked.append(rows.gather(1, ids)[:, 0] - torch.logsumexp(rows, dim=-1))
+    return out, (torch.cat(picked) if picked else torch.zeros(0)).float()
+
+
 def _attention_pass(lm: LoadedModel, prompt_ids: list[int], answer_ids: list[int], config: ExplainConfig) -> tuple[Any, Any, Any, list[int]]:
     """One eager pass over prompt + answer.
 
@@ -109,10 +156,10 @@ def _attention_pass(lm: LoadedModel, prompt_ids: list[int], answer_ids: list[int
         handles = [modules[i].register_forward_hook(hook) for i in layers]
         try:
             with eager_attention(model), torch.inference_mode():
-                out = model(input_ids=ids, use_cache=True, logits_to_keep=A + 1)
+                out, logprobs = _forward_logprobs(model, target, input_ids=ids, use_cache=True)
                 per_token = (acc["sum"] / max(acc["n"], 1)).mean(0)  # (P,)
                 per_token = per_token / per_token.sum().clamp_min(1e-12)
-                return per_token.cpu(), _answer_logprobs(out.logits[0], target).cpu(), output_cache(out)
+                return per_token.cpu(), logprobs.cpu(), output_cache(out)
         finally:
             for h in handles:
                 h.remove()
@@ -153,8 +200,7 @@ def _score_variant(lm: LoadedModel, variant: list[int], answer_ids: list[int], f
 
     def run() -> Any:
         with torch.inference_mode():
-            out = lm.model(input_ids=ids, use_cache=reuse > 0, logits_to_keep=A + 1, **kwargs)
-            return _answer_logprobs(out.logits[0], target).cpu()
+            return _forward_logprobs(lm.model, target, input_ids=ids, use_cache=reuse > 0, **kwargs)[1].cpu()
 
     return decoder_pass(lm, run)
 
