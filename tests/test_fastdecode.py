@@ -707,3 +707,18 @@ def test_memory_freed_inside_the_heap_goes_back_to_the_system():
         pytest.skip("not glibc: no malloc_trim")
     assert figures["kept"] > 6  # the freed block stayed resident by itself
     assert figures["after"] < 2
+
+
+def test_without_libgomp_the_batcher_leaves_torchs_threads_alone(monkeypatch):
+    """Where torch's OpenMP is not libgomp, the batcher's thread could not be given its own count back:
+    ``own_cores`` then changes nothing rather than leave the decoder on one thread."""
+    import torch
+
+    from assistant.generation import batching
+
+    monkeypatch.setattr(batching, "_openmp", lambda: None)
+    before = torch.get_num_threads()
+    batcher = batching.DecodeBatcher(object())
+    batcher.own_cores()
+    assert batcher.threads is None and torch.get_num_threads() == before
+    assert batcher.call(torch.get_num_threads) == before

@@ -128,9 +128,12 @@ class DecodeBatcher:
         Zen 4 cores, a grounded answer of 83 tokens through the whole runtime: 54 ms a decode step with
         the message's work on 2 threads beside the batcher, 42.5 ms with it on one (``bench.lookup``'s
         setting; the step alone, nothing else run, took 43 ms).  The message's own work on one thread
-        is small (language, intents, the query's embedding, whose engine has threads of its own)."""
+        is small (language, intents, the query's embedding, whose engine has threads of its own).  Where
+        torch's OpenMP is not libgomp (``serial_here`` cannot set one thread's count), nothing changes."""
         import torch
 
+        if _openmp() is None:  # no libgomp to set the batcher's own thread count with: leave torch as it is
+            return
         self.threads = torch.get_num_threads()
         torch.set_num_threads(1)
 
