@@ -398,3 +398,40 @@ def test_answer_logprobs_made_a_few_positions_at_a_time_equal_the_models_own_log
     assert out.logits.shape[1] == 1 and out.past_key_values is not None
     assert ours.shape == (40,)
     assert torch.allclose(ours, expected, atol=1e-4), float((ours - expected).abs().max())
+
+
+def test_the_prompt_part_of_the_attention_pass_runs_in_chunks_with_the_same_result(monkeypatch, tiny_lm):
+    """Without sliding windows, the attention pass prefills the prompt up to its last token
+    ``PREFILL_CHUNK`` tokens a pass (each its own ``decoder_pass``, so a conversation starting meanwhile
+    waits for one chunk) and reads attention over that cache: the same attention shares, answer
+    log-probabilities and cache as one pass over everything."""
+    from assistant.explain import passes
+
+    turn = _turn(tiny_lm, ANSWERS[1])
+    prompt, answer = list(turn.prompt_ids), list(turn.answer_ids)
+    assert len(prompt) > 40 and not passes._windowed(tiny_lm.model)
+    config = ExplainConfig()
+    calls: list = []
+    real_pass = passes.decoder_pass
+    monkeypatch.setattr(passes, "decoder_pass", lambda lm, fn, *a, **k: (calls.append(fn), real_pass(lm, fn, *a, **k))[1])
+    whole = passes._attention_pass(tiny_lm, prompt, answer, config)
+    assert len(calls) == 1
+    monkeypatch.setattr(passes, "PREFILL_CHUNK", 16)
+    calls.clear()
+    chunked = passes._attention_pass(tiny_lm, prompt, answer, config)
+    assert len(calls) == -(-(len(prompt) - 1) // 16) + 1  # the chunks, then the eager pass
+    assert torch.allclose(chunked[0], whole[0], atol=1e-5)  # attention share per prompt token
+    assert torch.allclose(chunked[1], whole[1], atol=1e-4)  # answer log-probabilities
+    assert chunked[2].get_seq_length() == whole[2].get_seq_length() == len(prompt) + len(answer)
+    assert chunked[3] == whole[3]
+
+
+def test_models_with_sliding_windows_keep_the_attention_pass_whole():
+    """Gemma 3's sliding-window layers cache only their window: attention weights over a cached prompt would
+    not line up with its positions, so its attention pass stays one pass."""
+    from test_fastdecode import _tiny_gemma3, _tiny_qwen2
+
+    from assistant.explain.passes import _windowed
+
+    assert _windowed(_tiny_gemma3())
+    assert not _windowed(_tiny_qwen2())

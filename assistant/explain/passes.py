@@ -121,10 +121,28 @@ def _forward_logprobs(model: Any, target: Any, **kwargs: Any) -> tuple[Any, Any]
     return out, (torch.cat(picked) if picked else torch.zeros(0)).float()
 
 
+PREFILL_CHUNK = 256
+"""Prompt tokens a pass of the attention pass's prompt part reads (see ``_attention_pass``)."""
+
+
+def _windowed(model: Any) -> bool:
+    """Whether some layer of ``model`` attends through a sliding window (its cache then keeps only the
+    window, and attention weights over a cached prompt would not line up with the prompt's positions)."""
+    config = _base_model(model).config
+    if getattr(config, "use_sliding_window", None) is False:
+        return False
+    return bool(getattr(config, "sliding_window", None)) or "sliding_attention" in (getattr(config, "layer_types", None) or ())
+
+
 def _attention_pass(lm: LoadedModel, prompt_ids: list[int], answer_ids: list[int], config: ExplainConfig) -> tuple[Any, Any, Any, list[int]]:
     """One eager pass over prompt + answer.
 
     Returns (per-prompt-token attention weights (P,), answer log-probs (A,), KV cache, layers used).
+
+    Where no layer has a sliding window, the prompt up to its last token goes first, ``PREFILL_CHUNK``
+    tokens a pass (no attention weights needed there), and the eager pass reads only the last prompt
+    token and the answer over that cache: each pass goes to the decode batcher on its own
+    (``decoder_pass``), so a conversation starting meanwhile waits for one chunk, not the whole prompt.
     """
     import torch
 
@@ -135,12 +153,26 @@ def _attention_pass(lm: LoadedModel, prompt_ids: list[int], answer_ids: list[int
         raise InputError(f"model {lm.name!r}: no attention layers found to explain")
     layers = chosen_layers(config, len(modules))
     acc: dict[str, Any] = {"sum": torch.zeros(A, P, dtype=torch.float32, device=lm.device), "n": 0}
+    ids = torch.tensor([prompt_ids + answer_ids], dtype=torch.long, device=lm.device)
+    cached = 0  # prompt positions prefilled before the eager pass
+    kwargs: dict[str, Any] = {}
+    if P - 1 > PREFILL_CHUNK and not _windowed(model):
+        def prefill(chunk: Any, past: Any) -> Any:
+            with torch.inference_mode():
+                extra = {cache_argument(model): past} if past is not None else {}
+                return output_cache(model(input_ids=chunk, use_cache=True, logits_to_keep=1, **extra))
+
+        past = None
+        for start in range(0, P - 1, PREFILL_CHUNK):
+            past = decoder_pass(lm, prefill, ids[:, start:min(start + PREFILL_CHUNK, P - 1)], past)
+        cached, kwargs = P - 1, {cache_argument(model): past}
 
     def hook(_module: Any, _args: Any, output: Any) -> None:
         weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
         if weights is None:
             raise InputError("the model returned no attention weights even with eager attention")
-        rows = weights[0, :, P - 1: P + A - 1, :P].float()  # (heads, A, P)
+        # rows: the positions before each answer token (P - 1 ..); columns: the prompt's positions
+        rows = weights[0, :, P - 1 - cached: P + A - 1 - cached, :P].float()  # (heads, A, P)
         rows = rows.mean(0) if config.heads == "mean" else rows.amax(0)  # (A, P)
         if config.ignore_sink and P > 1:
             rows = rows.clone()
@@ -149,14 +181,13 @@ def _attention_pass(lm: LoadedModel, prompt_ids: list[int], answer_ids: list[int
         acc["sum"] += rows
         acc["n"] += 1
 
-    ids = torch.tensor([prompt_ids + answer_ids], dtype=torch.long, device=lm.device)
     target = torch.tensor(answer_ids, dtype=torch.long, device=lm.device)
 
     def run() -> tuple[Any, Any, Any]:
         handles = [modules[i].register_forward_hook(hook) for i in layers]
         try:
             with eager_attention(model), torch.inference_mode():
-                out, logprobs = _forward_logprobs(model, target, input_ids=ids, use_cache=True)
+                out, logprobs = _forward_logprobs(model, target, input_ids=ids[:, cached:], use_cache=True, **kwargs)
                 per_token = (acc["sum"] / max(acc["n"], 1)).mean(0)  # (P,)
                 per_token = per_token / per_token.sum().clamp_min(1e-12)
                 return per_token.cpu(), logprobs.cpu(), output_cache(out)
