@@ -44,13 +44,11 @@ from typing import Any
 from . import q4kernel
 from .cpu import bf16_matmul_fast, cpu_has_amx
 from .int4 import Weight, WeightFormat, int4_available
+from .kvcache import FastCache
 from .shared_weights import effective_weight
 from .lookup import PassCosts
 
 log = logging.getLogger(__name__)
-
-_GROW = 256  # KV cache capacity grows in steps of this many positions
-
 
 def _torch() -> Any:
     import torch
@@ -105,41 +103,6 @@ class _Arch:
     """Attention logit scale (None: 1/sqrt(head_dim))."""
     norm_offset: float = 0.0
     """Gemma's RMSNorm multiplies by ``1 + weight``; folded into the stored weights."""
-
-
-class FastCache:
-    """Keys and values of one sequence for every layer, growing as needed.
-
-    Has the two methods ``PrefixCache`` uses on transformers caches:
-    ``get_seq_length()`` and ``crop(n)`` (negative n: drop from the end).
-    """
-
-    def __init__(self, layers: int, kv_heads: int, head_dim: int, dtype: Any, adapter: bool = False) -> None:
-        torch = _torch()
-        self.length = 0
-        self.adapter = adapter
-        """The sequence runs with the decoder's attached adapter (``FastDecoder.attach_lora``)."""
-        self.keys = torch.zeros((layers, kv_heads, 0, head_dim), dtype=dtype)  # (layers, kv_heads, capacity, dim)
-        self.values = torch.zeros((layers, kv_heads, 0, head_dim), dtype=dtype)
-
-    def get_seq_length(self) -> int:
-        return self.length
-
-    def crop(self, n: int) -> None:
-        self.length = max(0, self.length + n if n < 0 else min(n, self.length))
-
-    def reserve(self, length: int) -> None:
-        capacity = self.keys.shape[2]
-        if length <= capacity:
-            return
-        torch = _torch()
-        new = ((length + _GROW - 1) // _GROW) * _GROW
-        layers, heads, _, dim = self.keys.shape
-        for name in ("keys", "values"):
-            old = getattr(self, name)
-            grown = torch.zeros((layers, heads, new, dim), dtype=old.dtype)
-            grown[:, :, : self.length] = old[:, :, : self.length]
-            setattr(self, name, grown)
 
 
 class FastDecoder:

@@ -20,7 +20,7 @@ from ..config import GenerationConfig
 from ..errors import GenerationError
 from .batching import serial_here
 from .cpu import give_back_freed_memory
-from .fastdecode import FastCache
+from .kvcache import FastCache
 from .lookup import DraftLength, PassCosts, PromptLookup, accept
 from .models import LoadedModel
 

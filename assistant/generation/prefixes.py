@@ -20,7 +20,7 @@ import threading
 from collections import OrderedDict, deque
 from typing import Any, Sequence
 
-from .fastdecode import FastCache
+from .kvcache import FastCache
 
 
 def _common(a: Sequence[int], b: Sequence[int]) -> int:
