@@ -18,7 +18,7 @@ from typing import Any, Iterator, Sequence
 from ..errors import ConfigError, InputError
 from .prompt import prepare_rebuild, variant
 from .types import ExplainConfig
-from ..generation.local import cache_argument, decoder_pass, output_cache, token_logprobs
+from ..generation.local import LOGPROB_ROWS, cache_argument, decoder_pass, output_cache, token_logprobs
 from ..generation.models import LoadedModel
 from ..types import Turn
 
@@ -74,14 +74,17 @@ def _answer_logprobs(logits: Any, answer_ids: Any) -> Any:
     return torch.tensor(token_logprobs(logits[:-1], answer_ids.tolist()), dtype=torch.float32)
 
 
+_NORM_HEAD_MODELS = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text"})
+"""Model types whose logits are the output layer of the final norm's output (soft-capped where configured)."""
+
+
 def _head_parts(model: Any) -> tuple[Any, Any, float | None] | None:
     """(final norm, output layer, logit soft-cap) of a decoder whose logits are ``head(norm(h))`` (soft-capped
     where its config says so: llama, qwen2, gemma3 and their kin), or None for another shape."""
     base = _base_model(model)
     norm = getattr(getattr(base, "model", None), "norm", None)
     head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
-    if norm is None or head is None or type(base).__name__.split("For")[0].lower().rstrip("0123456789") not in (
-            "llama", "qwen", "gemma", "mistral"):
+    if norm is None or head is None or getattr(base.config, "model_type", "") not in _NORM_HEAD_MODELS:
         return None
     return norm, head, getattr(base.config, "final_logit_softcapping", None)
 
@@ -96,8 +99,6 @@ def _forward_logprobs(model: Any, target: Any, **kwargs: Any) -> tuple[Any, Any]
     model of another shape gets its logits for those positions from its own forward."""
     import torch
 
-    from ..generation.local import LOGPROB_ROWS
-
     A = len(target)
     parts = _head_parts(model)
     if parts is None:
@@ -111,14 +112,14 @@ def _forward_logprobs(model: Any, target: Any, **kwargs: Any) -> tuple[Any, Any]
     finally:
         handle.remove()
     hidden = seen["h"][0, -(A + 1):-1]  # (A, hidden): the positions predicting each answer token
-    picked = []
+    answer = target.tolist()
+    picked: list[float] = []
     for start in range(0, A, LOGPROB_ROWS):
-        rows = head(hidden[start:start + LOGPROB_ROWS]).float()
+        rows = head(hidden[start:start + LOGPROB_ROWS])
         if cap:
-            rows = torch.tanh(rows / cap) * cap
-        ids = target[start:start + LOGPROB_ROWS, None]
-        picked.append(rows.gather(1, ids)[:, 0] - torch.logsumexp(rows, dim=-1))
-    return out, (torch.cat(picked) if picked else torch.zeros(0)).float()
+            rows = torch.tanh(rows.float() / cap) * cap
+        picked += token_logprobs(rows, answer[start:start + LOGPROB_ROWS])
+    return out, torch.tensor(picked, dtype=torch.float32)
 
 
 PREFILL_CHUNK = 256

@@ -198,7 +198,6 @@ class Rows:
         import torch
 
         self.keys, self.values = keys, values  # kept alive while the addresses below are used
-        self.count = len(stops)
         self.kbase = torch.tensor([k.data_ptr() for k in keys], dtype=torch.int64)
         self.vbase = torch.tensor([v.data_ptr() for v in values], dtype=torch.int64)
         self.cap = torch.tensor([k.shape[2] for k in keys], dtype=torch.int64)
