@@ -92,13 +92,18 @@ class CachedEmbedder:
         return self._lookup(texts, method, "query", batch_size)
 
 
-def load_xquad(lang: str) -> tuple[list[str], list[tuple[str, int]]]:
+def load_xquad(lang: str, split: str = "all") -> tuple[list[str], list[tuple[str, int]]]:
+    """Every paragraph, and the questions of ``split`` (``all``, or the ``dev`` / ``report`` half of
+    ``bench.answers.question_split``) with their paragraph's number."""
+    from bench.answers import question_split
+
     data = json.loads((XQUAD / f"xquad.{lang}.json").read_text(encoding="utf-8"))
     paragraphs, questions = [], []
     for article in data["data"]:
         for para in article["paragraphs"]:
             for qa in para["qas"]:
-                questions.append((qa["question"], len(paragraphs)))
+                if split == "all" or question_split(qa["id"]) == split:
+                    questions.append((qa["question"], len(paragraphs)))
             paragraphs.append(para["context"])
     return paragraphs, questions
 
@@ -131,8 +136,9 @@ def metrics(ranks: list[int | None]) -> tuple[float, float, float]:
 
 
 def xquad(args, embedder) -> None:
-    print("## XQuAD dev: Recall@1 / Recall@5 / MRR@10 (per language: 120 paragraphs, ~595 questions)\n")
-    config = RetrievalConfig()
+    which = "~595 questions" if args.split == "all" else f"the {args.split} half of the questions"
+    print(f"## XQuAD dev: Recall@1 / Recall@5 / MRR@10 (per language: 120 paragraphs, {which})\n")
+    config = config_of(args)
     sweep = [float(w) for w in args.sweep.split(",")] if args.sweep else []
     header = ("| lang | dense R@1 | dense R@5 | dense MRR | bm25 R@1 | bm25 R@5 | bm25 MRR | hybrid R@1 | hybrid R@5 "
               "| hybrid MRR | hybrid ≥ best? | hybrid+floor R@1 | floor: questions answered | floor: xSID off-topic rejected |")
@@ -142,7 +148,7 @@ def xquad(args, embedder) -> None:
     print("|" + "---|" * (header.count("|") - 1))
     latencies, embed_times, ingest_chunks, ingest_seconds = [], [], 0, 0.0
     for lang in args.languages.split(","):
-        paragraphs, questions = load_xquad(lang)
+        paragraphs, questions = load_xquad(lang, args.split)
         questions = questions[: args.max_questions] if args.max_questions else questions
         cache: dict = {}
         cached = CachedEmbedder(embedder, cache)
@@ -183,7 +189,7 @@ def xquad(args, embedder) -> None:
                 ranked = ranked_paragraphs(index, q, "hybrid", True)
                 ranks.append(ranked.index(p) + 1 if p in ranked else None)
             extra += f" {metrics(ranks)[0]:.3f} |"
-            index.config.dense_weight = RetrievalConfig().dense_weight
+            index.config.dense_weight = config.dense_weight
         best = max(row["dense"][0], row["bm25"][0])
         ok = "yes" if row["hybrid"][0] >= best - 1e-9 else f"no ({row['hybrid'][0] - best:+.3f})"
         cells = " | ".join(f"{v:.3f}" for mode in ("dense", "bm25", "hybrid") for v in row[mode])
@@ -203,11 +209,19 @@ def xquad(args, embedder) -> None:
           f"{ingest_chunks / ingest_seconds:.1f} chunks/s")
 
 
-def _index_of(lang: str, paragraphs: list[str], cached: CachedEmbedder) -> KnowledgeIndex:
+def config_of(args) -> RetrievalConfig:
+    """The app's retrieval settings, with ``--sentence-weight`` where given."""
+    if getattr(args, "sentence_weight", None) is None:
+        return RetrievalConfig()
+    return RetrievalConfig(sentence_weight=args.sentence_weight)
+
+
+def _index_of(lang: str, paragraphs: list[str], cached: CachedEmbedder,
+              config: RetrievalConfig | None = None) -> KnowledgeIndex:
     docs = [ExtractedDocument(source=f"xquad:{lang}:{i}", title="", sections=(Section(text=p),),
                               content_hash=hashlib.sha256(p.encode()).hexdigest(), kind="txt")
             for i, p in enumerate(paragraphs)]
-    index = KnowledgeIndex.create(Path("/nonexistent"), cached, RetrievalConfig())
+    index = KnowledgeIndex.create(Path("/nonexistent"), cached, config or RetrievalConfig())
     index.add_documents(docs)
     return index
 
@@ -224,8 +238,8 @@ def cross_language(args) -> None:
     hybrid_r1 = []
     for q_lang, p_lang in pairs:
         if p_lang not in indexes:
-            indexes[p_lang] = _index_of(p_lang, load_xquad(p_lang)[0], cached)
-        _, questions = load_xquad(q_lang)
+            indexes[p_lang] = _index_of(p_lang, load_xquad(p_lang)[0], cached, config_of(args))
+        _, questions = load_xquad(q_lang, args.split)
         questions = questions[: args.max_questions] if args.max_questions else questions
         cached.embed_query([q for q, _ in questions], batch_size=128)
         cells = []
@@ -262,7 +276,7 @@ def cross_language_rewrite(args) -> None:
     lm = load_model(config.model, home=config.home)
     backend = LocalBackend(lm)
     embedder = load_embedder(args.embedder)
-    index = _index_of("en", load_xquad("en")[0], CachedEmbedder(embedder, {}))
+    index = _index_of("en", load_xquad("en")[0], CachedEmbedder(embedder, {}), config_of(args))
     print(f"\n## Cross-language with the question rewritten into English ({lm.name}, greedy; {embedder.name}; "
           f"first {args.rewrite} questions of xquad-dev's {args.rewrite_split} half per language)\n")
     print("| questions → paragraphs | questions | hybrid R@1 as asked | R@1 with the rewrite | hybrid R@5 as asked "
@@ -396,6 +410,10 @@ def main() -> None:
     parser.add_argument("--skip-xquad", action="store_true")
     parser.add_argument("--embedder", default=None, help="embedding model (default: the app's)")
     parser.add_argument("--skip-synthetic", action="store_true")
+    parser.add_argument("--split", choices=("all", "dev", "report"), default="all",
+                        help="xquad-dev's questions: all, or the half choices were made on (dev) or the other (report)")
+    parser.add_argument("--sentence-weight", type=float, default=None,
+                        help="RetrievalConfig.sentence_weight for this run (default: the app's; 0: whole chunks only)")
     parser.add_argument("--skip-cross", action="store_true", help="skip the cross-language part")
     parser.add_argument("--rewrite", type=int, default=0, metavar="N",
                         help="also the cross-language part with the question rewritten into English by the default "
@@ -408,7 +426,7 @@ def main() -> None:
     print(f"# Retrieval benchmark — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"{os.cpu_count()} cores, no GPU (faiss GPUs: {faiss.get_num_gpus() if hasattr(faiss, 'get_num_gpus') else 0}), "
           f"Python {platform.python_version()}, faiss {faiss.__version__}\n")
-    print(f"settings: {RetrievalConfig()}\n")
+    print(f"settings: {config_of(args)}; questions: {args.split}\n")
     if not args.skip_xquad:
         embedder = load_embedder(args.embedder)
         print(f"embedding model: {embedder.name} (dim {embedder.dimension}, serves {embedder.languages})\n")

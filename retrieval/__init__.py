@@ -48,7 +48,14 @@ def default_index(home: Path | None = None, embedder=None):
                     index.reembed(embedder)
                     index.save()
                 return refresh_guide(index)
-        return refresh_guide(KnowledgeIndex.load(folder, embedder))
+        index = KnowledgeIndex.load(folder, embedder)
+        if index.sentence_offsets is None and index.chunks and index.config.sentence_weight > 0:
+            # Built before the index kept sentence vectors: the same chunks, their sentences embedded once.
+            with progress.step(f"embedding the sentences of the index's {len(index.chunks)} passages (once)",
+                               log=log, detail=str(folder)):
+                index.add_sentence_vectors()
+                index.save()
+        return refresh_guide(index)
     if not DEFAULT_KNOWLEDGE.is_dir():
         raise IndexNotBuiltError(
             f"no index at {folder} and the default knowledge base {DEFAULT_KNOWLEDGE} is missing; "

@@ -97,3 +97,35 @@ def split_text(text: str, chunk_tokens: int, overlap_tokens: int) -> list[str]:
             break
         start += step
     return [w for w in windows if w]
+
+
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|(?<=[。！？；])|(?<=[।؟۔])\s*|\s*\n(?:\s*\n|(?=\s*(?:[-*+] |\d+[.)] |#|```|\|)))\s*")
+MIN_SENTENCE_TOKENS = 5
+"""A piece shorter than this (a heading, a list marker, "e.g.") joins the next one."""
+MAX_SENTENCES = 16
+"""Sentences kept per chunk (the first ones): a chunk is at most ``chunk_tokens`` long, so this is rarely reached."""
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of a chunk's text, for the index's sentence vectors (``KnowledgeIndex``): cut after
+    a full stop, question or exclamation mark followed by a space, after the CJK ones, the Devanagari
+    danda and the Arabic question mark, at blank lines and before a list item, heading, code fence or
+    table row (a hard-wrapped line goes on in the same sentence); a piece of fewer than ``MIN_SENTENCE_TOKENS``
+    tokens is joined to the next.  [] when the text is one sentence (the chunk's own vector stands for it).
+    Scripts written without sentence punctuation (Thai) stay one piece."""
+    out: list[str] = []
+    pending = ""
+    for piece in _SENTENCE_BREAK.split(text):
+        piece = piece.strip()
+        if not piece:
+            continue
+        pending = f"{pending} {piece}" if pending else piece
+        if count_tokens(pending) >= MIN_SENTENCE_TOKENS:
+            out.append(pending)
+            pending = ""
+    if pending:
+        if out:
+            out[-1] = f"{out[-1]} {pending}"
+        else:
+            out.append(pending)
+    return out[:MAX_SENTENCES] if len(out) > 1 else []

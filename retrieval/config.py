@@ -44,6 +44,17 @@ class RetrievalConfig:
     """Coverage assumed when the query's language cannot be told (short Latin-script messages)."""
     candidates: int = 50
     """Candidates taken from each side before fusion."""
+    sentence_weight: float = 0.5
+    """Share of a candidate's dense score that comes from its best-matching sentence (its sentences are
+    embedded one by one beside the whole chunk, ``chunking.sentences``); the chunk's own cosine gets the
+    rest.  A question asks about one fact, and a chunk's single vector blurs it among the others, most of all
+    across languages.  0 embeds no sentences (ingestion about twice as fast) and ranks by whole chunks.
+    Chosen on the dev half of xquad-dev's questions (dense R@1, paragraphs in English: 0.5 against 0 zh
+    0.752 -> 0.826, ar 0.655 -> 0.752; same language zh 0.900 -> 0.929, ar 0.842 -> 0.887, hi 0.890 ->
+    0.926; 0.3 and 0.7 were lower or equal).  On the report half through the index (``bench/retrieval.py
+    --split report``): cross-language hybrid R@1 zh 0.708 -> 0.792, ar 0.748 -> 0.780, mean of 11 0.822 ->
+    0.869; same language ar 0.916 -> 0.932, en 0.988 -> 0.984; ingestion 6.5 -> 4.1 chunks/s.  The
+    relevance floor still reads the chunk's own cosine."""
     min_relevance: float = 0.25
     """Relevance floor where the dense side counts fully: hits below it are dropped, so an unrelated
     question gets [].  Relevance = w x cosine + (1 - w) x share of the query's IDF mass found in the
@@ -104,7 +115,7 @@ class RetrievalConfig:
         if self.device not in DEVICES:
             raise ConfigError(f"retrieval.device must be one of {DEVICES}; got {self.device!r}")
         for name in ("dense_weight", "uncertain_coverage", "min_relevance", "min_relevance_words", "min_relevance_cross",
-                     "min_relevance_dense", "min_spread_dense", "lexical_confidence_coverage"):
+                     "min_relevance_dense", "min_spread_dense", "lexical_confidence_coverage", "sentence_weight"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"retrieval.{name} must be between 0 and 1; got {value!r}")

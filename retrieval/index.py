@@ -21,7 +21,7 @@ import numpy as np
 from assistant.errors import DataFormatError, IndexCorruptError, InputError
 
 from . import store
-from .chunking import chunk_document, embedding_text, make_doc_id
+from .chunking import chunk_document, embedding_text, make_doc_id, sentences
 from .config import RetrievalConfig
 from .embedding import Embedder, embed_query, load_embedder
 from .fusion import fuse, language_coverage, relevance
@@ -65,6 +65,13 @@ class KnowledgeIndex:
     config: RetrievalConfig = field(default_factory=RetrievalConfig)
     chunks: list[Chunk] = field(default_factory=list)
     embeddings: np.ndarray | None = None  # (n_chunks, dim) float32, rows L2-normalised
+    sentence_vectors: np.ndarray | None = None
+    """(n_sentences, dim) float16: each chunk's sentences embedded one by one (``chunking.sentences``), chunk
+    after chunk; None for an index built without them (``RetrievalConfig.sentence_weight`` 0, or an older
+    version): search then ranks by whole chunks."""
+    sentence_offsets: np.ndarray | None = None
+    """(n_chunks + 1,) int64: chunk i's sentence vectors are rows ``offsets[i]:offsets[i + 1]`` (none for a
+    chunk of one sentence: its own vector stands for it)."""
     _docs: dict[str, _Doc] = field(default_factory=dict)
     _vectors: VectorIndex | None = None
     _lexical: LexicalIndex | None = None
@@ -80,6 +87,8 @@ class KnowledgeIndex:
         """A new, empty index that will be saved in ``folder`` (an existing index there is replaced on save)."""
         index = cls(folder=Path(folder), embedder=embedder, config=config or RetrievalConfig())
         index.embeddings = np.zeros((0, embedder.dimension), dtype=np.float32)
+        if index.config.sentence_weight > 0:
+            index._set_sentences([])
         index._rebuild()
         return index
 
@@ -122,6 +131,19 @@ class KnowledgeIndex:
         if vectors.count != count or lexical.count != count:
             raise IndexCorruptError(f"index {folder}: vector/BM25 sizes disagree with {count} chunks; "
                                     f"{store.rebuild_hint(folder)}")
+        sentence_vectors = sentence_offsets = None
+        if manifest.get("sentence_vectors"):
+            sentence_vectors = store.read_array(folder, gen, store.SENTENCES, mmap=True)
+            sentence_offsets = np.asarray(store.read_array(folder, gen, store.SENTENCE_OFFSETS), dtype=np.int64)
+            if (sentence_offsets.shape != (count + 1,) or sentence_vectors.ndim != 2
+                    or sentence_vectors.shape[1] != embedder.dimension or sentence_offsets[0] != 0
+                    or sentence_offsets[-1] != len(sentence_vectors) or np.any(np.diff(sentence_offsets) < 0)):
+                raise IndexCorruptError(
+                    f"index {folder}: the sentence vectors ({sentence_vectors.shape}) and their offsets "
+                    f"({sentence_offsets.shape}) do not fit {count} chunks; {store.rebuild_hint(folder)}")
+        elif count and config.sentence_weight > 0:
+            log.info("index %s was built without sentence vectors: search ranks whole passages until it is "
+                     "rebuilt or documents are added (%s)", folder, store.rebuild_hint(folder))
         docs = {}
         for doc_id, row in manifest["documents"].items():
             row["tags"] = tuple(row.get("tags", ()))
@@ -131,6 +153,7 @@ class KnowledgeIndex:
             # hidden styling is known only when they are read again).
             chunks = [replace(c, flags=tuple(map(str, screen(embedding_text(c))))) for c in chunks]
         index = cls(folder=folder, embedder=embedder, config=config, chunks=chunks, embeddings=embeddings,
+                    sentence_vectors=sentence_vectors, sentence_offsets=sentence_offsets,
                     _docs=docs, _vectors=vectors, _lexical=lexical, _generation=manifest["generation"])
         index._hold()
         return index
@@ -210,6 +233,14 @@ class KnowledgeIndex:
             h = chunk.content_hash
             new_rows[i] = fresh[fresh_row[h]] if h in fresh_row else self.embeddings[cache[h]]
         keep = [i for i, c in enumerate(self.chunks) if c.doc_id not in replaced]
+        if self.config.sentence_weight > 0:
+            if self.sentence_offsets is None and self.chunks:
+                log.info("index %s: embedding the sentences of its %d passages (built without them)",
+                         self.folder, len(self.chunks))
+                self.add_sentence_vectors()
+            known = {c.content_hash: self._sentences_of(row) for row, c in enumerate(self.chunks)}
+            parts = [self._sentences_of(i) for i in keep] + self._embed_sentences(new_chunks, known)
+            self._set_sentences(parts)
         self.chunks = [self.chunks[i] for i in keep] + new_chunks
         self.embeddings = np.concatenate([self.embeddings[keep], new_rows]) if keep else new_rows
         report.chunks_added += len(new_chunks)
@@ -222,6 +253,8 @@ class KnowledgeIndex:
         doc = self._find(doc_id_or_source)
         info = self._info(doc)
         keep = [i for i, c in enumerate(self.chunks) if c.doc_id != doc.doc_id]
+        if self.sentence_offsets is not None:
+            self._set_sentences([self._sentences_of(i) for i in keep])
         self.chunks = [self.chunks[i] for i in keep]
         self.embeddings = self.embeddings[keep]
         del self._docs[doc.doc_id]
@@ -271,7 +304,19 @@ class KnowledgeIndex:
         self.embedder = embedder
         self.embeddings = (embedder.embed(texts) if texts
                            else np.zeros((0, embedder.dimension), dtype=np.float32))
+        self.sentence_vectors = self.sentence_offsets = None
+        if self.config.sentence_weight > 0:
+            self._set_sentences(self._embed_sentences(self.chunks, {}))
         self._rebuild()
+
+    def add_sentence_vectors(self) -> bool:
+        """Embed the sentences of an index built without them (an older version); False when there is
+        nothing to do (it has them, it is empty, or ``sentence_weight`` is 0).  Call ``save`` to keep them."""
+        if self.sentence_offsets is not None or not self.chunks or self.config.sentence_weight <= 0:
+            return False
+        self._set_sentences(self._embed_sentences(self.chunks, {}))
+        self._dirty = True
+        return True
 
     def save(self) -> None:
         """Write the index atomically (a crash mid-write leaves the previous one usable)."""
@@ -281,10 +326,13 @@ class KnowledgeIndex:
             "embedding_model": self.embedder.name, "dimension": self.embedder.dimension,
             "embedder_languages": list(self.embedder.languages), "tokenizer": TOKENIZER_NAME,
             "vector_index": self._vectors.kind, "count": len(self.chunks), "documents": documents,
-            "screened": True,
+            "screened": True, "sentence_vectors": self.sentence_offsets is not None,
         }
+        arrays = {}
+        if self.sentence_offsets is not None:
+            arrays = {store.SENTENCES: self.sentence_vectors, store.SENTENCE_OFFSETS: self.sentence_offsets}
         self._generation = store.write_generation(self.folder, manifest, self.chunks, self.embeddings,
-                                                  self._vectors.save, self._lexical.save)
+                                                  self._vectors.save, self._lexical.save, arrays)
         self._dirty = False
 
     @property
@@ -349,7 +397,8 @@ class KnowledgeIndex:
         confidence = 0.0
         if bm25.size and float(bm25.max()) > 0:
             confidence = min(1.0, float(cover[int(np.argmax(bm25))]) / self.config.lexical_confidence_coverage)
-        fused = fuse(dense, bm25, weight, baseline if query_vec is not None else 0.0, confidence)
+        ranking = dense if query_vec is None else self._with_sentences(candidates, dense, query_vec)
+        fused = fuse(ranking, bm25, weight, baseline if query_vec is not None else 0.0, confidence)
         if floor:
             calibrated = (dense - baseline) / (1.0 - baseline)  # unrelated texts' cosine -> 0
             ok = relevance(calibrated, cover, weight) >= self._floor(weight)
@@ -365,6 +414,53 @@ class KnowledgeIndex:
         return [self._hit(int(candidates[i]), float(dense[i]), float(bm25[i]), float(fused[i])) for i in order]
 
     # ---- internals -------------------------------------------------------------------------
+
+    def _with_sentences(self, candidates: np.ndarray, dense: np.ndarray, query_vec: np.ndarray) -> np.ndarray:
+        """The candidates' dense scores for ranking: ``sentence_weight`` of each from its best sentence's
+        cosine, the rest from the chunk's own (``dense``); ``dense`` itself where there are no sentence
+        vectors.  A chunk of one sentence counts its own cosine for both."""
+        w = self.config.sentence_weight
+        if self.sentence_offsets is None or w <= 0:
+            return dense
+        starts, ends = self.sentence_offsets[candidates], self.sentence_offsets[candidates + 1]
+        lengths = ends - starts
+        has = lengths > 0
+        best = dense.copy()
+        if has.any():
+            rows = np.concatenate([np.arange(a, b) for a, b in zip(starts[has], ends[has])])
+            cosines = np.asarray(self.sentence_vectors[rows], dtype=np.float32) @ query_vec
+            segments = np.concatenate([[0], np.cumsum(lengths[has])[:-1]])
+            best[has] = np.maximum.reduceat(cosines, segments)
+        return (1.0 - w) * dense + w * best
+
+    def _sentences_of(self, row: int) -> np.ndarray:
+        """Chunk ``row``'s sentence vectors, (k, dim) float16, k >= 0."""
+        return self.sentence_vectors[self.sentence_offsets[row]:self.sentence_offsets[row + 1]]
+
+    def _set_sentences(self, parts: Sequence[np.ndarray]) -> None:
+        """The sentence vectors from one (k, dim) array per chunk, in chunk order."""
+        lengths = np.array([len(p) for p in parts], dtype=np.int64)
+        self.sentence_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self.sentence_vectors = (np.concatenate([np.asarray(p, dtype=np.float16) for p in parts])
+                                 if lengths.sum() else np.zeros((0, self.embedder.dimension), dtype=np.float16))
+
+    def _embed_sentences(self, chunks: Sequence[Chunk], known: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Each chunk's sentence vectors: those of a chunk with the same content from ``known`` (by content
+        hash), the others embedded (each distinct sentence once)."""
+        split = {c.content_hash: sentences(c.text) for c in chunks if c.content_hash not in known}
+        texts = list(dict.fromkeys(t for parts in split.values() for t in parts))
+        vectors = (self.embedder.embed(texts, progress=len(texts) > PROGRESS_ABOVE) if texts
+                   else np.zeros((0, self.embedder.dimension), dtype=np.float32))
+        row = {t: i for i, t in enumerate(texts)}
+        empty = np.zeros((0, self.embedder.dimension), dtype=np.float16)
+        out = []
+        for c in chunks:
+            if c.content_hash in known:
+                out.append(known[c.content_hash])
+            else:
+                parts = split[c.content_hash]
+                out.append(vectors[[row[t] for t in parts]].astype(np.float16) if parts else empty)
+        return out
 
     def _spread(self, query_vec: np.ndarray, dense: np.ndarray) -> np.ndarray:
         """How far each cosine stands above the query's median cosine over the collection, rescaled so 1.0

@@ -4,7 +4,8 @@ Layout::
 
     INDEX/manifest.json          which generation is current, embedding model,
                                  dimension, tokenizer, library versions, documents
-    INDEX/gen-000007-ab12cd/     chunks.jsonl, embeddings.npy, vectors.faiss, bm25/
+    INDEX/gen-000007-ab12cd/     chunks.jsonl, embeddings.npy, vectors.faiss, bm25/,
+                                 sentences.npy + sentence_offsets.npy (the chunks' sentence vectors)
 
 A save writes a complete new generation folder, then replaces manifest.json
 with ``os.replace`` (atomic); only then is the previous generation deleted.  A
@@ -38,6 +39,8 @@ MANIFEST = "manifest.json"
 CHUNKS = "chunks.jsonl"
 EMBEDDINGS = "embeddings.npy"
 VECTORS = "vectors.faiss"
+SENTENCES = "sentences.npy"
+SENTENCE_OFFSETS = "sentence_offsets.npy"
 BM25_DIR = "bm25"
 
 
@@ -81,8 +84,9 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 
 def write_generation(folder: Path, manifest: dict[str, Any], chunks: list[Chunk], embeddings: np.ndarray,
-                     save_vectors, save_lexical) -> str:
-    """Write a new generation and switch the manifest to it; returns the generation's name."""
+                     save_vectors, save_lexical, arrays: dict[str, np.ndarray] | None = None) -> str:
+    """Write a new generation and switch the manifest to it; returns the generation's name.  ``arrays``:
+    more arrays to keep, by file name (``SENTENCES``, ``SENTENCE_OFFSETS``), read back with ``read_array``."""
     folder.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(folder)
     previous = manifest.get("generation")
@@ -95,6 +99,8 @@ def write_generation(folder: Path, manifest: dict[str, Any], chunks: list[Chunk]
             for chunk in chunks:
                 fh.write(json.dumps(asdict(chunk), ensure_ascii=False) + "\n")
         np.save(tmp / EMBEDDINGS, np.ascontiguousarray(embeddings, dtype=np.float32))
+        for file_name, array in (arrays or {}).items():
+            np.save(tmp / file_name, np.ascontiguousarray(array))
         save_vectors(tmp / VECTORS)
         (tmp / BM25_DIR).mkdir()
         save_lexical(tmp / BM25_DIR)
@@ -152,6 +158,14 @@ def read_embeddings(folder: Path, gen: Path) -> np.ndarray:
         return np.load(gen / EMBEDDINGS, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise IndexCorruptError(f"{gen / EMBEDDINGS} is unreadable ({exc}); {rebuild_hint(folder)}") from None
+
+
+def read_array(folder: Path, gen: Path, name: str, mmap: bool = False) -> np.ndarray:
+    """One of a generation's extra arrays (``write_generation``); ``mmap``: mapped, read from disk as used."""
+    try:
+        return np.load(gen / name, allow_pickle=False, mmap_mode="r" if mmap else None)
+    except (OSError, ValueError) as exc:
+        raise IndexCorruptError(f"{gen / name} is unreadable ({exc}); {rebuild_hint(folder)}") from None
 
 
 def _remove_stale_temporaries(folder: Path) -> None:

@@ -280,3 +280,110 @@ def test_a_chunk_passing_on_its_cosine_alone_must_stand_out_from_the_collection(
         # Chinese chunks (the cross-language rule is not in play). Every chunk as close as the kettle page:
         # nothing stands out. Unrelated fillers: the kettle page does.
         assert [h.source for h in hits][:1] == (["k.txt"] if found else []), others
+
+
+# ---- sentence vectors ---------------------------------------------------------------------------
+
+def test_a_chunk_is_cut_into_sentences_across_scripts_and_hard_wrapped_lines():
+    from retrieval.chunking import sentences
+
+    assert sentences("Keys are set with `ASSISTANT_API_KEYS`. Existing client libraries work\n"
+                     "when their base URL points at your server.") == [
+        "Keys are set with `ASSISTANT_API_KEYS`.",
+        "Existing client libraries work\nwhen their base URL points at your server."]
+    assert sentences("黑豹队的防守只丢了308分，在联赛中排名第六。他的队友贡献了六次擒杀。") == [
+        "黑豹队的防守只丢了308分，在联赛中排名第六。", "他的队友贡献了六次擒杀。"]
+    # a heading or a short fragment joins what follows; a list item starts a sentence
+    assert sentences("## Uploads\nThe admin area takes these files:\n- Markdown and plain text files\n"
+                     "- Word documents with their headings") == [
+        "## Uploads\nThe admin area takes these files:", "- Markdown and plain text files",
+        "- Word documents with their headings"]
+    assert sentences("One sentence is its own chunk vector.") == []
+    assert sentences("ใช้เวลาประมาณหนึ่งสัปดาห์ในการซ่อม") == []  # no sentence punctuation: one piece
+
+
+FILLER = ("Invoices are sent on the first day of every month. Refunds go back to the card that paid. "
+          "Shipping labels are printed in the warehouse each morning. Warranty repairs take about a week. "
+          "Parcels abroad need a customs declaration. Gift cards never lose their value. "
+          "Two-factor codes expire after ten minutes. Our offices close on public holidays. "
+          "Returned items must be unused and in their box. Bulk orders get a discount of their own.")
+
+
+def _text_docs(*texts):
+    from retrieval.types import ExtractedDocument, Section
+
+    return [ExtractedDocument(source=f"t:{i}", title="", sections=(Section(text=t),), content_hash=str(hash(t)),
+                              kind="txt") for i, t in enumerate(texts)]
+
+
+def test_the_sentence_that_answers_lifts_its_chunk_above_one_that_is_closer_as_a_whole():
+    docs = _text_docs(FILLER, "Two-factor login codes arrive by text message and expire quickly.")
+    query = "Do two-factor codes expire after ten minutes?"
+    ranked = {}
+    for weight in (0.0, 0.5):
+        index = KnowledgeIndex.create(Path("/nonexistent"), HashingEmbedder(), RetrievalConfig(sentence_weight=weight))
+        index.add_documents(docs)
+        ranked[weight] = [h.source for h in index.search(query, k=2, mode="dense", floor=False)]
+    assert ranked[0.0] == ["t:1", "t:0"]  # the whole long chunk is further from the question
+    assert ranked[0.5] == ["t:0", "t:1"]  # its tenth sentence is the answer
+
+
+def test_sentence_vectors_stay_with_their_chunks_through_updates_and_a_reload(tmp_path):
+    from retrieval.chunking import sentences
+
+    write_docs(tmp_path / "docs", 4)
+    (tmp_path / "docs" / "long.md").write_text(FILLER, encoding="utf-8")
+    embedder = HashingEmbedder()
+    index = KnowledgeIndex.create(tmp_path / "index", embedder)
+    index.add_paths([tmp_path / "docs"])
+    index.remove(str(tmp_path / "docs" / "doc1.md"))
+    (tmp_path / "docs" / "doc3.md").write_text("# Topic 3\n\nWarranty claims need the receipt. Repairs are free.\n",
+                                               encoding="utf-8")
+    index.add_paths([tmp_path / "docs" / "doc3.md"])
+    index.save()
+    reloaded = KnowledgeIndex.load(tmp_path / "index", embedder)
+    assert isinstance(reloaded.sentence_vectors, np.memmap)  # read from disk as used
+    assert len(reloaded.sentence_offsets) == len(reloaded.chunks) + 1
+    fresh = HashingEmbedder()
+    for row, chunk in enumerate(reloaded.chunks):
+        got = np.asarray(reloaded._sentences_of(row), dtype=np.float32)
+        parts = sentences(chunk.text)
+        want = fresh.embed(parts) if parts else np.zeros((0, fresh.dimension), np.float32)
+        np.testing.assert_allclose(got, want, atol=2e-3)  # stored as float16
+    assert any(len(sentences(c.text)) > 1 for c in reloaded.chunks)
+    hits = reloaded.search("Do two-factor codes expire after ten minutes?", k=1, mode="dense", floor=False)
+    assert hits[0].source.endswith("long.md")
+
+
+def test_an_index_saved_without_sentence_vectors_still_searches_and_gains_them_once(tmp_path):
+    from retrieval import default_index
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "long.md").write_text(FILLER, encoding="utf-8")
+    old = KnowledgeIndex.create(tmp_path / "home" / "index", HashingEmbedder(), RetrievalConfig(sentence_weight=0))
+    old.add_paths([tmp_path / "docs"])
+    old.save()  # as an older version wrote it: no sentence files, no flag
+    manifest = json.loads((tmp_path / "home" / "index" / store.MANIFEST).read_text())
+    assert manifest["sentence_vectors"] is False and not any("sentence" in f for f in manifest["files"])
+
+    opened = KnowledgeIndex.load(tmp_path / "home" / "index", HashingEmbedder())
+    assert opened.sentence_offsets is None
+    assert opened.search("two-factor codes", k=1, floor=False)  # ranks by whole chunks meanwhile
+
+    embedder = HashingEmbedder()
+    index = default_index(tmp_path / "home", embedder=embedder)  # what the app opens at start
+    assert index.sentence_offsets is not None and len(index.sentence_vectors) == 10
+    assert embedder.calls == 10  # the sentences only: the chunks keep their vectors
+    assert KnowledgeIndex.load(tmp_path / "home" / "index", embedder).sentence_offsets is not None
+
+
+def test_sentence_offsets_that_do_not_fit_the_chunks_give_the_rebuild_message(tmp_path):
+    folder = saved_index(tmp_path)
+    manifest = json.loads((folder / store.MANIFEST).read_text())
+    gen = folder / manifest["generation"]
+    offsets = np.load(gen / store.SENTENCE_OFFSETS)
+    np.save(gen / store.SENTENCE_OFFSETS, offsets[:-1])
+    manifest["files"][store.SENTENCE_OFFSETS] = (gen / store.SENTENCE_OFFSETS).stat().st_size
+    (folder / store.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(IndexCorruptError, match="sentence vectors .* do not fit .* rebuild it with"):
+        KnowledgeIndex.load(folder, HashingEmbedder())
