@@ -217,23 +217,24 @@ class ChatConfig:
     conversation) — an invented phone number, price, size or date — is replaced by the fixed "not in
     my documents" reply, and listed in the admin area (``assistant.grounding``).  A number the source
     writes in words ("five days" answered "5 days") counts as invented."""
-    check_support: bool = False
+    check_support: bool = True
     """True: an answer from sources that the sources hardly made more likely — the model would have written it
     without them: a generic tutorial, a "no" the documents never state, a free-worded "the document does
     not say" — is replaced by the fixed "not in my documents" reply, and listed in the admin area
     (``grounding.source_support``: one more short pass of the model over the question and the answer's
-    first tokens with the sources left out).  Only where the model runs in this process (not llama.cpp or
-    a remote server), and not for an answer the retry adapter gave.  The streamed answer is replaced when
-    the turn ends.  Off by default: on the report half of ``bench/answers.py`` (2026-12-06) it declined 2
-    more of 15 unanswerable guide questions and lost no right guide answer, but replaced 14 of 168 XQuAD
-    answers, 6 of them right (contains gold 0.554 against 0.589 without it; false refusals 0.119 against
-    0.036): a right answer in Greek or Hindi that restates the question gains little from its source.
+    first tokens with the sources left out; the answer's tokens that restate the question are not counted).
+    Only where the model runs in this process (not llama.cpp or a remote server), and not for an answer the
+    retry adapter gave.  The streamed answer is replaced when the turn ends.  Off by default until
+    2026-12-07: counted over every first token, it replaced right answers that restate the question at
+    length (6 of 168 XQuAD answers on a report half, in Greek and Hindi); with the restated tokens left
+    out, no right answer of the dev halves (xquad-dev, the user guide) scores below 0.34.
     See ``bench/results/answers.md``."""
-    support_min: float = 0.1
+    support_min: float = 0.2
     """The least mean log-probability gain (nats per answer token) the sources must give an answer
-    (``check_support``).  Chosen on the dev halves of xquad-dev and the user guide (``bench/answers.py``):
-    the lowest right answer there gained 0.12 (an airport's rank the model also knew), the answers below
-    0.1 were wrong."""
+    (``check_support``).  Chosen on the dev halves of xquad-dev and the user guide (``bench/answers.py
+    --split dev --support on --support-min -10``, 2026-12-07): the lowest right answer gained 0.34, an
+    answer to a question whose article was not indexed 0.01, a free-worded "the passage does not say"
+    0.23."""
     reply_confidence: float = 0.65
     """A message the intent model routes to a brief fixed reply (greeting, thanks, feedback, "what can you
     do?") with less confidence than this is looked up in the documents first, and answered from them when

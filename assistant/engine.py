@@ -279,7 +279,8 @@ class Engine:
         unsupported = (gen is not None and not error and not leak and not invented and not echoed and not localized
                        and not adapter and support_low(
                            self.chat, getattr(self.backend, "score", None), turn,
-                           lambda: self.build_prompt(conversation, turn.user, replace(turn, sources=[])).input_ids))
+                           lambda: self.build_prompt(conversation, turn.user, replace(turn, sources=[])).input_ids,
+                           lambda: list(self.lm.tokenizer(turn.user, add_special_tokens=False)["input_ids"])))
         if localized and not error:
             log.info("turn %s: the refusal came in another language than %s; replaced", turn.id, turn.language)
             turn.answer, turn.answer_ids, turn.answer_logprobs = localized, [], []
@@ -304,8 +305,9 @@ class Engine:
             decline(turn)
             yield TokenEvent(turn.answer)
         elif unsupported:
-            log.warning("turn %s: the sources hardly made the answer more likely (%.3f nats a token); declined",
-                        turn.id, turn.timings.get("support", float("nan")))
+            # routine with the check on by default: recorded for the admin area below, not a terminal warning
+            log.info("turn %s: the sources hardly made the answer more likely (%.3f nats a token); declined",
+                     turn.id, turn.timings.get("support", float("nan")))
             self.store.record_event("unsupported", conversation.id,
                                     {"turn_id": turn.id, "message": turn.user, "answer": turn.answer,
                                      "support": round(turn.timings.get("support", 0.0), 4)})

@@ -433,26 +433,43 @@ def _wordless(line: str) -> bool:
 # -- support: did the sources make the answer? ------------------------------------------------------
 
 SUPPORT_TOKENS = 32
-"""Answer tokens ``source_support`` looks at: the beginning of an answer shows where it comes from (a
+"""Answer tokens ``source_support`` reads: the beginning of an answer shows where it comes from (a
 generic tutorial is generic from its first words), and scoring it costs one short pass whatever the
 answer's length (on xquad-dev's dev half the first 32 tokens separated as well as the first 64)."""
+SUPPORT_SCAN = 64
+"""Answer tokens the support check scores, of which ``source_support`` reads the first ``SUPPORT_TOKENS``
+that do not restate the question (``restated``)."""
 
 
-def source_support(with_sources: Sequence[float], without_sources: Sequence[float]) -> float:
+def restated(answer_ids: Sequence[int], question_ids: Sequence[int]) -> list[bool]:
+    """Whether each answer token is part of a run of two or more tokens the question also has: the
+    question restated ("The airport ranked third busiest is …"), which the sources cannot make more likely."""
+    pairs = set(zip(question_ids, question_ids[1:]))
+    out = [False] * len(answer_ids)
+    for i in range(len(answer_ids) - 1):
+        if (answer_ids[i], answer_ids[i + 1]) in pairs:
+            out[i] = out[i + 1] = True
+    return out
+
+
+def source_support(with_sources: Sequence[float], without_sources: Sequence[float],
+                   skip: Sequence[bool] = ()) -> float:
     """Mean log-probability (nats per token) the sources add to the answer's first ``SUPPORT_TOKENS``
-    tokens: the model's own log-probabilities as it wrote them, minus those of the same tokens with the
-    sources taken out of the prompt (the same question, system prompt and conversation).
+    tokens, leaving out those ``skip`` marks (``restated``): the model's own log-probabilities as it wrote
+    them, minus those of the same tokens with the sources taken out of the prompt (the same question,
+    system prompt and conversation).
 
     An answer read from the sources ("`ASSISTANT_API_KEYS`", a name, a date from the passage) is more likely
     with them than without (0.25 to 6.3 nats a token over the user guide's right answers, most above 0.5);
     one the model would have written anyway
     is not: a generic CSS tutorial for "how do I change the chat button's colour?" under sources about
     embedding gained 0.03, "No, you cannot export to Excel" 0.06.  A right answer the model also knows
-    from its training ("LAX is the third busiest airport") scores low as well, and so does one that
-    restates the question at length before the fact: the engine's limit (``ChatConfig.support_min``) sits
-    below the lowest right answer of the dev halves, yet declined right answers on the report half, so
-    the check is off by default.  nan when there is nothing to compare."""
-    n = min(len(with_sources), len(without_sources), SUPPORT_TOKENS)
-    if n == 0:
+    from its training ("LAX is the third busiest airport") scores low as well, and so did one that
+    restates the question at length before the fact, until the restated tokens were left out.
+    nan when there is nothing to compare."""
+    n = min(len(with_sources), len(without_sources))
+    gains = [a - b for i, (a, b) in enumerate(zip(with_sources[:n], without_sources[:n]))
+             if not (i < len(skip) and skip[i])][:SUPPORT_TOKENS]
+    if not gains:
         return float("nan")
-    return sum(a - b for a, b in zip(with_sources[:n], without_sources[:n])) / n
+    return sum(gains) / len(gains)

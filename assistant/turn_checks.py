@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from .config import ChatConfig
-from .grounding import SUPPORT_TOKENS, EchoCheck, LinkCheck, NumberCheck, QuoteCheck, source_support
+from .grounding import SUPPORT_SCAN, EchoCheck, LinkCheck, NumberCheck, QuoteCheck, restated, source_support
 from .prompting import LANGUAGE_NAMES, NOT_FOUND, LeakGuard, RefusalLocalizer, TagStripper
 from .types import Conversation, Prompt, Source, Turn
 from .understanding.language import prose_language, prose_letters
@@ -144,21 +144,26 @@ def decline(turn: Turn) -> None:
 
 
 def support_low(chat: ChatConfig, score: Callable[[list[int], list[int]], list[float]] | None, turn: Turn,
-                bare_prompt: Callable[[], list[int]]) -> bool:
+                bare_prompt: Callable[[], list[int]], question_ids: Callable[[], list[int]] = list) -> bool:
     """Whether the finished turn's answer is one its sources hardly made more likely (``ChatConfig.
     check_support``, ``grounding.source_support``): ``score`` (the backend's, None where it cannot score)
-    rescores the answer's first tokens after ``bare_prompt()``, the turn's prompt without its sources.  The
-    support goes into ``turn.timings["support"]``, the time it took into ``support_check``.  False where there
-    is nothing to check (no sources, a decline, a cancelled turn) or the check fails (the answer stands)."""
+    rescores the answer's first ``SUPPORT_SCAN`` tokens after ``bare_prompt()``, the turn's prompt without its
+    sources; the tokens restating ``question_ids()`` (the user's message) are left out.  The support goes
+    into ``turn.timings["support"]`` (``support_first``: the first ``SUPPORT_TOKENS`` tokens, none left
+    out), the time it took into ``support_check``.  False where there is nothing to check (no sources, a
+    decline, a cancelled turn) or the check fails (the answer stands)."""
     if (not chat.check_support or score is None or not turn.sources or not turn.answer_ids
             or turn.finish_reason == "cancelled" or RefusalLocalizer.refused(turn.answer)):
         return False
     started = time.perf_counter()
     try:
-        without = score(bare_prompt(), turn.answer_ids[:SUPPORT_TOKENS])
+        answer = turn.answer_ids[:SUPPORT_SCAN]
+        without = score(bare_prompt(), answer)
+        skip = restated(answer, question_ids())
     except Exception:  # a failed check must not cost the answer
         log.exception("turn %s: the support check failed; the answer stands", turn.id)
         return False
-    turn.timings["support"] = source_support(turn.answer_logprobs, without)
+    turn.timings["support"] = source_support(turn.answer_logprobs, without, skip)
+    turn.timings["support_first"] = source_support(turn.answer_logprobs, without)
     turn.timings["support_check"] = time.perf_counter() - started
     return turn.timings["support"] < chat.support_min

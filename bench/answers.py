@@ -127,6 +127,8 @@ def runtime_for(name: str, with_adapter: bool, args: argparse.Namespace) -> Any:
                                        **({"threads": args.threads} if args.threads else {}))
     if getattr(args, "support", None):
         config.chat = dataclasses.replace(config.chat, check_support=args.support == "on")
+    if getattr(args, "support_min", None) is not None:
+        config.chat = dataclasses.replace(config.chat, support_min=args.support_min)
     if args.max_new_tokens:
         config.generation = dataclasses.replace(config.generation, max_new_tokens=args.max_new_tokens)
     rt = build_runtime(config, retrieval=False, store_path=":memory:")
@@ -231,6 +233,9 @@ def ask(rt: Any, message: str, section: str, setting: str, qid: str, language: s
     unsupported = [e for e in rt.store.events("unsupported") if e.conversation_id == conv.id]
     if unsupported:
         asked.unsupported = str(unsupported[0].data.get("answer", ""))
+    if "support" in turn.timings:
+        asked.support = turn.timings["support"]
+        asked.support_first = turn.timings.get("support_first")
     return asked, turn
 
 
@@ -329,6 +334,9 @@ def main(argv: list[str] | None = None) -> str:
                     help="the system prompt says what the <docs-…> tags mean (prompting.TAGS_MEANING; off as shipped)")
     ap.add_argument("--support", choices=("on", "off"),
                     help="the support check (ChatConfig.check_support) on or off (default: the app's)")
+    ap.add_argument("--support-min", type=float, default=None,
+                    help="ChatConfig.support_min for this run (-10 with --support on: measure every answer's support, "
+                         "decline none for it)")
     ap.add_argument("--retry", choices=("on", "off"), default="on",
                     help="on (the app's default): a decline is asked again with the retry adapter where the registry "
                          "ships one for it (ModelSpec.adapter_on_decline); off: the model's first answer stands")

@@ -51,6 +51,10 @@ class Asked:
     """The answer the support check replaced by the not-found reply (``ChatConfig.check_support``), if it did."""
     unsupported_right: bool | None = None
     """Whether that answer was right, as for ``withheld_right``."""
+    support: float | None = None
+    """What the support check measured (``grounding.source_support``; None where it did not run), and
+    ``support_first`` the same over the first tokens with none left out (its definition until 2026-12-07)."""
+    support_first: float | None = None
     retried: bool = False
     """The model declined and the retry adapter answered again (``ChatConfig.retry_declines``)."""
     asked_again: bool = False

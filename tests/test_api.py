@@ -11,7 +11,12 @@ from tiny_model import ScriptedBackend
 
 @pytest.fixture
 def server(tmp_path, tiny_lm):
-    rt = make_runtime(tmp_path, tiny_lm, api_keys=("key-one", "key-two"), rate_limit_per_minute=5)
+    from assistant.config import ChatConfig
+
+    # The tiny model's answers owe nothing to the sources, so the support check (tests/test_grounding.py)
+    # would decline every one; these tests are about the API around an answer.
+    rt = make_runtime(tmp_path, tiny_lm, api_keys=("key-one", "key-two"), rate_limit_per_minute=5,
+                      chat=ChatConfig(context_tokens=512, check_support=False))
     rt.engine.index = FakeIndex()
     with LiveServer(rt) as s:
         yield s

@@ -360,6 +360,23 @@ def test_support_is_the_mean_gain_over_the_answers_first_tokens():
     assert source_support([], []) != source_support([], [])  # nan: nothing to compare
 
 
+def test_support_leaves_out_the_answers_tokens_that_restate_the_question():
+    from assistant.grounding import SUPPORT_TOKENS, restated, source_support
+
+    question = [11, 12, 13, 14, 15]  # "which airport is the third busiest"
+    answer = [13, 14, 15, 20, 21, 12, 30]  # restates 13 14 15; a lone 12 is not a restatement
+    assert restated(answer, question) == [True, True, True, False, False, False, False]
+    gains_with, gains_without = [-0.1, -0.1, -0.1, -0.2, -0.4, -1.0, -1.0], [-0.1, -0.1, -0.1, -2.2, -2.4, -1.0, -1.0]
+    # the restated head gains nothing from the sources; what follows it does
+    assert source_support(gains_with, gains_without) == pytest.approx(4.0 / 7)
+    assert source_support(gains_with, gains_without, restated(answer, question)) == pytest.approx(1.0)
+    # SUPPORT_TOKENS counts the tokens read, after those left out
+    skip = [True] * 10 + [False] * (SUPPORT_TOKENS + 10)
+    assert source_support([0.0] * 10 + [0.0] * SUPPORT_TOKENS + [-9.0] * 10, [-1.0] * (SUPPORT_TOKENS + 20),
+                          skip) == pytest.approx(1.0)
+    assert source_support([0.0, 0.0], [-1.0, -1.0], [True, True]) != 0.0  # all restated: nan, nothing to read
+
+
 def _support_turn(tmp_path, tiny_lm, support_min: float, check: bool = True):
     from assistant.config import ChatConfig, GenerationConfig
 
@@ -378,14 +395,16 @@ def test_the_support_check_scores_the_answer_without_the_sources_and_declines_be
     import dataclasses
 
     from assistant.generation.local import score_continuation
-    from assistant.grounding import source_support
+    from assistant.grounding import restated, source_support
     from assistant.web.admin import answer_checks
 
     rt, conv, turn = _support_turn(tmp_path / "low", tiny_lm, support_min=-10.0)  # every answer passes
     assert turn.sources and turn.answer_ids and turn.finish_reason != "filtered"
     bare = rt.engine.build_prompt(conv, turn.user, dataclasses.replace(turn, sources=[]))
     assert len(bare.input_ids) < len(turn.prompt_ids) and not any(s.kind == "source" for s in bare.segments)
-    expected = source_support(turn.answer_logprobs, score_continuation(tiny_lm, bare.input_ids, turn.answer_ids))
+    question = tiny_lm.tokenizer(turn.user, add_special_tokens=False)["input_ids"]
+    expected = source_support(turn.answer_logprobs, score_continuation(tiny_lm, bare.input_ids, turn.answer_ids),
+                              restated(turn.answer_ids, question))
     assert turn.timings["support"] == pytest.approx(expected, abs=1e-3)
     assert turn.timings["support_check"] > 0
     generated = turn.answer
