@@ -241,6 +241,8 @@ class KnowledgeIndex:
             known = {c.content_hash: self._sentences_of(row) for row, c in enumerate(self.chunks)}
             parts = [self._sentences_of(i) for i in keep] + self._embed_sentences(new_chunks, known)
             self._set_sentences(parts)
+        else:  # not kept up to date from here on: dropped, so that none are saved out of step with the chunks
+            self.sentence_vectors = self.sentence_offsets = None
         self.chunks = [self.chunks[i] for i in keep] + new_chunks
         self.embeddings = np.concatenate([self.embeddings[keep], new_rows]) if keep else new_rows
         report.chunks_added += len(new_chunks)

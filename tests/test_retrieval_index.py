@@ -387,3 +387,16 @@ def test_sentence_offsets_that_do_not_fit_the_chunks_give_the_rebuild_message(tm
     (folder / store.MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(IndexCorruptError, match="sentence vectors .* do not fit .* rebuild it with"):
         KnowledgeIndex.load(folder, HashingEmbedder())
+
+
+def test_documents_added_with_sentence_vectors_turned_off_leave_none_out_of_step(tmp_path):
+    write_docs(tmp_path / "docs", 2)
+    (tmp_path / "docs" / "long.md").write_text(FILLER, encoding="utf-8")
+    index = KnowledgeIndex.create(tmp_path / "index", HashingEmbedder())
+    index.add_paths([tmp_path / "docs" / "doc0.md", tmp_path / "docs" / "doc1.md"])
+    index.save()
+    off = KnowledgeIndex.load(tmp_path / "index", HashingEmbedder(), RetrievalConfig(sentence_weight=0))
+    off.add_paths([tmp_path / "docs" / "long.md"])
+    off.save()
+    reopened = KnowledgeIndex.load(tmp_path / "index", HashingEmbedder())  # the default weight again: opens
+    assert reopened.sentence_offsets is None and len(reopened.chunks) == len(off.chunks)
