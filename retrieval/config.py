@@ -51,7 +51,7 @@ class RetrievalConfig:
     across languages.  0 embeds no sentences (ingestion about twice as fast) and ranks by whole chunks.
     Chosen on the dev half of xquad-dev's questions (dense R@1, paragraphs in English: 0.5 against 0 zh
     0.752 -> 0.826, ar 0.655 -> 0.752; same language zh 0.900 -> 0.929, ar 0.842 -> 0.887, hi 0.890 ->
-    0.926; 0.3 and 0.7 were lower or equal).  On the report half through the index (``bench/retrieval.py
+    0.926; 0.3 was lower everywhere, 0.7 lower or equal except hi 0.929).  On the report half through the index (``bench/retrieval.py
     --split report``): cross-language hybrid R@1 zh 0.708 -> 0.792, ar 0.748 -> 0.780, mean of 11 0.822 ->
     0.869; same language ar 0.916 -> 0.932, en 0.988 -> 0.984; ingestion 6.5 -> 4.1 chunks/s.  The
     relevance floor still reads the chunk's own cosine."""
