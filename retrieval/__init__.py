@@ -77,13 +77,13 @@ def refresh_guide(index, knowledge: Path | None = None):
     page an administrator removed stays removed, and a page new in this version is not added (the
     support team may have replaced the guide on purpose): the log names it with the command that adds it.
     """
-    from .index import _expand
+    from .files import expand
     from .types import IngestReport
 
     knowledge = Path(knowledge or DEFAULT_KNOWLEDGE)
     if not knowledge.is_dir():
         return index
-    shipped = {_guide_page(str(f.resolve()), knowledge): f for f in _expand([knowledge], IngestReport(), exclude=index.folder)}
+    shipped = {_guide_page(str(f.resolve()), knowledge): f for f in expand([knowledge], IngestReport(), exclude=index.folder)}
     held = {}
     for doc in index.documents():
         page = _guide_page(doc.source, knowledge) if DEFAULT_TAG in doc.tags else None

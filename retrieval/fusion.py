@@ -53,3 +53,11 @@ def relevance(dense: np.ndarray, coverage: np.ndarray, dense_weight: float) -> n
     ranking, so a language the embedder does not serve is judged on words alone.
     """
     return dense_weight * np.clip(dense, 0.0, 1.0) + (1.0 - dense_weight) * coverage
+
+
+def top_positive(scores: np.ndarray, n: int) -> np.ndarray:
+    """Rows of the (up to) ``n`` highest positive ``scores``, in no order: one side's candidates."""
+    positive = np.flatnonzero(scores > 0)
+    if len(positive) > n:
+        positive = positive[np.argpartition(-scores[positive], n - 1)[:n]]
+    return positive

@@ -10,7 +10,6 @@ not safe for concurrent writers (one process owns an index folder).
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -21,10 +20,12 @@ import numpy as np
 from assistant.errors import DataFormatError, IndexCorruptError, InputError
 
 from . import store
-from .chunking import chunk_document, embedding_text, make_doc_id, sentences
+from . import sentence_vectors as sv
+from .chunking import chunk_document, embedding_text, make_doc_id
 from .config import RetrievalConfig
 from .embedding import Embedder, embed_query, load_embedder
-from .fusion import fuse, language_coverage, relevance
+from .files import expand, reason, upload_name
+from .fusion import fuse, language_coverage, relevance, top_positive
 from .lexical import LexicalIndex
 from .readers import extract, supported_suffixes
 from .screening import screen
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 SearchMode = Literal["hybrid", "dense", "bm25"]
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 PROGRESS_ABOVE = 256
-"""Show a progress bar when embedding more chunks than this."""
+"""Show a progress bar when embedding more chunks (or sentences) than this."""
 
 
 @dataclass
@@ -65,13 +66,8 @@ class KnowledgeIndex:
     config: RetrievalConfig = field(default_factory=RetrievalConfig)
     chunks: list[Chunk] = field(default_factory=list)
     embeddings: np.ndarray | None = None  # (n_chunks, dim) float32, rows L2-normalised
-    sentence_vectors: np.ndarray | None = None
-    """(n_sentences, dim) float16: each chunk's sentences embedded one by one (``chunking.sentences``), chunk
-    after chunk; None for an index built without them (``RetrievalConfig.sentence_weight`` 0, or an older
-    version): search then ranks by whole chunks."""
-    sentence_offsets: np.ndarray | None = None
-    """(n_chunks + 1,) int64: chunk i's sentence vectors are rows ``offsets[i]:offsets[i + 1]`` (none for a
-    chunk of one sentence: its own vector stands for it)."""
+    sentence_vectors: np.ndarray | None = None  # (n_sentences, dim) float16, see retrieval.sentence_vectors
+    sentence_offsets: np.ndarray | None = None  # (n_chunks + 1,); both None: built without them, ranks by chunks
     _docs: dict[str, _Doc] = field(default_factory=dict)
     _vectors: VectorIndex | None = None
     _lexical: LexicalIndex | None = None
@@ -135,9 +131,7 @@ class KnowledgeIndex:
         if manifest.get("sentence_vectors"):
             sentence_vectors = store.read_array(folder, gen, store.SENTENCES, mmap=True)
             sentence_offsets = np.asarray(store.read_array(folder, gen, store.SENTENCE_OFFSETS), dtype=np.int64)
-            if (sentence_offsets.shape != (count + 1,) or sentence_vectors.ndim != 2
-                    or sentence_vectors.shape[1] != embedder.dimension or sentence_offsets[0] != 0
-                    or sentence_offsets[-1] != len(sentence_vectors) or np.any(np.diff(sentence_offsets) < 0)):
+            if sv.misfit(sentence_vectors, sentence_offsets, count, embedder.dimension):
                 raise IndexCorruptError(
                     f"index {folder}: the sentence vectors ({sentence_vectors.shape}) and their offsets "
                     f"({sentence_offsets.shape}) do not fit {count} chunks; {store.rebuild_hint(folder)}")
@@ -165,19 +159,19 @@ class KnowledgeIndex:
         started = time.perf_counter()
         report = IngestReport()
         extracted: list[ExtractedDocument] = []
-        for file in _expand(paths, report, exclude=self.folder):
+        for file in expand(paths, report, exclude=self.folder):
             try:
                 extracted.append(extract(str(file.resolve()), file.read_bytes()))
             except (DataFormatError, OSError) as exc:
-                report.errors.append(FileError(str(file), _reason(exc, str(file.resolve()))))
-                log.warning("skipped %s: %s", file, _reason(exc, str(file.resolve())))
+                report.errors.append(FileError(str(file), reason(exc, str(file.resolve()))))
+                log.warning("skipped %s: %s", file, reason(exc, str(file.resolve())))
         self.add_documents(extracted, tags=tags, report=report)
         report.seconds = time.perf_counter() - started
         return report
 
     def add_upload(self, filename: str, data: bytes, tags: Sequence[str] = ()) -> IngestReport:
         """Ingest uploaded bytes; the source is ``upload:FILENAME``.  Bad files raise InputError."""
-        name = _upload_name(filename)
+        name = upload_name(filename)
         if Path(name).suffix.lower() not in supported_suffixes():
             raise InputError(f"upload {filename!r}: unsupported file type; supported: {', '.join(supported_suffixes())}")
         if len(data) > MAX_UPLOAD_BYTES:
@@ -239,8 +233,8 @@ class KnowledgeIndex:
                          self.folder, len(self.chunks))
                 self.add_sentence_vectors()
             known = {c.content_hash: self._sentences_of(row) for row, c in enumerate(self.chunks)}
-            parts = [self._sentences_of(i) for i in keep] + self._embed_sentences(new_chunks, known)
-            self._set_sentences(parts)
+            fresh_sentences = sv.embed(self.embedder, new_chunks, known, PROGRESS_ABOVE)
+            self._set_sentences([self._sentences_of(i) for i in keep] + fresh_sentences)
         else:  # not kept up to date from here on: dropped, so that none are saved out of step with the chunks
             self.sentence_vectors = self.sentence_offsets = None
         self.chunks = [self.chunks[i] for i in keep] + new_chunks
@@ -307,8 +301,7 @@ class KnowledgeIndex:
         self.embeddings = (embedder.embed(texts) if texts
                            else np.zeros((0, embedder.dimension), dtype=np.float32))
         self.sentence_vectors = self.sentence_offsets = None
-        if self.config.sentence_weight > 0:
-            self._set_sentences(self._embed_sentences(self.chunks, {}))
+        self.add_sentence_vectors()
         self._rebuild()
 
     def add_sentence_vectors(self) -> bool:
@@ -316,7 +309,7 @@ class KnowledgeIndex:
         nothing to do (it has them, it is empty, or ``sentence_weight`` is 0).  Call ``save`` to keep them."""
         if self.sentence_offsets is not None or not self.chunks or self.config.sentence_weight <= 0:
             return False
-        self._set_sentences(self._embed_sentences(self.chunks, {}))
+        self._set_sentences(sv.embed(self.embedder, self.chunks, {}, PROGRESS_ABOVE))
         self._dirty = True
         return True
 
@@ -379,7 +372,7 @@ class KnowledgeIndex:
             bm25_all = masked
         elif held is not None:
             bm25_all[held] = 0.0
-        candidates = [] if weight >= 1.0 else _top_positive(bm25_all, n_cand)
+        candidates = [] if weight >= 1.0 else top_positive(bm25_all, n_cand)
         query_vec = None
         if weight > 0:
             query_vec = embed_query(self.embedder, [query])[0]  # (dim,)
@@ -419,50 +412,19 @@ class KnowledgeIndex:
 
     def _with_sentences(self, candidates: np.ndarray, dense: np.ndarray, query_vec: np.ndarray) -> np.ndarray:
         """The candidates' dense scores for ranking: ``sentence_weight`` of each from its best sentence's
-        cosine, the rest from the chunk's own (``dense``); ``dense`` itself where there are no sentence
-        vectors.  A chunk of one sentence counts its own cosine for both."""
+        cosine (``sentence_vectors.best``), the rest from the chunk's own (``dense``); ``dense`` itself where
+        there are no sentence vectors."""
         w = self.config.sentence_weight
         if self.sentence_offsets is None or w <= 0:
             return dense
-        starts, ends = self.sentence_offsets[candidates], self.sentence_offsets[candidates + 1]
-        lengths = ends - starts
-        has = lengths > 0
-        best = dense.copy()
-        if has.any():
-            rows = np.concatenate([np.arange(a, b) for a, b in zip(starts[has], ends[has])])
-            cosines = np.asarray(self.sentence_vectors[rows], dtype=np.float32) @ query_vec
-            segments = np.concatenate([[0], np.cumsum(lengths[has])[:-1]])
-            best[has] = np.maximum.reduceat(cosines, segments)
-        return (1.0 - w) * dense + w * best
+        top = sv.best(self.sentence_vectors, self.sentence_offsets, candidates, dense, query_vec)
+        return (1.0 - w) * dense + w * top
 
     def _sentences_of(self, row: int) -> np.ndarray:
-        """Chunk ``row``'s sentence vectors, (k, dim) float16, k >= 0."""
-        return self.sentence_vectors[self.sentence_offsets[row]:self.sentence_offsets[row + 1]]
+        return sv.part(self.sentence_vectors, self.sentence_offsets, row)
 
     def _set_sentences(self, parts: Sequence[np.ndarray]) -> None:
-        """The sentence vectors from one (k, dim) array per chunk, in chunk order."""
-        lengths = np.array([len(p) for p in parts], dtype=np.int64)
-        self.sentence_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        self.sentence_vectors = (np.concatenate([np.asarray(p, dtype=np.float16) for p in parts])
-                                 if lengths.sum() else np.zeros((0, self.embedder.dimension), dtype=np.float16))
-
-    def _embed_sentences(self, chunks: Sequence[Chunk], known: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """Each chunk's sentence vectors: those of a chunk with the same content from ``known`` (by content
-        hash), the others embedded (each distinct sentence once)."""
-        split = {c.content_hash: sentences(c.text) for c in chunks if c.content_hash not in known}
-        texts = list(dict.fromkeys(t for parts in split.values() for t in parts))
-        vectors = (self.embedder.embed(texts, progress=len(texts) > PROGRESS_ABOVE) if texts
-                   else np.zeros((0, self.embedder.dimension), dtype=np.float32))
-        row = {t: i for i, t in enumerate(texts)}
-        empty = np.zeros((0, self.embedder.dimension), dtype=np.float16)
-        out = []
-        for c in chunks:
-            if c.content_hash in known:
-                out.append(known[c.content_hash])
-            else:
-                parts = split[c.content_hash]
-                out.append(vectors[[row[t] for t in parts]].astype(np.float16) if parts else empty)
-        return out
+        self.sentence_vectors, self.sentence_offsets = sv.join(parts, self.embedder.dimension)
 
     def _spread(self, query_vec: np.ndarray, dense: np.ndarray) -> np.ndarray:
         """How far each cosine stands above the query's median cosine over the collection, rescaled so 1.0
@@ -536,53 +498,3 @@ class KnowledgeIndex:
         return Hit(chunk_id=c.chunk_id, doc_id=c.doc_id, text=c.text, source=c.source, title=c.title,
                    heading=c.heading_path, page=c.page, language=c.language, dense_score=dense,
                    bm25_score=bm25, score=fused, position=c.position, tags=c.tags)
-
-
-_UNSAFE_NAME = re.compile(r"[/\\\x00-\x1f\x7f\ud800-\udfff]")
-MAX_NAME_BYTES = 255
-
-
-def _upload_name(filename: str) -> str:
-    """An uploaded file's name, refused (InputError) unless it is a plain file name: no folder part,
-    no '..', no control characters, at most 255 bytes.  Uploads are never written under this name,
-    but it becomes the document's source and is shown in the admin area."""
-    name = str(filename or "")
-    if not name.strip(". ") or _UNSAFE_NAME.search(name) or len(name.encode("utf-8")) > MAX_NAME_BYTES:
-        raise InputError(f"upload {name[:80]!r}: the file name must be a plain name (no folders, '/', '\\', "
-                         f"'..' or control characters, at most {MAX_NAME_BYTES} bytes); rename the file")
-    return name
-
-
-def _top_positive(scores: np.ndarray, n: int) -> np.ndarray:
-    positive = np.flatnonzero(scores > 0)
-    if len(positive) > n:
-        positive = positive[np.argpartition(-scores[positive], n - 1)[:n]]
-    return positive
-
-
-def _expand(paths: Sequence[str | Path], report: IngestReport, exclude: Path) -> list[Path]:
-    """Files named or found under folders (hidden files and the index folder itself skipped)."""
-    files: list[Path] = []
-    exclude = exclude.expanduser().resolve()
-    suffixes = set(supported_suffixes())
-    for raw in paths:
-        path = Path(raw).expanduser()
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*")
-                           if p.is_file() and p.suffix.lower() in suffixes
-                           and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                           and exclude not in p.resolve().parents)
-            if not found:
-                report.errors.append(FileError(str(path), f"folder has no files of a supported type ({', '.join(sorted(suffixes))})"))
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            report.errors.append(FileError(str(path), "does not exist; check the path"))
-    return files
-
-
-def _reason(exc: Exception, source: str) -> str:
-    text = str(exc)
-    prefix = source + ": "
-    return text[len(prefix):] if text.startswith(prefix) else text
