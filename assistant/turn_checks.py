@@ -94,9 +94,16 @@ class AnswerLanguage:
     """
 
     DECIDE_LETTERS = 24
-    """Letters of prose (code and file names left out) read before deciding mid-answer."""
+    """Letters of prose (code and file names left out) read before deciding mid-answer, where the detector
+    is then sure (``MIN_CONFIDENCE``) that the answer is in the user's language or a source's."""
+    MAX_LETTERS = 64
+    """Letters read at most while the detector is not sure.  An answer that opens by copying an English
+    list into a German sentence ("Markdown (`.md`) und plain text (`.txt`) - web pages ...") reads as
+    English at 0.59 after 24 letters and at 0.97 after 40; a Spanish one ("Markdown (`.md`) y plain text")
+    as Tagalog after 24 and English after 40.  Both went out whole in English (guide questions de-02 and
+    es-02, 2026-12-07)."""
     MIN_CONFIDENCE = 0.6
-    """How sure the detector must be of the answer's other language."""
+    """How sure the detector must be of the answer's language."""
 
     def __init__(self, language: str, sources: Sequence[Source]) -> None:
         self.language = language
@@ -105,10 +112,16 @@ class AnswerLanguage:
         self.decided = not self.watching
 
     def pending(self, text: str) -> bool:
-        """Whether ``text`` (the answer so far) is held back: watching, and too little prose yet to tell."""
+        """Whether ``text`` (the answer so far) is held back: watching, and too little prose yet to tell
+        (under ``DECIDE_LETTERS``, or under ``MAX_LETTERS`` with the detector unsure of it)."""
         if self.decided:
             return False
-        self.decided = prose_letters(text)[1] >= self.DECIDE_LETTERS
+        letters = prose_letters(text)[1]
+        if letters < self.DECIDE_LETTERS:
+            return True
+        found = prose_language(text) if letters < self.MAX_LETTERS else None
+        self.decided = found is None or (found.confidence >= self.MIN_CONFIDENCE
+                                         and (found.language == self.language or found.language in self.foreign))
         return not self.decided
 
     def wrong(self, text: str) -> str:
@@ -143,22 +156,25 @@ def decline(turn: Turn) -> None:
     turn.finish_reason = "filtered"
 
 
-def support_low(chat: ChatConfig, score: Callable[[list[int], list[int]], list[float]] | None, turn: Turn,
-                bare_prompt: Callable[[], list[int]], question_ids: Callable[[], list[int]] = list) -> bool:
+def support_low(chat: ChatConfig, score: Callable[..., list[float]] | None, turn: Turn,
+                bare_prompt: Callable[[], list[int]], question_ids: Callable[[], list[int]] = list,
+                adapter: bool = False) -> bool:
     """Whether the finished turn's answer is one its sources hardly made more likely (``ChatConfig.
     check_support``, ``grounding.source_support``): ``score`` (the backend's, None where it cannot score)
     rescores the answer's first ``SUPPORT_SCAN`` tokens after ``bare_prompt()``, the turn's prompt without its
     sources; the tokens restating ``question_ids()`` (the user's message) are left out.  The support goes
     into ``turn.timings["support"]`` (``support_first``: the first ``SUPPORT_TOKENS`` tokens, none left
-    out), the time it took into ``support_check``.  False where there is nothing to check (no sources, a
-    decline, a cancelled turn) or the check fails (the answer stands)."""
+    out), the time it took into ``support_check``.  ``adapter``: the retry adapter wrote the answer (after
+    the model declined), and rescores it too, so that both sides of the measure are the same model's.
+    False where there is nothing to check (no sources, a decline, a cancelled turn) or the check fails
+    (the answer stands)."""
     if (not chat.check_support or score is None or not turn.sources or not turn.answer_ids
             or turn.finish_reason == "cancelled" or RefusalLocalizer.refused(turn.answer)):
         return False
     started = time.perf_counter()
     try:
         answer = turn.answer_ids[:SUPPORT_SCAN]
-        without = score(bare_prompt(), answer)
+        without = score(bare_prompt(), answer, adapter=True) if adapter else score(bare_prompt(), answer)
         skip = restated(answer, question_ids())
     except Exception:  # a failed check must not cost the answer
         log.exception("turn %s: the support check failed; the answer stands", turn.id)

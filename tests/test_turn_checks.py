@@ -18,3 +18,21 @@ def test_answer_language_holds_an_answer_until_its_prose_shows_and_names_only_a_
     assert AnswerLanguage("fr", [english]).wrong("Los documentos se suben en el área de administración.") == ""
     for quiet in (AnswerLanguage("en", [english]), AnswerLanguage("unknown", [german]), AnswerLanguage("de", [])):
         assert not quiet.watching and not quiet.pending("Upl") and quiet.wrong("Upload it in the admin area.") == ""
+
+
+def test_answer_language_reads_on_while_the_detector_is_unsure_of_the_answers_language():
+    # An answer that opens by copying an English list into a German sentence: after 24 letters it could be
+    # either; it is held until it reads as one, then named as English.
+    english = Source("c1", "d1", "Markdown (`.md`) and plain text (`.txt`)", "guide/upload.md", language="en")
+    check = AnswerLanguage("de", [english])
+    answer = "Markdown (`.md`) und plain text (`.txt`)\n- web pages (`.html`); menus, footers and other page"
+    ends = [i for i in range(1, len(answer) + 1) if not check.pending(answer[:i])]
+    assert ends, "held to the end"
+    decided = answer[:ends[0]]
+    assert len(decided) > len("Markdown (`.md`) und plain text (`.txt`)")
+    assert check.wrong(decided) == "en"
+    # a German answer is decided at the first letters that make it sure
+    german = AnswerLanguage("de", [english])
+    opening = "Sie können Markdown-Dateien und einfache Textdateien hochladen."
+    first = next(i for i in range(1, len(opening) + 1) if not german.pending(opening[:i]))
+    assert first < len(opening) and german.wrong(opening[:first]) == ""
