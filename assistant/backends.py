@@ -40,6 +40,7 @@ class LocalBackend:
         return Generation(self.lm, prompt.input_ids, settings, cancel, prefix_cache=cache, adapter=adapter,
                           shared_until=prompt.shared_until)
 
-    def score(self, prompt_ids: list[int], answer_ids: list[int]) -> list[float]:
-        """Log-probability of each of ``answer_ids`` after ``prompt_ids`` (the base model, no adapter)."""
-        return score_answer(self.lm, prompt_ids, answer_ids)
+    def score(self, prompt_ids: list[int], answer_ids: list[int], adapter: bool = False) -> list[float]:
+        """Log-probability of each of ``answer_ids`` after ``prompt_ids``: the base model, or with ``adapter``
+        the retry adapter (``generate(adapter=True)``) that wrote the answer."""
+        return score_answer(self.lm, prompt_ids, answer_ids, adapter=adapter)

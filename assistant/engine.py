@@ -171,7 +171,11 @@ class Engine:
         guard, numbers, tags, links, echo, quotes, shown = self._checks(conversation, turn, prompt).parts()
         # An answer that starts in its sources' language instead of the user's is asked again, once,
         # with "Answer in <the user's language>." after the question; held back until its language shows.
-        spoken = AnswerLanguage(turn.language if self.chat.answer_in_language else "", turn.sources)
+        # The retry adapter's answer after a decline is watched the same way.
+        def watched() -> AnswerLanguage:
+            return AnswerLanguage(turn.language if self.chat.answer_in_language else "", turn.sources)
+
+        spoken = watched()
         # A decline of a question with sources may be answered again by the retry adapter: hold it back.
         retry = self.chat.retry_declines and bool(turn.sources) and getattr(self.backend, "can_retry", False)
         refusal = RefusalLocalizer(turn.language, hold_own=retry)
@@ -203,8 +207,8 @@ class Engine:
                     # written, or all of a possible refusal in another language (replaced at the end).
                     # Also, where a source is in another language, the start until its language shows.
                     held = (refusal.pending(text) or (echo is not None and echo.pending(text))
-                            or (not adapter and spoken.pending(text)))
-                    if not held and not adapter and sent == 0 and (again := spoken.wrong(text)):
+                            or spoken.pending(text))
+                    if not held and sent == 0 and (again := spoken.wrong(text)):
                         break
                     end = sent if held else len(text) - (guard.holdback if guard is not None else 0)
                     if numbers is not None:
@@ -212,7 +216,7 @@ class Engine:
                     if end > sent:
                         yield TokenEvent(text[sent:end])
                         sent = end
-                if (not again and not adapter and not leak and not invented and sent == 0 and not cancel.is_set()
+                if (not again and not leak and not invented and sent == 0 and not cancel.is_set()
                         and not refusal.pending(text)):
                     again = spoken.wrong(shown(raw, final=True))  # a short answer, held to its end
                 if again:
@@ -238,6 +242,8 @@ class Engine:
                     log.info("turn %s: the model declined although sources were shown; asking the retry adapter",
                              turn.id)
                     adapter = True
+                    if "language_retry_after" not in turn.timings:  # once per turn: not after a reminded try
+                        spoken = watched()
                     continue
                 if not leak and not invented and not echoed and sent < len(text):
                     localized = refusal.final(text)
@@ -277,10 +283,11 @@ class Engine:
                 self.store.record_event("dictated", conversation.id,
                                         {"turn_id": turn.id, "message": turn.user, "passages": dictated})
         unsupported = (gen is not None and not error and not leak and not invented and not echoed and not localized
-                       and not adapter and support_low(
+                       and support_low(
                            self.chat, getattr(self.backend, "score", None), turn,
                            lambda: self.build_prompt(conversation, turn.user, replace(turn, sources=[])).input_ids,
-                           lambda: list(self.lm.tokenizer(turn.user, add_special_tokens=False)["input_ids"])))
+                           lambda: list(self.lm.tokenizer(turn.user, add_special_tokens=False)["input_ids"]),
+                           adapter=adapter))
         if localized and not error:
             log.info("turn %s: the refusal came in another language than %s; replaced", turn.id, turn.language)
             turn.answer, turn.answer_ids, turn.answer_logprobs = localized, [], []

@@ -291,6 +291,41 @@ def test_a_second_decline_stands_and_answers_are_not_asked_twice(tiny_lm, store,
     assert alone.calls == [False]
 
 
+class _ScoredDeclineThenAnswer(_DeclineThenAnswer):
+    """``_DeclineThenAnswer`` that can also score an answer (``LocalBackend.score``): without the sources,
+    every token is ``without`` (log-probability) and the calls' ``adapter`` flags are kept."""
+
+    def __init__(self, first, second, tokenizer, without):
+        super().__init__(first, second, tokenizer)
+        self.without, self.scored = without, []
+
+    def score(self, prompt_ids, answer_ids, adapter=False):
+        self.scored.append(adapter)
+        return [self.without] * len(answer_ids)
+
+
+@pytest.mark.parametrize("without", [-5.0, 0.0])
+def test_the_retry_adapters_answer_passes_the_support_check_scored_by_the_adapter(tiny_lm, store, tmp_path, without):
+    """The adapter's answer to a question the model declined is checked like any other, rescored without
+    the sources by the adapter that wrote it: one the sources made no more likely (its tokens as likely
+    without them) is declined; one they made likelier stands."""
+    from assistant.prompting import NOT_FOUND
+
+    backend = _ScoredDeclineThenAnswer(NOT_FOUND["en"], "Call 555 0100 any day.", tiny_lm.tokenizer, without)
+    eng = Engine(tiny_lm, store, chat=ChatConfig(context_tokens=512, check_numbers=False, support_min=0.2),
+                 generation=GenerationConfig(max_new_tokens=8), index=_refund_index(tmp_path), backend=backend)
+    conv = store.create("alice")
+    turn = eng.run_turn(conv, "How many days until refunds reach the original card?")
+    assert backend.calls == [False, True] and backend.scored == [True]
+    assert turn.timings["support"] == pytest.approx(-without)  # the scripted answer's own tokens are certain
+    if without < 0:
+        assert turn.answer == "Call 555 0100 any day." and store.events("unsupported") == []
+    else:
+        assert turn.answer == NOT_FOUND["en"] and turn.finish_reason == "filtered"
+        assert [e.data["answer"] for e in store.events("unsupported")] == ["Call 555 0100 any day."]
+    assert store.get(conv.id, "alice").turns[-1].answer == turn.answer
+
+
 def test_a_branch_ends_before_the_turn_asked_again_and_carries_only_the_slots_said_before_it(engine, store):
     conv = store.create("alice")
     engine.run_turn(conv, "My order 48213 has not arrived")
@@ -358,6 +393,42 @@ def test_an_answer_begun_in_its_sources_language_is_asked_again_in_the_users(tin
     rebuild, notes = prepare_rebuild(tiny_lm, turn)
     assert notes == [] and rebuild.parts.remind == "ja"
     assert turn.timings["first_token"] >= turn.timings["language_retry_after"] >= 0
+
+
+class _DeclineThenByReminder(_ByReminder):
+    """The model declines; its retry adapter answers like ``_ByReminder`` (in the source's language unless
+    reminded): what the default's adapter did with "Welche Dateiformate kann ich hochladen?"."""
+
+    can_retry = True
+
+    def __init__(self, tokenizer) -> None:
+        from tiny_model import ScriptedBackend
+
+        from assistant.prompting import NOT_FOUND
+
+        super().__init__(tokenizer)
+        self.declined, self.calls = ScriptedBackend(NOT_FOUND["ja"], tokenizer, split=r"."), []
+
+    def generate(self, prompt, settings, cancel, cache, adapter=False):
+        self.calls.append(adapter)
+        if not adapter:
+            self.prompts.append(self.tokenizer.decode(prompt.input_ids))
+            return self.declined.generate(prompt, settings, cancel, cache)
+        return super().generate(prompt, settings, cancel, cache)
+
+
+def test_the_retry_adapters_answer_in_its_sources_language_is_asked_again_in_the_users(tiny_lm, store):
+    backend = _DeclineThenByReminder(tiny_lm.tokenizer)
+    eng = Engine(tiny_lm, store, chat=ChatConfig(context_tokens=1024, check_support=False),
+                 generation=GenerationConfig(max_new_tokens=48), index=_ChinesePage(), backend=backend)
+    conv = store.create("alice")
+    events = list(eng.respond(conv, "ドキュメントはどうやってアップロードしますか？"))
+    streamed = "".join(e.text for e in events if isinstance(e, TokenEvent))
+    turn = store.get(conv.id, "alice").turns[0]
+    assert backend.calls == [False, True, True]  # declined; the adapter in Chinese; the adapter reminded
+    assert "Answer in Japanese." not in backend.prompts[1] and "Answer in Japanese." in backend.prompts[2]
+    assert streamed.strip() == turn.answer == backend.japanese.text and "retry adapter" in turn.model
+    assert turn.timings["first_token"] >= turn.timings["language_retry_after"] + turn.timings["declined_after"]
 
 
 def test_an_answer_in_the_users_language_a_refusal_or_with_the_check_off_is_not_asked_again(tiny_lm, store):

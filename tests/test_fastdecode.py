@@ -664,6 +664,34 @@ def test_generations_with_and_without_the_adapter_share_the_batcher(tmp_path):
     assert prefix.take(prompt)[0] is None  # the adapted run stored no cache for base turns to take
 
 
+def test_an_answer_is_scored_by_the_model_or_the_adapter_that_wrote_it(tmp_path):
+    """``score_answer(adapter=True)`` (the support check of a retry adapter's answer) gives the
+    log-probabilities the adapted generation had, and not the base model's."""
+    from tiny_model import tiny_tokenizer
+
+    from assistant.errors import GenerationError
+    from assistant.generation.local import score_answer
+    from assistant.generation.models import wrap_loaded
+
+    tok = tiny_tokenizer()
+    model = _tiny_qwen2(vocab=448)
+    plain = wrap_loaded(model, tok, name="tiny-qwen2")
+    fast = FastDecoder.build(model, "float32")
+    _random_adapter(model, tmp_path / "adapter")
+    fast.attach_lora(tmp_path / "adapter")
+    lm = dataclasses.replace(plain, fast=fast, retry_adapter=str(tmp_path))
+    prompt = tok.apply_chat_template([{"role": "user", "content": "How do refunds work?"}], add_generation_prompt=True,
+                                     tokenize=True)["input_ids"]
+    settings = GenerationConfig(max_new_tokens=10, temperature=0.0, repetition_penalty=1.0, stop_on_repeat=0)
+    adapted = Generation(lm, prompt, settings, adapter=True).run()
+    scored = score_answer(lm, prompt, adapted.token_ids, adapter=True)
+    assert scored == pytest.approx(adapted.logprobs, abs=1e-3)
+    base = score_answer(lm, prompt, adapted.token_ids)
+    assert max(abs(a - b) for a, b in zip(base, scored)) > 1e-2
+    with pytest.raises(GenerationError, match="no adapter"):
+        score_answer(plain, prompt, adapted.token_ids, adapter=True)
+
+
 _HEAP_SCENARIO = """
 import json
 from assistant.generation.cpu import give_back_freed_memory

@@ -477,19 +477,27 @@ def decoder_pass(lm: LoadedModel, fn: Any, *args: Any, own: bool = False) -> Any
     return lm.batcher.run(fn, *args, own=own) if lm.batcher is not None else fn(*args)
 
 
-def score_answer(lm: LoadedModel, prompt_ids: Sequence[int], answer_ids: Sequence[int]) -> list[float]:
+def score_answer(lm: LoadedModel, prompt_ids: Sequence[int], answer_ids: Sequence[int],
+                 adapter: bool = False) -> list[float]:
     """``score_continuation`` for the engine's checks, as cheap as the lean forward makes it: the prompt's
     beginning another conversation already prefilled (``lm.prefixes``: the system prompt) is taken from
     its cache, and the rest and the answer go through in one pass.  The same numbers as
-    ``score_continuation`` up to the lean forward's rounding."""
+    ``score_continuation`` up to the lean forward's rounding.  ``adapter``: with the lean decoder's
+    attached adapter (``LoadedModel.retry_adapter``), the whole prompt in that pass (the shared
+    prefixes hold the base model's keys)."""
     import torch
 
     if not answer_ids:
         return []
     fast = lm.fast
+    if adapter and (fast is None or not fast.has_lora):
+        raise GenerationError("no adapter is attached to the lean decoder: nothing to score with")
     if fast is None:
         return score_continuation(lm, prompt_ids, answer_ids)
-    cache, todo = lm.prefixes.take(prompt_ids) if lm.prefixes is not None else (None, list(prompt_ids))
+    if adapter:
+        cache, todo = fast.new_cache(adapter=True), list(prompt_ids)
+    else:
+        cache, todo = lm.prefixes.take(prompt_ids) if lm.prefixes is not None else (None, list(prompt_ids))
     cache = cache if cache is not None else fast.new_cache()
     ids = list(todo) + list(answer_ids)
     rows = decoder_pass(lm, fast.forward_rows, ids, cache, len(answer_ids) + 1)[:-1]  # (answer, vocab)
