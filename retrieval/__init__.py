@@ -54,7 +54,8 @@ def default_index(home: Path | None = None, embedder=None):
             with progress.step(f"embedding the sentences of the index's {len(index.chunks)} passages (once)",
                                log=log, detail=str(folder)):
                 index.add_sentence_vectors()
-                index.save()
+        if index.dirty:  # sentence vectors embedded, or the word index made again (an older tokenizer)
+            index.save()
         return refresh_guide(index)
     if not DEFAULT_KNOWLEDGE.is_dir():
         raise IndexNotBuiltError(

@@ -29,7 +29,7 @@ from .fusion import fuse, language_coverage, relevance, top_positive
 from .lexical import LexicalIndex
 from .readers import extract, supported_suffixes
 from .screening import screen
-from .text import TOKENIZER_NAME, detect_language, tokenize
+from .text import PREVIOUS_TOKENIZERS, TOKENIZER_NAME, detect_language, tokenize
 from .types import Chunk, DocumentInfo, ExtractedDocument, FileError, FlaggedPassage, Hit, IngestReport
 from .vectors import VectorIndex
 
@@ -107,7 +107,7 @@ class KnowledgeIndex:
                 f"index {folder} was built with embedding model {manifest['embedding_model']!r} "
                 f"(dimension {manifest['dimension']}), but {embedder.name!r} (dimension {embedder.dimension}) "
                 f"was given; load it with that model, or {store.rebuild_hint(folder)}")
-        if manifest["tokenizer"] != TOKENIZER_NAME:
+        if manifest["tokenizer"] != TOKENIZER_NAME and manifest["tokenizer"] not in PREVIOUS_TOKENIZERS:
             raise IndexCorruptError(
                 f"index {folder} uses tokenizer {manifest['tokenizer']!r}, this version uses {TOKENIZER_NAME!r}; "
                 f"{store.rebuild_hint(folder)}")
@@ -127,6 +127,12 @@ class KnowledgeIndex:
         if vectors.count != count or lexical.count != count:
             raise IndexCorruptError(f"index {folder}: vector/BM25 sizes disagree with {count} chunks; "
                                     f"{store.rebuild_hint(folder)}")
+        retokenized = manifest["tokenizer"] != TOKENIZER_NAME
+        if retokenized:  # an older version's words (PREVIOUS_TOKENIZERS): made again from the stored text
+            log.info("index %s: its word index was built with tokenizer %r; made again with %r from the stored "
+                     "text (nothing is embedded again), kept at the next save", folder, manifest["tokenizer"],
+                     TOKENIZER_NAME)
+            lexical = LexicalIndex.build([tokenize(embedding_text(c)) for c in chunks])
         sentence_vectors = sentence_offsets = None
         if manifest.get("sentence_vectors"):
             sentence_vectors = store.read_array(folder, gen, store.SENTENCES, mmap=True)
@@ -148,7 +154,8 @@ class KnowledgeIndex:
             chunks = [replace(c, flags=tuple(map(str, screen(embedding_text(c))))) for c in chunks]
         index = cls(folder=folder, embedder=embedder, config=config, chunks=chunks, embeddings=embeddings,
                     sentence_vectors=sentence_vectors, sentence_offsets=sentence_offsets,
-                    _docs=docs, _vectors=vectors, _lexical=lexical, _generation=manifest["generation"])
+                    _docs=docs, _vectors=vectors, _lexical=lexical, _generation=manifest["generation"],
+                    _dirty=retokenized)
         index._hold()
         return index
 

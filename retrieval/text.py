@@ -20,7 +20,10 @@ import regex
 
 log = logging.getLogger(__name__)
 
-TOKENIZER_NAME = "nfkc-lower-words+cjk-thai-bigrams-v1"
+TOKENIZER_NAME = "nfkc-lower-words+cjk-thai-bigrams+arabic-light10-v2"
+PREVIOUS_TOKENIZERS = ("nfkc-lower-words+cjk-thai-bigrams-v1",)
+"""Word tokenizers of earlier versions: an index saved with one gets its word (BM25) index made again from
+its stored text when opened, with nothing embedded again (``KnowledgeIndex.load``)."""
 
 # Unspaced scripts: Han, Hiragana, Katakana, Hangul syllables, Thai, Lao, Khmer, Myanmar.
 _UNSPACED = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}"
@@ -48,12 +51,41 @@ def normalise(text: str) -> str:
     return unicodedata.normalize("NFKC", text).lower()
 
 
+_ARABIC_WORD = regex.compile(r"\p{Arabic}[\p{Arabic}\p{Mn}]*")  # its short vowels are of no one script
+_ARABIC_MARKS = regex.compile("[\u064b-\u0652\u0640\u0670]")  # short vowels, shadda, sukun, tatweel, dagger alef
+_ARABIC_LETTERS = str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا", "ٱ": "ا", "ى": "ي", "ة": "ه", "ؤ": "و", "ئ": "ي"})
+_ARABIC_PREFIXES = ("وال", "بال", "كال", "فال", "لل", "ال")
+_ARABIC_SUFFIXES = ("ها", "ان", "ات", "ون", "ين", "يه", "ه", "ي")
+
+
+def arabic_stem(word: str) -> str:
+    """Larkey, Ballesteros and Connell's light stemmer ("light10", 2007), for BM25: the marks that are
+    optional in writing dropped and the letters written several ways made one, then the article with
+    its fused prepositions ("بالمدينة" → "مدينه") and "و" (and) taken off the front, and the commonest
+    pronoun, dual, plural and feminine endings off the back, keeping at least two letters.  Arabic
+    writes these into the word, so without it "في كاليفورنيا" and "بكاليفورنيا" share no word."""
+    word = _ARABIC_MARKS.sub("", word).translate(_ARABIC_LETTERS)
+    if len(word) > 3 and word.startswith("و"):
+        word = word[1:]
+    for prefix in _ARABIC_PREFIXES:
+        if word.startswith(prefix) and len(word) - len(prefix) >= 2:
+            word = word[len(prefix):]
+            break
+    for suffix in _ARABIC_SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 2:
+            word = word[:-len(suffix)]
+    return word
+
+
 def tokenize(text: str) -> list[str]:
-    """BM25 tokens: words, plus character bigrams inside CJK/Thai runs."""
+    """BM25 tokens: words (Arabic ones light-stemmed: ``arabic_stem``), plus character bigrams inside
+    CJK/Thai runs."""
     out: list[str] = []
     for match in _TOKEN.finditer(normalise(text)):
         token = match.group()
-        if _UNSPACED_START.match(token):
+        if _ARABIC_WORD.fullmatch(token):
+            out.append(arabic_stem(token))
+        elif _UNSPACED_START.match(token):
             chars = [c for c in token if not unicodedata.category(c).startswith("M")]
             # Keep combining marks attached to the preceding base character (Thai vowels/tones).
             units = _graphemes(token) if len(chars) != len(token) else chars

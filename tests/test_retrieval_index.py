@@ -377,6 +377,40 @@ def test_an_index_saved_without_sentence_vectors_still_searches_and_gains_them_o
     assert KnowledgeIndex.load(tmp_path / "home" / "index", embedder).sentence_offsets is not None
 
 
+def test_an_index_saved_with_an_older_word_tokenizer_gets_its_word_index_made_again_once(tmp_path):
+    """Arabic words are light-stemmed since tokenizer v2: an index saved with v1 opens, its BM25 side made
+    again from the stored text (nothing embedded again), and the app's index is saved with it once."""
+    from retrieval import default_index
+    from retrieval.text import PREVIOUS_TOKENIZERS, TOKENIZER_NAME
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "cairo.md").write_text("# المدن\n\nتقع القاهرة على نهر النيل وهي أكبر المدن في مصر.\n",
+                                                encoding="utf-8")
+    (tmp_path / "docs" / "filler.md").write_text(FILLER, encoding="utf-8")
+    folder = tmp_path / "home" / "index"
+    index = KnowledgeIndex.create(folder, HashingEmbedder())
+    index.add_paths([tmp_path / "docs"])
+    index.save()
+    manifest = json.loads((folder / store.MANIFEST).read_text())
+    manifest["tokenizer"] = PREVIOUS_TOKENIZERS[0]  # as the previous version wrote it
+    (folder / store.MANIFEST).write_text(json.dumps(manifest))
+
+    embedder = HashingEmbedder()
+    opened = KnowledgeIndex.load(folder, embedder)
+    assert opened.dirty and embedder.calls == 0
+    [hit] = opened.search("بالقاهرة", k=1, mode="bm25", floor=False)  # "in Cairo": matches "القاهرة" as a word
+    assert hit.source.endswith("cairo.md") and hit.bm25_score > 0
+    default_index(tmp_path / "home", embedder=embedder)
+    assert json.loads((folder / store.MANIFEST).read_text())["tokenizer"] == TOKENIZER_NAME
+    assert not KnowledgeIndex.load(folder, embedder).dirty and embedder.calls == 0
+
+    manifest = json.loads((folder / store.MANIFEST).read_text())
+    manifest["tokenizer"] = "some-future-tokenizer"
+    (folder / store.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(IndexCorruptError, match="uses tokenizer 'some-future-tokenizer'.*rebuild it with"):
+        KnowledgeIndex.load(folder, embedder)
+
+
 def test_sentence_offsets_that_do_not_fit_the_chunks_give_the_rebuild_message(tmp_path):
     folder = saved_index(tmp_path)
     manifest = json.loads((folder / store.MANIFEST).read_text())

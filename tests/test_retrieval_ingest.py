@@ -161,6 +161,16 @@ def test_cjk_tokenization_uses_character_bigrams():
     assert count_tokens("重置密码 reset") == 5
 
 
+def test_arabic_words_lose_the_article_fused_prepositions_and_common_endings():
+    # the article and a preposition fused with it, "and", the feminine ending written two ways, the
+    # optional short vowels: the same word to BM25
+    assert tokenize("المدينة") == tokenize("بالمدينة") == tokenize("والمدينة") == tokenize("مدينه") == ["مدين"]
+    assert tokenize("المُدَرِّسون") == tokenize("مدرس") == ["مدرس"]  # plural ending, shadda and vowels
+    assert tokenize("أحمد") == tokenize("احمد")  # hamza on the alef written or not
+    assert tokenize("في") == ["في"] and tokenize("ال") == ["ال"]  # too short to take anything off
+    assert tokenize("Cairo القاهرة 2024") == ["cairo", "قاهر", "2024"]
+
+
 def test_language_detection():
     assert detect_language("如何重置我的密码？") == "zh"
     assert detect_language("パスワードを忘れました") == "ja"
