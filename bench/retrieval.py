@@ -414,6 +414,8 @@ def main() -> None:
                         help="xquad-dev's questions: all, or the half choices were made on (dev) or the other (report)")
     parser.add_argument("--sentence-weight", type=float, default=None,
                         help="RetrievalConfig.sentence_weight for this run (default: the app's; 0: whole chunks only)")
+    parser.add_argument("--arabic-stem", choices=("on", "off"), default="on",
+                        help="off: BM25 takes Arabic words as written (tokenizer v1), to compare")
     parser.add_argument("--skip-cross", action="store_true", help="skip the cross-language part")
     parser.add_argument("--rewrite", type=int, default=0, metavar="N",
                         help="also the cross-language part with the question rewritten into English by the default "
@@ -421,6 +423,10 @@ def main() -> None:
     parser.add_argument("--rewrite-split", choices=("dev", "report"), default="report",
                         help="the half of xquad-dev's questions --rewrite asks (dev: the one choices were made on)")
     args = parser.parse_args()
+    if args.arabic_stem == "off":
+        import retrieval.text
+
+        retrieval.text.arabic_stem = lambda word: word
     import faiss
 
     print(f"# Retrieval benchmark — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
