@@ -223,8 +223,8 @@ class ChatConfig:
     not say" — is replaced by the fixed "not in my documents" reply, and listed in the admin area
     (``grounding.source_support``: one more short pass of the model over the question and the answer's
     first tokens with the sources left out; the answer's tokens that restate the question are not counted).
-    Only where the model runs in this process (not llama.cpp or a remote server), and not for an answer the
-    retry adapter gave.  The streamed answer is replaced when the turn ends.  Off by default until
+    Only where the model runs in this process (not llama.cpp or a remote server); an answer the retry adapter
+    gave is rescored by the adapter.  The streamed answer is replaced when the turn ends.  Off by default until
     2026-12-07: counted over every first token, it replaced right answers that restate the question at
     length (6 of 168 XQuAD answers on a report half, in Greek and Hindi); with the restated tokens left
     out, no right answer of the dev halves (xquad-dev, the user guide) scores below 0.34.
@@ -264,7 +264,8 @@ class ChatConfig:
     retry_declines: bool = True
     """When the model answers a question it was shown sources for with the fixed "not in my documents"
     reply, ask once more with the retry adapter (``ModelConfig.retry_adapter``), and show that answer
-    instead (it passes the same checks; a second decline stands).  The refusal is held back until then,
+    instead (it passes the same checks, the answer's language and its support among them; a second decline
+    stands).  The refusal is held back until then,
     so the user sees one answer.  No effect without a retry adapter."""
 
     def __post_init__(self) -> None:
