@@ -167,6 +167,7 @@ def test_arabic_words_lose_the_article_fused_prepositions_and_common_endings():
     assert tokenize("المدينة") == tokenize("بالمدينة") == tokenize("والمدينة") == tokenize("مدينه") == ["مدين"]
     assert tokenize("المُدَرِّسون") == tokenize("مدرس") == ["مدرس"]  # plural ending, shadda and vowels
     assert tokenize("أحمد") == tokenize("احمد")  # hamza on the alef written or not
+    assert tokenize("المـدينة") == ["مدين"]  # the tatweel that stretches a word in titles
     assert tokenize("في") == ["في"] and tokenize("ال") == ["ال"]  # too short to take anything off
     assert tokenize("Cairo القاهرة 2024") == ["cairo", "قاهر", "2024"]
 
