@@ -59,10 +59,20 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[k]
 
 
-def save(name: str, markdown: str) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.md"
-    path.write_text(markdown.rstrip() + "\n", encoding="utf-8")
+def save(name: str, markdown: str, folder: Path | None = None) -> Path:
+    """Put a run's tables on top of ``bench/results/<name>.md`` (``folder``: another one), under the file's
+    "# " title where it has one, and keep the earlier runs below: each section names its own date,
+    machine and command, and the notes written beside earlier runs are not lost to a new one."""
+    folder = folder or RESULTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.md"
+    new = markdown.strip() + "\n"
+    old = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
+    title = ""
+    if old.startswith("# "):
+        title, _, old = old.partition("\n")
+        title, old = title + "\n\n", old.strip()
+    path.write_text(title + new + ("\n" + old + "\n" if old else ""), encoding="utf-8")
     return path
 
 
