@@ -8,7 +8,8 @@ import threading
 from typing import Any, Protocol
 
 from .config import GenerationConfig
-from .generation.local import Generation, PrefixCache, score_answer
+from .generation.local import Generation, PrefixCache
+from .generation.scoring import score_answer
 from .generation.models import LoadedModel
 from .types import Prompt
 

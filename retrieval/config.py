@@ -86,7 +86,7 @@ class RetrievalConfig:
     min_spread_dense: float = 0.25
     """A chunk passing on its cosine alone (``min_relevance_dense``) must also stand out from the
     collection: (cosine - the query's median cosine over the chunks) / (1 - median) at least this
-    (``KnowledgeIndex._spread``).  e5 gives a Chinese request about anything a cosine of 0.84-0.87 with
+    (``fusion.spread``).  e5 gives a Chinese request about anything a cosine of 0.84-0.87 with
     every chunk, so the cosine rule let 99% of off-topic Chinese requests through.  Chosen on the tuning
     half of xquad-dev (``python -m bench.fusion_sweep``); on the report half, questions that keep a hit
     0.991 -> 0.989, off-topic xSID requests rejected 0.649 -> 0.848 (zh 0.020 -> 0.647)."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .config import RetrievalConfig
+
 
 def language_coverage(language: str, served: tuple[str, ...], uncertain: float) -> float:
     """How well an embedder serving ``served`` languages covers ``language`` (0..1)."""
@@ -61,3 +63,25 @@ def top_positive(scores: np.ndarray, n: int) -> np.ndarray:
     if len(positive) > n:
         positive = positive[np.argpartition(-scores[positive], n - 1)[:n]]
     return positive
+
+
+def spread(embeddings: np.ndarray, query_vec: np.ndarray, dense: np.ndarray) -> np.ndarray:
+    """How far each cosine ``dense`` stands above the query's median cosine over the collection
+    ``embeddings``, rescaled so 1.0 is a perfect match: (cosine - median) / (1 - median).  e5 gives a
+    question every chunk of some languages a high cosine (Chinese: 0.84-0.87 to an unrelated request); a
+    right chunk stands out from the rest.  The median is taken over up to 2,048 evenly spaced chunks; a
+    collection of fewer than 16 has no meaningful median, and every chunk counts as standing out."""
+    n = len(embeddings)
+    if n < 16:
+        return np.ones_like(dense)
+    rows = np.linspace(0, n - 1, min(n, 2048)).astype(np.int64)
+    median = float(np.median(embeddings[rows] @ query_vec))
+    return (dense - median) / max(1.0 - median, 1e-6)
+
+
+def relevance_floor(config: RetrievalConfig, weight: float) -> float:
+    """Relevance floor for a query whose dense side has ``weight``: ``min_relevance_words`` where only words
+    count, ``min_relevance`` at the full dense weight, linear between."""
+    words, full = config.min_relevance_words, config.min_relevance
+    share = min(1.0, weight / config.dense_weight) if config.dense_weight > 0 else 0.0
+    return words + share * (full - words)

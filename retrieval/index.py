@@ -25,11 +25,11 @@ from .chunking import chunk_document, embedding_text, make_doc_id
 from .config import RetrievalConfig
 from .embedding import Embedder, embed_query, load_embedder
 from .files import expand, reason, upload_name
-from .fusion import fuse, language_coverage, relevance, top_positive
+from .fusion import fuse, language_coverage, relevance, relevance_floor, spread, top_positive
 from .lexical import LexicalIndex
 from .readers import extract, supported_suffixes
 from .screening import screen
-from .text import PREVIOUS_TOKENIZERS, TOKENIZER_NAME, detect_language, tokenize
+from .text import PREVIOUS_TOKENIZERS, TOKENIZER_NAME, detect_language
 from .types import Chunk, DocumentInfo, ExtractedDocument, FileError, FlaggedPassage, Hit, IngestReport
 from .vectors import VectorIndex
 
@@ -132,7 +132,7 @@ class KnowledgeIndex:
             log.info("index %s: its word index was built with tokenizer %r; made again with %r from the stored "
                      "text (nothing is embedded again), kept at the next save", folder, manifest["tokenizer"],
                      TOKENIZER_NAME)
-            lexical = LexicalIndex.build([tokenize(embedding_text(c)) for c in chunks])
+            lexical = LexicalIndex.of_texts(embedding_text(c) for c in chunks)
         sentence_vectors = sentence_offsets = None
         if manifest.get("sentence_vectors"):
             sentence_vectors = store.read_array(folder, gen, store.SENTENCES, mmap=True)
@@ -403,14 +403,14 @@ class KnowledgeIndex:
         fused = fuse(ranking, bm25, weight, baseline if query_vec is not None else 0.0, confidence)
         if floor:
             calibrated = (dense - baseline) / (1.0 - baseline)  # unrelated texts' cosine -> 0
-            ok = relevance(calibrated, cover, weight) >= self._floor(weight)
+            ok = relevance(calibrated, cover, weight) >= relevance_floor(self.config, weight)
             if coverage > 0 and weight > 0 and getattr(self.embedder, "cross_lingual", False):
                 # A chunk in another language shares no words with the query: only the
                 # (multilingual) dense side can judge it, against its own, lower floor.
                 other = np.array([self.chunks[int(c)].language not in (language, "") for c in candidates])
                 ok |= other & (calibrated >= self.config.min_relevance_cross)
-                ok |= (calibrated >= self.config.min_relevance_dense) & (self._spread(query_vec, dense)
-                                                                         >= self.config.min_spread_dense)
+                ok |= ((calibrated >= self.config.min_relevance_dense)
+                       & (spread(self.embeddings, query_vec, dense) >= self.config.min_spread_dense))
             candidates, dense, bm25, fused = candidates[ok], dense[ok], bm25[ok], fused[ok]
         order = np.argsort(-fused, kind="stable")[:k]
         return [self._hit(int(candidates[i]), float(dense[i]), float(bm25[i]), float(fused[i])) for i in order]
@@ -433,28 +433,9 @@ class KnowledgeIndex:
     def _set_sentences(self, parts: Sequence[np.ndarray]) -> None:
         self.sentence_vectors, self.sentence_offsets = sv.join(parts, self.embedder.dimension)
 
-    def _spread(self, query_vec: np.ndarray, dense: np.ndarray) -> np.ndarray:
-        """How far each cosine stands above the query's median cosine over the collection, rescaled so 1.0
-        is a perfect match: (cosine - median) / (1 - median).  e5 gives a question every chunk of some
-        languages a high cosine (Chinese: 0.84-0.87 to an unrelated request); a right chunk stands out
-        from the rest.  The median is taken over up to 2,048 evenly spaced chunks; a collection of fewer
-        than 16 has no meaningful median, and every chunk counts as standing out."""
-        n = len(self.embeddings)
-        if n < 16:
-            return np.ones_like(dense)
-        rows = np.linspace(0, n - 1, min(n, 2048)).astype(np.int64)
-        median = float(np.median(self.embeddings[rows] @ query_vec))
-        return (dense - median) / max(1.0 - median, 1e-6)
-
-    def _floor(self, weight: float) -> float:
-        """Relevance floor for a query whose dense side has ``weight``."""
-        words, full = self.config.min_relevance_words, self.config.min_relevance
-        share = min(1.0, weight / self.config.dense_weight) if self.config.dense_weight > 0 else 0.0
-        return words + share * (full - words)
-
     def _rebuild(self) -> None:
         self._vectors = VectorIndex.build(self.embeddings, self.config)
-        self._lexical = LexicalIndex.build([tokenize(embedding_text(c)) for c in self.chunks])
+        self._lexical = LexicalIndex.of_texts(embedding_text(c) for c in self.chunks)
         self._languages = None  # the chunks changed: count them again when asked
         self._hold()
         self._dirty = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -36,6 +37,11 @@ class LexicalIndex:
         # bm25s wants each document non-empty; an empty chunk gets a token that no query produces.
         bm25.index([tokens or ["\x00"] for tokens in token_lists], show_progress=False)
         return cls(bm25=bm25, count=len(token_lists))
+
+    @classmethod
+    def of_texts(cls, texts: Iterable[str]) -> "LexicalIndex":
+        """``build`` over ``texts`` cut into words (``text.tokenize``)."""
+        return cls.build([tokenize(text) for text in texts])
 
     def _ids(self, query: str) -> list[int]:
         if self.bm25 is None:

@@ -670,7 +670,7 @@ def test_an_answer_is_scored_by_the_model_or_the_adapter_that_wrote_it(tmp_path)
     from tiny_model import tiny_tokenizer
 
     from assistant.errors import GenerationError
-    from assistant.generation.local import score_answer
+    from assistant.generation.scoring import score_answer
     from assistant.generation.models import wrap_loaded
 
     tok = tiny_tokenizer()

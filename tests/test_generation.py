@@ -5,7 +5,8 @@ import torch
 
 from assistant.config import GenerationConfig
 from assistant.errors import ConfigError, GenerationError
-from assistant.generation.local import Generation, PrefixCache, score_continuation
+from assistant.generation.local import Generation, PrefixCache
+from assistant.generation.scoring import score_continuation
 
 
 def _prompt(lm, text="How do refunds work?"):
@@ -203,7 +204,7 @@ def test_scoring_on_the_lean_forward_matches_transformers_with_and_without_a_sha
     import dataclasses
 
     from assistant.generation.fastdecode import FastDecoder
-    from assistant.generation.local import score_answer
+    from assistant.generation.scoring import score_answer
     from assistant.generation.prefixes import SharedPrefixes
 
     fast = FastDecoder.build(tiny_lm.model, "float32")
@@ -234,7 +235,7 @@ def test_token_logprobs_in_chunks_equal_a_whole_log_softmax():
     divide evenly and for none."""
     import torch
 
-    from assistant.generation.local import LOGPROB_ROWS, token_logprobs
+    from assistant.generation.scoring import LOGPROB_ROWS, token_logprobs
 
     gen = torch.Generator().manual_seed(0)
     rows = torch.randn(2 * LOGPROB_ROWS + 3, 1000, generator=gen) * 4

@@ -394,7 +394,7 @@ def test_the_support_check_scores_the_answer_without_the_sources_and_declines_be
     log-probabilities show over the same answer scored with the sources left out of the prompt."""
     import dataclasses
 
-    from assistant.generation.local import score_continuation
+    from assistant.generation.scoring import score_continuation
     from assistant.grounding import restated, source_support
     from assistant.web.admin import answer_checks
 
@@ -449,7 +449,7 @@ def test_on_the_default_model_an_answer_read_from_the_source_is_supported_and_a_
     import dataclasses
 
     from assistant.config import ChatConfig
-    from assistant.generation.local import score_answer
+    from assistant.generation.scoring import score_answer
     from assistant.grounding import source_support
     from assistant.types import Source, Turn
 

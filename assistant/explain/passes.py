@@ -18,7 +18,8 @@ from typing import Any, Iterator, Sequence
 from ..errors import ConfigError, InputError
 from .prompt import prepare_rebuild, variant
 from .types import ExplainConfig
-from ..generation.local import LOGPROB_ROWS, cache_argument, decoder_pass, output_cache, token_logprobs
+from ..generation.local import cache_argument, decoder_pass, output_cache
+from ..generation.scoring import LOGPROB_ROWS, token_logprobs
 from ..generation.models import LoadedModel
 from ..types import Turn
 
