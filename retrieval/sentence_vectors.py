@@ -18,6 +18,7 @@ import numpy as np
 from .chunking import sentences
 from .types import Chunk
 
+
 def part(vectors: np.ndarray, offsets: np.ndarray, row: int) -> np.ndarray:
     """Chunk ``row``'s sentence vectors, (k, dim), k >= 0."""
     return vectors[offsets[row]:offsets[row + 1]]
