@@ -354,3 +354,52 @@ def test_an_intent_with_keys_that_are_not_text_is_a_clear_error():
 
     with pytest.raises(DataFormatError, match="unknown key"):
         parse_spec({"intents": [{None: None, False: None}]})
+
+
+def test_each_intents_nearest_example_is_the_brute_force_maximum_and_an_intent_without_examples_never_wins():
+    from assistant.understanding.intent_neighbours import Neighbours
+
+    rng = np.random.default_rng(2)
+    anchors = rng.normal(size=(30, 8))
+    anchors /= np.linalg.norm(anchors, axis=1, keepdims=True)
+    labels = rng.integers(0, 3, 30)  # intents 0-2 have examples; 3 has none
+    queries = rng.normal(size=(5, 8))
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    got = Neighbours(anchors, labels, 4).cosines(queries, chunk=2)
+    sims = queries @ anchors.T
+    for label in range(3):
+        np.testing.assert_allclose(got[:, label], sims[:, labels == label].max(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(got[:, 3], got[:, :3].min(axis=1))
+
+
+def _two_place_data(rng, n):
+    """Intent 'a' at two opposite corners, 'b' at the other two: no flat boundary separates them (XOR)."""
+    corners = rng.integers(0, 4, n)
+    xy = np.array([[1, 1], [-1, -1], [1, -1], [-1, 1]], dtype=float)[corners] + rng.normal(0, 0.25, (n, 2))
+    vectors = np.hstack([xy, np.full((n, 1), 0.5)])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors.astype(np.float32), ["a" if c < 2 else "b" for c in corners]
+
+
+def test_an_intent_said_in_two_places_is_found_by_its_nearest_example(tmp_path):
+    rng = np.random.default_rng(3)
+    train_v, train_y = _two_place_data(rng, 160)
+    test_v, test_y = _two_place_data(rng, 80)
+    texts = [f"message {i}" for i in range(len(train_y))]  # words that tell nothing: only the vectors do
+    test_texts = [f"message {1000 + i}" for i in range(len(test_y))]
+    accuracy = lambda m: np.mean([m.labels[i] == y for i, y in zip(  # noqa: E731
+        m.probabilities(test_texts, test_v).argmax(axis=1), test_y)])
+    linear = IntentModel.fit(texts, train_y, None, config=TrainConfig(nearest_share=0.0), embeddings=train_v)
+    chosen = IntentModel.fit(texts, train_y, None, config=TrainConfig(), embeddings=train_v)
+    assert linear.nearest_share == 0.0 and accuracy(linear) < 0.75
+    assert chosen.nearest_share > 0.0 and accuracy(chosen) > 0.9
+    chosen.embedder = HashingEmbedder(dimension=3)  # saved models name their embedder
+    loaded = IntentModel.load(chosen.save(tmp_path / "m"), chosen.embedder)
+    assert loaded.nearest_share == chosen.nearest_share
+    np.testing.assert_allclose(loaded.probabilities(test_texts, test_v), chosen.probabilities(test_texts, test_v),
+                               rtol=1e-6, atol=1e-9)
+
+
+def test_train_config_rejects_a_negative_nearest_share():
+    with pytest.raises(ConfigError, match="nearest_share"):
+        TrainConfig(nearest_share=-0.5)

@@ -105,6 +105,10 @@ def train_command(args: argparse.Namespace) -> int:
     held = (f"{c.n_heldout} validation messages of {spec.validation_source}" if spec.validation
             else f"{c.n_heldout} cross-validated examples")
     print(f"held-out ({held}): in-scope accuracy {fmt(c.in_scope_accuracy)}, out-of-scope recall {fmt(c.oos_recall)}")
+    print("scores: the linear model's" + (f" + {model.nearest_share:g} x each intent's nearest example (cosine), both "
+                                           "standardised; the share chosen on the same held-out data"
+                                           if model.nearest_share else " alone (the nearest examples did not help on "
+                                           "the held-out data)"))
     if c.knn_weight:
         score = (f"{1 - c.knn_weight:g} x standardised log best in-scope probability + {c.knn_weight:g} x "
                  "standardised cosine to the nearest in-scope example")

@@ -9,6 +9,9 @@ temperature-calibrated on held-out data (cross-validation folds, or an
 explicit validation set), and the out-of-scope decision combines the best
 in-scope probability with the cosine to the nearest in-scope training example
 under a threshold chosen on the same held-out data (``intent_calibration``).
+Beside the linear scores, the cosine to each intent's nearest training
+example, with a share chosen on the same held-out data
+(``intent_neighbours``).
 One message at a time is embedded through ``intent_encoder``'s fast path.
 Optionally (``TrainConfig.encoder_epochs``) a copy of the embedder is first
 fine-tuned on the examples (``intent_tuning``), for large intent sets.
@@ -35,13 +38,15 @@ from ..errors import ConfigError, DataFormatError, ModelLoadError
 from .intent_calibration import Calibration, best_in_scope, calibrate, decide, softmax
 from .intent_encoder import MessageEncoder
 from .intent_features import Tfidf
+from .intent_neighbours import Neighbours, choose_share, mixed, nearest_cosine
 from .intent_spec import (ACTIONS, DEFAULT_SPEC_PATH, Action, IntentDef, IntentSpec, load_spec,  # noqa: F401
                           parse_spec)
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
-"""2: nearest-example anchors and the mixed out-of-scope score."""
+FORMAT_VERSION = 3
+"""2: nearest-example anchors and the mixed out-of-scope score; 3: every training example with its intent and
+the nearest-example share of the scores."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,10 @@ class TrainConfig:
     """Share of the cosine to the nearest in-scope training example in the out-of-scope score (0: the best
     in-scope probability alone; both parts standardised on held-out data).  None: chosen on the held-out
     data among ``intent_calibration.KNN_WEIGHTS`` by the same rule as the threshold."""
+    nearest_share: float | None = None
+    """Share of each intent's nearest training example (cosine) in the scores beside the linear model's, both
+    standardised per message (``intent_neighbours``; 0: the linear model alone).  None: chosen on the held-out
+    data among ``intent_neighbours.SHARES`` by accuracy."""
     encoder_epochs: int = 0
     """0: the embedder stays as it is (seconds).  N > 0: a copy of it is fine-tuned for N epochs on the examples
     (``intent_tuning``; minutes; better with many examples per intent) and saved with the model."""
@@ -97,6 +106,8 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.min_oos_recall must be in (0, 1] or None; got {self.min_oos_recall}")
         if self.knn_weight is not None and not 0.0 <= self.knn_weight <= 1.0:
             raise ConfigError(f"TrainConfig.knn_weight must be in [0, 1]; got {self.knn_weight}")
+        if self.nearest_share is not None and not 0.0 <= self.nearest_share <= 10.0:
+            raise ConfigError(f"TrainConfig.nearest_share must be in [0, 10]; got {self.nearest_share}")
         if self.encoder_epochs < 0:
             raise ConfigError(f"TrainConfig.encoder_epochs must be >= 0; got {self.encoder_epochs}")
         if self.folds == 1 or self.folds < 0:
@@ -108,7 +119,8 @@ class IntentModel:
 
     def __init__(self, *, labels: Sequence[str], weights: np.ndarray, bias: np.ndarray, word: Tfidf, char: Tfidf,
                  embedder: Any, config: TrainConfig, calibration: Calibration, oos_label: str | None,
-                 spec_sha256: str = "", anchors: np.ndarray | None = None):
+                 spec_sha256: str = "", examples: np.ndarray | None = None,
+                 example_labels: np.ndarray | None = None, nearest_share: float = 0.0):
         self.labels = tuple(labels)
         self.weights = np.asarray(weights, dtype=np.float32)  # (n_labels, dim + n_word + n_char)
         self.bias = np.asarray(bias, dtype=np.float32)  # (n_labels,)
@@ -119,9 +131,18 @@ class IntentModel:
         self.calibration = calibration
         self.oos_label = oos_label
         self.spec_sha256 = spec_sha256
-        self.anchors = None if anchors is None else np.asarray(anchors, dtype=np.float32)
-        """(n_in_scope_examples, dim) unit embeddings of the in-scope training examples."""
         self._in_scope = np.array([label != oos_label for label in self.labels])
+        self.examples = None
+        """(n_examples, dim) unit embeddings of the training examples, and ``example_labels`` their intents."""
+        self.example_labels = self.anchors = self.neighbours = None
+        if examples is not None and example_labels is not None and len(examples):
+            self.examples = np.asarray(examples, dtype=np.float32)
+            self.example_labels = np.asarray(example_labels, dtype=np.int64)
+            self.anchors = self.examples[self._in_scope[self.example_labels]]
+            """(n_in_scope_examples, dim): the in-scope ones (the out-of-scope score's nearest example)."""
+            self.neighbours = Neighbours(self.examples, self.example_labels, len(self.labels))
+        self.nearest_share = float(nearest_share) if self.neighbours is not None else 0.0
+        """The share of each intent's nearest example in the scores (chosen at training)."""
         self._encoder: MessageEncoder | None = None
 
     @property
@@ -139,6 +160,13 @@ class IntentModel:
         return np.asarray(embeddings, dtype=np.float32)  # (n, dim)
 
     def _logits_from(self, texts: Sequence[str], embeddings: np.ndarray) -> np.ndarray:
+        """(n, n_labels): the linear scores, with each intent's nearest example mixed in at the model's share."""
+        linear = self._linear_from(texts, embeddings)
+        if self.nearest_share <= 0.0:
+            return linear
+        return mixed(linear, self.neighbours.cosines(embeddings), self.nearest_share)
+
+    def _linear_from(self, texts: Sequence[str], embeddings: np.ndarray) -> np.ndarray:
         """(n, n_labels): the linear model over [embedding * weight, word TF-IDF, char TF-IDF], block by block."""
         dim = embeddings.shape[1]
         n_word = len(self.word.vectorizer.vocabulary_)
@@ -161,7 +189,7 @@ class IntentModel:
         """(n,) cosine of each embedding to the nearest in-scope training example (None without anchors)."""
         if self.anchors is None or not len(self.anchors):
             return None
-        return _nearest(np.asarray(embeddings, dtype=np.float32), self.anchors)
+        return nearest_cosine(np.asarray(embeddings, dtype=np.float32), self.anchors)
 
     def probabilities(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> np.ndarray:
         """(n, n_labels) calibrated probabilities, columns in ``labels`` order."""
@@ -270,15 +298,24 @@ class IntentModel:
             if val_embeddings is None:
                 val_embeddings = embedder.embed(val_texts)
             model = cls._fit_once(texts, y, label_names, embeddings, embedder, config, oos_label)
+            if model.neighbours is not None:
+                known = {name: i for i, name in enumerate(label_names)}
+                val_y = np.array([known.get(label, -1) for label in val_labels])
+                val_embeddings = np.asarray(val_embeddings, dtype=np.float32)
+                model.nearest_share = choose_share(model._linear_from(val_texts, val_embeddings),
+                                                   model.neighbours.cosines(val_embeddings), val_y, in_scope,
+                                                   configured=config.nearest_share)
             model.calibrate(val_texts, list(val_labels), val_embeddings, config.min_oos_recall)
             return model
         calibration = Calibration(temperature=1.0, threshold=0.0)
+        share = config.nearest_share or 0.0
         min_count = int(np.bincount(y).min())
         folds = min(config.folds, min_count)
         if folds >= 2:
             from sklearn.model_selection import StratifiedKFold
 
             oof = np.zeros((len(texts), len(label_names)))
+            oof_cosines = np.zeros((len(texts), len(label_names)))
             oof_nearest = np.zeros(len(texts))
             splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
             for train_idx, test_idx in splitter.split(np.zeros(len(y)), y):
@@ -290,13 +327,17 @@ class IntentModel:
                 else:
                     fold_embedder, fold_emb, held_emb = embedder, embeddings[train_idx], embeddings[test_idx]
                 sub = cls._fit_once(fold_texts, fold_y, label_names, fold_emb, fold_embedder, config, oos_label)
-                oof[test_idx] = sub.logits(held_texts, held_emb)
+                oof[test_idx] = sub._linear_from(held_texts, held_emb)
+                if sub.neighbours is not None:
+                    oof_cosines[test_idx] = sub.neighbours.cosines(held_emb)
                 near = sub.nearest(held_emb)
                 oof_nearest[test_idx] = near if near is not None else 0.0
-            calibration = calibrate(oof, y, in_scope, nearest=oof_nearest, knn_weight=config.knn_weight,
-                                    min_oos_recall=config.min_oos_recall)
+            share = choose_share(oof, oof_cosines, y, in_scope, configured=config.nearest_share)
+            calibration = calibrate(mixed(oof, oof_cosines, share), y, in_scope, nearest=oof_nearest,
+                                    knn_weight=config.knn_weight, min_oos_recall=config.min_oos_recall)
         model = cls._fit_once(texts, y, label_names, embeddings, embedder, config, oos_label)
         model.calibration = calibration
+        model.nearest_share = share if model.neighbours is not None else 0.0
         return model
 
     @classmethod
@@ -306,7 +347,6 @@ class IntentModel:
 
         word = Tfidf("word", config.word_ngrams, max_features=config.max_features).fit(texts)
         char = Tfidf("char_wb", config.char_ngrams, max_features=config.max_features).fit(texts)
-        in_scope_rows = np.array([label_names[i] != oos_label for i in y])
         X = sparse.hstack([sparse.csr_matrix(embeddings * config.embedding_weight), word.transform(texts),
                            char.transform(texts)], format="csr", dtype=np.float32)
         present = np.unique(y)
@@ -325,7 +365,7 @@ class IntentModel:
         bias[present] = inter
         return cls(labels=label_names, weights=weights, bias=bias, word=word, char=char, embedder=embedder,
                    config=config, calibration=Calibration(1.0, 0.0),
-                   oos_label=oos_label if oos_label in label_names else None, anchors=embeddings[in_scope_rows])
+                   oos_label=oos_label if oos_label in label_names else None, examples=embeddings, example_labels=y)
 
     # ---- persistence
 
@@ -343,13 +383,15 @@ class IntentModel:
                        "char_ngrams": list(self.config.char_ngrams)},
             "calibration": {**self.calibration.__dict__, "center": list(self.calibration.center),
                             "scale": list(self.calibration.scale)},
+            "nearest_share": self.nearest_share,
             "encoder_tuned": bool(getattr(self.embedder, "tuned", False)),
             "word_vocabulary": self.word.vocabulary,
             "char_vocabulary": self.char.vocabulary,
         }
-        anchors = self.anchors if self.anchors is not None else np.zeros((0, self.weights.shape[1]), np.float32)
+        examples = self.examples if self.examples is not None else np.zeros((0, self.weights.shape[1]), np.float32)
+        labels = self.example_labels if self.example_labels is not None else np.zeros(0, np.int64)
         np.savez(folder / "weights.npz", weights=self.weights, bias=self.bias, word_idf=self.word.idf,
-                 char_idf=self.char.idf, anchors=anchors)
+                 char_idf=self.char.idf, examples=examples, example_labels=labels)
         from . import intent_tuning
 
         tuned = folder / intent_tuning.WEIGHTS_FILE
@@ -383,7 +425,9 @@ class IntentModel:
         config = _config_from(meta)
         if config is None:
             raise ModelLoadError(f"intent model in {folder}: its settings in model.json are unreadable; retrain it")
-        anchors = arrays.get("anchors")
+        examples, example_labels = arrays.get("examples"), arrays.get("example_labels")
+        if examples is None or example_labels is None or len(examples) != len(example_labels):
+            raise ModelLoadError(f"intent model in {folder}: weights.npz lacks its training examples; retrain it")
         if meta.get("encoder_tuned"):
             from . import intent_tuning
 
@@ -393,7 +437,8 @@ class IntentModel:
                    char=Tfidf("char_wb", config.char_ngrams, meta["char_vocabulary"], arrays["char_idf"]),
                    embedder=embedder, config=config, calibration=Calibration(**meta["calibration"]),
                    oos_label=meta["oos_label"], spec_sha256=meta.get("spec_sha256", ""),
-                   anchors=anchors if anchors is not None and len(anchors) else None)
+                   examples=examples, example_labels=example_labels,
+                   nearest_share=float(meta.get("nearest_share", 0.0)))
 
 
 def _config_from(meta: dict) -> TrainConfig | None:
@@ -418,24 +463,6 @@ def _tuned(embedder: Any, texts: list[str], y: np.ndarray, config: TrainConfig) 
     from . import intent_tuning
 
     return intent_tuning.tune(embedder, texts, y, intent_tuning.TuningConfig(epochs=config.encoder_epochs))
-
-
-def _nearest(embeddings: np.ndarray, anchors: np.ndarray, chunk: int = 2048) -> np.ndarray:
-    """(n,) max cosine of each row of ``embeddings`` (n, dim) to the rows of ``anchors`` (m, dim), both unit rows.
-
-    Computed with torch, on the thread pool the encoder uses: numpy's OpenBLAS starts its own threads
-    above about 1400 x 384 anchors, and their spinning doubled the per-message time of the encoder
-    that runs next (8 -> 16 ms on 2 cores).
-    """
-    import torch
-
-    out = np.empty(len(embeddings), dtype=np.float64)
-    with torch.no_grad():
-        right = torch.from_numpy(np.ascontiguousarray(anchors, dtype=np.float32)).T
-        for start in range(0, len(embeddings), chunk):
-            left = torch.from_numpy(np.ascontiguousarray(embeddings[start:start + chunk], dtype=np.float32))
-            out[start:start + chunk] = (left @ right).max(dim=1).values.numpy()
-    return out
 
 
 def _fmt(x: float | None) -> str:
