@@ -268,6 +268,9 @@ def test_nearest_example_cosine_matches_brute_force(hashing_model):
     vectors = emb.embed(["hello", "refund please", "zzzz qqqq"])
     expected = (vectors @ hashing_model.anchors.T).max(axis=1)
     np.testing.assert_allclose(hashing_model.nearest(vectors), expected, rtol=1e-6)
+    in_scope = np.array([label != hashing_model.oos_label for label in hashing_model.labels])
+    # classify_many takes the out-of-scope score's nearest example from the per-intent cosines
+    np.testing.assert_allclose(hashing_model.neighbours.cosines(vectors)[:, in_scope].max(axis=1), expected, rtol=1e-6)
     texts, labels = load_spec().training_data()
     n_in_scope = sum(label != hashing_model.oos_label for label in labels)
     assert hashing_model.anchors.shape == (n_in_scope, 256)

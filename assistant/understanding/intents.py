@@ -159,12 +159,14 @@ class IntentModel:
             embeddings = self.encoder.embed(list(texts)) if len(texts) == 1 else self.embedder.embed(list(texts))
         return np.asarray(embeddings, dtype=np.float32)  # (n, dim)
 
-    def _logits_from(self, texts: Sequence[str], embeddings: np.ndarray) -> np.ndarray:
-        """(n, n_labels): the linear scores, with each intent's nearest example mixed in at the model's share."""
+    def _logits_from(self, texts: Sequence[str], embeddings: np.ndarray,
+                     cosines: np.ndarray | None = None) -> np.ndarray:
+        """(n, n_labels): the linear scores, with each intent's nearest example mixed in at the model's share
+        (``cosines``: ``neighbours.cosines(embeddings)`` where the caller has them)."""
         linear = self._linear_from(texts, embeddings)
         if self.nearest_share <= 0.0:
             return linear
-        return mixed(linear, self.neighbours.cosines(embeddings), self.nearest_share)
+        return mixed(linear, self.neighbours.cosines(embeddings) if cosines is None else cosines, self.nearest_share)
 
     def _linear_from(self, texts: Sequence[str], embeddings: np.ndarray) -> np.ndarray:
         """(n, n_labels): the linear model over [embedding * weight, word TF-IDF, char TF-IDF], block by block."""
@@ -195,9 +197,12 @@ class IntentModel:
         """(n, n_labels) calibrated probabilities, columns in ``labels`` order."""
         return softmax(self.logits(texts, embeddings).astype(np.float64) / self.calibration.temperature)
 
-    def decide(self, probs: np.ndarray, embeddings: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(best label index, out-of-scope flag) per row of ``probs``; ``embeddings`` of the same rows."""
-        nearest = self.nearest(embeddings) if embeddings is not None else None
+    def decide(self, probs: np.ndarray, embeddings: np.ndarray | None = None,
+               nearest: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(best label index, out-of-scope flag) per row of ``probs``; ``embeddings`` of the same rows (or
+        ``nearest``, their cosines to the nearest in-scope example)."""
+        if nearest is None and embeddings is not None:
+            nearest = self.nearest(embeddings)
         if nearest is None and self.calibration.knn_weight > 0:
             raise ValueError("IntentModel.decide: this model's out-of-scope score needs the messages' embeddings")
         return decide(self.calibration, probs, self._in_scope, nearest)
@@ -212,8 +217,13 @@ class IntentModel:
             return []
         texts = [t or "" for t in texts]
         embeddings = self._embed(texts, embeddings)
-        probs = softmax(self._logits_from(texts, embeddings).astype(np.float64) / self.calibration.temperature)
-        best, oos = self.decide(probs, embeddings)
+        cosines = nearest = None
+        if self.neighbours is not None and self._in_scope.any():  # one product for both uses
+            cosines = self.neighbours.cosines(embeddings)
+            nearest = cosines[:, self._in_scope].max(axis=1)
+        logits = self._logits_from(texts, embeddings, cosines)
+        probs = softmax(logits.astype(np.float64) / self.calibration.temperature)
+        best, oos = self.decide(probs, embeddings, nearest)
         in_best = best_in_scope(probs, self._in_scope)
         results = []
         for row, b, is_oos, p_in in zip(probs, best, oos, in_best):
