@@ -136,6 +136,7 @@ def bench_clinc(emb, encoder_epochs: int = 2) -> None:
                                     val_embeddings=val_e)
         fit_s = time.perf_counter() - start
         encoder = f"tuned, {epochs} epochs" if epochs else "as is"
+        encoder += f", nearest-example share {model.nearest_share:g} (chosen on val)"
         trained = model.config
         for knn in (0.0, None):
             model.config = dataclasses.replace(trained, knn_weight=knn)
