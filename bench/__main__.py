@@ -19,7 +19,7 @@ import time
 
 from bench.common import RESULTS_DIR, header, machine, save
 
-ORDER = ["answers", "generation", "kernel", "fidelity", "lookup", "speed", "memory", "retrieval", "understanding", "routes", "multiturn", "explain", "citations", "finetune", "injection", "screening", "load"]
+ORDER = ["answers", "generation", "kernel", "fidelity", "lookup", "speed", "memory", "retrieval", "embedders", "understanding", "routes", "multiturn", "explain", "citations", "finetune", "injection", "screening", "load"]
 RESULT_FILES = {"load": "load-tiny"}  # benchmarks that save under another name
 # runs that are not part of `python -m bench` (slow, or a variant of one) but whose saved results
 # belong in RESULTS.md, after the benchmark they come from
