@@ -80,7 +80,6 @@ def bench_banking(emb) -> None:
         return [r["text"] for r in rows], [r["category"] for r in rows]
 
     train, test = read("train"), read("test")
-    start = time.perf_counter()
     vectors, test_vectors = emb.embed(train[0]), emb.embed(test[0])
     print("\n## Banking77 (train 10,003 / test 3,080, 77 intents)\n")
     print("The nearest-example share (`TrainConfig.nearest_share`) chosen on out-of-fold predictions of 5 folds of the "

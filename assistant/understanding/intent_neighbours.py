@@ -10,7 +10,8 @@ the share means the same whatever the scale of the linear scores.  The share is 
 data (out-of-fold predictions, or the validation messages) among ``SHARES``, by accuracy.
 
 Measured on Banking77 (English, 77 intents; ``bench/results/understanding.md``) with multilingual-e5-small:
-the share chosen on a held-out fifth of the training split lifted the test accuracy from 0.931 to 0.939.
+the share chosen on out-of-fold predictions of 5 folds of the training split (1.5) lifted the test accuracy
+from 0.931 to 0.939; the shipped intents chose 0.25 on their validation messages.
 
 Knows nothing about texts or embedders: it takes unit vectors and label indices.
 """
