@@ -266,12 +266,10 @@ class FastDecoder:
         """Logits (float32, shape (vocab,)) after the last of ``ids``, appended to ``cache``."""
         return self.forward_rows(ids, cache, 1)[0]
 
-    def forward_rows(self, ids: list[int], cache: FastCache, keep: int, logits: bool = True) -> Any:
+    def forward_rows(self, ids: list[int], cache: FastCache, keep: int) -> Any:
         """Logits (float32, shape (keep, vocab)) after each of the last ``keep`` of ``ids``, all appended to
         ``cache``: row j is the prediction after ``ids[len(ids) - keep + j]`` (speculative decoding checks a
-        whole draft in one pass; ``cache.crop`` takes back the rejected tail).  ``logits`` False: the final
-        norm's output (keep, hidden) instead, for a caller that applies ``head`` a few rows at a time
-        (a whole answer's logits over a 262k-token vocabulary are 1 MB a row in float32)."""
+        whole draft in one pass; ``cache.crop`` takes back the rejected tail)."""
         torch = _torch()
         F = torch.nn.functional
         n, past = len(ids), cache.length
@@ -320,8 +318,7 @@ class FastDecoder:
                                                          scale=arch.scale, enable_gqa=kv != heads)  # (1, heads, n, dim)
                 x = self._rest(layer, x, att, lora)
             cache.length = end
-            hidden = self._rms(x[:, -keep:], self.norm)
-            return self.head(hidden)[0].float() if logits else hidden[0]
+            return self.head(self._rms(x[:, -keep:], self.norm))[0].float()
 
     def forward_batch(self, ids: list[int], caches: list[FastCache]) -> Any:
         """One decode step of several sequences at once: logits (B, vocab) after ``ids[b]``, appended to

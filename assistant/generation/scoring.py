@@ -69,14 +69,6 @@ def score_answer(lm: LoadedModel, prompt_ids: Sequence[int], answer_ids: Sequenc
         cache, todo = lm.prefixes.take(prompt_ids) if lm.prefixes is not None else (None, list(prompt_ids))
     cache = cache if cache is not None else fast.new_cache()
     ids = list(todo) + list(answer_ids)
-
-    def run() -> list[float]:  # the head LOGPROB_ROWS rows at a time: no (answer, vocab) logits at once
-        hidden = fast.forward_rows(ids, cache, len(answer_ids) + 1, logits=False)[:-1]  # (answer, hidden)
-        picked: list[float] = []
-        with torch.inference_mode():
-            for start in range(0, len(answer_ids), LOGPROB_ROWS):
-                rows = fast.head(hidden[start:start + LOGPROB_ROWS][None])[0]
-                picked += token_logprobs(rows, answer_ids[start:start + LOGPROB_ROWS])
-        return picked
-
-    return decoder_pass(lm, run)
+    rows = decoder_pass(lm, fast.forward_rows, ids, cache, len(answer_ids) + 1)[:-1]  # (answer, vocab)
+    with torch.inference_mode():
+        return token_logprobs(rows, answer_ids)
