@@ -19,8 +19,9 @@ Weights are saved as ``.npz`` + JSON and loaded with ``allow_pickle=False``:
 nothing executable is read from disk.
 
 This module knows nothing about languages, routing replies or the LLM.  The
-intents file's names (``IntentSpec``, ``load_spec``...) are re-exported here
-for existing callers.
+intents file's names (``IntentSpec``, ``load_spec``...) and the settings
+(``TrainConfig``, in ``intent_config``) are re-exported here for existing
+callers.
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from .. import progress
-from ..errors import ConfigError, DataFormatError, ModelLoadError
+from ..errors import DataFormatError, ModelLoadError
 from .intent_calibration import Calibration, best_in_scope, calibrate, decide, softmax
+from .intent_config import TrainConfig, config_from, saved_config
 from .intent_encoder import MessageEncoder
 from .intent_features import Tfidf
 from .intent_neighbours import Neighbours, choose_share, mixed, nearest_cosine
@@ -60,58 +62,6 @@ class IntentResult:
     top: list[tuple[str, float]]
     """Top-k (intent, calibrated probability), best first."""
     out_of_scope: bool
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Features and model of the intent classifier."""
-
-    C: float = 2.0
-    """Inverse L2 strength of the linear model."""
-    embedding_weight: float = 1.5
-    """Scale of the (unit-norm) sentence embedding against the unit-norm TF-IDF blocks."""
-    word_ngrams: tuple[int, int] = (1, 2)
-    char_ngrams: tuple[int, int] = (2, 4)
-    max_features: int = 40000
-    """Upper bound per TF-IDF block."""
-    folds: int = 5
-    """Cross-validation folds for calibration when no validation set is given (0: none)."""
-    max_iter: int = 300
-    min_oos_recall: float | None = 0.90
-    """The out-of-scope recall the threshold must reach on held-out data; among the thresholds that reach it, the
-    one with the best in-scope accuracy.  None: the threshold maximises (in-scope accuracy + OOS recall) / 2
-    instead, which on CLINC150 gives up 2-4 points of in-scope accuracy for test recall above 0.92."""
-    classifier: Literal["logreg", "linear_svm"] = "linear_svm"
-    """``logreg``: multinomial logistic regression; ``linear_svm``: one-vs-rest linear SVM (scores calibrated by temperature)."""
-    knn_weight: float | None = None
-    """Share of the cosine to the nearest in-scope training example in the out-of-scope score (0: the best
-    in-scope probability alone; both parts standardised on held-out data).  None: chosen on the held-out
-    data among ``intent_calibration.KNN_WEIGHTS`` by the same rule as the threshold."""
-    nearest_share: float | None = None
-    """Share of each intent's nearest training example (cosine) in the scores beside the linear model's, both
-    standardised per message (``intent_neighbours``; 0: the linear model alone).  None: chosen on the held-out
-    data among ``intent_neighbours.SHARES`` by accuracy."""
-    encoder_epochs: int = 0
-    """0: the embedder stays as it is (seconds).  N > 0: a copy of it is fine-tuned for N epochs on the examples
-    (``intent_tuning``; minutes; better with many examples per intent) and saved with the model."""
-
-    def __post_init__(self) -> None:
-        if self.C <= 0:
-            raise ConfigError(f"TrainConfig.C must be > 0; got {self.C}")
-        if self.embedding_weight < 0:
-            raise ConfigError(f"TrainConfig.embedding_weight must be >= 0; got {self.embedding_weight}")
-        if self.classifier not in ("logreg", "linear_svm"):
-            raise ConfigError(f"TrainConfig.classifier must be 'logreg' or 'linear_svm'; got {self.classifier!r}")
-        if self.min_oos_recall is not None and not 0.0 < self.min_oos_recall <= 1.0:
-            raise ConfigError(f"TrainConfig.min_oos_recall must be in (0, 1] or None; got {self.min_oos_recall}")
-        if self.knn_weight is not None and not 0.0 <= self.knn_weight <= 1.0:
-            raise ConfigError(f"TrainConfig.knn_weight must be in [0, 1]; got {self.knn_weight}")
-        if self.nearest_share is not None and not 0.0 <= self.nearest_share <= 10.0:
-            raise ConfigError(f"TrainConfig.nearest_share must be in [0, 10]; got {self.nearest_share}")
-        if self.encoder_epochs < 0:
-            raise ConfigError(f"TrainConfig.encoder_epochs must be >= 0; got {self.encoder_epochs}")
-        if self.folds == 1 or self.folds < 0:
-            raise ConfigError(f"TrainConfig.folds must be 0 or >= 2; got {self.folds}")
 
 
 class IntentModel:
@@ -432,7 +382,7 @@ class IntentModel:
         if saved["name"] != getattr(embedder, "name", saved["name"]) or saved["dimension"] != dim:
             raise ModelLoadError(f"intent model in {folder} was trained with embedder {saved['name']!r} "
                                  f"({saved['dimension']} dims), not {getattr(embedder, 'name', '?')!r}; retrain it")
-        config = _config_from(meta)
+        config = config_from(meta)
         if config is None:
             raise ModelLoadError(f"intent model in {folder}: its settings in model.json are unreadable; retrain it")
         examples, example_labels = arrays.get("examples"), arrays.get("example_labels")
@@ -449,24 +399,6 @@ class IntentModel:
                    oos_label=meta["oos_label"], spec_sha256=meta.get("spec_sha256", ""),
                    examples=examples, example_labels=example_labels,
                    nearest_share=float(meta.get("nearest_share", 0.0)))
-
-
-def _config_from(meta: dict) -> TrainConfig | None:
-    """The settings recorded in a ``model.json`` when they are readable; else None."""
-    try:
-        cfg = dict(meta["config"])
-        cfg["word_ngrams"], cfg["char_ngrams"] = tuple(cfg["word_ngrams"]), tuple(cfg["char_ngrams"])
-        return TrainConfig(**cfg)
-    except (ValueError, KeyError, TypeError, ConfigError):
-        return None
-
-
-def _saved_config(folder: Path) -> TrainConfig | None:
-    """The settings recorded in ``folder/model.json`` when they are readable (to retrain the same way); else None."""
-    try:
-        return _config_from(json.loads((folder / "model.json").read_text(encoding="utf-8")))
-    except (OSError, ValueError):
-        return None
 
 
 def _tuned(embedder: Any, texts: list[str], y: np.ndarray, config: TrainConfig) -> Any:
@@ -499,7 +431,7 @@ def default_model(home: str | Path | None = None, embedder: Any = None, spec_pat
             config = model.config
         except ModelLoadError as exc:
             log.warning("retraining the intent model: %s", exc)
-            config = _saved_config(folder)
+            config = saved_config(folder)
     with progress.step(f"training the intent model on {len(spec.intents)} intents (once)", log=log,
                        detail=str(folder)):
         model = IntentModel.train(spec, embedder, config)
