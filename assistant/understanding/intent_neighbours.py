@@ -43,7 +43,9 @@ class Neighbours:
     def cosines(self, embeddings: np.ndarray, chunk: int = 1024) -> np.ndarray:
         """(n, n_labels): each row's cosine to the nearest example of each intent; an intent without
         examples (absent from a cross-validation fold) gets the row's lowest, so that it never wins here."""
-        import torch  # the encoder's thread pool, as in nearest_cosine
+        # torch, on the thread pool the encoder uses: numpy's OpenBLAS starts its own threads above about
+        # 1400 x 384 examples, and their spinning doubled the per-message time of the encoder that runs next
+        import torch
 
         embeddings = np.asarray(embeddings, dtype=np.float32)
         out = np.empty((len(embeddings), self.n_labels), dtype=np.float64)
@@ -91,21 +93,3 @@ def choose_share(linear: np.ndarray, nearest: np.ndarray, y: np.ndarray, in_scop
         if accuracy > best + 1e-12:
             best, best_share = accuracy, float(share)
     return best_share
-
-
-def nearest_cosine(embeddings: np.ndarray, anchors: np.ndarray, chunk: int = 2048) -> np.ndarray:
-    """(n,) max cosine of each row of ``embeddings`` (n, dim) to the rows of ``anchors`` (m, dim), both unit rows.
-
-    Computed with torch, on the thread pool the encoder uses: numpy's OpenBLAS starts its own threads
-    above about 1400 x 384 anchors, and their spinning doubled the per-message time of the encoder
-    that runs next (8 -> 16 ms on 2 cores).
-    """
-    import torch
-
-    out = np.empty(len(embeddings), dtype=np.float64)
-    with torch.no_grad():
-        right = torch.from_numpy(np.ascontiguousarray(anchors, dtype=np.float32)).T
-        for start in range(0, len(embeddings), chunk):
-            left = torch.from_numpy(np.ascontiguousarray(embeddings[start:start + chunk], dtype=np.float32))
-            out[start:start + chunk] = (left @ right).max(dim=1).values.numpy()
-    return out

@@ -40,7 +40,7 @@ from .intent_calibration import Calibration, best_in_scope, calibrate, decide, s
 from .intent_config import TrainConfig, config_from, saved_config
 from .intent_encoder import MessageEncoder
 from .intent_features import Tfidf
-from .intent_neighbours import Neighbours, choose_share, mixed, nearest_cosine
+from .intent_neighbours import Neighbours, choose_share, mixed
 from .intent_spec import (ACTIONS, DEFAULT_SPEC_PATH, Action, IntentDef, IntentSpec, load_spec,  # noqa: F401
                           parse_spec)
 
@@ -84,12 +84,10 @@ class IntentModel:
         self._in_scope = np.array([label != oos_label for label in self.labels])
         self.examples = None
         """(n_examples, dim) unit embeddings of the training examples, and ``example_labels`` their intents."""
-        self.example_labels = self.anchors = self.neighbours = None
+        self.example_labels = self.neighbours = None
         if examples is not None and example_labels is not None and len(examples):
             self.examples = np.asarray(examples, dtype=np.float32)
             self.example_labels = np.asarray(example_labels, dtype=np.int64)
-            self.anchors = self.examples[self._in_scope[self.example_labels]]
-            """(n_in_scope_examples, dim): the in-scope ones (the out-of-scope score's nearest example)."""
             self.neighbours = Neighbours(self.examples, self.example_labels, len(self.labels))
         self.nearest_share = float(nearest_share) if self.neighbours is not None else 0.0
         """The share of each intent's nearest example in the scores (chosen at training)."""
@@ -137,11 +135,18 @@ class IntentModel:
         texts = list(texts)
         return self._logits_from(texts, self._embed(texts, embeddings))
 
-    def nearest(self, embeddings: np.ndarray) -> np.ndarray | None:
-        """(n,) cosine of each embedding to the nearest in-scope training example (None without anchors)."""
-        if self.anchors is None or not len(self.anchors):
+    @property
+    def anchors(self) -> np.ndarray | None:
+        """(n_in_scope_examples, dim): the in-scope training examples (the out-of-scope score's nearest example)."""
+        return None if self.examples is None else self.examples[self._in_scope[self.example_labels]]
+
+    def nearest(self, embeddings: np.ndarray, cosines: np.ndarray | None = None) -> np.ndarray | None:
+        """(n,) cosine of each embedding to the nearest in-scope training example (None without one), from
+        the per-intent cosines (``cosines``: ``neighbours.cosines(embeddings)`` where the caller has them)."""
+        if self.neighbours is None or not self._in_scope[self.example_labels].any():
             return None
-        return nearest_cosine(np.asarray(embeddings, dtype=np.float32), self.anchors)
+        cosines = self.neighbours.cosines(embeddings) if cosines is None else cosines
+        return cosines[:, self._in_scope].max(axis=1)
 
     def probabilities(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> np.ndarray:
         """(n, n_labels) calibrated probabilities, columns in ``labels`` order."""
@@ -167,10 +172,8 @@ class IntentModel:
             return []
         texts = [t or "" for t in texts]
         embeddings = self._embed(texts, embeddings)
-        cosines = nearest = None
-        if self.neighbours is not None and self._in_scope.any():  # one product for both uses
-            cosines = self.neighbours.cosines(embeddings)
-            nearest = cosines[:, self._in_scope].max(axis=1)
+        cosines = self.neighbours.cosines(embeddings) if self.neighbours is not None else None  # for both uses
+        nearest = self.nearest(embeddings, cosines)
         logits = self._logits_from(texts, embeddings, cosines)
         probs = softmax(logits.astype(np.float64) / self.calibration.temperature)
         best, oos = self.decide(probs, embeddings, nearest)
@@ -197,8 +200,9 @@ class IntentModel:
         known = {name: i for i, name in enumerate(self.labels)}
         y = np.array([known.get(label, -1) for label in labels])
         embeddings = self._embed(texts, embeddings)
-        self.calibration = calibrate(self._logits_from(texts, embeddings), y, self._in_scope,
-                                     nearest=self.nearest(embeddings), knn_weight=self.config.knn_weight,
+        cosines = self.neighbours.cosines(embeddings) if self.neighbours is not None else None
+        self.calibration = calibrate(self._logits_from(texts, embeddings, cosines), y, self._in_scope,
+                                     nearest=self.nearest(embeddings, cosines), knn_weight=self.config.knn_weight,
                                      min_oos_recall=min_oos_recall)
         return self.calibration
 
@@ -290,7 +294,7 @@ class IntentModel:
                 oof[test_idx] = sub._linear_from(held_texts, held_emb)
                 if sub.neighbours is not None:
                     oof_cosines[test_idx] = sub.neighbours.cosines(held_emb)
-                near = sub.nearest(held_emb)
+                near = sub.nearest(held_emb, oof_cosines[test_idx] if sub.neighbours is not None else None)
                 oof_nearest[test_idx] = near if near is not None else 0.0
             share = choose_share(oof, oof_cosines, y, in_scope, configured=config.nearest_share)
             calibration = calibrate(mixed(oof, oof_cosines, share), y, in_scope, nearest=oof_nearest,
