@@ -161,6 +161,11 @@ class GenerationConfig:
     (``assistant.generation.lookup``).  How many of them a pass checks is chosen as it goes, from what
     the decoder's passes cost by rows on this machine and how often the answer's drafts were right
     (``lookup.DraftLength``).  The answer is the same as without it; only faster.  0: off."""
+    scripts: tuple[str, ...] = ()
+    """The writing systems the answer may write letters of (``understanding.scripts`` names: "latin",
+    "han", "cyrillic", ...); a token writing a letter of any other scores -inf
+    (``generation.script_mask``).  Empty: any.  The engine sets it for each turn where
+    ``chat.keep_scripts`` is on."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_new_tokens, int) or not 1 <= self.max_new_tokens <= 4096:
@@ -177,6 +182,15 @@ class GenerationConfig:
         if isinstance(self.lookup_tokens, bool) or not isinstance(self.lookup_tokens, int) \
                 or not 0 <= self.lookup_tokens <= 32:
             raise ConfigError(f"lookup_tokens must be 0 (off) to 32 draft tokens; got {self.lookup_tokens!r}")
+        if isinstance(self.scripts, str):
+            self.scripts = tuple(s.strip() for s in self.scripts.split(",") if s.strip())
+        self.scripts = tuple(self.scripts)
+        if self.scripts:
+            from .understanding.scripts import SCRIPT_RANGES
+
+            unknown = sorted(set(self.scripts) - {name for _lo, _hi, name in SCRIPT_RANGES})
+            if unknown:
+                raise ConfigError(f"scripts: unknown script name(s) {', '.join(unknown)}")
 
 
 @dataclass
@@ -261,6 +275,11 @@ class ChatConfig:
     source's language instead of the user's, ask once more with "Answer in <the user's language>." after
     the question; the second answer stands (``turn_checks.AnswerLanguage``).  Such turns show their first
     text a few tokens later."""
+    keep_scripts: bool = True
+    """Write each answer only in Latin letters, the scripts of the user's language and the scripts the
+    message uses (``GenerationConfig.scripts``, ``generation.script_mask``): the default model otherwise
+    drifts into Chinese halfway through a German answer when a source shown is Chinese.  Off where answers
+    must write other scripts than the question's (a translation into Japanese asked in English)."""
     retry_declines: bool = True
     """When the model answers a question it was shown sources for with the fixed "not in my documents"
     reply, ask once more with the retry adapter (``ModelConfig.retry_adapter``), and show that answer

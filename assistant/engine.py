@@ -29,6 +29,7 @@ from .explain import citations
 from .backends import Backend, LocalBackend
 from .generation.local import GenerationResult, PrefixCache
 from .generation.models import LoadedModel
+from .generation.script_mask import allowed_scripts
 from .prompting import (DECLINED_TAKEOVER, NOT_FOUND, WITHHELD_ANSWER, PromptParts, RefusalLocalizer, build_prompt,
                         system_text)
 from .store import Store
@@ -164,6 +165,8 @@ class Engine:
                 yield self._finish(conversation, turn, None)
                 return
         question = text  # ``text`` is the answer's from here on
+        if self.chat.keep_scripts and not settings.scripts:  # no Chinese in the middle of a German answer
+            settings = replace(settings, scripts=tuple(sorted(allowed_scripts(turn.language, question))))
         prompt = self._prompt_for(conversation, question, turn)
         error = leak = localized = None
         invented: list[str] = []

@@ -74,6 +74,10 @@ def build_runtime(
             log.warning("llama.cpp generates with the base weights: adapter(s) %s apply only to the Explain "
                         "view's model", ", ".join(lm.adapters))
         log.info("generating with %s", backend.name)
+    if backend is None and config.chat.keep_scripts:  # which tokens write which script: read once now (~1 s),
+        from .generation.script_mask import vocabulary  # not in the first answer's time
+
+        vocabulary(lm.tokenizer)
     if lm.batcher is not None:  # the decoder's thread alone runs on all cores (DecodeBatcher.own_cores)
         lm.batcher.own_cores()
     engine = Engine(lm, store, chat=config.chat, generation=config.generation, index=index, intents=intents,

@@ -23,6 +23,7 @@ from .cpu import give_back_freed_memory
 from .kvcache import FastCache
 from .lookup import DraftLength, PassCosts, PromptLookup, accept
 from .models import LoadedModel
+from .script_mask import ScriptMask
 
 FinishReason = Literal["stop", "length", "cancelled", "error"]
 
@@ -62,10 +63,11 @@ class GenerationResult:
         return n / decode_time if n > 0 and decode_time > 0 else 0.0
 
 
-def _logits_processors(settings: GenerationConfig, prompt_length: int = 0) -> Any:
+def _logits_processors(settings: GenerationConfig, prompt_length: int = 0, tokenizer: Any = None) -> Any:
     """Sampling processors.  The repetition penalty counts only the answer's own tokens, not the
     prompt's: an answer grounded in the sources repeats their words, and penalising that pushes
-    the model off the very text it should quote."""
+    the model off the very text it should quote.  ``settings.scripts`` masks the tokens of other
+    writing systems first (``script_mask.ScriptMask``; needs ``tokenizer``)."""
     from transformers import (
         LogitsProcessorList,
         RepetitionPenaltyLogitsProcessor,
@@ -74,6 +76,8 @@ def _logits_processors(settings: GenerationConfig, prompt_length: int = 0) -> An
     )
 
     processors = LogitsProcessorList()
+    if settings.scripts and tokenizer is not None:
+        processors.append(ScriptMask(tokenizer, frozenset(settings.scripts)))
     if settings.repetition_penalty != 1.0:
         processors.append(RepetitionPenaltyLogitsProcessor(settings.repetition_penalty,
                                                            prompt_ignore_length=prompt_length))
@@ -132,7 +136,7 @@ class Generation:
         lm, settings, result = self.lm, self.settings, self.result
         model, tokenizer = lm.model, lm.tokenizer
         device = lm.device
-        processors = _logits_processors(settings, len(self.prompt_ids))
+        processors = _logits_processors(settings, len(self.prompt_ids), tokenizer)
         generator = None
         if settings.temperature > 0:
             generator = torch.Generator(device="cpu")

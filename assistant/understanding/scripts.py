@@ -94,6 +94,24 @@ _SCRIPT_CANDIDATES = {
 _SCRIPT_WEIGHT = {"latin": 0.5, "other": 1.0, "han": 5.0, "kana": 5.0, "hangul": 4.0}
 _DEFAULT_SCRIPT_WEIGHT = 3.0
 
+SCRIPT_RANGES = _SCRIPT_RANGES
+"""(first code point, last code point, script) of the scripts ``script_of`` names."""
+
+_LANGUAGE_SCRIPTS: dict[str, frozenset[str]] = {
+    **{language: frozenset({script}) for script, language in _SCRIPT_LANGUAGE.items()},
+    **{language: frozenset({script}) for script, languages in _SCRIPT_CANDIDATES.items() for language in languages},
+    **{language: frozenset({"cyrillic"}) for language in ("sr", "kk", "be", "ky", "mn", "tg")},
+    **{language: frozenset({"arabic"}) for language in ("ps", "sd", "ug", "ku")},
+    "ja": frozenset({"kana", "han"}), "ko": frozenset({"hangul", "han"}), "yi": frozenset({"hebrew"}),
+}
+
+
+def language_scripts(language: str) -> frozenset[str]:
+    """The scripts other than Latin that ``language`` (ISO 639-1) is written in; empty for Latin-script
+    languages and unknown codes."""
+    return _LANGUAGE_SCRIPTS.get(language, frozenset())
+
+
 _CYRILLIC_MARKERS = (("kk", set("әғқңөұүһӘҒҚҢӨҰҮҺ")), ("sr", set("ђћџЂЋЏ")), ("uk", set("їєґЇЄҐ")),
                      ("mk", set("ѓќѕЃЌЅ")))
 
