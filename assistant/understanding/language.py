@@ -32,10 +32,11 @@ Below a confidence floor the result is ``"unknown"`` with that (low)
 confidence rather than a confident guess.
 
 This module knows nothing about intents, retrieval or the LLM; it returns ISO
-639-1 codes.  The loaded profiles and word lists (about 1.5 M words, loaded
-on first use in a second or two) are cached per process, read-only after
-loading; there is no other state.  Without ``wordfreq`` installed it falls back
-to n-grams alone.
+639-1 codes.  The profiles and word lists (87,598 n-grams, about 1.5 M words)
+are arrays in files under the assistant's home, written once and read a row at
+a time (``language_tables``: the same values, ~5 MB resident instead of ~100);
+there is no other state.  Without ``wordfreq`` installed it falls back to
+n-grams alone.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from typing import Literal, Sequence
 import numpy as np
 
 from .language_names import split_names, turkish_suffixes
+from .language_tables import tables
 from .scripts import (  # noqa: F401 (clean_text is part of this module's API)
     _CYRILLIC_MARKERS, _SCRIPT_CANDIDATES, _SCRIPT_LANGUAGE, clean_text, script_counts, script_of,
 )
@@ -148,110 +150,66 @@ def _vocabulary_index() -> dict[str, frozenset[str]]:
 
 @dataclass(frozen=True)
 class _Profiles:
-    factory: object  # langdetect DetectorFactory, loaded
+    factory: object  # what langdetect's Detector reads of its factory, over every n-gram (see _ngrams)
     languages: tuple[str, ...]  # ISO codes, zh-cn/zh-tw folded to zh (duplicates kept in place)
     log_base: np.ndarray  # (n_langs,) log base rate
 
 
+class _EveryNgram:
+    """Says yes to every n-gram: langdetect's extraction then gives them all, and ``_evidence`` keeps those
+    the profiles have (one vectorised look-up in the mapped tables instead of a dict per n-gram)."""
+
+    def __contains__(self, ngram: object) -> bool:
+        return True
+
+
 @functools.lru_cache(maxsize=1)
 def _profiles() -> _Profiles:
-    from langdetect.detector_factory import PROFILES_DIRECTORY, DetectorFactory
+    from types import SimpleNamespace
 
-    factory = DetectorFactory()
-    factory.load_profile(PROFILES_DIRECTORY)
-    factory.seed = 0
-    languages = tuple("zh" if code.startswith("zh") else code for code in factory.langlist)
+    langlist = tables().languages
+    languages = tuple("zh" if code.startswith("zh") else code for code in langlist)
     base = np.array([BASE_RATE.get(code, _OTHER_RATE) for code in languages], dtype=np.float64)
-    base[[i for i, c in enumerate(factory.langlist) if c == "zh-tw"]] *= 0.3
+    base[[i for i, c in enumerate(langlist) if c == "zh-tw"]] *= 0.3
+    factory = SimpleNamespace(word_lang_prob_map=_EveryNgram(), langlist=list(langlist), seed=0)
     return _Profiles(factory=factory, languages=languages, log_base=_BASE_RATE_WEIGHT * np.log(base))
 
 
 def _ngrams(text: str) -> list[str]:
-    """langdetect's n-grams of ``text`` (its own normalisation and cleaning)."""
+    """langdetect's n-grams of ``text`` (its own normalisation and cleaning), every one of them."""
     from langdetect.detector import Detector
 
-    profiles = _profiles()
-    detector = Detector(profiles.factory)
+    detector = Detector(_profiles().factory)
     detector.append(text + " ")  # the trailing space gives the last word its word-end n-grams ("rà ", "à ")
     detector.cleaning_text()
     return detector._extract_ngrams()  # langdetect's extraction, reused on purpose
 
 
-# --------------------------------------------------------------------------
-# Word frequencies (the ``wordfreq`` package: lists shipped inside the package,
-# read from its own folder; nothing is downloaded)
-
-# wordfreq code -> the langdetect code it stands for.  Malay and Icelandic have
-# no langdetect profile; Chinese, Japanese and Korean are decided by script.
-_WORDFREQ_CODES: MappingProxyType[str, str] = MappingProxyType({"fil": "tl", "nb": "no", "sh": "hr"})
-_WORDFREQ_SKIP = frozenset({"ms", "is", "zh", "ja", "ko"})
 _WORD_RE = re.compile(r"[^\W\d_]+")
 
 
-@dataclass(frozen=True)
-class _Lexicon:
-    """Every word of every wordfreq list, as one array sorted by the word's hash."""
-
-    hashes: np.ndarray  # (n_entries,) int64, sorted
-    lang: np.ndarray  # (n_entries,) int16: column in ``languages`` of _Profiles
-    log10_freq: np.ndarray  # (n_entries,) float32
-    covered: np.ndarray  # (n_langs,) bool: languages that have a list
-
-
-@functools.lru_cache(maxsize=1)
-def _lexicon() -> _Lexicon | None:
-    """Load wordfreq's small lists (about 1.5 M entries, a second or two); None without wordfreq."""
-    try:
-        import wordfreq
-    except ImportError:
-        log.warning("wordfreq is not installed; short messages are detected from n-grams only")
+def _word_log_likelihood(words: Sequence[str], n_langs: int) -> np.ndarray | None:
+    """(n_langs,) summed log-frequency of ``words`` per language; the median language for uncovered ones."""
+    lexicon = tables()
+    if not len(lexicon.word_keys) or not words:
         return None
-    profiles = _profiles()
-    column = {code: i for i, code in enumerate(profiles.factory.langlist)}
-    hashes, langs, freqs = [], [], []
-    for code, path in sorted(wordfreq.available_languages("small").items()):
-        iso = _WORDFREQ_CODES.get(code, code)
-        if code in _WORDFREQ_SKIP or iso not in column:
-            continue
-        buckets = wordfreq.read_cBpack(path)  # buckets[i]: words of frequency 10 ** (-i / 100)
-        for index, bucket in enumerate(buckets):
-            if bucket:
-                hashes.append(np.fromiter((hash(w) for w in bucket), dtype=np.int64, count=len(bucket)))
-                langs.append(np.full(len(bucket), column[iso], dtype=np.int16))
-                freqs.append(np.full(len(bucket), -index / 100.0, dtype=np.float32))
-    if not hashes:
-        return None
-    all_hashes = np.concatenate(hashes)
-    order = np.argsort(all_hashes, kind="stable")
-    all_langs = np.concatenate(langs)[order]
-    covered = np.zeros(len(profiles.languages), dtype=bool)
-    covered[np.unique(all_langs)] = True
-    return _Lexicon(all_hashes[order], all_langs, np.concatenate(freqs)[order], covered)
+    covered = np.asarray(lexicon.covered)
+    total = np.zeros(n_langs)
+    for word in words:
+        row = np.full(n_langs, _WORD_FLOOR_LOG10)
+        cols, log10_freq = lexicon.word_entries(word)
+        if len(cols):
+            cols = np.asarray(cols)
+            row[cols] = np.maximum(row[cols], np.log10(10.0 ** np.asarray(log10_freq) + 10.0 ** _WORD_FLOOR_LOG10))
+        row[~covered] = np.median(row[covered])
+        total += row
+    return total * _WORD_WEIGHT * math.log(10.0)
 
 
 _WORD_FLOOR_LOG10 = -8.0
 """log10 frequency given to a word absent from a language's list (the lists stop near 1e-6)."""
 _WORD_WEIGHT = 1.5
 """Natural-log units of evidence per decade of word frequency."""
-
-
-def _word_log_likelihood(words: Sequence[str], n_langs: int) -> np.ndarray | None:
-    """(n_langs,) summed log-frequency of ``words`` per language; the median language for uncovered ones."""
-    lexicon = _lexicon()
-    if lexicon is None or not words:
-        return None
-    total = np.zeros(n_langs)
-    for word in words:
-        row = np.full(n_langs, _WORD_FLOOR_LOG10)
-        h = hash(word)
-        lo = np.searchsorted(lexicon.hashes, h, side="left")
-        hi = np.searchsorted(lexicon.hashes, h, side="right")
-        if hi > lo:
-            cols = lexicon.lang[lo:hi]
-            row[cols] = np.maximum(row[cols], np.log10(10.0 ** lexicon.log10_freq[lo:hi] + 10.0 ** _WORD_FLOOR_LOG10))
-        row[~lexicon.covered] = np.median(row[lexicon.covered])
-        total += row
-    return total * _WORD_WEIGHT * math.log(10.0)
 
 
 _LIKELIHOOD_TEMPERATURE = 3.0
@@ -273,13 +231,13 @@ _TURKISH_SUFFIX_BONUS = math.log(1e4)
 
 def _evidence(text: str, n_langs: int) -> np.ndarray | None:
     """(n_langs,) log-likelihood of ``text`` per language: n-grams plus word frequencies."""
-    factory = _profiles().factory
-    ngrams = _ngrams(text)[:_MAX_NGRAMS]
-    rows = [factory.word_lang_prob_map[g] for g in ngrams if len(g) >= _MIN_NGRAM]
+    every = _ngrams(text)
+    known = [(g, r) for g, r in zip(every, tables().ngram_rows(every).tolist()) if r >= 0][:_MAX_NGRAMS]
+    rows = [r for g, r in known if len(g) >= _MIN_NGRAM]
     if not rows:
         return None
-    weight = 0.5 / 10000.0  # langdetect's ALPHA_DEFAULT / BASE_FREQ smoothing
-    loglik = np.log(np.asarray(rows, dtype=np.float64) + weight).sum(axis=0) / _LIKELIHOOD_TEMPERATURE
+    # each row: log(p + langdetect's ALPHA_DEFAULT / BASE_FREQ smoothing), precomputed (language_tables)
+    loglik = tables().ngram_loglik.rows(rows).sum(axis=0) / _LIKELIHOOD_TEMPERATURE
     wordlik = _word_log_likelihood(_WORD_RE.findall(unicodedata.normalize("NFC", text.lower())), n_langs)
     return loglik if wordlik is None else loglik + wordlik
 
@@ -338,39 +296,6 @@ def _conversation_log_prior(languages: Sequence[str], prior: Sequence[str], n_wo
     return np.array([strength * math.log(0.05 + share.get(c, 0.0) / total) for c in languages])
 
 
-@functools.lru_cache(maxsize=1)
-def _han_characters() -> tuple[frozenset[str], frozenset[str]]:
-    """(Japanese-only, Chinese-only) Han characters by wordfreq's lists (empty without wordfreq).
-
-    A character's frequency is the summed frequency of the words that contain
-    it; it belongs to one language when it is over ``_HAN_RATIO`` times more
-    frequent there than in the other (corpora carry a few stray foreign forms).
-    """
-    try:
-        import wordfreq
-    except ImportError:
-        return frozenset(), frozenset()
-    lists = wordfreq.available_languages("small")
-
-    def char_frequency(code: str) -> dict[str, float]:
-        freq: dict[str, float] = {}
-        for index, bucket in enumerate(wordfreq.read_cBpack(lists[code])):
-            for word in bucket:
-                for ch in set(word):
-                    if script_of(ch) == "han":
-                        freq[ch] = freq.get(ch, 0.0) + 10.0 ** (-index / 100.0)
-        return freq
-
-    ja, zh = char_frequency("ja"), char_frequency("zh")
-    eps = 1e-7
-    ja_only = frozenset(ch for ch, f in ja.items() if f + eps > _HAN_RATIO * (zh.get(ch, 0.0) + eps))
-    zh_only = frozenset(ch for ch, f in zh.items() if f + eps > _HAN_RATIO * (ja.get(ch, 0.0) + eps))
-    return ja_only, zh_only
-
-
-_HAN_RATIO = 100.0
-
-
 def _japanese_only_share(text: str) -> float:
     """Among Han characters that only one of Japanese and simplified Chinese writes, the share Japanese writes.
 
@@ -378,7 +303,7 @@ def _japanese_only_share(text: str) -> float:
     Japanese is the likelier writer of them (base rates: ja 3%, traditional zh
     about a fifth of zh's 6%); the conversation prior overrides this.
     """
-    ja_only, zh_only = _han_characters()
+    ja_only, zh_only = tables().ja_only, tables().zh_only
     n_ja = sum(ch in ja_only for ch in text)
     n_zh = sum(ch in zh_only for ch in text)
     return n_ja / (n_ja + n_zh) if n_ja + n_zh else 0.0
