@@ -435,3 +435,72 @@ def test_models_with_sliding_windows_keep_the_attention_pass_whole():
 
     assert _windowed(_tiny_gemma3())
     assert not _windowed(_tiny_qwen2())
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "gemma3"])
+def test_the_explain_attention_computes_eager_attention_a_few_query_rows_at_a_time(monkeypatch, arch):
+    """The Explain pass attends a chunk of query rows at a time (eager attention held every head's full score
+    matrix and its copies: the largest allocation of a windowed model's explanation) and keeps the weights of
+    the last rows only, those the hooks read: the same outputs and those rows' weights as eager attention,
+    sliding windows, grouped key-value heads and soft-capping included."""
+    import torch
+
+    from test_fastdecode import _tiny_gemma3, _tiny_qwen2
+
+    from assistant.explain import passes
+
+    model = _tiny_qwen2() if arch == "qwen2" else _tiny_gemma3()  # Gemma's: windows of 8 tokens
+    monkeypatch.setattr(passes, "QUERY_CHUNK", 7)
+    ids = torch.randint(3, 250, (1, 60), generator=torch.Generator().manual_seed(1))
+    modules = passes.attention_modules(model)
+
+    def run(implementation: str | None, keep: int = 0) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        seen: list = []
+        handles = [m.register_forward_hook(lambda _m, _a, out: seen.append(out[1])) for m in modules]
+        try:
+            with torch.inference_mode():
+                if implementation is None:
+                    with passes.eager_attention(model, keep_rows=keep):
+                        logits = model(input_ids=ids).logits
+                else:
+                    before = model.config._attn_implementation
+                    model.set_attn_implementation(implementation)
+                    logits = model(input_ids=ids).logits
+                    model.set_attn_implementation(before)
+        finally:
+            for h in handles:
+                h.remove()
+        return logits, seen
+
+    eager_logits, eager_weights = run("eager")
+    ours_logits, ours_weights = run(None, keep=12)
+    assert torch.allclose(ours_logits, eager_logits, atol=1e-5), float((ours_logits - eager_logits).abs().max())
+    assert len(ours_weights) == len(eager_weights) == len(modules)
+    for ours, theirs in zip(ours_weights, eager_weights):
+        assert ours.shape[2] == 12 and theirs.shape[2] == 60
+        assert torch.allclose(ours, theirs[:, :, -12:], atol=1e-6)
+    _, all_rows = run(None)  # keep_rows 0: every row
+    assert all(w.shape[2] == 60 for w in all_rows)
+
+
+def test_the_explain_attention_soft_caps_its_scores_as_eager_attention_does(monkeypatch):
+    """Soft-capped scores (Gemma 2's attention; transformers' eager function takes ``softcap``)."""
+    import torch
+    from transformers.models.gemma3.modeling_gemma3 import eager_attention_forward
+
+    from assistant.explain import passes
+
+    monkeypatch.setattr(passes, "QUERY_CHUNK", 5)
+    gen = torch.Generator().manual_seed(2)
+    module = torch.nn.Module().eval()
+    module.head_dim, module.num_key_value_groups = 16, 2
+    q, k, v = (torch.randn(1, h, 23, 16, generator=gen) * 3 for h in (4, 2, 2))
+    mask = torch.zeros(1, 1, 23, 23).masked_fill(torch.ones(23, 23, dtype=torch.bool).triu(1), float("-inf"))
+    theirs = eager_attention_forward(module, q, k, v, mask, scaling=0.25, softcap=2.0)
+    token = passes._KEEP_ROWS.set(6)
+    try:
+        ours = passes._rows_attention(module, q, k, v, mask, scaling=0.25, softcap=2.0)
+    finally:
+        passes._KEEP_ROWS.reset(token)
+    assert torch.allclose(ours[0], theirs[0], atol=1e-6)
+    assert torch.allclose(ours[1], theirs[1][:, :, -6:], atol=1e-7)

@@ -10,7 +10,9 @@ forward passes.  Knows nothing about the UI or retrieval.
 
 from __future__ import annotations
 
+import contextvars
 import copy
+import functools
 import logging
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
@@ -32,19 +34,73 @@ def _base_model(model: Any) -> Any:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
+ROWS_ATTENTION = "explain_rows"
+"""The attention the Explain pass runs: transformers' eager attention, a chunk of query rows at a time."""
+QUERY_CHUNK = 64
+_KEEP_ROWS = contextvars.ContextVar("explain_keep_rows", default=0)
+
+
+def _rows_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
+                    scaling: float | None = None, softcap: float | None = None, **kwargs: Any) -> tuple[Any, Any]:
+    """Eager attention (the same operations as transformers' ``eager_attention_forward``) over ``QUERY_CHUNK``
+    query rows at a time, returning the weights of the last ``_KEEP_ROWS`` rows only (all where unset).
+
+    Eager attention holds every head's full score matrix, its masked copy and its softmax at once: for a
+    windowed model, whose Explain pass runs over the whole prompt, that was the largest allocation of an
+    explanation (Gemma-3-270m, ~700 tokens: ~50 MB the server kept).  The hooks read only the rows
+    before each answer token."""
+    import torch
+
+    if scaling is None:
+        scaling = module.head_dim ** -0.5
+    groups = getattr(module, "num_key_value_groups", 1)
+    if groups > 1:  # transformers' repeat_kv
+        b, kv, s, d = key.shape
+        key = key[:, :, None].expand(b, kv, groups, s, d).reshape(b, kv * groups, s, d)
+        value = value[:, :, None].expand(b, kv, groups, s, d).reshape(b, kv * groups, s, d)
+    rows = query.shape[2]
+    keep = _KEEP_ROWS.get() or rows
+    out = []
+    kept = []
+    keys_t = key.transpose(2, 3)
+    for start in range(0, rows, QUERY_CHUNK):
+        stop = min(rows, start + QUERY_CHUNK)
+        weights = torch.matmul(query[:, :, start:stop], keys_t) * scaling
+        if softcap is not None:
+            weights = torch.tanh(weights / softcap) * softcap
+        if attention_mask is not None:
+            weights = weights + attention_mask[:, :, start:stop]
+        weights = torch.nn.functional.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+        weights = torch.nn.functional.dropout(weights, p=dropout, training=module.training)
+        out.append(torch.matmul(weights, value))
+        if stop > rows - keep:
+            kept.append(weights[:, :, max(0, rows - keep - start):])
+    return torch.cat(out, dim=2).transpose(1, 2).contiguous(), torch.cat(kept, dim=2)
+
+
+@functools.cache
+def _register_rows_attention() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
+
+    AttentionInterface.register(ROWS_ATTENTION, _rows_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(ROWS_ATTENTION, eager_mask)
+
+
 @contextmanager
-def eager_attention(model: Any) -> Iterator[None]:
-    """Switch the model to eager attention (which returns attention weights) and back."""
+def eager_attention(model: Any, keep_rows: int = 0) -> Iterator[None]:
+    """Switch the model to attention that returns its weights (``_rows_attention``: of the last ``keep_rows``
+    query rows; 0: all) and back."""
+    _register_rows_attention()
     base = _base_model(model)
     before = getattr(base.config, "_attn_implementation", None)
-    if before == "eager":
-        yield
-        return
-    base.set_attn_implementation("eager")
+    token = _KEEP_ROWS.set(keep_rows)
+    base.set_attn_implementation(ROWS_ATTENTION)
     try:
         yield
     finally:
         base.set_attn_implementation(before)
+        _KEEP_ROWS.reset(token)
 
 
 def attention_modules(model: Any) -> list[Any]:
@@ -174,7 +230,7 @@ def _attention_pass(lm: LoadedModel, prompt_ids: list[int], answer_ids: list[int
         if weights is None:
             raise InputError("the model returned no attention weights even with eager attention")
         # rows: the positions before each answer token (P - 1 ..); columns: the prompt's positions
-        rows = weights[0, :, P - 1 - cached: P + A - 1 - cached, :P].float()  # (heads, A, P)
+        rows = weights[0, :, -(A + 1):-1, :P].float()  # (heads, A, P): the weights' last A + 1 rows are kept
         rows = rows.mean(0) if config.heads == "mean" else rows.amax(0)  # (A, P)
         if config.ignore_sink and P > 1:
             rows = rows.clone()
@@ -188,7 +244,7 @@ def _attention_pass(lm: LoadedModel, prompt_ids: list[int], answer_ids: list[int
     def run() -> tuple[Any, Any, Any]:
         handles = [modules[i].register_forward_hook(hook) for i in layers]
         try:
-            with eager_attention(model), torch.inference_mode():
+            with eager_attention(model, keep_rows=A + 1), torch.inference_mode():
                 out, logprobs = _forward_logprobs(model, target, input_ids=ids[:, cached:], use_cache=True, **kwargs)
                 per_token = (acc["sum"] / max(acc["n"], 1)).mean(0)  # (P,)
                 per_token = per_token / per_token.sum().clamp_min(1e-12)
