@@ -79,7 +79,7 @@ def test_detection_is_the_same_from_the_files_and_from_memory(built, tmp_path, m
     assert [lang for lang, _ in results[0][:3]] == ["en", "de", "es"]
 
 
-def test_a_damaged_table_is_built_again(built, tmp_path, caplog):
+def test_a_damaged_table_is_built_again_in_a_child_process(built, tmp_path, caplog, monkeypatch):
     _, _, _, home = built
     import shutil
 
@@ -88,6 +88,7 @@ def test_a_damaged_table_is_built_again(built, tmp_path, caplog):
     folder = lt.folder_for(copy)
     damaged = folder / "ngram_loglik.npy"
     damaged.write_bytes(damaged.read_bytes()[:-100])  # a write cut short
+    monkeypatch.setattr(lt, "_build", lambda: pytest.fail("built in this process, not in a child"))
     with caplog.at_level(logging.WARNING):
         again = lt.load(copy)
     assert "cannot be read" in caplog.text and "building them again" in caplog.text
@@ -101,7 +102,7 @@ def test_a_home_that_cannot_be_written_keeps_the_tables_in_memory(tmp_path, monk
 
     monkeypatch.setattr(lt, "_write", refuse)
     with caplog.at_level(logging.WARNING):
-        tables = lt.load(tmp_path)
+        tables = lt.load(tmp_path, in_child=False)
     assert "kept in memory" in caplog.text
     assert not lt.folder_for(tmp_path).exists()
     rows = tables.ngram_rows(["the"])

@@ -8,9 +8,10 @@ both become sorted arrays keyed by a stable 64-bit hash of the n-gram or word (B
 bit for bit the same), written once under ``$ASSISTANT_HOME/cache`` and mapped read-only: a message reads
 the few rows its n-grams and words hit, and the kernel can drop those pages again.
 
-Built on first use (~3 s) into a folder named by this format and the two packages' versions, written beside
-it and renamed, so another process finds either no folder or a whole one; a folder that cannot be read is
-built again (one log line).  Where the home cannot be written, the arrays are built in memory.
+Built on first use (~3 s) in a child process (reading the packages takes ~190 MB for a moment, which a
+server would keep as its peak) into a folder named by this format and the two packages' versions, written
+beside it and renamed, so another process finds either no folder or a whole one; a folder that cannot be
+read is built again (one log line).  Where the home cannot be written, the arrays are built in memory.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -288,8 +291,9 @@ def folder_for(home: Path) -> Path:
     return home / "cache" / f"language-{FORMAT}-{_versions()}"
 
 
-def load(home: Path) -> Tables:
-    """The tables for the installed packages, from ``home``'s cache (built there first if missing)."""
+def load(home: Path, in_child: bool = True) -> Tables:
+    """The tables for the installed packages, from ``home``'s cache (built there first if missing: in a
+    child process unless ``in_child`` is False)."""
     folder = folder_for(home)
     if (folder / "tables.json").exists():
         try:
@@ -297,6 +301,13 @@ def load(home: Path) -> Tables:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("the language detector's tables in %s cannot be read (%s); building them again", folder, exc)
     start = time.perf_counter()
+    if in_child and _build_in_child(home):
+        try:
+            tables = _read(folder)
+            log.info("built the language detector's tables in %.1f s: %s", time.perf_counter() - start, folder)
+            return tables
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("the language detector's tables built in %s cannot be read (%s)", folder, exc)
     arrays, meta = _build()
     try:
         _write(folder, arrays, meta)
@@ -308,9 +319,31 @@ def load(home: Path) -> Tables:
     return tables
 
 
+def _build_in_child(home: Path) -> bool:
+    """Build and write the tables in a child process (``python -m assistant.understanding.language_tables
+    HOME``): reading the packages' profiles and lists takes ~190 MB for a moment, which a server would
+    otherwise keep as its peak.  False where the child failed (the caller builds them here)."""
+    try:
+        done = subprocess.run([sys.executable, "-m", __name__, str(home)], capture_output=True, text=True,
+                              timeout=300)
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.info("could not build the language detector's tables in a child process (%s)", exc)
+        return False
+    if done.returncode:
+        log.info("building the language detector's tables in a child process failed: %s",
+                 (done.stderr or done.stdout).strip()[-400:])
+    return done.returncode == 0
+
+
 @functools.lru_cache(maxsize=1)
 def tables() -> Tables:
     """The tables of this process (``load`` under the assistant's home)."""
     from ..config import assistant_home
 
     return load(assistant_home())
+
+
+if __name__ == "__main__":  # the child of _build_in_child
+    logging.basicConfig(level=logging.WARNING)
+    target = Path(sys.argv[1])
+    _write(folder_for(target), *_build())
