@@ -82,10 +82,10 @@ class ArrayFile:
     def __len__(self) -> int:
         return self.shape[0]
 
-    def __del__(self) -> None:
+    def __del__(self, _close=os.close) -> None:  # os.close bound now: at interpreter exit ``os`` may be gone
         fd = getattr(self, "fd", None)
         if fd is not None:
-            os.close(fd)
+            _close(fd)
 
     def span(self, start: int, stop: int) -> np.ndarray:
         """Rows ``start`` .. ``stop - 1``."""
@@ -187,6 +187,7 @@ def _build() -> tuple[dict[str, np.ndarray], dict[str, object]]:
     try:
         import wordfreq
     except ImportError:
+        log.warning("wordfreq is not installed; short messages are detected from n-grams only")
         wordfreq = None
     if wordfreq is not None:
         lists = wordfreq.available_languages("small")
@@ -320,18 +321,19 @@ def load(home: Path, in_child: bool = True) -> Tables:
 
 
 def _build_in_child(home: Path) -> bool:
-    """Build and write the tables in a child process (``python -m assistant.understanding.language_tables
-    HOME``): reading the packages' profiles and lists takes ~190 MB for a moment, which a server would
+    """Build and write the tables in a child process (``build_into``): reading the packages' profiles and lists takes ~190 MB for a moment, which a server would
     otherwise keep as its peak.  False where the child failed (the caller builds them here)."""
     try:
-        done = subprocess.run([sys.executable, "-m", __name__, str(home)], capture_output=True, text=True,
-                              timeout=300)
+        done = subprocess.run([sys.executable, "-c", f"import sys; from {__name__} import build_into; build_into(sys.argv[1])",
+                               str(home)], capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.SubprocessError) as exc:
         log.info("could not build the language detector's tables in a child process (%s)", exc)
         return False
     if done.returncode:
         log.info("building the language detector's tables in a child process failed: %s",
                  (done.stderr or done.stdout).strip()[-400:])
+    elif done.stderr.strip():  # its warnings (wordfreq missing, say)
+        log.warning("%s", done.stderr.strip()[-400:])
     return done.returncode == 0
 
 
@@ -343,7 +345,7 @@ def tables() -> Tables:
     return load(assistant_home())
 
 
-if __name__ == "__main__":  # the child of _build_in_child
+def build_into(home: str) -> None:
+    """Build the tables and write them under ``home`` (what ``_build_in_child``'s child runs)."""
     logging.basicConfig(level=logging.WARNING)
-    target = Path(sys.argv[1])
-    _write(folder_for(target), *_build())
+    _write(folder_for(Path(home)), *_build())
