@@ -155,6 +155,8 @@ class _Vocabulary:
                 for script, ids in self.by_script.items():
                     if script not in allowed:
                         mask[ids] = True
+                if len(self._masks) >= 32:  # messages mixing many scripts could make many sets: keep the newest
+                    self._masks.pop(next(iter(self._masks)))
                 self._masks[allowed] = mask
             return mask
 
