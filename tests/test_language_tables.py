@@ -107,3 +107,15 @@ def test_a_home_that_cannot_be_written_keeps_the_tables_in_memory(tmp_path, monk
     assert not lt.folder_for(tmp_path).exists()
     rows = tables.ngram_rows(["the"])
     assert rows[0] >= 0 and tables.ngram_loglik.rows(rows.tolist()).shape == (1, len(tables.languages))
+
+
+def test_rows_are_read_the_same_without_pread(built, monkeypatch):
+    """Where the platform has no ``os.pread`` (Windows), a seek and a read under a lock."""
+    import os
+
+    tables, arrays, _, _ = built
+    rows = tables.ngram_rows(["the", "ich", "на"]).tolist()
+    with_pread = tables.ngram_loglik.rows(rows)
+    monkeypatch.delattr(os, "pread")
+    assert np.array_equal(tables.ngram_loglik.rows(rows), with_pread)
+    assert np.array_equal(tables.word_keys.span(5, 9), arrays["word_keys"][5:9])

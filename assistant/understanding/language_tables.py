@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from importlib import metadata
@@ -77,7 +78,7 @@ class ArrayFile:
         self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * dtype.itemsize
         if os.path.getsize(path) != self.offset + self.shape[0] * self.row_bytes:
             raise ValueError(f"{path.name}: {os.path.getsize(path)} bytes, expected {self.offset + self.shape[0] * self.row_bytes}")
-        self.fd = os.open(path, os.O_RDONLY)
+        self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -92,7 +93,9 @@ class ArrayFile:
         start, stop = max(0, start), min(len(self), stop)
         if stop <= start:
             return np.zeros((0, *self.shape[1:]), dtype=self.dtype)
-        data = os.pread(self.fd, (stop - start) * self.row_bytes, self.offset + start * self.row_bytes)
+        data = _pread(self.fd, (stop - start) * self.row_bytes, self.offset + start * self.row_bytes)
+        if len(data) != (stop - start) * self.row_bytes:
+            raise OSError(f"{self.path} is shorter than when it was opened (changed while in use?)")
         return np.frombuffer(data, dtype=self.dtype).reshape((stop - start, *self.shape[1:]))
 
     def rows(self, indices: list[int]) -> np.ndarray:
@@ -102,6 +105,18 @@ class ArrayFile:
 
     def whole(self) -> np.ndarray:
         return self.span(0, len(self))
+
+
+_seek_lock = threading.Lock()
+
+
+def _pread(fd: int, size: int, offset: int) -> bytes:
+    """``os.pread``, or a seek and a read under a lock where the platform has no ``pread`` (Windows)."""
+    if hasattr(os, "pread"):
+        return os.pread(fd, size, offset)
+    with _seek_lock:
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.read(fd, size)
 
 
 _STRIDE = 256
