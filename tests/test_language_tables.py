@@ -70,7 +70,7 @@ def test_detection_is_the_same_from_the_files_and_from_memory(built, tmp_path, m
     texts = ["I forgot my password", "Ich habe mein Passwort vergessen", "Olvidé mi contraseña", "ok", "danke!",
              "Я забыл пароль", "設定を変更", "谢谢", "Spotify'da çal", "Finde The House of the Yellow Carpet"]
     results = []
-    for source in (tables, lt._tables(arrays, meta)):
+    for source in (tables, lt._in_memory(arrays, meta)):
         monkeypatch.setattr(language, "tables", lambda source=source: source)
         language._profiles.cache_clear()
         results.append([(r.language, r.confidence) for r in map(language.detect, texts)])

@@ -50,14 +50,12 @@ def _rows_attention(module: Any, query: Any, key: Any, value: Any, attention_mas
     explanation (Gemma-3-270m, ~700 tokens: ~50 MB the server kept).  The hooks read only the rows
     before each answer token."""
     import torch
+    from transformers.integrations.sdpa_attention import repeat_kv
 
     if scaling is None:
         scaling = module.head_dim ** -0.5
     groups = getattr(module, "num_key_value_groups", 1)
-    if groups > 1:  # transformers' repeat_kv
-        b, kv, s, d = key.shape
-        key = key[:, :, None].expand(b, kv, groups, s, d).reshape(b, kv * groups, s, d)
-        value = value[:, :, None].expand(b, kv, groups, s, d).reshape(b, kv * groups, s, d)
+    key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     rows = query.shape[2]
     keep = _KEEP_ROWS.get() or rows
     out = []
@@ -271,7 +269,6 @@ def _score_variant(lm: LoadedModel, variant: list[int], answer_ids: list[int], f
     """Answer log-probs (A,) after ``variant`` (an ablated prompt), reusing ``cache`` of ``full`` + answer."""
     import torch
 
-    A = len(answer_ids)
     seq = variant + answer_ids
     reuse = _prefix_len(seq, full + answer_ids) if (config.reuse_prefix_cache and cache is not None) else 0
     reuse = min(reuse, len(variant) - 1)

@@ -183,7 +183,7 @@ class ScriptMask:
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
 
-        n = min(scores.shape[-1], self.banned.shape[0])
-        out = scores.clone()
-        out[..., :n] = out[..., :n].masked_fill(self.banned[:n].to(scores.device), -torch.inf)
-        return out
+        banned = self.banned
+        if banned.shape[0] != scores.shape[-1]:  # a model's vocabulary padded past the tokenizer's, or shorter
+            banned = torch.nn.functional.pad(banned[:scores.shape[-1]], (0, max(0, scores.shape[-1] - banned.shape[0])))
+        return scores.masked_fill(banned.to(scores.device), -torch.inf)

@@ -1,12 +1,12 @@
-"""The language detector's tables as arrays in files, mapped rather than read into Python objects.
+"""The language detector's tables as arrays in files, read a row at a time rather than held as Python objects.
 
 langdetect keeps its n-gram profiles as a dict of 87,598 n-grams, each a list of 55 Python floats, and
 wordfreq's lists come as 1.5 M Python strings: loaded in a server they added 65 and 70 MB, kept (and more
 while they were read), the largest part of what a small model's server holds besides the model.  Here
 both become sorted arrays keyed by a stable 64-bit hash of the n-gram or word (BLAKE2b), with the n-grams'
 ``log(p + smoothing)`` precomputed in float64 (the values the detector summed before, so its scores are
-bit for bit the same), written once under ``$ASSISTANT_HOME/cache`` and mapped read-only: a message reads
-the few rows its n-grams and words hit, and the kernel can drop those pages again.
+bit for bit the same), written once under ``$ASSISTANT_HOME/cache`` and read with ``pread`` (``ArrayFile``):
+a message reads the few rows its n-grams and words hit, and nothing of them stays resident.
 
 Built on first use (~3 s) in a child process (reading the packages takes ~190 MB for a moment, which a
 server would keep as its peak) into a folder named by this format and the two packages' versions, written
@@ -185,7 +185,7 @@ def _build() -> tuple[dict[str, np.ndarray], dict[str, object]]:
     factory = DetectorFactory()
     factory.load_profile(PROFILES_DIRECTORY)
     languages = list(factory.langlist)
-    grams = sorted(factory.word_lang_prob_map)
+    grams = list(factory.word_lang_prob_map)
     ngram_keys = keys(grams)
     order = np.argsort(ngram_keys, kind="stable")
     if len(np.unique(ngram_keys)) != len(ngram_keys):
@@ -253,16 +253,24 @@ def _han_characters(wordfreq, lists) -> tuple[list[str], list[str]]:
             [ch for ch, f in zh.items() if f + eps > HAN_RATIO * (ja.get(ch, 0.0) + eps)])
 
 
-def _tables(arrays: dict[str, np.ndarray], meta: dict[str, object]) -> Tables:
-    """Tables over arrays held in memory (where the home cannot be written)."""
+def _tables(meta: dict[str, object], small: dict[str, np.ndarray], files: dict[str, ArrayFile],
+            word_index: np.ndarray) -> Tables:
     return Tables(languages=tuple(meta["languages"]), ja_only=frozenset(meta["ja_only"]),
-                  zh_only=frozenset(meta["zh_only"]), ngram_keys=arrays["ngram_keys"], covered=arrays["covered"],
-                  word_index=arrays["word_keys"][::_STRIDE].copy(),
-                  **{name: _InMemory(arrays[name]) for name in ("ngram_loglik", "word_keys", "word_lang", "word_log10")})
+                  zh_only=frozenset(meta["zh_only"]), ngram_keys=small["ngram_keys"], covered=small["covered"],
+                  word_index=word_index, **files)
+
+
+_FILES = ("ngram_loglik", "word_keys", "word_lang", "word_log10")
+"""The arrays read a row at a time; ``ngram_keys`` and ``covered`` are held (0.7 MB)."""
+
+
+def _in_memory(arrays: dict[str, np.ndarray], meta: dict[str, object]) -> Tables:
+    """Tables over arrays held in memory (where the home cannot be written)."""
+    return _tables(meta, arrays, {name: _InMemory(arrays[name]) for name in _FILES}, arrays["word_keys"][::_STRIDE].copy())
 
 
 class _InMemory(ArrayFile):
-    """``ArrayFile``'s reads over an array held in memory (where the home cannot be written)."""
+    """``ArrayFile``'s reads over an array held in memory."""
 
     def __init__(self, array: np.ndarray) -> None:  # no file: nothing of ArrayFile.__init__
         self.array, self.shape, self.dtype = array, array.shape, array.dtype
@@ -276,16 +284,15 @@ def _read(folder: Path) -> Tables:
     if meta.get("format") != FORMAT:
         raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT}")
     small = {name: np.load(folder / f"{name}.npy", allow_pickle=False) for name in ("ngram_keys", "covered")}
-    files = {name: ArrayFile(folder / f"{name}.npy") for name in ("ngram_loglik", "word_keys", "word_lang", "word_log10")}
+    files = {name: ArrayFile(folder / f"{name}.npy") for name in _FILES}
     n, width = len(small["ngram_keys"]), len(meta["languages"])
     if files["ngram_loglik"].shape != (n, width) or small["covered"].shape != (width,) \
             or not len(files["word_keys"]) == len(files["word_lang"]) == len(files["word_log10"]):
         raise ValueError("the arrays' shapes do not agree")
-    word_index = np.concatenate([files["word_keys"].span(i, i + 1) for i in range(0, len(files["word_keys"]), _STRIDE)]) \
-        if len(files["word_keys"]) else np.zeros(0, np.uint64)
-    return Tables(languages=tuple(meta["languages"]), ja_only=frozenset(meta["ja_only"]),
-                  zh_only=frozenset(meta["zh_only"]), ngram_keys=small["ngram_keys"], covered=small["covered"],
-                  word_index=word_index, **files)
+    word_keys = files["word_keys"]
+    word_index = np.concatenate([word_keys.span(i, i + 1) for i in range(0, len(word_keys), _STRIDE)]) \
+        if len(word_keys) else np.zeros(0, np.uint64)
+    return _tables(meta, small, files, word_index)
 
 
 def _write(folder: Path, arrays: dict[str, np.ndarray], meta: dict[str, object]) -> None:
@@ -330,17 +337,18 @@ def load(home: Path, in_child: bool = True) -> Tables:
         tables = _read(folder)
     except OSError as exc:
         log.warning("could not write the language detector's tables to %s (%s); kept in memory", folder, exc)
-        return _tables(arrays, meta)
+        return _in_memory(arrays, meta)
     log.info("built the language detector's tables in %.1f s: %s", time.perf_counter() - start, folder)
     return tables
 
 
 def _build_in_child(home: Path) -> bool:
-    """Build and write the tables in a child process (``build_into``): reading the packages' profiles and lists takes ~190 MB for a moment, which a server would
-    otherwise keep as its peak.  False where the child failed (the caller builds them here)."""
+    """Build and write the tables in a child process (``build_into``): reading the packages' profiles and
+    lists takes ~190 MB for a moment, which a server would otherwise keep as its peak.  False where the
+    child failed (the caller builds them here)."""
     try:
-        done = subprocess.run([sys.executable, "-c", f"import sys; from {__name__} import build_into; build_into(sys.argv[1])",
-                               str(home)], capture_output=True, text=True, timeout=300)
+        code = f"import sys; from {__name__} import build_into; build_into(sys.argv[1])"
+        done = subprocess.run([sys.executable, "-c", code, str(home)], capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.SubprocessError) as exc:
         log.info("could not build the language detector's tables in a child process (%s)", exc)
         return False
